@@ -1,0 +1,256 @@
+// Pure helpers for durablews.js. No DOM, no network, no timers: everything here
+// is deterministic given its inputs (randomness is injected) and is unit-tested
+// with `node --test test/`.
+
+/** Default SUBSCRIBE lease: the queue is deleted after being unused this long. */
+export const DEFAULT_EXPIRES_MS = 3600000;
+/** Default per-subscription prefetch (unacked messages in flight). */
+export const DEFAULT_PREFETCH = 10;
+/** Upper bound for prefetch-count; a browser tab has no business holding more. */
+export const MAX_PREFETCH = 1000;
+/** RabbitMQ's limit for queue names, in UTF-8 bytes. */
+export const MAX_QUEUE_NAME_BYTES = 255;
+
+const NAME_RE = /^[A-Za-z0-9_.-]+$/;
+const TAB_ID_RE = /^[a-z0-9]{8,64}$/;
+
+/**
+ * Exponential back-off with full jitter ("AWS full jitter"):
+ * delay = random() * min(maxMs, initialMs * 2^(attempt-1)).
+ *
+ * @param {number} attempt  1 for the first retry, 2 for the second, ...
+ * @param {{initialMs?: number, maxMs?: number}} [opts]
+ * @param {() => number} [random]  returns a number in [0, 1)
+ * @returns {number} delay in whole milliseconds, 0 <= delay <= maxMs
+ */
+export function backoffDelay(attempt, opts = {}, random = Math.random) {
+  const initialMs = opts.initialMs ?? 500;
+  const maxMs = opts.maxMs ?? 30000;
+  const n = Math.max(1, Math.floor(attempt));
+  // 2^(n-1) overflows to Infinity for large n; Math.min takes care of it.
+  const cap = Math.min(maxMs, initialMs * Math.pow(2, n - 1));
+  const r = Math.min(Math.max(random(), 0), 1);
+  return Math.floor(r * cap);
+}
+
+/**
+ * A bounded set of recently seen message ids. Oldest ids are evicted first
+ * (insertion order; re-adding an id refreshes it).
+ */
+export class DedupWindow {
+  /** @param {number} size maximum number of ids remembered (0 disables) */
+  constructor(size = 1000) {
+    if (!Number.isInteger(size) || size < 0) {
+      throw new TypeError(`dedupWindow must be a non-negative integer, got ${size}`);
+    }
+    this.size = size;
+    /** @type {Map<string, true>} */
+    this._ids = new Map();
+  }
+
+  /** @param {string|undefined} id @returns {boolean} */
+  has(id) {
+    return id !== undefined && id !== '' && this._ids.has(id);
+  }
+
+  /** Remember id (no-op for empty ids or size 0). @param {string|undefined} id */
+  add(id) {
+    if (id === undefined || id === '' || this.size === 0) return;
+    this._ids.delete(id);
+    this._ids.set(id, true);
+    while (this._ids.size > this.size) {
+      this._ids.delete(this._ids.keys().next().value);
+    }
+  }
+
+  get length() {
+    return this._ids.size;
+  }
+}
+
+/**
+ * Create a random tab id: 26 lowercase base32 characters (130 bits of which 128
+ * are random). Only [a-z2-7], so it is safe in queue names and never contains
+ * the '-' separator.
+ *
+ * @param {(buf: Uint8Array) => Uint8Array} [getRandomValues]
+ *   defaults to crypto.getRandomValues (available in insecure contexts too,
+ *   unlike crypto.randomUUID)
+ */
+export function generateTabId(getRandomValues) {
+  const fill = getRandomValues ?? ((b) => globalThis.crypto.getRandomValues(b));
+  const bytes = fill(new Uint8Array(16));
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
+  let bits = 0;
+  let value = 0;
+  let out = '';
+  for (const byte of bytes) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      out += alphabet[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+    value &= (1 << bits) - 1;
+  }
+  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
+  return out;
+}
+
+/** @param {unknown} id @returns {boolean} */
+export function isValidTabId(id) {
+  return typeof id === 'string' && TAB_ID_RE.test(id);
+}
+
+/**
+ * Derive the per-tab queue name `<prefix>-<tabId>-<name>`.
+ *
+ * @param {string} prefix  e.g. 'tab' or 'tab-alice' ([A-Za-z0-9_.-])
+ * @param {string} tabId   see generateTabId
+ * @param {string} name    subscription name ([A-Za-z0-9_.-])
+ * @returns {string}
+ * @throws {TypeError} on invalid characters or a name longer than 255 bytes
+ */
+export function queueName(prefix, tabId, name) {
+  if (typeof prefix !== 'string' || !NAME_RE.test(prefix)) {
+    throw new TypeError(`queuePrefix must match ${NAME_RE}, got ${JSON.stringify(prefix)}`);
+  }
+  if (prefix.startsWith('amq.')) {
+    throw new TypeError(`queuePrefix must not start with "amq." (reserved by RabbitMQ)`);
+  }
+  if (!isValidTabId(tabId)) {
+    throw new TypeError(`invalid tab id ${JSON.stringify(tabId)}`);
+  }
+  if (typeof name !== 'string' || !NAME_RE.test(name)) {
+    throw new TypeError(`subscription name must match ${NAME_RE}, got ${JSON.stringify(name)}`);
+  }
+  const q = `${prefix}-${tabId}-${name}`;
+  // All characters are ASCII, so length === UTF-8 bytes.
+  if (q.length > MAX_QUEUE_NAME_BYTES) {
+    throw new TypeError(`queue name ${q.slice(0, 40)}... is ${q.length} bytes, max ${MAX_QUEUE_NAME_BYTES}`);
+  }
+  return q;
+}
+
+/**
+ * Escape one path segment of a RabbitMQ STOMP destination: the server only
+ * unescapes "%2F" (to '/'), so '/' is the only character that needs escaping.
+ * @param {string} s
+ */
+function escapeSegment(s) {
+  return s.replace(/\//g, '%2F');
+}
+
+/**
+ * STOMP destination for an exchange subscription: `/exchange/<exchange>/<bindingKey>`.
+ * An empty bindingKey (fanout) gives `/exchange/<exchange>`.
+ * @param {string} exchange
+ * @param {string} [bindingKey]
+ */
+export function exchangeDestination(exchange, bindingKey = '') {
+  if (typeof exchange !== 'string' || exchange === '') {
+    throw new TypeError('exchange must be a non-empty string');
+  }
+  if (typeof bindingKey !== 'string') {
+    throw new TypeError('bindingKey must be a string');
+  }
+  if (/[\r\n]/.test(exchange + bindingKey)) {
+    throw new TypeError('exchange and bindingKey must not contain line breaks');
+  }
+  const base = `/exchange/${escapeSegment(exchange)}`;
+  return bindingKey === '' ? base : `${base}/${escapeSegment(bindingKey)}`;
+}
+
+/**
+ * @typedef {object} SubscribeSpec
+ * @property {string} exchange      durable exchange the Go side publishes to (must exist)
+ * @property {string} [bindingKey]  e.g. 'customer.42.#' ('' for fanout)
+ * @property {string} name          subscription name, part of the queue name
+ * @property {number} [expiresMs]   x-expires of the queue (default 3600000)
+ * @property {number} [prefetch]    prefetch-count (default 10, 1..1000)
+ */
+
+/**
+ * Normalise and validate a subscription spec. Returns a frozen object.
+ * @param {SubscribeSpec} spec
+ */
+export function normalizeSpec(spec) {
+  if (spec === null || typeof spec !== 'object') {
+    throw new TypeError('subscribe() needs an options object');
+  }
+  const expiresMs = spec.expiresMs ?? DEFAULT_EXPIRES_MS;
+  if (!Number.isInteger(expiresMs) || expiresMs < 1 || expiresMs > 2 ** 31 - 1) {
+    throw new TypeError(`expiresMs must be an integer in 1..${2 ** 31 - 1}, got ${expiresMs}`);
+  }
+  const prefetch = spec.prefetch ?? DEFAULT_PREFETCH;
+  if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > MAX_PREFETCH) {
+    throw new TypeError(`prefetch must be an integer in 1..${MAX_PREFETCH}, got ${prefetch}`);
+  }
+  const bindingKey = spec.bindingKey ?? '';
+  const destination = exchangeDestination(spec.exchange, bindingKey);
+  if (typeof spec.name !== 'string' || !NAME_RE.test(spec.name)) {
+    throw new TypeError(`subscription name must match ${NAME_RE}, got ${JSON.stringify(spec.name)}`);
+  }
+  return Object.freeze({
+    exchange: spec.exchange,
+    bindingKey,
+    name: spec.name,
+    expiresMs,
+    prefetch,
+    destination,
+  });
+}
+
+/**
+ * SUBSCRIBE headers for a durable per-tab queue. Every value is a string, and
+ * the result depends only on (spec, queue name), so it is identical across
+ * reconnects (a changed x-expires would make RabbitMQ close the connection with
+ * PRECONDITION_FAILED). `destination` is included; stompjs takes it separately.
+ *
+ * @param {ReturnType<typeof normalizeSpec>} spec
+ * @param {string} queue  see queueName()
+ * @returns {Record<string, string>}
+ */
+export function subscribeHeaders(spec, queue) {
+  return {
+    destination: spec.destination,
+    id: queue,
+    'x-queue-name': queue,
+    durable: 'true',
+    'auto-delete': 'false',
+    'x-expires': String(spec.expiresMs),
+    ack: 'client-individual',
+    'prefetch-count': String(spec.prefetch),
+  };
+}
+
+/**
+ * The id used for de-duplication: `amqp-message-id` (the Watermill UUID set as
+ * AMQP message_id by the Go publisher), falling back to Watermill's
+ * `_watermill_message_uuid` header. Undefined if neither is present; such
+ * messages are never treated as duplicates.
+ * @param {Record<string, string>} headers
+ * @returns {string|undefined}
+ */
+export function messageKey(headers) {
+  const id = headers['amqp-message-id'] || headers['_watermill_message_uuid'];
+  return id ? id : undefined;
+}
+
+/**
+ * Decide what to do when a tab-id claim arrives on the BroadcastChannel
+ * (duplicated-tab detection). Tabs with the same id are duplicates (Chrome
+ * "Duplicate tab" copies sessionStorage). The tab that owns the id answers
+ * 'taken'; if both are still claiming, the lower nonce wins.
+ *
+ * @param {{tabId: string, nonce: string, owned: boolean}} me
+ * @param {{tabId: string, nonce: string}} claim  the other tab's claim
+ * @returns {'ignore'|'reply-taken'|'yield'}
+ *   'reply-taken': tell the other tab to pick a new id;
+ *   'yield': this tab must pick a new id itself.
+ */
+export function onClaim(me, claim) {
+  if (claim.tabId !== me.tabId || claim.nonce === me.nonce) return 'ignore';
+  if (me.owned) return 'reply-taken';
+  return me.nonce < claim.nonce ? 'reply-taken' : 'yield';
+}

@@ -1,0 +1,173 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  DedupWindow,
+  backoffDelay,
+  exchangeDestination,
+  generateTabId,
+  isValidTabId,
+  messageKey,
+  normalizeSpec,
+  onClaim,
+  queueName,
+  subscribeHeaders,
+} from '../internal.js';
+
+test('backoffDelay: cap doubles from initialMs and stops at maxMs', () => {
+  const o = { initialMs: 500, maxMs: 30000 };
+  const max = () => 0.999999999;
+  assert.equal(backoffDelay(1, o, max), 499);
+  assert.equal(backoffDelay(2, o, max), 999);
+  assert.equal(backoffDelay(3, o, max), 1999);
+  assert.equal(backoffDelay(7, o, max), 29999); // 500*64 = 32000 > cap
+  assert.equal(backoffDelay(1000, o, max), 29999); // no overflow
+  assert.equal(backoffDelay(5, o, () => 0), 0);
+  assert.equal(backoffDelay(2, o, () => 0.5), 500);
+});
+
+test('backoffDelay: full jitter stays within [0, cap] and defaults apply', () => {
+  for (let a = 1; a < 40; a++) {
+    for (let i = 0; i < 50; i++) {
+      const d = backoffDelay(a);
+      assert.ok(d >= 0 && d <= Math.min(30000, 500 * 2 ** (a - 1)), `attempt ${a}: ${d}`);
+      assert.ok(Number.isInteger(d));
+    }
+  }
+  assert.equal(backoffDelay(0, {}, () => 0.999), 499); // attempt < 1 treated as 1
+  assert.equal(backoffDelay(1, {}, () => 7), 500); // random clamped
+});
+
+test('backoffDelay: mean grows, so repeated fast failures do not spin', () => {
+  const mean = (a) => {
+    let s = 0;
+    for (let i = 0; i < 2000; i++) s += backoffDelay(a, { initialMs: 500, maxMs: 30000 });
+    return s / 2000;
+  };
+  assert.ok(mean(1) < 400 && mean(1) > 100);
+  assert.ok(mean(6) > 5000);
+});
+
+test('DedupWindow: remembers, evicts oldest, refreshes on re-add', () => {
+  const w = new DedupWindow(3);
+  w.add('a');
+  w.add('b');
+  w.add('c');
+  assert.ok(w.has('a') && w.has('b') && w.has('c'));
+  w.add('a'); // refresh a: order b, c, a
+  w.add('d'); // evicts b
+  assert.ok(!w.has('b'));
+  assert.ok(w.has('a') && w.has('c') && w.has('d'));
+  assert.equal(w.length, 3);
+});
+
+test('DedupWindow: empty/undefined ids are never duplicates; size 0 disables', () => {
+  const w = new DedupWindow(10);
+  w.add(undefined);
+  w.add('');
+  assert.equal(w.length, 0);
+  assert.ok(!w.has(undefined) && !w.has(''));
+  const off = new DedupWindow(0);
+  off.add('x');
+  assert.ok(!off.has('x'));
+  assert.throws(() => new DedupWindow(-1), TypeError);
+  assert.throws(() => new DedupWindow(1.5), TypeError);
+});
+
+test('DedupWindow: bounded at size under load', () => {
+  const w = new DedupWindow(1000);
+  for (let i = 0; i < 5000; i++) w.add(`id-${i}`);
+  assert.equal(w.length, 1000);
+  assert.ok(w.has('id-4999') && w.has('id-4000') && !w.has('id-3999'));
+});
+
+test('generateTabId: 26 chars of lowercase base32, unique, deterministic with injected bytes', () => {
+  const ids = new Set();
+  for (let i = 0; i < 1000; i++) {
+    const id = generateTabId();
+    assert.match(id, /^[a-z2-7]{26}$/);
+    assert.ok(isValidTabId(id));
+    ids.add(id);
+  }
+  assert.equal(ids.size, 1000);
+  const zeros = generateTabId((b) => b.fill(0));
+  assert.equal(zeros, 'a'.repeat(26));
+  const ones = generateTabId((b) => b.fill(255));
+  assert.equal(ones, '7'.repeat(25) + '4'); // 128 bits: last char holds 3 bits
+});
+
+test('isValidTabId rejects junk from storage', () => {
+  for (const bad of [null, undefined, '', 'short', 'ABCDEFGHIJ', 'abc-defghij', 'a'.repeat(65), 42]) {
+    assert.equal(isValidTabId(bad), false, String(bad));
+  }
+});
+
+test('queueName: tab-<tabId>-<name>, validated, <= 255 bytes', () => {
+  const id = 'abcdefghijklmnopqrstuvwxyz';
+  assert.equal(queueName('tab', id, 'orders'), `tab-${id}-orders`);
+  assert.equal(queueName('tab-alice', id, 'orders_v2.x'), `tab-alice-${id}-orders_v2.x`);
+  assert.throws(() => queueName('tab', id, 'a/b'), TypeError);
+  assert.throws(() => queueName('tab', id, ''), TypeError);
+  assert.throws(() => queueName('tab', id, 'ordérs'), TypeError);
+  assert.throws(() => queueName('amq.tab', id, 'x'), TypeError);
+  assert.throws(() => queueName('tab', 'NOT-AN-ID', 'x'), TypeError);
+  const longest = 'n'.repeat(255 - `tab-${id}-`.length);
+  assert.equal(queueName('tab', id, longest).length, 255);
+  assert.throws(() => queueName('tab', id, longest + 'n'), TypeError);
+});
+
+test('exchangeDestination escapes "/" as %2F and handles fanout', () => {
+  assert.equal(exchangeDestination('events', 'customer.42.#'), '/exchange/events/customer.42.#');
+  assert.equal(exchangeDestination('fan'), '/exchange/fan');
+  assert.equal(exchangeDestination('a/b', 'x/y.*'), '/exchange/a%2Fb/x%2Fy.*');
+  assert.throws(() => exchangeDestination(''), TypeError);
+  assert.throws(() => exchangeDestination('e', 'a\nb'), TypeError);
+});
+
+test('normalizeSpec: defaults and bounds', () => {
+  const s = normalizeSpec({ exchange: 'events', bindingKey: 'customer.42.#', name: 'orders' });
+  assert.equal(s.expiresMs, 3600000);
+  assert.equal(s.prefetch, 10);
+  assert.equal(s.destination, '/exchange/events/customer.42.#');
+  assert.ok(Object.isFrozen(s));
+  assert.throws(() => normalizeSpec({ exchange: 'e', name: 'n', prefetch: 0 }), TypeError);
+  assert.throws(() => normalizeSpec({ exchange: 'e', name: 'n', prefetch: 1001 }), TypeError);
+  assert.throws(() => normalizeSpec({ exchange: 'e', name: 'n', prefetch: 2.5 }), TypeError);
+  assert.throws(() => normalizeSpec({ exchange: 'e', name: 'n', expiresMs: 0 }), TypeError);
+  assert.throws(() => normalizeSpec({ exchange: 'e', name: 'n', expiresMs: '1000' }), TypeError);
+  assert.throws(() => normalizeSpec({ exchange: 'e' }), TypeError);
+  assert.throws(() => normalizeSpec(null), TypeError);
+});
+
+test('subscribeHeaders: exact header set, all strings, stable', () => {
+  const spec = normalizeSpec({ exchange: 'events', bindingKey: 'customer.42.#', name: 'orders', expiresMs: 1800000, prefetch: 5 });
+  const q = 'tab-abcdefghijklmnopqrstuvwxyz-orders';
+  const h = subscribeHeaders(spec, q);
+  assert.deepEqual(h, {
+    destination: '/exchange/events/customer.42.#',
+    id: q,
+    'x-queue-name': q,
+    durable: 'true',
+    'auto-delete': 'false',
+    'x-expires': '1800000',
+    ack: 'client-individual',
+    'prefetch-count': '5',
+  });
+  for (const v of Object.values(h)) assert.equal(typeof v, 'string');
+  assert.deepEqual(subscribeHeaders(spec, q), h);
+});
+
+test('messageKey prefers amqp-message-id, falls back to _watermill_message_uuid', () => {
+  assert.equal(messageKey({ 'amqp-message-id': 'a', _watermill_message_uuid: 'b' }), 'a');
+  assert.equal(messageKey({ _watermill_message_uuid: 'b' }), 'b');
+  assert.equal(messageKey({ 'message-id': 'T_x@@y@@1' }), undefined);
+  assert.equal(messageKey({ 'amqp-message-id': '' }), undefined);
+});
+
+test('onClaim: owner answers, lower nonce wins between claimants, others ignored', () => {
+  const claim = { tabId: 't1', nonce: 'm' };
+  assert.equal(onClaim({ tabId: 't2', nonce: 'a', owned: true }, claim), 'ignore');
+  assert.equal(onClaim({ tabId: 't1', nonce: 'm', owned: false }, claim), 'ignore');
+  assert.equal(onClaim({ tabId: 't1', nonce: 'z', owned: true }, claim), 'reply-taken');
+  assert.equal(onClaim({ tabId: 't1', nonce: 'a', owned: false }, claim), 'reply-taken');
+  assert.equal(onClaim({ tabId: 't1', nonce: 'z', owned: false }, claim), 'yield');
+});
