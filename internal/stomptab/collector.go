@@ -16,18 +16,19 @@ type Delivery struct {
 // Stats summarises what a Collector saw.
 type Stats struct {
 	Deliveries  int // MESSAGE frames received
-	Unique      int // distinct amqp-message-ids
+	Unique      int // distinct message IDs
 	Duplicates  int // deliveries whose id had been seen already
 	Redelivered int // deliveries flagged redelivered:true
 }
 
 // Collector records deliveries the way the browser client handles them:
-// it deduplicates on amqp-message-id (the ack id changes on every
-// delivery, so it is useless for that), keeps first-arrival order and
+// it deduplicates on Message.ID (amqp-message-id, else
+// _watermill_message_uuid; the ack id changes on every delivery, so it is
+// useless for that), keeps first-arrival order and
 // remembers redelivered flags. One Collector may span several
 // connections/subscriptions of the same logical tab, like the page's
-// memory survives a reconnect. Messages without amqp-message-id are
-// always treated as new. Safe for concurrent use.
+// memory survives a reconnect. Messages without an ID are always
+// treated as new. Safe for concurrent use.
 type Collector struct {
 	mu    sync.Mutex
 	seen  map[string]struct{}
@@ -76,7 +77,7 @@ func (c *Collector) Messages() []Message {
 	return append([]Message(nil), c.msgs...)
 }
 
-// IDs returns the distinct amqp-message-ids in first-arrival order.
+// IDs returns the distinct message IDs in first-arrival order.
 func (c *Collector) IDs() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -2,7 +2,9 @@ package stomptab
 
 import (
 	"crypto/rand"
+	"encoding/base32"
 	"encoding/hex"
+	"strings"
 )
 
 func randomHex(nBytes int) string {
@@ -11,9 +13,16 @@ func randomHex(nBytes int) string {
 	return hex.EncodeToString(b)
 }
 
-// NewTabID returns a random tab id (16 hex characters), like the id the
-// browser keeps in sessionStorage.
-func NewTabID() string { return randomHex(8) }
+var tabIDEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// NewTabID returns a random tab id in the browser client's format
+// (web/internal.js generateTabId): 16 random bytes as 26 lowercase
+// base32 characters [a-z2-7], never containing the '-' separator.
+func NewTabID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return strings.ToLower(tabIDEncoding.EncodeToString(b))
+}
 
 // QueueName is the per-tab queue name the browser uses: tab-<tabid>-<name>.
 func QueueName(tabID, name string) string { return "tab-" + tabID + "-" + name }

@@ -17,8 +17,10 @@ var ErrStaleAck = errors.New("stomptab: message was not delivered on this subscr
 
 // Message is one STOMP MESSAGE frame.
 type Message struct {
-	// ID is amqp-message-id (the AMQP message_id property): stable across
-	// redeliveries, the key the browser deduplicates on.
+	// ID is the key the browser deduplicates on (web/internal.js
+	// messageKey): amqp-message-id (the AMQP message_id property), or
+	// Watermill's _watermill_message_uuid header when that is empty.
+	// Stable across redeliveries.
 	ID string
 	// AckID is the ack header (T_<sub>@@<session>@@<tag>), different on
 	// every delivery.
@@ -114,7 +116,7 @@ func convert(m *stomp.Message) Message {
 		}
 	}
 	return Message{
-		ID:          h["amqp-message-id"],
+		ID:          messageKey(h),
 		AckID:       h["ack"],
 		Redelivered: h["redelivered"] == "true",
 		Body:        m.Body,
@@ -170,4 +172,11 @@ func (s *Subscription) Nack(m Message) error {
 		return ErrStaleAck
 	}
 	return s.tab.conn.Nack(m.raw)
+}
+
+func messageKey(h map[string]string) string {
+	if id := h["amqp-message-id"]; id != "" {
+		return id
+	}
+	return h["_watermill_message_uuid"]
 }

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -168,10 +169,19 @@ type Sub struct {
 	Extra map[string]string
 }
 
-// Destination is the STOMP destination the subscription uses.
+// Destination is the STOMP destination the subscription uses:
+// /exchange/<exchange>/<bindingKey>, or /exchange/<exchange> for an empty
+// binding key. '/' inside a segment is escaped as %2F, the only escape
+// RabbitMQ undoes (same as web/internal.js exchangeDestination).
 func (s Sub) Destination() string {
-	return "/exchange/" + s.Exchange + "/" + s.BindingKey
+	d := "/exchange/" + escapeSegment(s.Exchange)
+	if s.BindingKey != "" {
+		d += "/" + escapeSegment(s.BindingKey)
+	}
+	return d
 }
+
+func escapeSegment(s string) string { return strings.ReplaceAll(s, "/", "%2F") }
 
 // Headers returns the SUBSCRIBE headers (besides destination and ack)
 // in the order they are sent, as name/value pairs.
@@ -211,6 +221,9 @@ func (t *Tab) Subscribe(ctx context.Context, s Sub) (*Subscription, error) {
 	if s.Exchange == "" || s.QueueName == "" {
 		return nil, errors.New("stomptab: Sub needs Exchange and QueueName")
 	}
+	if s.Expires < 0 || (s.Expires > 0 && s.Expires < time.Millisecond) {
+		return nil, errors.New("stomptab: Sub.Expires must be 0 (default) or at least 1ms")
+	}
 	return t.subscribe(ctx, s.Destination(), s.QueueName, s.Headers())
 }
 
@@ -224,7 +237,7 @@ func (t *Tab) SubscribeQueue(ctx context.Context, queue string, prefetch int) (*
 	if prefetch <= 0 {
 		prefetch = DefaultPrefetch
 	}
-	return t.subscribe(ctx, "/amq/queue/"+queue, queue, [][2]string{
+	return t.subscribe(ctx, "/amq/queue/"+escapeSegment(queue), queue, [][2]string{
 		{"id", queue},
 		{"prefetch-count", strconv.Itoa(prefetch)},
 	})
