@@ -1,0 +1,342 @@
+// End-to-end test: real headless Chromium + real RabbitMQ (Web-STOMP on :15674,
+// management API on :15672). Opt-in, because it needs both:
+//
+//   DURABLEWS_E2E=1 node --test test/            (from web/)
+//
+// Env: CHROMIUM (default 'chromium'), RABBITMQ_MGMT (default
+// http://guest:guest@127.0.0.1:15672), WEBSTOMP_URL (default ws://127.0.0.1:15674/ws).
+// The page test/e2e.html loads ../durablews.js through an import map, exactly as
+// an app would, reports every event to this server and polls it for commands.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const ENABLED = process.env.DURABLEWS_E2E === '1';
+const CHROMIUM = process.env.CHROMIUM || 'chromium';
+const MGMT = new URL(process.env.RABBITMQ_MGMT || 'http://guest:guest@127.0.0.1:15672');
+const WS_URL = process.env.WEBSTOMP_URL || 'ws://127.0.0.1:15674/ws';
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..'); // serves /web/...
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---- management API ----
+const auth = 'Basic ' + Buffer.from(`${decodeURIComponent(MGMT.username)}:${decodeURIComponent(MGMT.password)}`).toString('base64');
+async function api(method, p, body) {
+  const r = await fetch(new URL(p, MGMT.origin), {
+    method,
+    headers: { authorization: auth, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  if (!r.ok && r.status !== 404) throw new Error(`${method} ${p}: ${r.status} ${text}`);
+  return r.status === 404 ? null : text ? JSON.parse(text) : null;
+}
+const enc = encodeURIComponent;
+async function publish(exchange, routingKey, id, payload, extraHeaders = {}) {
+  const res = await api('POST', `/api/exchanges/%2F/${enc(exchange)}/publish`, {
+    routing_key: routingKey,
+    payload: JSON.stringify(payload),
+    payload_encoding: 'string',
+    properties: {
+      delivery_mode: 2,
+      message_id: id,
+      content_type: 'application/json',
+      headers: { routing_key: routingKey, correlation_id: `c-${id}`, ...extraHeaders },
+    },
+  });
+  assert.equal(res.routed, true, `publish ${id} to ${exchange}/${routingKey} not routed`);
+}
+
+// ---- harness server: static files + /report + /cmd long-poll ----
+function startServer() {
+  const events = [];
+  const cmds = new Map(); // tag -> queued commands
+  const waiters = new Map(); // tag -> pending response
+  const types = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json', '.map': 'application/json' };
+  const server = http.createServer((req, res) => {
+    const u = new URL(req.url, 'http://x');
+    if (req.method === 'POST' && u.pathname === '/report') {
+      let b = '';
+      req.on('data', (c) => (b += c));
+      req.on('end', () => {
+        try {
+          events.push(JSON.parse(b));
+        } catch {}
+        res.end();
+      });
+      return;
+    }
+    if (u.pathname === '/cmd') {
+      const tag = u.searchParams.get('tag');
+      const q = cmds.get(tag);
+      if (q && q.length) return res.end(JSON.stringify(q.shift()));
+      const t = setTimeout(() => {
+        waiters.delete(tag);
+        res.statusCode = 204;
+        res.end();
+      }, 5000);
+      waiters.set(tag, (cmd) => {
+        clearTimeout(t);
+        res.end(JSON.stringify(cmd));
+      });
+      return;
+    }
+    const file = path.join(ROOT, path.normalize(u.pathname));
+    if (!file.startsWith(ROOT + path.sep)) {
+      res.statusCode = 403;
+      return res.end();
+    }
+    fs.readFile(file, (err, data) => {
+      if (err) {
+        res.statusCode = 404;
+        return res.end();
+      }
+      res.setHeader('content-type', types[path.extname(file)] || 'application/octet-stream');
+      res.end(data);
+    });
+  });
+  const send = (tag, cmd) => {
+    const w = waiters.get(tag);
+    if (w) {
+      waiters.delete(tag);
+      w(cmd);
+    } else {
+      if (!cmds.has(tag)) cmds.set(tag, []);
+      cmds.get(tag).push(cmd);
+    }
+  };
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, events, send, port: server.address().port })));
+}
+
+function launchChromium(url) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'durablews-chromium-'));
+  const args = [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--disable-popup-blocking', `--user-data-dir=${dir}`, url,
+  ];
+  const p = spawn(CHROMIUM, args, { detached: true, stdio: 'ignore' });
+  return {
+    stop() {
+      try {
+        process.kill(-p.pid, 'SIGTERM');
+      } catch {}
+      setTimeout(() => fs.rmSync(dir, { recursive: true, force: true }), 1000).unref();
+    },
+  };
+}
+
+async function available() {
+  try {
+    await api('GET', '/api/overview');
+  } catch {
+    return 'RabbitMQ management API not reachable';
+  }
+  return null;
+}
+
+test('DurableClient in headless Chromium against RabbitMQ Web-STOMP', { skip: !ENABLED && 'set DURABLEWS_E2E=1', timeout: 240000 }, async (t) => {
+  const why = await available();
+  if (why) return t.skip(why);
+
+  const run = Math.random().toString(36).slice(2, 8);
+  const ex = `dw-e2e-${run}`;
+  const missing = `dw-e2e-missing-${run}`;
+  await api('PUT', `/api/exchanges/%2F/${ex}`, { type: 'topic', durable: true });
+
+  const { server, events, send, port } = await startServer();
+  const browsers = [];
+  const queues = new Set();
+  t.after(async () => {
+    for (const b of browsers) b.stop();
+    server.closeAllConnections?.();
+    server.close();
+    await sleep(500);
+    for (const q of queues) await api('DELETE', `/api/queues/%2F/${enc(q)}`).catch(() => {});
+    await api('DELETE', `/api/exchanges/%2F/${ex}`).catch(() => {});
+    await api('DELETE', `/api/exchanges/%2F/${missing}`).catch(() => {});
+  });
+
+  const of = (tag, type) => events.filter((e) => e.tag === tag && (!type || e.type === type));
+  async function waitFor(what, pred, ms = 15000) {
+    const end = Date.now() + ms;
+    for (;;) {
+      const v = await pred();
+      if (v) return v;
+      if (Date.now() > end) {
+        const tail = events.slice(-30).map((e) => JSON.stringify(e)).join('\n');
+        throw new Error(`timeout waiting for ${what}; last events:\n${tail}`);
+      }
+      await sleep(50);
+    }
+  }
+  const handled = (tag, id) => of(tag, 'handle-start').filter((e) => e.id === id).length;
+  const lastState = (tag) => of(tag, 'state').at(-1)?.state;
+  async function stats(tag) {
+    const n = of(tag, 'stats').length;
+    send(tag, { op: 'stats' });
+    return (await waitFor(`stats of ${tag}`, () => of(tag, 'stats')[n])).stats;
+  }
+  async function queueInfo(q, pred = () => true, ms = 15000) {
+    // management stats refresh every ~5 s, so poll
+    const end = Date.now() + ms;
+    for (;;) {
+      const info = await api('GET', `/api/queues/%2F/${enc(q)}`);
+      if (info && pred(info)) return info;
+      if (Date.now() > end) {
+        throw new Error(`queue ${q} never matched; last: ${JSON.stringify(info && { messages: info.messages, unacked: info.messages_unacknowledged, consumers: info.consumers })}`);
+      }
+      await sleep(500);
+    }
+  }
+  async function killConnectionOf(q) {
+    const info = await queueInfo(q, (i) => i.consumer_details?.length > 0);
+    const conn = info.consumer_details[0].channel_details.connection_name;
+    await api('DELETE', `/api/connections/${enc(conn)}`);
+    return conn;
+  }
+
+  const page = (tag, params = {}) => {
+    const u = new URL(`http://127.0.0.1:${port}/web/test/e2e.html`);
+    u.search = new URLSearchParams({ tag, url: WS_URL, exchange: ex, bindingKey: 'customer.42.#', name: 'orders', ...params }).toString();
+    return u.href;
+  };
+
+  // ---------- A: subscribe, headers, queue arguments ----------
+  browsers.push(launchChromium(page('A', { slow: 'm21:3000', fail: 'p1', initialMs: '300', maxMs: '3000' })));
+  const ready = await waitFor('A ready', () => of('A', 'ready')[0], 20000);
+  await waitFor('A connected', () => lastState('A') === 'connected');
+  const claimed = of('A', 'claimed')[0];
+  const qA = claimed.queue;
+  queues.add(qA);
+  assert.match(claimed.tabId, /^[a-z2-7]{26}$/);
+  assert.equal(qA, `tab-${claimed.tabId}-orders`);
+  assert.deepEqual(ready.headers, {
+    destination: `/exchange/${ex}/customer.42.#`,
+    id: qA,
+    'x-queue-name': qA,
+    durable: 'true',
+    'auto-delete': 'false',
+    'x-expires': '3600000',
+    ack: 'client-individual',
+    'prefetch-count': '10',
+  });
+  assert.ok(of('A', 'debug').some((e) => /runWorker/.test(e.m)), 'heart-beats should run in a Worker');
+  let info = await queueInfo(qA, (i) => i.consumer_details?.length === 1);
+  assert.equal(info.durable, true);
+  assert.equal(info.auto_delete, false);
+  assert.equal(info.exclusive, false);
+  assert.deepEqual(info.arguments, { 'x-expires': 3600000 });
+  assert.equal(info.consumer_details[0].prefetch_count, 10);
+  assert.equal(info.consumer_details[0].ack_required, true);
+  assert.equal(info.consumer_details[0].consumer_tag, `T_${qA}`);
+  const bindings = await api('GET', `/api/queues/%2F/${enc(qA)}/bindings`);
+  assert.ok(bindings.some((b) => b.source === ex && b.routing_key === 'customer.42.#'));
+
+  // ---------- 20 messages + 2 duplicates + 5 non-matching ----------
+  for (let i = 1; i <= 20; i++) await publish(ex, 'customer.42.order_created', `m${i}`, { n: i });
+  for (let i = 1; i <= 5; i++) await api('POST', `/api/exchanges/%2F/${ex}/publish`, { routing_key: 'customer.43.order_created', payload: '{}', payload_encoding: 'string', properties: { message_id: `other${i}` } });
+  await publish(ex, 'customer.42.order_created', 'm5', { n: 5, dup: true });
+  await publish(ex, 'customer.42.order_created', 'm7', { n: 7, dup: true });
+  await waitFor('m1..m20 handled', () => of('A', 'handled').length >= 20);
+  await waitFor('2 duplicates dropped', async () => (await stats('A')).duplicates === 2);
+  for (let i = 1; i <= 20; i++) assert.equal(handled('A', `m${i}`), 1, `m${i} handled once`);
+  assert.deepEqual(of('A', 'handle-start').slice(0, 20).map((e) => e.id), Array.from({ length: 20 }, (_, i) => `m${i + 1}`), 'in order');
+  assert.equal(of('A', 'handle-start').filter((e) => e.id.startsWith('other')).length, 0);
+  const first = of('A', 'handle-start')[0];
+  assert.equal(first.rk, 'customer.42.order_created');
+  assert.deepEqual(first.body, { n: 1 });
+  t.diagnostic(`A: stats after 22 deliveries ${JSON.stringify(await stats('A'))}`);
+
+  // ---------- kill the connection while a handler is running ----------
+  await publish(ex, 'customer.42.order_created', 'm21', { n: 21 });
+  await waitFor('m21 started', () => handled('A', 'm21') === 1);
+  const stateCount = of('A', 'state').length;
+  await killConnectionOf(qA);
+  await waitFor('A reconnecting', () => of('A', 'state').slice(stateCount).some((e) => e.state === 'reconnecting'));
+  await waitFor('A reconnected', () => of('A', 'state').slice(stateCount).some((e) => e.state === 'connected'));
+  await waitFor('m21 redelivery deduped', async () => (await stats('A')).duplicates === 3, 10000);
+  assert.equal(handled('A', 'm21'), 1, 'm21 handler called once despite redelivery');
+  const rec = of('A', 'state').slice(stateCount).find((e) => e.state === 'reconnecting');
+  t.diagnostic(`A: after connection kill: ${JSON.stringify(rec)}`);
+  await queueInfo(qA, (i) => i.messages === 0 && i.consumers === 1);
+
+  // ---------- publish while the tab is closed, then reconnect ----------
+  send('A', { op: 'close' });
+  await waitFor('A closed', () => of('A', 'closed').length === 1);
+  await queueInfo(qA, (i) => i.consumers === 0);
+  for (let i = 22; i <= 26; i++) await publish(ex, 'customer.42.order_created', `m${i}`, { n: i });
+  send('A', { op: 'connect' });
+  await waitFor('m22..m26 after reconnect', () => [22, 23, 24, 25, 26].every((i) => handled('A', `m${i}`) === 1));
+
+  // ---------- reload: same tab id, same queue, messages sent during reload arrive ----------
+  const beforeReload = of('A', 'ready').length;
+  send('A', { op: 'reload' });
+  await waitFor('A reloaded', () => of('A', 'ready').length === beforeReload + 1, 20000);
+  for (let i = 27; i <= 30; i++) await publish(ex, 'customer.42.order_created', `m${i}`, { n: i });
+  const afterReload = of('A', 'ready').at(-1);
+  assert.equal(afterReload.storedBefore, claimed.tabId, 'sessionStorage kept the tab id');
+  assert.equal(afterReload.queue, qA);
+  await waitFor('m27..m30 after reload', () => [27, 28, 29, 30].every((i) => handled('A', `m${i}`) === 1));
+
+  // ---------- poison message: left unacked, no hot loop, comes back after reconnect ----------
+  await publish(ex, 'customer.42.order_created', 'p1', { poison: true });
+  await publish(ex, 'customer.42.order_created', 'm31', { n: 31 });
+  await waitFor('m31 handled after poison', () => handled('A', 'm31') === 1);
+  await sleep(3000);
+  assert.equal(handled('A', 'p1'), 1, 'poison handled once, not spinning');
+  assert.equal(of('A', 'handler-error').filter((e) => e.id === 'p1').length, 1);
+  info = await queueInfo(qA, (i) => i.messages_unacknowledged === 1);
+  await killConnectionOf(qA);
+  await waitFor('p1 redelivered', () => handled('A', 'p1') === 2);
+  const p1again = of('A', 'handle-start').filter((e) => e.id === 'p1')[1];
+  assert.equal(p1again.redelivered, true);
+  await sleep(3000);
+  assert.equal(handled('A', 'p1'), 2, 'poison not spinning after reconnect');
+  assert.equal(handled('A', 'm31'), 1);
+
+  // ---------- duplicated tab: sessionStorage copied, new id picked ----------
+  send('A', { op: 'open', tag: 'B' });
+  const readyB = await waitFor('B ready', () => of('B', 'ready')[0], 20000);
+  const claimedB = await waitFor('B claimed', () => of('B', 'claimed')[0]);
+  queues.add(claimedB.queue);
+  const tabA = of('A', 'claimed').at(-1).tabId;
+  assert.equal(readyB.storedBefore, tabA, 'window.open copied sessionStorage (duplicate id)');
+  assert.notEqual(claimedB.tabId, tabA, 'duplicate tab picked a new id');
+  await waitFor('B connected', () => lastState('B') === 'connected');
+  await publish(ex, 'customer.42.shipped', 'm40', { n: 40 });
+  await waitFor('m40 in A and B', () => handled('A', 'm40') === 1 && handled('B', 'm40') === 1);
+
+  // ---------- server-side cancel (queue deleted): ERROR, socket stays open -> forceDisconnect ----------
+  const sc = of('B', 'state').length;
+  await api('DELETE', `/api/queues/%2F/${enc(claimedB.queue)}`);
+  await waitFor('B reconnecting after cancel', () => of('B', 'state').slice(sc).find((e) => e.state === 'reconnecting'));
+  await waitFor('B connected again', () => of('B', 'state').slice(sc).some((e) => e.state === 'connected'));
+  t.diagnostic(`B: after queue deletion: ${JSON.stringify(of('B', 'state').slice(sc).find((e) => e.state === 'reconnecting'))}`);
+  await queueInfo(claimedB.queue, (i) => i.consumers === 1);
+
+  // ---------- failed SUBSCRIBE (missing exchange): exponential back-off, no spin ----------
+  browsers.push(launchChromium(page('C', { exchange: missing, initialMs: '250', maxMs: '4000' })));
+  await waitFor('C ready', () => of('C', 'ready')[0], 20000);
+  await sleep(12000);
+  const recC = of('C', 'state').filter((e) => e.state === 'reconnecting');
+  t.diagnostic(`C: ${recC.length} failed attempts in ~12 s; errors: ${[...new Set(recC.map((e) => e.error))].join(' | ')}; delays: ${recC.map((e) => e.delayMs).join(',')}`);
+  assert.ok(recC.length >= 3 && recC.length <= 15, `attempts ${recC.length}`);
+  assert.ok(!of('C', 'state').some((e) => e.state === 'connected'));
+  assert.deepEqual(recC.map((e) => e.attempt), recC.map((_, i) => i + 1), 'attempt keeps growing');
+  await api('PUT', `/api/exchanges/%2F/${missing}`, { type: 'topic', durable: true });
+  await waitFor('C connects once the exchange exists', () => lastState('C') === 'connected', 10000);
+  queues.add(of('C', 'claimed')[0].queue);
+
+  // ---------- summary ----------
+  const sA = await stats('A');
+  const sB = await stats('B');
+  t.diagnostic(`A final stats ${JSON.stringify(sA)}; B ${JSON.stringify(sB)}`);
+  assert.equal(of('A', 'page-error').length + of('B', 'page-error').length + of('C', 'page-error').length, 0, 'no page errors');
+});
