@@ -1,0 +1,378 @@
+// DurableClient against an in-process fake Web-STOMP server (no broker, no
+// browser): wire headers, ack-after-handler, dedup, stale acks, back-off,
+// ERROR handling, close(), duplicated-tab detection.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DurableClient, memoryStorage } from '../durablews.js';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function until(what, pred, ms = 3000) {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timeout: ${what}`);
+    await sleep(2);
+  }
+}
+
+function parseFrames(data) {
+  return String(data)
+    .split('\0')
+    .map((f) => f.replace(/^\n+/, ''))
+    .filter((f) => f.length > 0)
+    .map((f) => {
+      const [head, ...rest] = f.split('\n\n');
+      const [command, ...lines] = head.split('\n');
+      const headers = {};
+      for (const l of lines) {
+        const i = l.indexOf(':');
+        if (!(l.slice(0, i) in headers)) headers[l.slice(0, i)] = l.slice(i + 1).replace(/\\c/g, ':');
+      }
+      return { command, headers, body: rest.join('\n\n') };
+    });
+}
+
+function frame(command, headers, body = '') {
+  return `${command}\n${Object.entries(headers).map(([k, v]) => `${k}:${v}`).join('\n')}\n\n${body}\0`;
+}
+
+/** Minimal Web-STOMP stand-in. `subscribeFails` makes SUBSCRIBE close the socket
+ * with 1000 "STOMP died" and no ERROR (RabbitMQ 3.10.8 behaviour). */
+class FakeBroker {
+  constructor() {
+    this.sockets = [];
+    this.subscribeFails = false;
+    this.tag = 0;
+  }
+  factory = () => new FakeSocket(this);
+  get last() {
+    return this.sockets.at(-1);
+  }
+  frames(command) {
+    return this.sockets.flatMap((s) => s.received.filter((f) => f.command === command));
+  }
+}
+
+class FakeSocket {
+  constructor(broker) {
+    this.broker = broker;
+    this.url = 'ws://fake/ws';
+    this.readyState = 0;
+    this.received = [];
+    this.subs = new Map();
+    this.session = `s${broker.sockets.length}`;
+    broker.sockets.push(this);
+    setTimeout(() => {
+      this.readyState = 1;
+      this.onopen?.();
+    }, 0);
+  }
+  send(data) {
+    if (this.readyState !== 1) return;
+    for (const f of parseFrames(data)) {
+      this.received.push(f);
+      if (f.command === 'CONNECT') {
+        this.push(frame('CONNECTED', { version: '1.2', 'heart-beat': '0,0', server: 'fake' }));
+      } else if (f.command === 'SUBSCRIBE') {
+        if (this.broker.subscribeFails) {
+          this.close(1000, 'STOMP died');
+          return;
+        }
+        this.subs.set(f.headers.id, f.headers);
+        if (f.headers.receipt) this.push(frame('RECEIPT', { 'receipt-id': f.headers.receipt }));
+      } else if (f.command === 'DISCONNECT') {
+        this.push(frame('RECEIPT', { 'receipt-id': f.headers.receipt }));
+      }
+    }
+  }
+  push(raw) {
+    setTimeout(() => {
+      if (this.readyState === 1) this.onmessage?.({ data: raw });
+    }, 0);
+  }
+  deliver(sub, amqpId, body = '{}', extra = {}) {
+    const ack = `T_${sub}@@${this.session}@@${++this.broker.tag}`;
+    const h = { subscription: sub, destination: '/exchange/events/customer.42.x', 'message-id': ack, ack, redelivered: 'false', ...extra };
+    if (amqpId !== undefined) h['amqp-message-id'] = amqpId;
+    this.push(frame('MESSAGE', h, body));
+    return ack;
+  }
+  error(message) {
+    this.push(frame('ERROR', { message }, 'details'));
+  }
+  close(code = 1000, reason = '') {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    setTimeout(() => this.onclose?.({ code, reason, wasClean: true }), 0);
+  }
+}
+
+function newClient(broker, extra = {}) {
+  const states = [];
+  const client = new DurableClient({
+    webSocketFactory: broker.factory,
+    login: 'guest',
+    passcode: 'guest',
+    heartbeatMs: 0,
+    connectTimeoutMs: 0,
+    reconnect: { initialMs: 4, maxMs: 32 },
+    storage: memoryStorage(),
+    duplicateTabCheckMs: 0,
+    ...extra,
+  });
+  client.onState((state, d) => states.push({ state, ...d }));
+  return { client, states };
+}
+
+const spec = { exchange: 'events', bindingKey: 'customer.42.#', name: 'orders' };
+
+test('CONNECT and SUBSCRIBE frames carry exactly the durable per-tab headers', async () => {
+  const broker = new FakeBroker();
+  const { client, states } = newClient(broker, { vhost: '/' });
+  const sub = client.subscribe({ ...spec, prefetch: 7, expiresMs: 60000 }, () => {});
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+  const [conn] = broker.frames('CONNECT');
+  assert.equal(conn.headers.host, '/');
+  assert.equal(conn.headers.login, 'guest');
+  assert.equal(conn.headers['accept-version'], '1.2,1.1,1.0');
+  const [s] = broker.frames('SUBSCRIBE');
+  const q = `tab-${client.tabId}-orders`;
+  assert.equal(sub.queueName, q);
+  const { receipt, ...headers } = s.headers;
+  assert.ok(receipt);
+  assert.deepEqual(headers, {
+    destination: '/exchange/events/customer.42.#',
+    id: q,
+    'x-queue-name': q,
+    durable: 'true',
+    'auto-delete': 'false',
+    'x-expires': '60000',
+    ack: 'client-individual',
+    'prefetch-count': '7',
+  });
+  assert.deepEqual(states.map((x) => x.state), ['connecting', 'connected']);
+  await client.close();
+  assert.equal(broker.frames('DISCONNECT').length, 1);
+  assert.equal(client.state, 'closed');
+});
+
+test('ack only after the handler resolves, on the delivering connection', async () => {
+  const broker = new FakeBroker();
+  const { client } = newClient(broker);
+  let release;
+  const got = [];
+  const sub = client.subscribe(spec, async (msg) => {
+    got.push(msg);
+    await new Promise((r) => (release = r));
+  });
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+  const ackId = broker.last.deliver(sub.queueName, 'u-1', '{"a":1}', { routing_key: 'customer.42.x', redelivered: 'true' });
+  await until('handler called', () => got.length === 1);
+  assert.equal(got[0].id, 'u-1');
+  assert.deepEqual(got[0].json(), { a: 1 });
+  assert.equal(got[0].headers.routing_key, 'customer.42.x');
+  assert.equal(got[0].redelivered, true);
+  await sleep(20);
+  assert.equal(broker.frames('ACK').length, 0, 'no ack while handler runs');
+  release();
+  await until('acked', () => broker.frames('ACK').length === 1);
+  assert.equal(broker.frames('ACK')[0].headers.id, ackId);
+  assert.equal(broker.frames('NACK').length, 0);
+  await client.close();
+});
+
+test('duplicates (same amqp-message-id) are acked without calling the handler', async () => {
+  const broker = new FakeBroker();
+  const { client } = newClient(broker, { dedupWindow: 2 });
+  const ids = [];
+  const sub = client.subscribe(spec, (m) => void ids.push(m.id));
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+  for (const id of ['a', 'b', 'a', 'c', 'b', 'a', undefined, undefined]) broker.last.deliver(sub.queueName, id);
+  await until('all acked', () => broker.frames('ACK').length === 8);
+  // window of 2: 'a' was evicted by 'b','c' before its third copy
+  assert.deepEqual(ids, ['a', 'b', 'c', 'a', undefined, undefined]);
+  assert.equal(sub.stats.duplicates, 2);
+  await client.close();
+});
+
+test('a throwing handler leaves the message unacked (no NACK); onError can ack it', async () => {
+  const broker = new FakeBroker();
+  const { client } = newClient(broker);
+  const errors = [];
+  const sub = client.subscribe({ ...spec, onError: (e, m) => (errors.push(m.id), m.id === 'drop' ? 'ack' : undefined) }, (m) => {
+    if (m.id !== 'ok') throw new Error('boom');
+  });
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+  broker.last.deliver(sub.queueName, 'keep');
+  const dropAck = broker.last.deliver(sub.queueName, 'drop');
+  const okAck = broker.last.deliver(sub.queueName, 'ok');
+  await until('processed', () => sub.stats.handled === 1);
+  await sleep(10);
+  assert.deepEqual(errors, ['keep', 'drop']);
+  assert.deepEqual(broker.frames('ACK').map((f) => f.headers.id), [dropAck, okAck]);
+  assert.equal(broker.frames('NACK').length, 0);
+  assert.equal(client.state, 'connected', 'a failing handler does not reconnect');
+  await client.close();
+});
+
+test('handler finishing after a reconnect: no stale ack; redelivery deduped and acked on the new connection', async () => {
+  const broker = new FakeBroker();
+  const { client, states } = newClient(broker);
+  let release;
+  let calls = 0;
+  const sub = client.subscribe(spec, async () => {
+    calls++;
+    await new Promise((r) => (release = r));
+  });
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+  const first = broker.last;
+  first.deliver(sub.queueName, 'x');
+  first.deliver(sub.queueName, 'y'); // queued behind x, never handled on this connection
+  await until('x started', () => calls === 1);
+  first.close(1006, '');
+  await until('reconnected', () => broker.sockets.length === 2 && client.state === 'connected');
+  const second = broker.last;
+  const ackX = second.deliver(sub.queueName, 'x', '{}', { redelivered: 'true' });
+  await sleep(10);
+  release(); // x's handler resolves now, after its connection died
+  await until('x redelivery acked', () => second.received.filter((f) => f.command === 'ACK').length === 1);
+  assert.equal(first.received.filter((f) => f.command === 'ACK').length, 0, 'nothing acked on the dead connection');
+  assert.equal(second.received.find((f) => f.command === 'ACK').headers.id, ackX);
+  assert.equal(calls, 1, 'x handled once');
+  assert.equal(sub.stats.stale, 1, 'y dropped as stale');
+  assert.equal(sub.stats.acked, 1, 'only the redelivery was acked');
+  // identical SUBSCRIBE headers on both connections (apart from the receipt id)
+  const strip = ({ receipt, ...h }) => h;
+  assert.deepEqual(strip(second.received.find((f) => f.command === 'SUBSCRIBE').headers), strip(first.received.find((f) => f.command === 'SUBSCRIBE').headers));
+  const rec = states.find((s) => s.state === 'reconnecting');
+  assert.equal(rec.attempt, 1);
+  assert.equal(rec.error.code, 1006);
+  await client.close();
+});
+
+test('failed SUBSCRIBE ("STOMP died" right after CONNECTED) backs off with growing attempts, never "connected"', async () => {
+  const broker = new FakeBroker();
+  broker.subscribeFails = true;
+  const { client, states } = newClient(broker, { reconnect: { initialMs: 2, maxMs: 16 } });
+  client.subscribe(spec, () => {});
+  await client.connect();
+  await until('6 attempts', () => states.filter((s) => s.state === 'reconnecting').length >= 6);
+  const rec = states.filter((s) => s.state === 'reconnecting');
+  assert.deepEqual(rec.slice(0, 6).map((s) => s.attempt), [1, 2, 3, 4, 5, 6]);
+  rec.forEach((s) => assert.ok(s.delayMs <= Math.min(16, 2 * 2 ** (s.attempt - 1))));
+  assert.match(rec[0].error.message, /1000 STOMP died/);
+  assert.ok(!states.some((s) => s.state === 'connected'));
+  broker.subscribeFails = false;
+  await until('connected', () => client.state === 'connected');
+  await client.close();
+});
+
+test('an ERROR frame that leaves the socket open (server cancel) forces a reconnect', async () => {
+  const broker = new FakeBroker();
+  const { client, states } = newClient(broker);
+  client.subscribe(spec, () => {});
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+  broker.last.error('Server cancelled subscription');
+  await until('reconnected', () => broker.sockets.length === 2 && client.state === 'connected');
+  assert.equal(broker.sockets[0].readyState, 3, 'client closed the socket itself');
+  const rec = states.find((s) => s.state === 'reconnecting');
+  assert.match(rec.error.message, /Server cancelled subscription/);
+  await client.close();
+});
+
+test('back-off resets only after a connection stayed healthy for stableMs', async () => {
+  const broker = new FakeBroker();
+  const { client, states } = newClient(broker, { stableMs: 50 });
+  client.subscribe(spec, () => {});
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+  broker.last.close(1006);
+  await until('reconnected 1', () => broker.sockets.length === 2 && client.state === 'connected');
+  broker.last.close(1006); // after < stableMs: attempt keeps counting
+  await until('reconnected 2', () => broker.sockets.length === 3 && client.state === 'connected');
+  await sleep(80);
+  broker.last.close(1006); // after > stableMs: back to attempt 1
+  await until('reconnected 3', () => broker.sockets.length === 4 && client.state === 'connected');
+  assert.deepEqual(states.filter((s) => s.state === 'reconnecting').map((s) => s.attempt), [1, 2, 1]);
+  await client.close();
+});
+
+test('close() stops reconnecting; subscribe/unsubscribe while connected', async () => {
+  const broker = new FakeBroker();
+  const { client, states } = newClient(broker);
+  await client.connect();
+  await until('connected (no subscriptions)', () => client.state === 'connected');
+  const sub = client.subscribe(spec, () => {});
+  await until('subscribed', () => broker.frames('SUBSCRIBE').length === 1);
+  assert.throws(() => client.subscribe(spec, () => {}), /already in use/);
+  sub.unsubscribe();
+  await until('unsubscribed', () => broker.frames('UNSUBSCRIBE').length === 1);
+  assert.equal(broker.frames('UNSUBSCRIBE')[0].headers.id, sub.queueName);
+  client.subscribe(spec, () => {}); // name free again
+  await client.close();
+  await sleep(30);
+  assert.equal(broker.sockets.length, 1);
+  assert.equal(states.at(-1).state, 'closed');
+});
+
+test('connectHeaders() is awaited per attempt; a rejection counts as a failed attempt', async () => {
+  const broker = new FakeBroker();
+  let n = 0;
+  const { client, states } = newClient(broker, {
+    vhost: 'app',
+    connectHeaders: async () => {
+      if (++n === 1) throw new Error('token service down');
+      return { login: 'alice', passcode: `jwt-${n}` };
+    },
+  });
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+  assert.match(states.find((s) => s.state === 'reconnecting').error.message, /token service down/);
+  const [c] = broker.frames('CONNECT');
+  assert.equal(c.headers.login, 'alice');
+  assert.equal(c.headers.passcode, 'jwt-2');
+  assert.equal(c.headers.host, 'app');
+  await client.close();
+});
+
+test('tab id persists in storage; a duplicated tab (copied storage) picks a new one', async () => {
+  const storage = memoryStorage();
+  const a = new DurableClient({ url: 'ws://127.0.0.1:1/ws', storage });
+  const b = new DurableClient({ url: 'ws://127.0.0.1:1/ws', storage });
+  assert.equal(a.tabId, b.tabId, 'same tab (e.g. reload) keeps its id');
+  assert.equal(storage.getItem('durablews.tabId'), a.tabId);
+
+  // Two "documents" = two module instances (each has its own document id).
+  const broker = new FakeBroker();
+  const mod1 = await import('../durablews.js?doc=1');
+  const mod2 = await import('../durablews.js?doc=2');
+  const original = mod1.memoryStorage();
+  const opts = { webSocketFactory: broker.factory, heartbeatMs: 0, connectTimeoutMs: 0, duplicateTabCheckMs: 40 };
+  const tab1 = new mod1.DurableClient({ ...opts, storage: original });
+  await tab1.connect(); // owns its id after 40 ms without objection
+  const copy = mod2.memoryStorage();
+  copy.setItem('durablews.tabId', original.getItem('durablews.tabId')); // "Duplicate tab"
+  const tab2 = new mod2.DurableClient({ ...opts, storage: copy });
+  assert.equal(tab2.tabId, tab1.tabId);
+  await tab2.connect();
+  assert.notEqual(tab2.tabId, tab1.tabId, 'duplicate got a new id');
+  assert.equal(copy.getItem('durablews.tabId'), tab2.tabId, 'and stored it');
+  assert.equal(original.getItem('durablews.tabId'), tab1.tabId, 'original kept its id');
+  await tab1.close();
+  await tab2.close();
+});
+
+test('invalid options are rejected early', () => {
+  assert.throws(() => new DurableClient({ url: 'http://x/ws', storage: memoryStorage() }), /ws: or wss:/);
+  assert.throws(() => new DurableClient({ url: 'nope', storage: memoryStorage() }), /invalid url/);
+  assert.throws(() => new DurableClient({ url: 'ws://x/ws', storage: memoryStorage(), queuePrefix: 'a b' }), TypeError);
+  const c = new DurableClient({ url: 'ws://x/ws', storage: memoryStorage() });
+  assert.throws(() => c.subscribe({ exchange: 'e', name: 'bad/name' }, () => {}), TypeError);
+  assert.throws(() => c.subscribe({ exchange: 'e', name: 'n' }), TypeError);
+});
