@@ -1,0 +1,319 @@
+package testbroker
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("TESTBROKER_ORPHAN_CHILD") == "1" {
+		orphanChild()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func skipIfNoRabbit(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(ServerPath); err != nil {
+		t.Skip("rabbitmq-server not installed")
+	}
+}
+
+func dial(t *testing.T, n *Node) *amqp.Connection {
+	t.Helper()
+	c, err := amqp.Dial(n.AMQPURL())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func publishPersistent(t *testing.T, c *amqp.Connection, queue, body string) {
+	t.Helper()
+	ch, err := c.Channel()
+	require.NoError(t, err)
+	defer ch.Close()
+	_, err = ch.QueueDeclare(queue, true, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.Confirm(false))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, amqp.Publishing{
+		DeliveryMode: amqp.Persistent,
+		Body:         []byte(body),
+	})
+	require.NoError(t, err)
+	acked, err := dc.WaitContext(ctx)
+	require.NoError(t, err)
+	require.True(t, acked, "publish nacked")
+}
+
+func requireNoProcesses(t *testing.T, name string) {
+	t.Helper()
+	require.Empty(t, nodeProcs(name), "processes left for %s", name)
+	out, err := exec.Command("ps", "-eww", "-o", "pid=,stat=,args=").Output()
+	require.NoError(t, err)
+	for _, l := range strings.Split(string(out), "\n") {
+		// The node's watchdog (alive until Close) carries the name in its args.
+		if strings.Contains(l, name) && !strings.Contains(l, " watchdog "+name) {
+			t.Errorf("process with node name still in ps: %s", l)
+		}
+	}
+}
+
+// TestKillStartAgainKeepsPersistentMessage is the core destructive scenario:
+// a persistent message confirmed into a durable queue survives kill -9.
+func TestKillStartAgainKeepsPersistentMessage(t *testing.T) {
+	skipIfNoRabbit(t)
+	t.Parallel()
+	n := Start(t, Options{})
+	require.NotZero(t, n.BeamPID())
+	require.True(t, n.Running())
+
+	c := dial(t, n)
+	publishPersistent(t, c, "durable-q", "survives kill -9")
+	_ = c.Close()
+
+	procs := n.Processes()
+	t.Logf("processes before kill: %v", procs)
+	start := time.Now()
+	require.NoError(t, n.Kill())
+	killTook := time.Since(start)
+	require.False(t, n.Running())
+	requireNoProcesses(t, n.Name())
+	_, err := net.DialTimeout("tcp", n.AMQPAddr(), time.Second)
+	require.Error(t, err, "AMQP port must be closed after Kill")
+
+	start = time.Now()
+	require.NoError(t, n.StartAgain())
+	t.Logf("kill: %v, start again: %v", killTook, time.Since(start))
+
+	c = dial(t, n)
+	ch, err := c.Channel()
+	require.NoError(t, err)
+	msg, ok, err := ch.Get("durable-q", true)
+	require.NoError(t, err)
+	require.True(t, ok, "message lost across kill -9")
+	require.Equal(t, "survives kill -9", string(msg.Body))
+	require.Equal(t, uint8(amqp.Persistent), msg.DeliveryMode)
+
+	// Graceful restart keeps data too.
+	publishPersistent(t, c, "durable-q", "survives restart")
+	_ = c.Close()
+	start = time.Now()
+	require.NoError(t, n.Restart())
+	t.Logf("graceful restart: %v", time.Since(start))
+	c = dial(t, n)
+	ch, err = c.Channel()
+	require.NoError(t, err)
+	msg, ok, err = ch.Get("durable-q", true)
+	require.NoError(t, err)
+	require.True(t, ok, "message lost across restart")
+	require.Equal(t, "survives restart", string(msg.Body))
+}
+
+// TestMemoryAlarmBlocksPublishers checks that SetMemoryAlarm really produces
+// connection.blocked and withholds confirms, and that clearing it unblocks.
+func TestMemoryAlarmBlocksPublishers(t *testing.T) {
+	skipIfNoRabbit(t)
+	t.Parallel()
+	n := Start(t, Options{Plugins: []string{}})
+	require.Empty(t, n.WebSTOMPURL())
+	require.Empty(t, n.ManagementURL())
+
+	c := dial(t, n)
+	blocked := c.NotifyBlocked(make(chan amqp.Blocking, 4))
+	ch, err := c.Channel()
+	require.NoError(t, err)
+	_, err = ch.QueueDeclare("alarm-q", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.Confirm(false))
+
+	require.NoError(t, n.SetMemoryAlarm(true))
+	// RabbitMQ blocks a connection (and sends connection.blocked) when it
+	// publishes while an alarm is in effect.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", "alarm-q", false, false,
+		amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("x")})
+	require.NoError(t, err)
+	select {
+	case b := <-blocked:
+		require.True(t, b.Active)
+		t.Logf("blocked: %q", b.Reason)
+	case <-time.After(15 * time.Second):
+		t.Fatal("no connection.blocked after memory alarm")
+	}
+	select {
+	case <-dc.Done():
+		t.Fatal("publish confirmed while blocked")
+	case <-time.After(500 * time.Millisecond):
+	}
+
+	require.NoError(t, n.SetMemoryAlarm(false))
+	select {
+	case b := <-blocked:
+		require.False(t, b.Active)
+	case <-time.After(15 * time.Second):
+		t.Fatal("no connection.unblocked after clearing the alarm")
+	}
+	acked, err := dc.WaitContext(ctx)
+	require.NoError(t, err)
+	require.True(t, acked)
+}
+
+// TestCustomOptionsAndCleanup covers a custom user, extra config, the
+// Web-STOMP and management listeners, Ctl, and that Close leaves nothing.
+func TestCustomOptionsAndCleanup(t *testing.T) {
+	skipIfNoRabbit(t)
+	t.Parallel()
+	n, err := StartNode(Options{
+		Username: "alice",
+		Password: "s3cret",
+		Config:   []string{"heartbeat = 5"},
+		Logf:     t.Logf,
+	})
+	require.NoError(t, err)
+	defer n.Close()
+	require.Contains(t, n.AMQPURL(), "amqp://alice:s3cret@127.0.0.1:")
+
+	out, err := n.Ctl("list_users")
+	require.NoError(t, err)
+	require.Contains(t, out, "alice")
+	out, err = n.Ctl("eval", "application:get_env(rabbit, heartbeat).")
+	require.NoError(t, err)
+	require.Contains(t, out, "{ok,5}")
+	c := dial(t, n)
+	require.NoError(t, c.Close())
+
+	// Management API answers with the custom user.
+	req, err := http.NewRequest("GET", n.ManagementURL()+"/api/overview", nil)
+	require.NoError(t, err)
+	req.SetBasicAuth("alice", "s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+
+	// Web-STOMP: CONNECT over a websocket gets CONNECTED.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, n.WebSTOMPURL(), &websocket.DialOptions{Subprotocols: []string{"v12.stomp"}})
+	require.NoError(t, err)
+	require.NoError(t, ws.Write(ctx, websocket.MessageText,
+		[]byte("CONNECT\naccept-version:1.2\nhost:/\nlogin:alice\npasscode:s3cret\n\n\x00")))
+	_, frame, err := ws.Read(ctx)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(frame), "CONNECTED"), "got %q", frame)
+	_ = ws.Close(websocket.StatusNormalClosure, "")
+
+	// STOMP TCP listener answers.
+	sc, err := net.DialTimeout("tcp", n.STOMPAddr(), time.Second)
+	require.NoError(t, err)
+	_ = sc.Close()
+
+	name, base, ports := n.Name(), n.BaseDir(), n.Ports()
+	require.NotEmpty(t, n.Processes())
+	require.NoError(t, n.Close())
+	require.NoError(t, n.Close(), "Close is idempotent")
+	requireNoProcesses(t, name)
+	_, err = os.Stat(base)
+	require.True(t, os.IsNotExist(err), "base dir left: %s", base)
+	// Port reservations are released.
+	l, ok := tryLockPort(portLockDir(), ports.AMQP)
+	require.True(t, ok)
+	l.release()
+}
+
+// orphanChild runs in a child test binary: it starts a node and blocks until
+// killed, without any cleanup.
+func orphanChild() {
+	n, err := StartNode(Options{Plugins: []string{}})
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(1)
+	}
+	fmt.Printf("NODE %s %s\n", n.Name(), n.BaseDir())
+	select {}
+}
+
+// TestWatchdogKillsOrphanedNode kills a test binary that owns a node with
+// SIGKILL and checks that the watchdog removes the node and its directory.
+func TestWatchdogKillsOrphanedNode(t *testing.T) {
+	skipIfNoRabbit(t)
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "TESTBROKER_ORPHAN_CHILD=1")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err)
+	f := strings.Fields(line)
+	require.Len(t, f, 3, "child said %q", line)
+	require.Equal(t, "NODE", f[0])
+	name, base := f[1], f[2]
+	require.NotEmpty(t, nodeProcs(name))
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+	deadline := time.Now().Add(15 * time.Second)
+	for len(nodeProcs(name)) > 0 || exists(base) {
+		if time.Now().After(deadline) {
+			t.Fatalf("orphaned node not cleaned: procs %v, base exists %v", nodeProcs(name), exists(base))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	requireNoProcesses(t, name)
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// TestMeasureBootTimes reports boot/stop timings with and without "+S 1:1".
+// It runs only with DWS_TESTBROKER_MEASURE=1.
+func TestMeasureBootTimes(t *testing.T) {
+	skipIfNoRabbit(t)
+	if os.Getenv("DWS_TESTBROKER_MEASURE") != "1" {
+		t.Skip("set DWS_TESTBROKER_MEASURE=1")
+	}
+	for _, erl := range []string{"", "+S 1:1", "", "+S 1:1"} {
+		for _, plugins := range [][]string{nil, {}} {
+			t0 := time.Now()
+			n, err := StartNode(Options{ErlArgs: erl, Plugins: plugins})
+			require.NoError(t, err)
+			start := time.Since(t0)
+			t0 = time.Now()
+			require.NoError(t, n.Kill())
+			kill := time.Since(t0)
+			t0 = time.Now()
+			require.NoError(t, n.StartAgain())
+			again := time.Since(t0)
+			t0 = time.Now()
+			require.NoError(t, n.Stop())
+			stop := time.Since(t0)
+			t0 = time.Now()
+			require.NoError(t, n.StartAgain())
+			again2 := time.Since(t0)
+			require.NoError(t, n.Close())
+			t.Logf("erl=%q plugins=%v: start %v, kill %v, start-after-kill %v, graceful stop %v, start-after-stop %v",
+				erl, plugins, start.Round(10*time.Millisecond), kill.Round(10*time.Millisecond),
+				again.Round(10*time.Millisecond), stop.Round(10*time.Millisecond), again2.Round(10*time.Millisecond))
+		}
+	}
+}
