@@ -131,7 +131,7 @@ type Node struct {
 	wd      *watchdog
 	logf    func(string, ...any)
 
-	mu     sync.Mutex // serialises lifecycle operations
+	mu     sync.Mutex  // serialises lifecycle operations
 	srv    *serverProc // nil while the node is down
 	closed bool
 }
