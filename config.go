@@ -1,0 +1,294 @@
+package durablews
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// RoutingKeyMetadataKey is the message metadata key the default routing-key
+// function reads. Set it on every message published to a topic or direct
+// exchange:
+//
+//	msg.Metadata.Set(durablews.RoutingKeyMetadataKey, "customer.42.order_created")
+const RoutingKeyMetadataKey = "routing_key"
+
+// Exchange kinds understood by RabbitMQ.
+const (
+	KindTopic   = "topic"
+	KindDirect  = "direct"
+	KindFanout  = "fanout"
+	KindHeaders = "headers"
+)
+
+// Defaults applied by setDefaults to zero-valued fields.
+const (
+	DefaultConfirmTimeout  = 30 * time.Second
+	DefaultMaxInFlight     = 256
+	DefaultChannels        = 1
+	DefaultMaxPayloadBytes = 16 << 20
+)
+
+// maxShortString is the AMQP 0-9-1 limit for exchange names, routing keys
+// and header names.
+const maxShortString = 255
+
+// Exchange is the durable exchange a Watermill topic is published to.
+type Exchange struct {
+	// Name of the exchange on the broker. Required.
+	Name string
+	// Kind is one of KindTopic (default), KindDirect, KindFanout, KindHeaders.
+	Kind string
+	// Passive means the exchange must already exist: the publisher checks
+	// it (exchange.declare passive) instead of declaring it, and publishing
+	// fails with a clear error when it is missing. Use it when operators own
+	// the topology.
+	Passive bool
+}
+
+// needsRoutingKey reports whether messages to this exchange are routed by
+// key, so a missing key is a mistake rather than a no-op.
+func (e Exchange) needsRoutingKey() bool {
+	return e.Kind == KindTopic || e.Kind == KindDirect
+}
+
+// RoutingKeyFunc returns the routing key of msg published to topic. Return
+// an error to reject the message; Publish then reports it by UUID and
+// publishes nothing of that batch.
+type RoutingKeyFunc func(topic string, msg *message.Message) (string, error)
+
+// RoutingKeyFromMetadata is the default RoutingKeyFunc: it reads
+// RoutingKeyMetadataKey from the message metadata. An empty key is returned
+// as "" without error; Publish decides whether the exchange needs one.
+func RoutingKeyFromMetadata(_ string, msg *message.Message) (string, error) {
+	return msg.Metadata.Get(RoutingKeyMetadataKey), nil
+}
+
+// Backoff controls the delay between reconnect attempts: Initial, doubled
+// (Multiplier) after each failure up to Max, with up to 50% random jitter.
+type Backoff struct {
+	Initial    time.Duration
+	Max        time.Duration
+	Multiplier float64
+}
+
+// Delay returns the wait before reconnect attempt n (0-based), without jitter.
+func (b Backoff) Delay(n int) time.Duration {
+	d := float64(b.Initial)
+	for i := 0; i < n && d < float64(b.Max); i++ {
+		d *= b.Multiplier
+	}
+	if d > float64(b.Max) {
+		d = float64(b.Max)
+	}
+	return time.Duration(d)
+}
+
+// Config configures a Publisher. Start from NewConfig; zero fields get
+// defaults in NewPublisher.
+type Config struct {
+	// URLs of the broker nodes, e.g. "amqp://user:pass@host:5672/vhost".
+	// NewPublisher tries them in order; after a lost connection the
+	// publisher moves on to the next one.
+	URLs []string
+
+	// Exchanges maps Watermill topics to exchanges. NewConfig maps each
+	// exchange's name to itself.
+	Exchanges map[string]Exchange
+
+	// RoutingKey computes a message's routing key. Default:
+	// RoutingKeyFromMetadata. Fanout and headers exchanges ignore keys.
+	RoutingKey RoutingKeyFunc
+
+	// Marshaler turns Watermill messages into AMQP publishings. Default:
+	// Marshaler{}. A custom one must keep DeliveryMode persistent for the
+	// guarantee to hold; the publisher fills MessageId from the UUID when
+	// the marshaler leaves it empty.
+	Marshaler interface {
+		Marshal(msg *message.Message) (amqp.Publishing, error)
+	}
+
+	// ConfirmTimeout bounds how long Publish waits for all of its messages
+	// to be confirmed, including time spent reconnecting. Default 30s.
+	ConfirmTimeout time.Duration
+
+	// Mandatory makes unroutable messages (no queue bound for the routing
+	// key) an error instead of a silent drop. Off by default because a
+	// message for a user with no open tab is normally not an error.
+	Mandatory bool
+
+	// MaxInFlight bounds unconfirmed messages across all callers. Publish
+	// blocks (within ConfirmTimeout) when the limit is reached. Default 256.
+	MaxInFlight int
+
+	// Channels is how many AMQP channels publish in parallel on the one
+	// connection. Default 1, which already pipelines MaxInFlight messages.
+	Channels int
+
+	// Reconnect is the back-off between reconnect attempts.
+	// Default 100ms doubling up to 10s.
+	Reconnect Backoff
+
+	// AMQP is passed to amqp091-go's DialConfig (TLS, heartbeat, vhost,
+	// client properties, a custom net dialer). Leave Recovery unset.
+	AMQP amqp.Config
+
+	// BinaryFrames says the broker runs Web-STOMP with
+	// web_stomp.ws_frame = binary. With the default text frames a payload
+	// that is not valid UTF-8 cannot be delivered to a browser (the socket
+	// closes and the message is redelivered forever), so Publish rejects it.
+	BinaryFrames bool
+
+	// MaxPayloadBytes rejects larger payloads at publish time. Default 16 MiB.
+	MaxPayloadBytes int
+}
+
+// NewConfig returns the preset for browser delivery: one broker URL, each
+// exchange durable and reachable under a topic equal to its name (kind
+// topic unless set), persistent messages, publisher confirms (always on),
+// routing keys from RoutingKeyMetadataKey.
+func NewConfig(url string, exchanges ...Exchange) Config {
+	c := Config{URLs: []string{url}, Exchanges: make(map[string]Exchange, len(exchanges))}
+	for _, e := range exchanges {
+		c.Exchanges[e.Name] = e
+	}
+	c.setDefaults()
+	return c
+}
+
+func (c *Config) setDefaults() {
+	for topic, e := range c.Exchanges {
+		if e.Kind == "" {
+			e.Kind = KindTopic
+			c.Exchanges[topic] = e
+		}
+	}
+	if c.RoutingKey == nil {
+		c.RoutingKey = RoutingKeyFromMetadata
+	}
+	if c.Marshaler == nil {
+		c.Marshaler = Marshaler{}
+	}
+	if c.ConfirmTimeout == 0 {
+		c.ConfirmTimeout = DefaultConfirmTimeout
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.Channels == 0 {
+		c.Channels = DefaultChannels
+	}
+	if c.Reconnect.Initial == 0 {
+		c.Reconnect.Initial = 100 * time.Millisecond
+	}
+	if c.Reconnect.Max == 0 {
+		c.Reconnect.Max = 10 * time.Second
+	}
+	if c.Reconnect.Multiplier == 0 {
+		c.Reconnect.Multiplier = 2
+	}
+	if c.MaxPayloadBytes == 0 {
+		c.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+}
+
+// Validate reports every invalid field at once; each message names the
+// field and says what to do.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("durablews: invalid config: "+format, args...))
+	}
+	if len(c.URLs) == 0 {
+		bad("URLs is empty: give at least one broker URL like amqp://guest:guest@127.0.0.1:5672/")
+	}
+	for i, u := range c.URLs {
+		if err := validateURL(u); err != nil {
+			bad("URLs[%d] %q: %v", i, redactURL(u), err)
+		}
+	}
+	if len(c.Exchanges) == 0 {
+		bad("Exchanges is empty: map at least one topic to an Exchange (NewConfig(url, durablews.Exchange{Name: \"events\"}))")
+	}
+	for _, topic := range sortedKeys(c.Exchanges) {
+		e := c.Exchanges[topic]
+		switch {
+		case topic == "":
+			bad("Exchanges has an empty topic: topics must be non-empty")
+		case e.Name == "":
+			bad("Exchanges[%q].Name is empty: the default exchange cannot be declared; name an exchange", topic)
+		case len(e.Name) > maxShortString:
+			bad("Exchanges[%q].Name is %d bytes, over the AMQP limit of %d", topic, len(e.Name), maxShortString)
+		case strings.HasPrefix(e.Name, "amq.") && !e.Passive:
+			bad("Exchanges[%q].Name %q uses the reserved amq. prefix: set Passive: true to use a built-in exchange", topic, e.Name)
+		}
+		switch e.Kind {
+		case KindTopic, KindDirect, KindFanout, KindHeaders:
+		default:
+			bad("Exchanges[%q].Kind %q is not one of topic, direct, fanout, headers", topic, e.Kind)
+		}
+	}
+	if c.RoutingKey == nil {
+		bad("RoutingKey is nil: leave it unset in NewConfig or use durablews.RoutingKeyFromMetadata")
+	}
+	if c.Marshaler == nil {
+		bad("Marshaler is nil: use durablews.Marshaler{}")
+	}
+	if c.ConfirmTimeout <= 0 {
+		bad("ConfirmTimeout %v must be positive", c.ConfirmTimeout)
+	}
+	if c.MaxInFlight <= 0 {
+		bad("MaxInFlight %d must be positive", c.MaxInFlight)
+	}
+	if c.Channels <= 0 || c.Channels > 64 {
+		bad("Channels %d must be between 1 and 64", c.Channels)
+	}
+	if c.Reconnect.Initial <= 0 || c.Reconnect.Max < c.Reconnect.Initial || c.Reconnect.Multiplier < 1 {
+		bad("Reconnect %+v: need Initial > 0, Max >= Initial, Multiplier >= 1", c.Reconnect)
+	}
+	if c.MaxPayloadBytes <= 0 {
+		bad("MaxPayloadBytes %d must be positive", c.MaxPayloadBytes)
+	}
+	if c.AMQP.Recovery != nil {
+		bad("AMQP.Recovery is set: the publisher reconnects and republishes itself, and amqp091-go's recovery would compete with it; remove it")
+	}
+	return errors.Join(errs...)
+}
+
+func validateURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "amqp" && u.Scheme != "amqps" {
+		return fmt.Errorf("scheme must be amqp or amqps, not %q", u.Scheme)
+	}
+	if u.Host == "" {
+		return errors.New("no host")
+	}
+	return nil
+}
+
+// redactURL hides the password so URLs can go into errors and logs.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return u.Redacted()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

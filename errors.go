@@ -1,0 +1,96 @@
+package durablews
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Errors a message can fail with. Test with errors.Is on a *PublishError
+// (it matches if any message failed for that reason) or on a
+// MessageError.Err.
+var (
+	// ErrPublisherClosed: Publish was called after Close, or Close
+	// interrupted a publish that was waiting to reconnect.
+	ErrPublisherClosed = errors.New("durablews: publisher is closed")
+	// ErrNacked: the broker refused the message (basic.nack), e.g. a queue
+	// with x-overflow reject-publish is full. Other queues may still have
+	// received it, so a blind retry can duplicate it there.
+	ErrNacked = errors.New("nacked by the broker")
+	// ErrUnroutable: Config.Mandatory is on and no queue is bound for the
+	// message's routing key (basic.return). Nothing received it.
+	ErrUnroutable = errors.New("unroutable: no queue is bound for its routing key (returned by the broker because Config.Mandatory is set)")
+	// ErrConfirmTimeout: no confirm within Config.ConfirmTimeout. The
+	// broker may still have the message.
+	ErrConfirmTimeout = errors.New("no confirm within Config.ConfirmTimeout")
+	// ErrConnectionLost: the connection or channel closed before the
+	// confirm came and the publisher could not republish in time. The
+	// broker may still have the message.
+	ErrConnectionLost = errors.New("connection lost before the broker confirmed")
+	// ErrInvalidMessage: the message was rejected before sending; see the
+	// MessageError text for what to fix.
+	ErrInvalidMessage = errors.New("invalid message")
+	// ErrNotSent: the message was valid but not sent because another
+	// message of the same batch was invalid, or the batch could not start.
+	ErrNotSent = errors.New("not sent")
+)
+
+// MessageError is the outcome of one message that was not confirmed.
+type MessageError struct {
+	// UUID of the message ("" for a nil message).
+	UUID string
+	// Index of the message in the Publish call.
+	Index int
+	// Err is one of the Err* values above, wrapped with detail, or the
+	// message context's error.
+	Err error
+}
+
+func (e MessageError) Error() string {
+	return fmt.Sprintf("message %d (%s): %v", e.Index, e.UUID, e.Err)
+}
+
+func (e MessageError) Unwrap() error { return e.Err }
+
+// PublishError reports a Publish call in which not every message was
+// confirmed. It lists the confirmed UUIDs and, for each other message,
+// why it was not confirmed.
+type PublishError struct {
+	Topic     string
+	Confirmed []string
+	Failed    []MessageError
+}
+
+func (e *PublishError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "durablews: publish to topic %q: %d of %d messages not confirmed",
+		e.Topic, len(e.Failed), len(e.Failed)+len(e.Confirmed))
+	const show = 10
+	for i, f := range e.Failed {
+		if i == show {
+			fmt.Fprintf(&b, "; and %d more", len(e.Failed)-show)
+			break
+		}
+		b.WriteString("; ")
+		b.WriteString(f.Error())
+	}
+	return b.String()
+}
+
+// Unwrap lets errors.Is(err, ErrNacked) and friends match any failure.
+func (e *PublishError) Unwrap() []error {
+	errs := make([]error, len(e.Failed))
+	for i, f := range e.Failed {
+		errs[i] = f
+	}
+	return errs
+}
+
+// NotConfirmed returns the UUIDs of the messages that were not confirmed.
+func (e *PublishError) NotConfirmed() []string {
+	ids := make([]string, len(e.Failed))
+	for i, f := range e.Failed {
+		ids[i] = f.UUID
+	}
+	return ids
+}

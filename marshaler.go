@@ -1,0 +1,125 @@
+package durablews
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Metadata keys the Marshaler also copies into AMQP properties, so AMQP
+// consumers see them as properties and STOMP clients as the standard
+// content-type and correlation-id headers.
+const (
+	ContentTypeMetadataKey   = "content_type"
+	CorrelationIDMetadataKey = "correlation_id"
+)
+
+// DefaultContentType is used when a message has no ContentTypeMetadataKey.
+const DefaultContentType = "application/json"
+
+// watermillUUIDHeader is where watermill-amqp's DefaultMarshaler keeps the
+// UUID; Unmarshal reads it so messages from such producers keep their UUID.
+const watermillUUIDHeader = "_watermill_message_uuid"
+
+// Marshaler is the wire format between Watermill messages and AMQP. It
+// implements watermill-amqp's Marshaler interface, so a watermill-amqp
+// subscriber configured with it reads exactly what the Publisher wrote.
+//
+// Marshal writes:
+//   - DeliveryMode persistent, so the message survives a broker restart in
+//     a durable queue;
+//   - MessageId = the Watermill UUID; a STOMP client sees it as the
+//     amqp-message-id header and de-duplicates redeliveries by it;
+//   - ContentType from metadata content_type, default application/json;
+//   - CorrelationId from metadata correlation_id, when present;
+//   - Timestamp = now;
+//   - every metadata entry as a string header (the only header type, with
+//     integers, that reaches STOMP clients).
+//
+// Unmarshal restores UUID, metadata and payload exactly.
+type Marshaler struct {
+	// Now returns the publishing timestamp; default time.Now. Tests set it.
+	Now func() time.Time
+}
+
+// Marshal implements watermill-amqp's Marshaler.
+func (m Marshaler) Marshal(msg *message.Message) (amqp.Publishing, error) {
+	if msg == nil {
+		return amqp.Publishing{}, fmt.Errorf("durablews: cannot marshal a nil message")
+	}
+	if err := checkShortString("message UUID", msg.UUID); err != nil {
+		return amqp.Publishing{}, err
+	}
+	headers := make(amqp.Table, len(msg.Metadata))
+	for k, v := range msg.Metadata {
+		if err := checkHeaderName(k); err != nil {
+			return amqp.Publishing{}, err
+		}
+		headers[k] = v
+	}
+	contentType := msg.Metadata.Get(ContentTypeMetadataKey)
+	if contentType == "" {
+		contentType = DefaultContentType
+	}
+	now := time.Now
+	if m.Now != nil {
+		now = m.Now
+	}
+	return amqp.Publishing{
+		Headers:       headers,
+		ContentType:   contentType,
+		CorrelationId: msg.Metadata.Get(CorrelationIDMetadataKey),
+		DeliveryMode:  amqp.Persistent,
+		MessageId:     msg.UUID,
+		Timestamp:     now(),
+		Body:          msg.Payload,
+	}, nil
+}
+
+// Unmarshal implements watermill-amqp's Marshaler.
+func (m Marshaler) Unmarshal(d amqp.Delivery) (*message.Message, error) {
+	uuid := d.MessageId
+	fromHeader := false
+	if uuid == "" {
+		if s, ok := d.Headers[watermillUUIDHeader].(string); ok {
+			uuid, fromHeader = s, true
+		}
+	}
+	msg := message.NewMessage(uuid, d.Body)
+	for k, v := range d.Headers {
+		if fromHeader && k == watermillUUIDHeader {
+			continue
+		}
+		switch v := v.(type) {
+		case string:
+			msg.Metadata.Set(k, v)
+		case []byte:
+			msg.Metadata.Set(k, string(v))
+		default:
+			// Other producers may send typed headers; keep them readable.
+			msg.Metadata.Set(k, fmt.Sprint(v))
+		}
+	}
+	return msg, nil
+}
+
+// checkHeaderName rejects metadata keys that AMQP cannot carry as a header
+// table key (a short string of 1..255 bytes).
+func checkHeaderName(k string) error {
+	if k == "" {
+		return fmt.Errorf("durablews: metadata key is empty: AMQP headers need a name")
+	}
+	return checkShortString(fmt.Sprintf("metadata key %.40q", k), k)
+}
+
+func checkShortString(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("durablews: %s is empty", what)
+	}
+	if len(s) > maxShortString {
+		return fmt.Errorf("durablews: %s is %d bytes, over the AMQP limit of %d", what, len(s), maxShortString)
+	}
+	return nil
+}

@@ -1,0 +1,72 @@
+package durablews
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// stompReservedHeaders are header names RabbitMQ's STOMP adapter writes
+// itself. A metadata key with one of these names would reach the browser as
+// a duplicate header, and STOMP clients keep the first one, so a custom
+// "content-type" silently replaces the real one.
+var stompReservedHeaders = map[string]bool{
+	"ack": true, "amqp-message-id": true, "app-id": true, "content-encoding": true,
+	"content-length": true, "content-type": true, "correlation-id": true,
+	"destination": true, "expiration": true, "message-id": true, "persistent": true,
+	"priority": true, "receipt": true, "redelivered": true, "reply-to": true,
+	"subscription": true, "timestamp": true, "type": true, "user-id": true,
+}
+
+// validateForBrowser rejects messages a Web-STOMP client could not
+// receive: they would either be dropped by the broker or close the tab's
+// socket and be redelivered forever.
+func (c *Config) validateForBrowser(msg *message.Message) error {
+	if len(msg.Payload) > c.MaxPayloadBytes {
+		return fmt.Errorf("payload is %d bytes, over Config.MaxPayloadBytes (%d): send a reference to the data instead", len(msg.Payload), c.MaxPayloadBytes)
+	}
+	if !c.BinaryFrames && !utf8.Valid(msg.Payload) {
+		return fmt.Errorf("payload is not valid UTF-8: Web-STOMP text frames cannot carry it (the browser would disconnect and get it redelivered forever); encode it (JSON, base64) or set Config.BinaryFrames when the broker uses web_stomp.ws_frame = binary")
+	}
+	for k, v := range msg.Metadata {
+		if stompReservedHeaders[strings.ToLower(k)] {
+			return fmt.Errorf("metadata key %q collides with a STOMP header RabbitMQ sets itself; rename it (content_type and correlation_id are mapped for you)", k)
+		}
+		if strings.ContainsAny(k, "\x00\r\n") || strings.ContainsAny(v, "\x00") {
+			return fmt.Errorf("metadata key %.40q or its value contains NUL or a line break, which STOMP frames cannot carry", k)
+		}
+		if !c.BinaryFrames && (!utf8.ValidString(k) || !utf8.ValidString(v)) {
+			return fmt.Errorf("metadata key %.40q or its value is not valid UTF-8, which Web-STOMP text frames cannot carry", k)
+		}
+	}
+	return nil
+}
+
+// routingKey computes and checks msg's routing key for exchange e.
+func (c *Config) routingKey(topic string, e Exchange, msg *message.Message) (key string, err error) {
+	defer func() {
+		// A user RoutingKeyFunc must not take the publisher down.
+		if r := recover(); r != nil {
+			key, err = "", fmt.Errorf("Config.RoutingKey panicked: %v", r)
+		}
+	}()
+	key, err = c.RoutingKey(topic, msg)
+	if err != nil {
+		return "", fmt.Errorf("routing key: %w", err)
+	}
+	if !e.needsRoutingKey() {
+		return "", nil // fanout and headers exchanges ignore the key
+	}
+	if key == "" {
+		return "", fmt.Errorf("no routing key for %s exchange %q: set metadata %q (or Config.RoutingKey)", e.Kind, e.Name, RoutingKeyMetadataKey)
+	}
+	if len(key) > maxShortString {
+		return "", fmt.Errorf("routing key is %d bytes, over the AMQP limit of %d", len(key), maxShortString)
+	}
+	if !utf8.ValidString(key) {
+		return "", fmt.Errorf("routing key %q is not valid UTF-8", key)
+	}
+	return key, nil
+}
