@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
 	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -110,9 +111,7 @@ type Config struct {
 	// Marshaler{}. A custom one must keep DeliveryMode persistent for the
 	// guarantee to hold; the publisher fills MessageId from the UUID when
 	// the marshaler leaves it empty.
-	Marshaler interface {
-		Marshal(msg *message.Message) (amqp.Publishing, error)
-	}
+	Marshaler wamqp.Marshaler
 
 	// ConfirmTimeout bounds how long Publish waits for all of its messages
 	// to be confirmed, including time spent reconnecting. Default 30s.

@@ -1,0 +1,52 @@
+package durablews_test
+
+import (
+	"fmt"
+	"log"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/durablews/durablews"
+)
+
+// Publish an event for customer 42's browser tabs. Publish returns nil only
+// once RabbitMQ has confirmed the message, so it survives a broker restart
+// and reaches every tab queue bound to customer.42.#.
+func ExamplePublisher() {
+	cfg := durablews.NewConfig("amqp://guest:guest@127.0.0.1:5672/",
+		durablews.Exchange{Name: "durablews-example-events"}, // a durable topic exchange
+	)
+	pub, err := durablews.NewPublisher(cfg, watermill.NopLogger{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pub.Close()
+
+	msg := message.NewMessage(watermill.NewUUID(), []byte(`{"order":1001,"status":"paid"}`))
+	msg.Metadata.Set(durablews.RoutingKeyMetadataKey, "customer.42.order_paid")
+
+	if err := pub.Publish("durablews-example-events", msg); err != nil {
+		log.Fatal(err) // a *durablews.PublishError names every unconfirmed message
+	}
+	fmt.Println("confirmed")
+	// Output: confirmed
+}
+
+// A failed batch says which messages were not confirmed and why.
+func ExamplePublishError() {
+	cfg := durablews.NewConfig("amqp://guest:guest@127.0.0.1:5672/", durablews.Exchange{Name: "durablews-example-events"})
+	pub, err := durablews.NewPublisher(cfg, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pub.Close()
+
+	ok := message.NewMessage("11111111-1111-1111-1111-111111111111", []byte(`{}`))
+	ok.Metadata.Set(durablews.RoutingKeyMetadataKey, "customer.1.ping")
+	noKey := message.NewMessage("22222222-2222-2222-2222-222222222222", []byte(`{}`))
+
+	err = pub.Publish("durablews-example-events", ok, noKey)
+	fmt.Println(err)
+	// Output: durablews: publish to topic "durablews-example-events": 2 of 2 messages not confirmed; message 0 (11111111-1111-1111-1111-111111111111): not sent: another message of this batch is invalid, so none was published; message 1 (22222222-2222-2222-2222-222222222222): invalid message: no routing key for topic exchange "durablews-example-events": set metadata "routing_key" (or Config.RoutingKey)
+}
