@@ -163,16 +163,23 @@ need_root() {
 	[ "$(id -u)" = 0 ] || die "$1 needs root" "run: sudo bash scripts/rabbitmq.sh"
 }
 
-# install_rabbitmq — Debian's package. A temporary policy-rc.d keeps the postinst from
-# starting the service itself (with no systemd its init script may fail, and that fails
-# the postinst); we start the node ourselves right after.
-install_rabbitmq() {
-	[ "$NO_INSTALL" != 1 ] || die "rabbitmq-server is not installed (and DURABLEWS_RABBITMQ_NO_INSTALL=1)" \
-		"install it: apt-get update && apt-get install -y rabbitmq-server"
-	need_root "installing rabbitmq-server"
-	command -v apt-get >/dev/null || die "rabbitmq-server is not installed and there is no apt-get" \
-		"install RabbitMQ 3.10 with the plugins rabbitmq_stomp, rabbitmq_web_stomp, rabbitmq_management"
-	note "rabbitmq-server not installed: installing Debian's package (apt-get)..."
+# install_missing — Debian's packages for whatever is missing: rabbitmq-server, and the
+# tools this script uses (curl, pgrep). A temporary policy-rc.d keeps rabbitmq-server's
+# postinst from starting the service itself (with no systemd its init script may fail,
+# and that fails the postinst); we start the node ourselves right after.
+install_missing() {
+	local pkgs=()
+	have_rabbitmq || pkgs+=(rabbitmq-server)
+	command -v curl >/dev/null || pkgs+=(curl)
+	command -v pgrep >/dev/null || pkgs+=(procps)
+	command -v flock >/dev/null || pkgs+=(util-linux)
+	[ ${#pkgs[@]} -gt 0 ] || return 0
+	[ "$NO_INSTALL" != 1 ] || die "not installed: ${pkgs[*]} (and DURABLEWS_RABBITMQ_NO_INSTALL=1)" \
+		"install: apt-get update && apt-get install -y ${pkgs[*]}"
+	need_root "installing ${pkgs[*]}"
+	command -v apt-get >/dev/null || die "not installed: ${pkgs[*]}, and there is no apt-get" \
+		"install RabbitMQ 3.10 with the plugins rabbitmq_stomp, rabbitmq_web_stomp, rabbitmq_management, and curl"
+	note "not installed: ${pkgs[*]}: installing Debian's packages (apt-get)..."
 	local log=/tmp/durablews-rabbitmq-apt.log prc=/usr/sbin/policy-rc.d made_prc=0
 	if [ ! -e "$prc" ]; then
 		printf '#!/bin/sh\n# temporary, from durablews scripts/rabbitmq.sh\nexit 101\n' >"$prc"
@@ -185,9 +192,9 @@ install_rabbitmq() {
 	if ! "${apt[@]}" update >"$log" 2>&1; then
 		note "apt-get update failed (see $log); trying the install with the package lists there are"
 	fi
-	if ! "${apt[@]}" install -y --no-install-recommends rabbitmq-server >>"$log" 2>&1; then
+	if ! "${apt[@]}" install -y --no-install-recommends "${pkgs[@]}" >>"$log" 2>&1; then
 		tail -n 20 "$log" | sed 's/^/  | /' >&2
-		die "apt-get install -y rabbitmq-server failed (full log: $log)" \
+		die "apt-get install -y ${pkgs[*]} failed (full log: $log)" \
 			"check the network to the Debian mirrors and the dpkg state (dpkg --configure -a), then rerun"
 	fi
 	if [ "$made_prc" = 1 ]; then
@@ -196,12 +203,26 @@ install_rabbitmq() {
 	fi
 	have_rabbitmq || die "apt-get said rabbitmq-server was installed, but rabbitmq-server is not there" \
 		"see $log"
-	note "installed $(dpkg-query -W -f '${Package} ${Version}' rabbitmq-server 2>/dev/null || echo rabbitmq-server)"
+	note "installed ${pkgs[*]} ($(dpkg-query -W -f '${Package} ${Version}' rabbitmq-server 2>/dev/null))"
 }
 
 node_answers() { rabbitmq-diagnostics -q ping --timeout 5 >/dev/null 2>&1; }
 
-node_beam_running() { pgrep -u rabbitmq -f 'beam.smp.*-s rabbit' >/dev/null 2>&1 || pgrep -u rabbitmq beam.smp >/dev/null 2>&1; }
+# node_beam_running — is there a live beam.smp of the machine's default node (user
+# rabbitmq, started through /usr/sbin/rabbitmq-server, so no RABBITMQ_NODENAME in its
+# environment; internal/testbroker's extra nodes all carry one)? Zombies don't count: a
+# node just stopped can linger as one until its parent reaps it.
+node_beam_running() {
+	local pid stat env
+	for pid in $(pgrep -u rabbitmq -x beam.smp 2>/dev/null); do
+		stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+		stat=${stat##*) }
+		case $stat in Z* | X*) continue ;; esac
+		env=$(tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null) || continue
+		grep -q '^RABBITMQ_NODENAME=' <<<"$env" || return 0
+	done
+	return 1
+}
 
 # start_node — `rabbitmq-server -detached`, as this machine starts it; then wait until the
 # node answers and the rabbit app has booted.
@@ -283,7 +304,7 @@ ensure() {
 	local lockdir=/run/lock
 	[ -w "$lockdir" ] || lockdir=${TMPDIR:-/tmp}
 	exec 9>"$lockdir/durablews-rabbitmq.lock"
-	if ! flock -w $((TIMEOUT * 3)) 9; then
+	if command -v flock >/dev/null && ! flock -w $((TIMEOUT * 3)) 9; then
 		die "another scripts/rabbitmq.sh held $lockdir/durablews-rabbitmq.lock for $((TIMEOUT * 3))s" \
 			"see: ps aux | grep rabbitmq.sh"
 	fi
@@ -292,21 +313,32 @@ ensure() {
 		return 0
 	fi
 
-	have_rabbitmq || install_rabbitmq
+	install_missing
 
 	if node_answers; then
 		debug "node answers"
 		rabbitmqctl -q await_startup --timeout "$TIMEOUT" >/dev/null 2>&1 || wait_booted "the running node"
 		enable_plugins
-	elif node_beam_running; then
-		# A beam of the rabbitmq user that does not answer yet: booting, or unreachable.
-		note "a RabbitMQ node is starting; waiting for it..."
-		wait_booted "the already running beam.smp"
-		enable_plugins
 	else
-		# Enable offline first, so the node boots with the plugins.
-		enable_plugins --offline
-		start_node
+		if node_beam_running; then
+			# A beam of the default node that does not answer: booting, stopping, or
+			# unreachable (cookie, node name). Wait for it to answer or to go away.
+			note "a RabbitMQ node process exists but does not answer yet; waiting up to ${TIMEOUT}s..."
+			local deadline=$((SECONDS + TIMEOUT))
+			while ! node_answers && node_beam_running; do
+				[ $SECONDS -lt $deadline ] || die "a beam.smp of user rabbitmq runs but the node did not answer within ${TIMEOUT}s" \
+					"is it the default node? ps -o pid,user,lstart,args -u rabbitmq" \
+					"stop it (rabbitmqctl stop, or kill that pid) and rerun; or raise DURABLEWS_RABBITMQ_TIMEOUT"
+				sleep 1
+			done
+		fi
+		if node_answers; then
+			wait_booted "the running node"
+		else
+			# Enable offline first, so the node boots with the plugins.
+			enable_plugins --offline
+			start_node
+		fi
 		enable_plugins
 	fi
 
