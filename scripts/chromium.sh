@@ -80,7 +80,7 @@ smoke() {
 		--dump-dom 'data:text/html,<p id="durablews">ok</p>' </dev/null 2>"$dir.err") || rc=$?
 	if [ "$rc" != 0 ] || ! grep -q 'id="durablews">ok<' <<<"$out"; then
 		local err
-		err=$(grep -v -e 'dbus' -e 'DBus' "$dir.err" | tail -n 15 | sed 's/^/  | /')
+		err=$({ grep -v -e 'dbus' -e 'DBus' "$dir.err" || true; } | tail -n 15 | sed 's/^/  | /')
 		rm -rf "$dir" "$dir.err"
 		die "$CHROMIUM --headless --dump-dom did not render a page (exit $rc)${err:+:
 $err}" \
