@@ -1,11 +1,14 @@
 package durablews_test
 
 import (
+	"context"
 	"fmt"
 	"log"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 
 	"github.com/durablews/durablews"
 )
@@ -48,5 +51,51 @@ func ExamplePublishError() {
 
 	err = pub.Publish("durablews-example-events", ok, noKey)
 	fmt.Println(err)
-	// Output: durablews: publish to topic "durablews-example-events": 2 of 2 messages not confirmed; message 0 (11111111-1111-1111-1111-111111111111): not sent: another message of this batch is invalid, so none was published; message 1 (22222222-2222-2222-2222-222222222222): invalid message: no routing key for topic exchange "durablews-example-events": set metadata "routing_key" (or Config.RoutingKey)
+	// Output: durablews: publish to topic "durablews-example-events": 2 of 2 messages not confirmed; message 0 (11111111-1111-1111-1111-111111111111): not sent: another message of this batch is invalid, so none was published; message 1 (22222222-2222-2222-2222-222222222222): invalid message: no usable routing key: no routing key for topic exchange "durablews-example-events": set metadata "routing_key" (or Config.RoutingKey)
+}
+
+// Forward the events a Watermill router consumes to browser tabs. The
+// source message is acked only after RabbitMQ confirmed the forward; if the
+// forward fails the router nacks it and the source bus redelivers it.
+func ExampleForwardMiddleware() {
+	pub, err := durablews.NewPublisher(durablews.NewConfig("amqp://guest:guest@127.0.0.1:5672/",
+		durablews.Exchange{Name: "durablews-example-events"}), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pub.Close()
+
+	forward, err := durablews.ForwardMiddleware(durablews.Forward{
+		Publisher: pub,
+		Topic:     "durablews-example-events",
+		RoutingKey: func(m *message.Message) (string, error) {
+			return "customer." + m.Metadata.Get("customer_id") + ".order_paid", nil
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// Any Watermill subscriber works as the source: Kafka, AMQP, SQL, NATS...
+	source := gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true}, nil)
+	defer source.Close()
+	router, err := message.NewRouter(message.RouterConfig{}, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	router.AddMiddleware(middleware.CorrelationID, forward)
+	router.AddConsumerHandler("orders-to-browsers", "orders", source, func(msg *message.Message) error {
+		return nil // the service's own handling, if any
+	})
+	go func() { _ = router.Run(context.Background()) }()
+	<-router.Running()
+	defer router.Close()
+
+	msg := message.NewMessage(watermill.NewUUID(), []byte(`{"order":1001}`))
+	msg.Metadata.Set("customer_id", "42")
+	if err := source.Publish("orders", msg); err != nil { // returns once the router acked it
+		log.Fatal(err)
+	}
+	fmt.Println("acked after the broker confirmed the forward")
+	// Output: acked after the broker confirmed the forward
 }

@@ -257,7 +257,7 @@ func (p *Publisher) prepare(topic string, ex Exchange, msgs []*message.Message, 
 	invalid := false
 	for i, msg := range msgs {
 		fail := func(err error) {
-			results[i] = fmt.Errorf("%w: %v", ErrInvalidMessage, err)
+			results[i] = fmt.Errorf("%w: %w", ErrInvalidMessage, err)
 			invalid = true
 		}
 		if msg == nil {
@@ -266,7 +266,7 @@ func (p *Publisher) prepare(topic string, ex Exchange, msgs []*message.Message, 
 		}
 		key, err := p.cfg.routingKey(topic, ex, msg)
 		if err != nil {
-			fail(err)
+			fail(fmt.Errorf("%w: %w", ErrRoutingKey, err))
 			continue
 		}
 		if err := p.cfg.validateForBrowser(msg); err != nil {

@@ -54,7 +54,7 @@ func (c *Config) routingKey(topic string, e Exchange, msg *message.Message) (key
 	}()
 	key, err = c.RoutingKey(topic, msg)
 	if err != nil {
-		return "", fmt.Errorf("routing key: %w", err)
+		return "", fmt.Errorf("Config.RoutingKey: %w", err)
 	}
 	if !e.needsRoutingKey() {
 		return "", nil // fanout and headers exchanges ignore the key

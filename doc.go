@@ -1,0 +1,50 @@
+// Package durablews delivers events from Go services to browser tabs with a
+// delivery guarantee: a message whose Publish returned nil reaches every tab
+// that subscribed to it, even if the tab was offline for a while, the
+// network flapped or the broker restarted.
+//
+// # How it works
+//
+// The Go side publishes Watermill messages through a Publisher to durable
+// RabbitMQ exchanges, as persistent messages, and waits for publisher
+// confirms. Each browser tab subscribes over RabbitMQ's Web-STOMP plugin to
+// its own durable, auto-expiring queue bound to the exchange (the client in
+// web/ does this), and acks every message after the page has handled it.
+// Unacked messages stay in the tab's queue while it is away and come back
+// when it reconnects.
+//
+// # Publishing
+//
+// A Watermill topic maps onto a named durable exchange (Config.Exchanges);
+// the routing key of each message comes from its metadata
+// (RoutingKeyMetadataKey) or from Config.RoutingKey:
+//
+//	cfg := durablews.NewConfig("amqp://guest:guest@127.0.0.1:5672/", durablews.Exchange{Name: "events"})
+//	pub, err := durablews.NewPublisher(cfg, logger)
+//	...
+//	msg := message.NewMessage(watermill.NewUUID(), payload)
+//	msg.Metadata.Set(durablews.RoutingKeyMetadataKey, "customer.42.order_paid")
+//	err = pub.Publish("events", msg)
+//
+// Publish pipelines: all messages of a call, and of concurrent calls, are in
+// flight together, so confirmed throughput is bounded by the broker, not by
+// round trips. An error is a *PublishError naming each unconfirmed message
+// and why (ErrNacked, ErrUnroutable, ErrConfirmTimeout, ErrConnectionLost,
+// ErrInvalidMessage, ...).
+//
+// # Wire format
+//
+// Marshaler writes persistent messages whose AMQP message_id is the Watermill
+// UUID (the browser sees it as amqp-message-id and drops redeliveries by it)
+// and whose metadata become string headers. It implements watermill-amqp's
+// Marshaler; Config.WatermillAMQPConfig gives a watermill-amqp configuration
+// that shares exchanges and wire format with the Publisher.
+//
+// # Guarantees and limits
+//
+// Delivery to each tab queue is at least once: a message whose confirm was
+// lost with a connection is republished, and a tab that disconnects before
+// acking gets the message again; the browser client de-duplicates by
+// message id. See the README's Guarantees section for ordering and broker
+// loss.
+package durablews
