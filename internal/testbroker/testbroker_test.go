@@ -125,56 +125,6 @@ func TestKillStartAgainKeepsPersistentMessage(t *testing.T) {
 	require.Equal(t, "survives restart", string(msg.Body))
 }
 
-// TestMemoryAlarmBlocksPublishers checks that SetMemoryAlarm really produces
-// connection.blocked and withholds confirms, and that clearing it unblocks.
-func TestMemoryAlarmBlocksPublishers(t *testing.T) {
-	skipIfNoRabbit(t)
-	t.Parallel()
-	n := Start(t, Options{Plugins: []string{}})
-	require.Empty(t, n.WebSTOMPURL())
-	require.Empty(t, n.ManagementURL())
-
-	c := dial(t, n)
-	blocked := c.NotifyBlocked(make(chan amqp.Blocking, 4))
-	ch, err := c.Channel()
-	require.NoError(t, err)
-	_, err = ch.QueueDeclare("alarm-q", true, false, false, false, nil)
-	require.NoError(t, err)
-	require.NoError(t, ch.Confirm(false))
-
-	require.NoError(t, n.SetMemoryAlarm(true))
-	// RabbitMQ blocks a connection (and sends connection.blocked) when it
-	// publishes while an alarm is in effect.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", "alarm-q", false, false,
-		amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("x")})
-	require.NoError(t, err)
-	select {
-	case b := <-blocked:
-		require.True(t, b.Active)
-		t.Logf("blocked: %q", b.Reason)
-	case <-time.After(15 * time.Second):
-		t.Fatal("no connection.blocked after memory alarm")
-	}
-	select {
-	case <-dc.Done():
-		t.Fatal("publish confirmed while blocked")
-	case <-time.After(500 * time.Millisecond):
-	}
-
-	require.NoError(t, n.SetMemoryAlarm(false))
-	select {
-	case b := <-blocked:
-		require.False(t, b.Active)
-	case <-time.After(15 * time.Second):
-		t.Fatal("no connection.unblocked after clearing the alarm")
-	}
-	acked, err := dc.WaitContext(ctx)
-	require.NoError(t, err)
-	require.True(t, acked)
-}
-
 // TestCustomOptionsAndCleanup covers a custom user, extra config, the
 // Web-STOMP and management listeners, Ctl, and that Close leaves nothing.
 func TestCustomOptionsAndCleanup(t *testing.T) {
@@ -316,4 +266,79 @@ func TestMeasureBootTimes(t *testing.T) {
 				again.Round(10*time.Millisecond), stop.Round(10*time.Millisecond), again2.Round(10*time.Millisecond))
 		}
 	}
+}
+
+// TestNodeWithoutPlugins shares one plugin-less node (boots are the
+// expensive part) between the memory alarm and crash scenarios.
+func TestNodeWithoutPlugins(t *testing.T) {
+	skipIfNoRabbit(t)
+	t.Parallel()
+	n := Start(t, Options{Plugins: []string{}})
+	require.Empty(t, n.WebSTOMPURL())
+	require.Empty(t, n.ManagementURL())
+	require.Empty(t, n.STOMPAddr())
+	t.Run("MemoryAlarmBlocksPublishers", func(t *testing.T) { testMemoryAlarm(t, n) })
+	t.Run("StartAgainAfterExternalCrash", func(t *testing.T) { testExternalCrash(t, n) })
+}
+
+// testMemoryAlarm checks that SetMemoryAlarm really produces
+// connection.blocked and withholds confirms, and that clearing it unblocks.
+func testMemoryAlarm(t *testing.T, n *Node) {
+
+	c := dial(t, n)
+	blocked := c.NotifyBlocked(make(chan amqp.Blocking, 4))
+	ch, err := c.Channel()
+	require.NoError(t, err)
+	_, err = ch.QueueDeclare("alarm-q", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.Confirm(false))
+
+	require.NoError(t, n.SetMemoryAlarm(true))
+	// RabbitMQ blocks a connection (and sends connection.blocked) when it
+	// publishes while an alarm is in effect.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", "alarm-q", false, false,
+		amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("x")})
+	require.NoError(t, err)
+	select {
+	case b := <-blocked:
+		require.True(t, b.Active)
+		t.Logf("blocked: %q", b.Reason)
+	case <-time.After(15 * time.Second):
+		t.Fatal("no connection.blocked after memory alarm")
+	}
+	select {
+	case <-dc.Done():
+		t.Fatal("publish confirmed while blocked")
+	case <-time.After(500 * time.Millisecond):
+	}
+
+	require.NoError(t, n.SetMemoryAlarm(false))
+	select {
+	case b := <-blocked:
+		require.False(t, b.Active)
+	case <-time.After(15 * time.Second):
+		t.Fatal("no connection.unblocked after clearing the alarm")
+	}
+	acked, err := dc.WaitContext(ctx)
+	require.NoError(t, err)
+	require.True(t, acked)
+}
+
+// testExternalCrash: beam.smp killed behind the Node's back (e.g. by the OOM
+// killer) is noticed, and StartAgain brings it back.
+func testExternalCrash(t *testing.T, n *Node) {
+	pid := n.BeamPID()
+	require.NotZero(t, pid)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Running() {
+		require.True(t, time.Now().Before(deadline), "Running() still true after beam.smp died")
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.NoError(t, n.StartAgain())
+	require.NotEqual(t, pid, n.BeamPID())
+	_, err := n.Ctl("status")
+	require.NoError(t, err)
 }
