@@ -208,6 +208,26 @@ func TestPublish_BadInputIsReportedPerMessage(t *testing.T) {
 		assert.Contains(t, err.Error(), "no routing key")
 		assert.Contains(t, err.Error(), m.UUID)
 	})
+	t.Run("messages a browser could not receive", func(t *testing.T) {
+		long := newMsg(strings.Repeat("k", 256))
+		binary := newMsg("k")
+		binary.Payload = []byte{0xff, 0xfe, 0x00}
+		huge := newMsg("k")
+		huge.Payload = make([]byte, durablews.DefaultMaxPayloadBytes+1)
+		reserved := newMsg("k")
+		reserved.Metadata.Set("content-type", "text/html")
+		fine := newMsg("k")
+		err := p.Publish(ex, long, binary, huge, reserved, fine)
+		var pe *durablews.PublishError
+		require.ErrorAs(t, err, &pe)
+		require.Len(t, pe.Failed, 5)
+		for i, want := range []string{"over the AMQP limit of 255", "not valid UTF-8", "over Config.MaxPayloadBytes", "collides with a STOMP header", "another message of this batch is invalid"} {
+			assert.Contains(t, pe.Failed[i].Err.Error(), want)
+		}
+		assert.ErrorIs(t, pe.Failed[0].Err, durablews.ErrRoutingKey)
+		assert.ErrorIs(t, pe.Failed[4].Err, durablews.ErrNotSent)
+		assert.Equal(t, 0, b.count(q))
+	})
 	t.Run("missing passive exchange", func(t *testing.T) {
 		err := p.Publish(missing, newMsg("k"))
 		require.ErrorIs(t, err, durablews.ErrNotSent)
