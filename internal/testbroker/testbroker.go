@@ -8,8 +8,9 @@
 // /usr/lib/rabbitmq/bin/rabbitmq-server as a child process so that the test
 // holds its PID (for SIGKILL) and can restart it on the same data directory.
 //
-// Ports are reserved across processes with lock files, so test packages run
-// in parallel by "go test ./..." can each start nodes. A small watchdog
+// Ports are reserved across processes with flock'ed files in
+// $TMPDIR/durablews-testbroker-ports, so test packages run in parallel by
+// "go test ./..." can each start nodes. A small watchdog
 // process kills a node and removes its directory if the test binary dies
 // without cleaning up (e.g. on a "go test -timeout" panic).
 //
@@ -471,7 +472,7 @@ func (n *Node) Ports() Ports { return n.ports }
 // HasPlugin reports whether the plugin is enabled on the node.
 func (n *Node) HasPlugin(p string) bool { return slices.Contains(n.plugins, p) }
 
-// Username and Password of the default user.
+// Username of the default user.
 func (n *Node) Username() string { return n.opts.Username }
 
 // Password of the default user.
