@@ -355,9 +355,10 @@ export class DurableClient {
     this._closed = false;
     this._attempt = 0;
     this._setState('connecting', { attempt: 0 });
+    const gen = this._gen; // close() bumps it: a close()+connect() during the claim wins
     await this._claimTabId();
-    if (this._closed) return;
-    this._open();
+    if (this._closed || gen !== this._gen) return;
+    void this._open();
   }
 
   /**

@@ -376,3 +376,16 @@ test('invalid options are rejected early', () => {
   assert.throws(() => c.subscribe({ exchange: 'e', name: 'bad/name' }, () => {}), TypeError);
   assert.throws(() => c.subscribe({ exchange: 'e', name: 'n' }), TypeError);
 });
+
+test('close() + connect() during the duplicated-tab check opens exactly one connection', async () => {
+  const broker = new FakeBroker();
+  const { client } = newClient(broker, { duplicateTabCheckMs: 30 });
+  const first = client.connect();
+  await client.close();
+  const second = client.connect();
+  await Promise.all([first, second]);
+  await until('connected', () => client.state === 'connected');
+  await sleep(50);
+  assert.equal(broker.sockets.length, 1);
+  await client.close();
+});
