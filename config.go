@@ -146,6 +146,10 @@ type Config struct {
 
 	// MaxPayloadBytes rejects larger payloads at publish time. Default 16 MiB.
 	MaxPayloadBytes int
+
+	// Observer, when set, is told about every publish, confirm, failure
+	// and reconnect; see NewMetrics for Prometheus.
+	Observer Observer
 }
 
 // NewConfig returns the preset for browser delivery: one broker URL, each
@@ -194,6 +198,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxPayloadBytes == 0 {
 		c.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 }
 

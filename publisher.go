@@ -131,6 +131,7 @@ func (p *Publisher) run(urlIdx int) {
 			p.ready = make(chan struct{})
 			p.mu.Unlock()
 			p.logger.Info("Reconnected to broker", watermill.LogFields{"url": redactURL(u), "attempts": attempt + 1})
+			p.cfg.Observer.Reconnected(redactURL(u))
 			break
 		}
 	}
@@ -166,9 +167,10 @@ type outgoing struct {
 
 // flight is a sent message awaiting its confirm.
 type flight struct {
-	out *outgoing
-	cc  *confirmChannel
-	dc  *amqp.DeferredConfirmation
+	out  *outgoing
+	cc   *confirmChannel
+	dc   *amqp.DeferredConfirmation
+	sent time.Time
 }
 
 // Publish publishes msgs to the exchange mapped to topic and returns nil
@@ -214,6 +216,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		return p.result(topic, msgs, results)
 	}
 
+	p.cfg.Observer.Published(topic, len(out))
 	timer := time.NewTimer(p.cfg.ConfirmTimeout)
 	defer timer.Stop()
 	var avoid *session
@@ -340,7 +343,7 @@ func (p *Publisher) pipeline(s *session, topic string, ex Exchange, out []*outgo
 				resend(o, fmt.Errorf("publish: %v", err))
 				continue
 			}
-			queue = append(queue, flight{out: o, cc: cc, dc: dc})
+			queue = append(queue, flight{out: o, cc: cc, dc: dc, sent: time.Now()})
 		case <-unblocked:
 		case <-oldestDone:
 			f := queue[0]
@@ -352,6 +355,8 @@ func (p *Publisher) pipeline(s *session, topic string, ex Exchange, out []*outgo
 					continue
 				}
 				results[f.out.idx] = err
+			} else {
+				p.cfg.Observer.Confirmed(topic, time.Since(f.sent))
 			}
 		case <-oldestCtx:
 			f := queue[0]
@@ -409,6 +414,9 @@ func (p *Publisher) result(topic string, msgs []*message.Message, results []erro
 		default:
 			pe.Failed = append(pe.Failed, MessageError{UUID: msgs[i].UUID, Index: i, Err: err})
 		}
+		if err != nil {
+			p.cfg.Observer.NotConfirmed(topic, err)
+		}
 	}
 	if len(pe.Failed) == 0 {
 		p.logger.Trace("Published and confirmed", watermill.LogFields{"topic": topic, "messages": len(msgs)})
@@ -427,6 +435,10 @@ func (p *Publisher) knownTopics() string {
 	keys := sortedKeys(p.cfg.Exchanges)
 	return "[" + strings.Join(keys, ", ") + "]"
 }
+
+// InFlight returns how many messages currently await their confirm (or a
+// free in-flight slot), across all callers.
+func (p *Publisher) InFlight() int { return len(p.slots) }
 
 // Close stops accepting messages, waits for Publish calls in progress to
 // get their confirms (each at most Config.ConfirmTimeout; calls waiting
