@@ -340,3 +340,41 @@ test('DurableClient in headless Chromium against RabbitMQ Web-STOMP', { skip: !E
   t.diagnostic(`A final stats ${JSON.stringify(sA)}; B ${JSON.stringify(sB)}`);
   assert.equal(of('A', 'page-error').length + of('B', 'page-error').length + of('C', 'page-error').length, 0, 'no page errors');
 });
+
+// Idle longer than Web-STOMP's 60 s Cowboy idle timeout: heart-beats keep the
+// socket open and a message published afterwards still arrives.
+// Opt-in separately (takes ~80 s): DURABLEWS_E2E=1 DURABLEWS_E2E_LONG=1.
+test('idle for 75 s: heart-beats keep the connection', { skip: !(ENABLED && process.env.DURABLEWS_E2E_LONG === '1') && 'set DURABLEWS_E2E=1 DURABLEWS_E2E_LONG=1', timeout: 180000 }, async (t) => {
+  const why = await available();
+  if (why) return t.skip(why);
+  const ex = `dw-e2e-idle-${Math.random().toString(36).slice(2, 8)}`;
+  await api('PUT', `/api/exchanges/%2F/${ex}`, { type: 'topic', durable: true });
+  const { server, events, port } = await startServer();
+  const u = new URL(`http://127.0.0.1:${port}/web/test/e2e.html`);
+  u.search = new URLSearchParams({ tag: 'D', url: WS_URL, exchange: ex, bindingKey: '#', name: 'idle', heartbeatMs: '10000' }).toString();
+  const b = launchChromium(u.href);
+  let queue;
+  t.after(async () => {
+    b.stop();
+    server.closeAllConnections?.();
+    server.close();
+    await sleep(500);
+    if (queue) await api('DELETE', `/api/queues/%2F/${enc(queue)}`).catch(() => {});
+    await api('DELETE', `/api/exchanges/%2F/${ex}`).catch(() => {});
+  });
+  const states = () => events.filter((e) => e.type === 'state').map((e) => e.state);
+  const end = Date.now() + 20000;
+  while (!states().includes('connected')) {
+    if (Date.now() > end) throw new Error('never connected');
+    await sleep(100);
+  }
+  queue = events.find((e) => e.type === 'claimed').queue;
+  await sleep(75000);
+  await publish(ex, 'x', 'idle-1', { late: true });
+  const end2 = Date.now() + 10000;
+  while (!events.some((e) => e.type === 'handled' && e.id === 'idle-1')) {
+    if (Date.now() > end2) throw new Error('message after idle not handled');
+    await sleep(100);
+  }
+  assert.deepEqual(states(), ['connecting', 'connected'], 'no reconnect while idle');
+});
