@@ -1,0 +1,609 @@
+package main
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"mime"
+	"net"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/durablews/durablews"
+)
+
+//go:embed static
+var staticFiles embed.FS
+
+// ordersTopic is the in-process Watermill topic the domain events go through
+// before the router forwards them to browsers.
+const ordersTopic = "orders"
+
+// Metadata keys of the domain events; the forward builds the routing key
+// customer.<customer_id>.<event_type> from them.
+const (
+	metaCustomer  = "customer_id"
+	metaEventType = "event_type"
+)
+
+// maxEventsPerRequest bounds POST /api/events.
+const maxEventsPerRequest = 500
+
+var (
+	customerRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+	eventTypeRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+	demoEvents  = []string{"order_created", "order_paid", "order_shipped", "order_delivered"}
+)
+
+// appConfig configures the demo app. Zero fields get the defaults of
+// defaultAppConfig.
+type appConfig struct {
+	// Addr is the HTTP listen address, e.g. "127.0.0.1:8080" (":0" in tests).
+	Addr string
+	// AMQPURL is the broker the Go side publishes to.
+	AMQPURL string
+	// WebSTOMPURL is the Web-STOMP endpoint the page connects to.
+	WebSTOMPURL string
+	// Exchange is the durable topic exchange events are published to and
+	// browser tabs bind their queues to.
+	Exchange string
+	// WebDir is the browser client's directory (durablews.js and
+	// node_modules/@stomp/stompjs), served under /web/.
+	WebDir string
+
+	// BrowserLogin and BrowserPasscode are the STOMP credentials every page
+	// connects with. Demo mode only: they are handed to any visitor by
+	// GET /api/config. This is the one place to replace with per-user,
+	// server-issued tokens.
+	BrowserLogin    string
+	BrowserPasscode string
+	// QueueExpiresMs is the x-expires lease of each tab's queue: a tab that
+	// stays away longer gets a fresh, empty queue. Keep it stable: RabbitMQ
+	// refuses a SUBSCRIBE whose x-expires differs from the existing queue's.
+	QueueExpiresMs int
+
+	// PublishTimeout bounds one POST /api/events, including waiting for
+	// RabbitMQ's confirms.
+	PublishTimeout time.Duration
+
+	// Logger for the publisher, router and app; nil logs nothing.
+	Logger watermill.LoggerAdapter
+}
+
+func defaultAppConfig() appConfig {
+	return appConfig{
+		Addr:            "127.0.0.1:8080",
+		AMQPURL:         "amqp://guest:guest@127.0.0.1:5672/",
+		WebSTOMPURL:     "ws://127.0.0.1:15674/ws",
+		Exchange:        "durablews-demo",
+		WebDir:          "web",
+		BrowserLogin:    "guest",
+		BrowserPasscode: "guest",
+		QueueExpiresMs:  15 * 60 * 1000,
+		PublishTimeout:  30 * time.Second,
+	}
+}
+
+func (c *appConfig) setDefaults() {
+	d := defaultAppConfig()
+	set := func(v *string, def string) {
+		if *v == "" {
+			*v = def
+		}
+	}
+	set(&c.Addr, d.Addr)
+	set(&c.AMQPURL, d.AMQPURL)
+	set(&c.WebSTOMPURL, d.WebSTOMPURL)
+	set(&c.Exchange, d.Exchange)
+	set(&c.WebDir, d.WebDir)
+	set(&c.BrowserLogin, d.BrowserLogin)
+	set(&c.BrowserPasscode, d.BrowserPasscode)
+	if c.QueueExpiresMs == 0 {
+		c.QueueExpiresMs = d.QueueExpiresMs
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = d.PublishTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = watermill.NopLogger{}
+	}
+}
+
+// app is the demo: an HTTP server whose POST /api/events emits domain events
+// on an in-process Watermill GoChannel; a router forwards them with
+// durablews.ForwardMiddleware through a durablews.Publisher to a RabbitMQ
+// topic exchange, from where browser tabs receive them over Web-STOMP.
+type app struct {
+	cfg    appConfig
+	logger watermill.LoggerAdapter
+
+	pub     *durablews.Publisher
+	source  *gochannel.GoChannel
+	router  *message.Router
+	stopRun context.CancelFunc
+	runDone chan struct{}
+
+	handler http.Handler
+	orderNo atomic.Int64
+
+	mu        sync.Mutex
+	srv       *http.Server
+	url       string
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// newApp checks the web dir, declares the exchange, connects the publisher
+// and starts the router. It serves nothing until Start (or use Handler).
+func newApp(cfg appConfig) (*app, error) {
+	cfg.setDefaults()
+	if err := checkWebDir(cfg.WebDir); err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(cfg.WebSTOMPURL, "ws://") && !strings.HasPrefix(cfg.WebSTOMPURL, "wss://") {
+		return nil, fmt.Errorf("Web-STOMP URL %q must start with ws:// or wss://", cfg.WebSTOMPURL)
+	}
+	// Browser tabs bind their queues to the exchange as soon as they open,
+	// and the Publisher declares it only on its first publish: declare it now
+	// (same arguments as the Publisher) so a tab opened first can subscribe.
+	if err := declareExchange(cfg.AMQPURL, cfg.Exchange); err != nil {
+		return nil, err
+	}
+	a := &app{cfg: cfg, logger: cfg.Logger, runDone: make(chan struct{})}
+	a.orderNo.Store(1000)
+
+	var err error
+	a.pub, err = durablews.NewPublisher(durablews.NewConfig(cfg.AMQPURL, durablews.Exchange{Name: cfg.Exchange}), cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+
+	// The "service bus" of this demo. Publish blocks until the router acked
+	// the event, which it does only after RabbitMQ confirmed the forward; the
+	// event carries the HTTP request's context (PreserveContext), so a
+	// request that gives up stops the forward too.
+	a.source = gochannel.NewGoChannel(gochannel.Config{
+		BlockPublishUntilSubscriberAck: true,
+		PreserveContext:                true,
+	}, cfg.Logger)
+
+	forward, err := durablews.ForwardMiddleware(durablews.Forward{
+		Publisher: a.pub,
+		Topic:     cfg.Exchange,
+		RoutingKey: func(m *message.Message) (string, error) {
+			return routingKey(m.Metadata.Get(metaCustomer), m.Metadata.Get(metaEventType))
+		},
+	})
+	if err != nil {
+		a.closeBackends()
+		return nil, err
+	}
+	a.router, err = message.NewRouter(message.RouterConfig{CloseTimeout: cfg.PublishTimeout + 5*time.Second}, cfg.Logger)
+	if err != nil {
+		a.closeBackends()
+		return nil, err
+	}
+	// settle is outermost: it sees the forward's result.
+	a.router.AddMiddleware(a.settle, forward)
+	a.router.AddConsumerHandler("orders-to-browsers", ordersTopic, a.source, func(*message.Message) error {
+		return nil // a real service would handle the order event here
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stopRun = cancel
+	go func() {
+		defer close(a.runDone)
+		if err := a.router.Run(ctx); err != nil {
+			a.logger.Error("Router stopped", err, nil)
+		}
+	}()
+	select {
+	case <-a.router.Running():
+	case <-a.runDone:
+		a.closeBackends()
+		return nil, errors.New("watermill router did not start")
+	}
+	a.handler = a.routes()
+	return a, nil
+}
+
+// checkWebDir fails with what to run when the browser client or its
+// dependency is missing.
+func checkWebDir(dir string) error {
+	if st, err := os.Stat(filepath.Join(dir, "durablews.js")); err != nil || st.IsDir() {
+		abs, _ := filepath.Abs(dir)
+		return fmt.Errorf("browser client not found: %s has no durablews.js (run from the repository root, or pass -web-dir path/to/web)", abs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@stomp", "stompjs", "esm6", "index.js")); err != nil {
+		return fmt.Errorf("%s is missing: run `make web-deps` (or `npm ci --prefix %s`) first",
+			filepath.Join(dir, "node_modules", "@stomp", "stompjs"), dir)
+	}
+	return nil
+}
+
+func declareExchange(url, name string) error {
+	conn, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		return fmt.Errorf("cannot connect to RabbitMQ (run `make broker`): %w", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open AMQP channel: %w", err)
+	}
+	if err := ch.ExchangeDeclare(name, durablews.KindTopic, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %q: %w", name, err)
+	}
+	return ch.Close()
+}
+
+func routingKey(customer, eventType string) (string, error) {
+	if !customerRE.MatchString(customer) {
+		return "", fmt.Errorf("invalid customer id %q", customer)
+	}
+	if !eventTypeRE.MatchString(eventType) {
+		return "", fmt.Errorf("invalid event type %q", eventType)
+	}
+	return "customer." + customer + "." + eventType, nil
+}
+
+// outcomes collects the forward result of each event of one request. It
+// travels in the events' context.
+type outcomes struct {
+	mu  sync.Mutex
+	err map[string]error // UUID -> nil (confirmed) or why not
+}
+
+type outcomesKey struct{}
+
+func (o *outcomes) set(uuid string, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.err[uuid] = err
+}
+
+func (o *outcomes) get(uuid string) (err error, ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	err, ok = o.err[uuid]
+	return err, ok
+}
+
+// settle reports the forward's outcome to the waiting HTTP request. A failed
+// forward is nacked, so GoChannel delivers the event again (after a pause,
+// not in a hot loop) while the request still waits; once the request gave up
+// (its context is done), the event is acked and the request reports it as not
+// confirmed.
+func (a *app) settle(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		produced, err := h(msg)
+		ctx := msg.Context()
+		o, _ := ctx.Value(outcomesKey{}).(*outcomes)
+		if err == nil {
+			if o != nil {
+				o.set(msg.UUID, nil)
+			}
+			return produced, nil
+		}
+		if ctx.Err() != nil || errors.Is(err, durablews.ErrRoutingKey) {
+			if o != nil {
+				o.set(msg.UUID, err)
+			}
+			return nil, nil
+		}
+		a.logger.Error("Forward to browsers failed; retrying", err, watermill.LogFields{"message_uuid": msg.UUID})
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		return nil, err
+	}
+}
+
+// routes builds the HTTP handler:
+//
+//	GET  /               the page (?customer=42)
+//	GET  /static/...     its script and style (embedded)
+//	GET  /web/...        the browser client and @stomp/stompjs from WebDir
+//	GET  /api/config     what the page needs to connect
+//	POST /api/events     publish test events; returns their UUIDs once confirmed
+func (a *app) routes() http.Handler {
+	mux := http.NewServeMux()
+	static, _ := fs.Sub(staticFiles, "static")
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		page, err := fs.ReadFile(static, "index.html")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = w.Write(page)
+	})
+	mux.Handle("GET /static/", noCache(http.StripPrefix("/static/", http.FileServerFS(static))))
+	mux.Handle("GET /web/", noCache(http.StripPrefix("/web/", webFiles(a.cfg.WebDir))))
+	mux.HandleFunc("GET /api/config", a.handleConfig)
+	mux.HandleFunc("POST /api/events", a.handleEvents)
+	return mux
+}
+
+// Handler serves the page, the browser client and the API.
+func (a *app) Handler() http.Handler { return a.handler }
+
+func noCache(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// webFiles serves only what a page needs from the web dir: its top-level .js
+// modules and the @stomp/stompjs package. No directory listings.
+func webFiles(dir string) http.Handler {
+	files := http.FileServerFS(os.DirFS(dir))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		clean := path.Clean("/" + p)[1:]
+		allowed := (!strings.Contains(clean, "/") && strings.HasSuffix(clean, ".js")) ||
+			(strings.HasPrefix(clean, "node_modules/@stomp/stompjs/") && !strings.HasSuffix(p, "/"))
+		if clean != p || !allowed {
+			http.NotFound(w, r)
+			return
+		}
+		if ext := path.Ext(clean); ext == ".js" || ext == ".mjs" {
+			// Modules need a JavaScript MIME type whatever the system's mime.types says.
+			w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		} else if t := mime.TypeByExtension(ext); t != "" {
+			w.Header().Set("Content-Type", t)
+		}
+		files.ServeHTTP(w, r)
+	})
+}
+
+// browserConfig is GET /api/config: everything the page needs to connect.
+type browserConfig struct {
+	WebSTOMPURL    string   `json:"webStompUrl"`
+	Exchange       string   `json:"exchange"`
+	Login          string   `json:"login"`
+	Passcode       string   `json:"passcode"`
+	QueueExpiresMs int      `json:"queueExpiresMs"`
+	EventTypes     []string `json:"eventTypes"`
+}
+
+func (a *app) handleConfig(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, browserConfig{
+		WebSTOMPURL:    a.cfg.WebSTOMPURL,
+		Exchange:       a.cfg.Exchange,
+		Login:          a.cfg.BrowserLogin,
+		Passcode:       a.cfg.BrowserPasscode,
+		QueueExpiresMs: a.cfg.QueueExpiresMs,
+		EventTypes:     demoEvents,
+	})
+}
+
+// eventsRequest is the body of POST /api/events (JSON or form fields of the
+// same names). Event empty means: cycle through the demo event types.
+type eventsRequest struct {
+	Customer string `json:"customer"`
+	Count    int    `json:"count"`
+	Event    string `json:"event"`
+}
+
+type publishedEvent struct {
+	ID         string `json:"id"`
+	Event      string `json:"event"`
+	RoutingKey string `json:"routing_key"`
+	Order      int64  `json:"order"`
+}
+
+type eventsResponse struct {
+	Customer string            `json:"customer"`
+	IDs      []string          `json:"ids"`
+	Events   []publishedEvent  `json:"events"`
+	Millis   int64             `json:"ms"`
+	Error    string            `json:"error,omitempty"`
+	Failed   map[string]string `json:"failed,omitempty"`
+}
+
+// orderEvent is the payload browsers receive.
+type orderEvent struct {
+	Customer string    `json:"customer"`
+	Event    string    `json:"event"`
+	Order    int64     `json:"order"`
+	Amount   string    `json:"amount"`
+	Seq      int       `json:"seq"`
+	At       time.Time `json:"at"`
+}
+
+func (a *app) handleEvents(w http.ResponseWriter, r *http.Request) {
+	req, err := parseEventsRequest(w, r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.PublishTimeout)
+	defer cancel()
+	o := &outcomes{err: make(map[string]error, req.Count)}
+	ctx = context.WithValue(ctx, outcomesKey{}, o)
+
+	resp := eventsResponse{Customer: req.Customer, IDs: []string{}, Events: []publishedEvent{}}
+	msgs := make([]*message.Message, 0, req.Count)
+	for i := range req.Count {
+		ev := req.Event
+		if ev == "" {
+			ev = demoEvents[i%len(demoEvents)]
+		}
+		order := a.orderNo.Add(1)
+		payload, err := json.Marshal(orderEvent{
+			Customer: req.Customer, Event: ev, Order: order, Seq: i + 1,
+			Amount: fmt.Sprintf("%d.%02d", 10+order%90, order%100), At: time.Now().UTC(),
+		})
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		msg := message.NewMessage(watermill.NewUUID(), payload)
+		msg.Metadata.Set(metaCustomer, req.Customer)
+		msg.Metadata.Set(metaEventType, ev)
+		msg.SetContext(ctx)
+		msgs = append(msgs, msg)
+		rk, _ := routingKey(req.Customer, ev)
+		resp.Events = append(resp.Events, publishedEvent{ID: msg.UUID, Event: ev, RoutingKey: rk, Order: order})
+	}
+	// Returns once the router acked every event, i.e. after RabbitMQ
+	// confirmed each forward (or the request gave up on it, see settle).
+	if err := a.source.Publish(ordersTopic, msgs...); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	resp.Millis = time.Since(start).Milliseconds()
+	for _, m := range msgs {
+		err, ok := o.get(m.UUID)
+		switch {
+		case !ok:
+			err = errors.New("not confirmed: the app is shutting down")
+		case err == nil:
+			resp.IDs = append(resp.IDs, m.UUID)
+			continue
+		}
+		if resp.Failed == nil {
+			resp.Failed = map[string]string{}
+		}
+		resp.Failed[m.UUID] = err.Error()
+	}
+	if len(resp.Failed) > 0 {
+		resp.Error = fmt.Sprintf("%d of %d events not confirmed by RabbitMQ", len(resp.Failed), len(msgs))
+		writeJSON(w, http.StatusServiceUnavailable, resp)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func parseEventsRequest(w http.ResponseWriter, r *http.Request) (eventsRequest, error) {
+	var req eventsRequest
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct == "application/json" {
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return req, fmt.Errorf("bad JSON body: %v", err)
+		}
+	} else {
+		if err := r.ParseForm(); err != nil {
+			return req, fmt.Errorf("bad form body: %v", err)
+		}
+		req.Customer = r.Form.Get("customer")
+		req.Event = r.Form.Get("event")
+		if c := r.Form.Get("count"); c != "" {
+			n, err := strconv.Atoi(c)
+			if err != nil {
+				return req, fmt.Errorf("count %q is not a number", c)
+			}
+			req.Count = n
+		}
+	}
+	if req.Count == 0 {
+		req.Count = 1
+	}
+	switch {
+	case !customerRE.MatchString(req.Customer):
+		return req, fmt.Errorf("customer %q: want 1-32 of A-Z a-z 0-9 _ -", req.Customer)
+	case req.Count < 1 || req.Count > maxEventsPerRequest:
+		return req, fmt.Errorf("count %d: want 1..%d", req.Count, maxEventsPerRequest)
+	case req.Event != "" && !eventTypeRE.MatchString(req.Event):
+		return req, fmt.Errorf("event %q: want a lower-case identifier like order_paid", req.Event)
+	}
+	return req, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// Start listens on cfg.Addr and serves in the background. URL returns the
+// base URL then.
+func (a *app) Start() error {
+	ln, err := net.Listen("tcp", a.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
+	}
+	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second}
+	a.mu.Lock()
+	a.srv = srv
+	a.url = "http://" + ln.Addr().String()
+	a.mu.Unlock()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.logger.Error("HTTP server stopped", err, nil)
+		}
+	}()
+	return nil
+}
+
+// URL is the base URL after Start, like http://127.0.0.1:8080.
+func (a *app) URL() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.url
+}
+
+// Close stops the HTTP server (letting requests finish), the router, the
+// in-process bus and the publisher. It is idempotent.
+func (a *app) Close() error {
+	a.closeOnce.Do(func() {
+		var errs []error
+		a.mu.Lock()
+		srv := a.srv
+		a.mu.Unlock()
+		if srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), a.cfg.PublishTimeout+5*time.Second)
+			if err := srv.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			}
+			cancel()
+		}
+		if err := a.router.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("router: %w", err))
+		}
+		a.stopRun()
+		<-a.runDone
+		errs = append(errs, a.closeBackends())
+		a.closeErr = errors.Join(errs...)
+	})
+	return a.closeErr
+}
+
+func (a *app) closeBackends() error {
+	var errs []error
+	if a.source != nil {
+		if err := a.source.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("gochannel: %w", err))
+		}
+	}
+	if err := a.pub.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,267 @@
+// The demo page: shows one customer's events as they arrive through the
+// durablews browser client (web/durablews.js), and offers buttons to publish
+// test events and to cut the connection.
+//
+// Query parameters: customer (default 42), cut (ms the "network cut" of Drop
+// connection lasts, default 3000).
+//
+// window.durablewsDemo exposes the client and what the page showed, for tests.
+
+import { DurableClient } from '/web/durablews.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const CUSTOMER_RE = /^[A-Za-z0-9_-]{1,32}$/;
+const customer = CUSTOMER_RE.test(params.get('customer') ?? '') ? params.get('customer') : '42';
+const cutMs = Math.max(0, Number(params.get('cut') ?? 3000) || 0);
+const MAX_KEPT = 2000; // events remembered across reloads (sessionStorage)
+const MAX_ROWS = 300; // rows in the table
+
+// ---- page state, kept per customer across reloads of this tab ----
+// The tab's queue survives a reload (same tab id in sessionStorage), so the
+// list does too; an event the old page showed but could not ack before it
+// unloaded comes back redelivered and is dropped here as a duplicate.
+const storeKey = `durablews-demo.${customer}`;
+const saved = load();
+const events = saved.events; // [{id, event, order, at, receivedAt, redelivered, rk}]
+const seen = new Set(events.map((e) => e.id));
+const shown = events.map((e) => e.id); // ids in the order shown (restored ones first)
+const counts = { duplicates: saved.duplicates, shownTotal: saved.shownTotal };
+const loads = saved.loads + 1;
+let clientDups = 0; // sub.stats.duplicates already added to counts.duplicates
+
+function load() {
+  const empty = { events: [], duplicates: 0, shownTotal: 0, loads: 0 };
+  try {
+    const v = JSON.parse(sessionStorage.getItem(storeKey) ?? 'null');
+    if (v && Array.isArray(v.events)) return { ...empty, ...v };
+  } catch {
+    // unreadable: start over
+  }
+  return empty;
+}
+
+function save() {
+  try {
+    sessionStorage.setItem(storeKey, JSON.stringify({ events, duplicates: counts.duplicates, shownTotal: counts.shownTotal, loads }));
+  } catch {
+    // storage full: the page still works, it just forgets on reload
+  }
+}
+
+// ---- connection ----
+const cfg = await (await fetch('/api/config')).json();
+
+// The client opens its WebSockets through this factory so that "Drop
+// connection" can close the live one and refuse new ones for cutMs, like a
+// network cut: the tab goes through the same reconnect path as after a real
+// outage, while events published meanwhile wait in its queue.
+let socket = null;
+let cutUntil = 0;
+function openSocket() {
+  const ws = new WebSocket(cfg.webStompUrl, ['v12.stomp', 'v11.stomp', 'v10.stomp']);
+  if (Date.now() < cutUntil) ws.close(); // the "network" is down: fail this attempt
+  socket = ws;
+  return ws;
+}
+
+const client = new DurableClient({
+  url: cfg.webStompUrl,
+  webSocketFactory: openSocket,
+  login: cfg.login, // demo credentials from /api/config
+  passcode: cfg.passcode,
+  reconnect: { initialMs: 500, maxMs: 5000 },
+});
+
+const sub = client.subscribe(
+  {
+    exchange: cfg.exchange,
+    bindingKey: `customer.${customer}.#`,
+    name: `customer-${customer}`, // one queue per customer: a binding is never removed
+    expiresMs: cfg.queueExpiresMs,
+  },
+  (msg) => show(msg),
+);
+
+const stateLog = [];
+let lastState = { state: client.state, attempt: 0 };
+client.onState((state, detail) => {
+  lastState = { state, ...detail, at: Date.now() };
+  stateLog.push({ state, attempt: detail.attempt, delayMs: detail.delayMs, error: detail.error?.message, at: lastState.at });
+  renderState();
+});
+
+// ---- messages ----
+function show(msg) {
+  if (msg.id !== undefined && seen.has(msg.id)) {
+    counts.duplicates++;
+    save();
+    renderCounters();
+    return;
+  }
+  let body = {};
+  try {
+    body = msg.json() ?? {};
+  } catch {
+    // not JSON: show the headers only
+  }
+  const ev = {
+    id: msg.id ?? '(no id)',
+    event: body.event ?? msg.headers.event_type ?? '?',
+    order: body.order,
+    at: body.at,
+    receivedAt: Date.now(),
+    redelivered: msg.redelivered,
+    rk: msg.headers.routing_key,
+  };
+  if (msg.id !== undefined) seen.add(msg.id);
+  events.push(ev);
+  counts.shownTotal++;
+  shown.push(ev.id);
+  while (events.length > MAX_KEPT) seen.delete(events.shift().id);
+  save(); // before the handler returns, i.e. before the ack
+  addRow(ev, counts.shownTotal, true);
+  renderCounters();
+}
+
+// ---- rendering ----
+const tbody = $('events');
+const fmtTime = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', fractionalSecondDigits: 3, hour12: false });
+
+function addRow(ev, n, fresh) {
+  const tr = document.createElement('tr');
+  if (fresh) tr.className = 'fresh';
+  const sent = ev.at ? Date.parse(ev.at) : NaN;
+  const lat = Number.isFinite(sent) ? ev.receivedAt - sent : NaN;
+  const cells = [
+    [String(n), 'num'],
+    [Number.isFinite(sent) ? fmtTime.format(sent) : '', 'time'],
+    [ev.event.replace(/_/g, ' '), `event ev-${ev.event}`],
+    [ev.order !== undefined ? `#${ev.order}` : '', 'order'],
+    [ev.id, 'id'],
+    [Number.isFinite(lat) ? fmtLatency(lat) : '', lat >= 1000 ? 'lat slow' : 'lat'],
+  ];
+  for (const [text, cls] of cells) {
+    const td = document.createElement('td');
+    td.className = cls;
+    td.textContent = text;
+    tr.append(td);
+  }
+  const flag = document.createElement('td');
+  if (ev.redelivered) {
+    const b = document.createElement('span');
+    b.className = 'badge';
+    b.textContent = 'redelivered';
+    b.title = 'RabbitMQ delivered it before, but this tab had not acked it (e.g. the connection dropped first)';
+    flag.append(b);
+  }
+  tr.append(flag);
+  tbody.prepend(tr);
+  while (tbody.rows.length > MAX_ROWS) tbody.deleteRow(-1);
+  $('empty').hidden = true;
+}
+
+function fmtLatency(ms) {
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+function renderCounters() {
+  const d = sub.stats.duplicates;
+  if (d > clientDups) {
+    counts.duplicates += d - clientDups; // dropped by the client's de-duplication
+    clientDups = d;
+    save();
+  }
+  $('n-shown').textContent = String(counts.shownTotal);
+  $('n-dups').textContent = String(counts.duplicates);
+  $('n-redelivered').textContent = String(events.filter((e) => e.redelivered).length);
+}
+
+function renderState() {
+  const s = lastState;
+  const el = $('conn');
+  el.dataset.state = s.state;
+  let text = s.state;
+  if (s.state === 'reconnecting') {
+    const left = Math.max(0, s.at + (s.delayMs ?? 0) - Date.now());
+    text = `reconnecting · attempt ${s.attempt} in ${(left / 1000).toFixed(1)} s`;
+    el.title = s.error ? String(s.error) : '';
+  } else if (s.state === 'connected') {
+    el.title = `queue ${sub.queueName}`;
+  } else if (s.state === 'connecting') {
+    text = 'connecting…';
+  }
+  $('conn-text').textContent = text;
+  $('drop').disabled = s.state !== 'connected';
+}
+
+// ---- actions ----
+async function publish(count) {
+  const status = $('status');
+  status.className = 'status';
+  status.textContent = `publishing ${count}…`;
+  try {
+    const r = await fetch('/api/events', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ customer, count }),
+    });
+    const res = await r.json();
+    if (!r.ok) throw new Error(res.error ?? `HTTP ${r.status}`);
+    status.className = 'status ok';
+    status.textContent = `${res.ids.length} event${res.ids.length === 1 ? '' : 's'} confirmed by RabbitMQ in ${res.ms} ms`;
+  } catch (e) {
+    status.className = 'status err';
+    status.textContent = `publish failed: ${e.message}`;
+  }
+}
+
+function dropConnection() {
+  cutUntil = Date.now() + cutMs;
+  socket?.close();
+  const status = $('status');
+  status.className = 'status warn';
+  status.textContent = `network cut for ${(cutMs / 1000).toFixed(1)} s: publish now, the events wait in this tab's queue`;
+}
+
+$('pub1').addEventListener('click', () => publish(1));
+$('pub10').addEventListener('click', () => publish(10));
+$('drop').addEventListener('click', dropConnection);
+
+// ---- start ----
+$('customer').value = customer;
+$('cust-name').textContent = customer;
+$('second-tab').href = `/?customer=${encodeURIComponent(customer)}`;
+document.title = `durablews demo · customer ${customer}`;
+const restored = events.slice(-MAX_ROWS);
+restored.forEach((ev, i) => addRow(ev, counts.shownTotal - restored.length + i + 1, false));
+
+const demo = {
+  client,
+  sub,
+  customer,
+  loads,
+  shown,
+  stateLog,
+  get state() {
+    return client.state;
+  },
+  stats() {
+    renderCounters();
+    return { shown: counts.shownTotal, duplicates: counts.duplicates, client: sub.stats, queue: sub.queueName, tabId: client.tabId };
+  },
+};
+window.durablewsDemo = demo;
+
+renderCounters();
+renderState();
+setInterval(() => {
+  renderCounters();
+  if (lastState.state === 'reconnecting') renderState();
+}, 200);
+
+await client.connect();
+$('footer').textContent =
+  `This tab reads queue ${sub.queueName}, bound to exchange ${cfg.exchange} with key customer.${customer}.# ` +
+  `(durable; deleted ${Math.round(cfg.queueExpiresMs / 60000)} min after the tab is gone). Page load ${loads} of this tab.`;
