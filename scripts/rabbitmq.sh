@@ -267,7 +267,7 @@ enable_plugins() { # enable_plugins [--offline]
 	fi
 	note "enabling plugins ${PLUGINS[*]}${1:+ ($1)}..."
 	local out
-	out=$(rabbitmq-plugins enable ${1:-} "${PLUGINS[@]}" </dev/null 2>&1 9>&-) ||
+	out=$(rabbitmq-plugins enable ${1:+"$1"} "${PLUGINS[@]}" </dev/null 2>&1 9>&-) ||
 		die "rabbitmq-plugins enable ${PLUGINS[*]} failed:
 $(sed 's/^/  | /' <<<"$out")" "run it by hand as root and read its error"
 }

@@ -1,0 +1,135 @@
+# durablews developer entry points. `make test` is the project's test command; CI runs
+# it through .ci/run (a fresh clone, as root, CI=true, no stdin).
+#
+#   make test       broker + chromium + web deps, go vet, gofmt check, go test -race,
+#                   web tests (node, incl. the headless-Chromium e2e), short fuzz runs
+#   make broker     make the shared RabbitMQ ready (scripts/rabbitmq.sh)
+#   make chromium   install Debian's chromium/chromium-driver if missing (scripts/chromium.sh)
+#   make web-deps   npm ci in web/ (when web/package.json exists and node_modules is stale)
+#   make web-test   node --test in web/ (DURABLEWS_E2E=$(WEB_E2E))
+#   make demo       broker + web deps, then go run ./example
+#   make bench      go test -bench (placeholder)
+#   make fmt / vet / fmt-check / gotest / fuzz
+#
+# Knobs: make test FUZZTIME=30s TEST_TIMEOUT=30m GOTEST_FLAGS='-v' PKGS=./internal/...
+#        WEB_TESTS=0 (skip web-test)  WEB_E2E=0 (web tests without the browser e2e)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+# CI's environment may lack Go on PATH.
+export PATH := /usr/local/go/bin:$(PATH)
+
+GO           ?= go
+PKGS         ?= ./...
+TEST_TIMEOUT ?= 20m
+GOTEST_FLAGS ?=
+FUZZTIME     ?= 10s
+WEB_TESTS    ?= 1
+WEB_E2E      ?= 1
+BENCH        ?= .
+
+# Steps run one after another, in the order written (go test parallelises by itself).
+.NOTPARALLEL:
+.DEFAULT_GOAL := help
+
+.PHONY: help test broker chromium web-deps web-test demo bench fmt fmt-check vet gotest fuzz
+
+help:
+	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
+
+# Every step runs even in `make -n test`'s listing; the first failing one stops the run
+# with a line naming it.
+TEST_STEPS := broker chromium web-deps vet fmt-check gotest web-test fuzz
+
+test:
+	@for step in $(TEST_STEPS); do \
+		echo "==> make $$step"; \
+		if ! $(MAKE) --no-print-directory $$step; then \
+			echo >&2; \
+			echo "make test: FAILED at step '$$step' (see its output above)" >&2; \
+			exit 1; \
+		fi; \
+	done; \
+	echo "make test: OK: all steps passed ($(TEST_STEPS))"
+
+broker:
+	@bash scripts/rabbitmq.sh
+
+chromium:
+	@bash scripts/chromium.sh
+
+# npm ci only when web/node_modules is missing or older than the lock file, so a re-run
+# does not pull node_modules from under a test running in web/.
+web-deps:
+	@if [ ! -f web/package.json ]; then \
+		echo "web-deps: no web/package.json yet; skipping"; \
+		exit 0; \
+	fi; \
+	command -v npm >/dev/null || { echo "web-deps: ERROR: npm not found (install Node.js 20 + npm)" >&2; exit 1; }; \
+	cd web; \
+	if [ -f package-lock.json ]; then \
+		if [ -f node_modules/.package-lock.json ] && [ node_modules/.package-lock.json -nt package-lock.json ] \
+			&& [ node_modules/.package-lock.json -nt package.json ]; then \
+			echo "web-deps: web/node_modules up to date"; \
+		else \
+			echo "web-deps: npm ci (web/)"; \
+			npm ci --no-audit --no-fund --loglevel=error </dev/null; \
+		fi; \
+	else \
+		echo "web-deps: no web/package-lock.json; npm install (web/)"; \
+		npm install --no-audit --no-fund --loglevel=error </dev/null; \
+	fi
+
+web-test: web-deps
+	@if [ "$(WEB_TESTS)" = 0 ]; then echo "web-test: skipped (WEB_TESTS=0)"; exit 0; fi; \
+	if [ ! -f web/package.json ] || ! grep -q '"test"[[:space:]]*:' web/package.json; then \
+		echo "web-test: no \"test\" script in web/package.json; skipping"; \
+		exit 0; \
+	fi; \
+	cd web && DURABLEWS_E2E=$(WEB_E2E) npm test --silent </dev/null
+
+demo: broker web-deps
+	@if [ ! -d example ]; then \
+		echo "demo: ERROR: ./example does not exist yet" >&2; \
+		exit 1; \
+	fi
+	$(GO) run ./example
+
+vet:
+	$(GO) vet $(PKGS)
+
+# Go files of the module, minus npm's tree and testdata (which may hold odd Go on purpose).
+GO_FILES_CMD := find . -name '*.go' -not -path './.git/*' -not -path '*/node_modules/*' -not -path '*/testdata/*' -print
+
+fmt:
+	@$(GO_FILES_CMD) | xargs -r gofmt -l -w
+
+fmt-check:
+	@bad=$$($(GO_FILES_CMD) | xargs -r gofmt -l); \
+	if [ -n "$$bad" ]; then \
+		echo "fmt-check: FAILED: these files are not gofmt-formatted (run: make fmt):" >&2; \
+		sed 's/^/  /' <<<"$$bad" >&2; \
+		exit 1; \
+	fi; \
+	echo "fmt-check: ok"
+
+gotest:
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(GOTEST_FLAGS) $(PKGS)
+
+# Every `func FuzzX(` in a *_test.go is fuzzed for FUZZTIME, one target at a time
+# (go test -fuzz takes one package and one target). New targets are picked up
+# automatically; no targets at all is fine.
+fuzz:
+	@targets=$$(grep -rn --include='*_test.go' --exclude-dir=node_modules --exclude-dir=.git \
+		-E '^func Fuzz[A-Za-z0-9_]*\(' . | sed -E 's#^(.*)/[^/]*_test\.go:[0-9]+:func (Fuzz[A-Za-z0-9_]*)\(.*#\1 \2#' | sort -u || true); \
+	if [ -z "$$targets" ]; then echo "fuzz: no fuzz targets (func FuzzX in *_test.go); nothing to do"; exit 0; fi; \
+	n=0; \
+	while read -r dir name; do \
+		n=$$((n + 1)); \
+		echo "fuzz: $$name in $$dir for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$dir" </dev/null; \
+	done <<<"$$targets"; \
+	echo "fuzz: ok ($$n target(s), $(FUZZTIME) each)"
+
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 $(PKGS)
