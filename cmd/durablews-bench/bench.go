@@ -1,0 +1,587 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Options configure a bench run. DefaultOptions is the full run (about
+// ten minutes on a 2-core machine); Short is the CI smoke run.
+type Options struct {
+	AMQPURL string
+	WSURL   string
+
+	Short   bool
+	Runs    int           // repetitions of every measurement; the median is reported
+	Warmup  time.Duration // publishing before the measured window opens
+	Window  time.Duration // measured window (at least MinMsgs confirmed)
+	MinMsgs int           // the window stays open until this many were confirmed
+	MaxWait time.Duration // a window that cannot reach MinMsgs by then is an error
+	Settle  time.Duration // pause after purging, before the next measurement
+
+	PayloadBytes int
+	FanoutQueues []int
+
+	E2ERate   int           // offered msg/s in the end-to-end scenarios
+	E2EWarmup time.Duration // first messages not counted in the latencies
+	E2EWindow time.Duration // measured part
+	E2EDrain  time.Duration // how long to wait for tabs to catch up after the last publish
+
+	Scenarios  *regexp.Regexp // nil = all
+	Contenders *regexp.Regexp // nil = all
+
+	Progress io.Writer // one line per measurement; nil = silent
+}
+
+// DefaultOptions is the full run.
+func DefaultOptions() Options {
+	return Options{
+		AMQPURL:      "amqp://guest:guest@127.0.0.1:5672/",
+		WSURL:        "ws://127.0.0.1:15674/ws",
+		Runs:         3,
+		Warmup:       500 * time.Millisecond,
+		Window:       2 * time.Second,
+		MinMsgs:      40,
+		MaxWait:      60 * time.Second,
+		Settle:       200 * time.Millisecond,
+		PayloadBytes: 256,
+		FanoutQueues: []int{1, 10, 100, 1000},
+		E2ERate:      1000,
+		E2EWarmup:    time.Second,
+		E2EWindow:    5 * time.Second,
+		E2EDrain:     20 * time.Second,
+	}
+}
+
+// ApplyShort turns o into the CI smoke run: every scenario, every
+// contender, one run, a handful of messages each. It proves the bench
+// works; its numbers mean nothing.
+func (o *Options) ApplyShort() {
+	o.Short = true
+	o.Runs = 1
+	o.Warmup = 20 * time.Millisecond
+	o.Window = 50 * time.Millisecond
+	o.MinMsgs = 3
+	o.Settle = 0
+	o.E2ERate = 200
+	o.E2EWarmup = 50 * time.Millisecond
+	o.E2EWindow = 150 * time.Millisecond
+	o.E2EDrain = 20 * time.Second
+}
+
+type kind int
+
+const (
+	kindThroughput kind = iota
+	kindFanout
+	kindE2E
+)
+
+type targetDef struct {
+	num, den string  // contender ids
+	metric   string  // "rate" (higher is better) or "p99" (lower is better)
+	min      float64 // rate: num/den >= min; p99: num/den <= min; 0 = informational
+	label    string
+}
+
+type scenarioDef struct {
+	name, title string
+	kind        kind
+	queues      int  // bound queues (throughput, fan-out)
+	tabQueues   bool // declared like a browser tab's SUBSCRIBE does
+	tabs        int  // e2e: connected tabs
+	contenders  []contender
+	e2e         []e2eContender
+	anchor      string // contender id the ×anchor column divides by
+	targets     []targetDef
+}
+
+func scenarios(o *Options) []scenarioDef {
+	var out []scenarioDef
+	for _, q := range []int{1, 10} {
+		qs := plural(q, "queue")
+		out = append(out, scenarioDef{
+			name:  fmt.Sprintf("one-by-one-q%d", q),
+			title: "one message per call from one goroutine, " + qs,
+			kind:  kindThroughput, queues: q,
+			contenders: []contender{
+				durablewsContender(1, 1),
+				wamqpContender(0, 1, 1),
+				wamqpContender(1, 1, 1),
+				rawContender(1),
+			},
+			anchor: "raw-inflight1",
+			targets: []targetDef{
+				{num: "durablews-1x1", den: "raw-inflight1", metric: "rate", min: 1, label: "durablews 1×1 vs raw wait-each-confirm"},
+				{num: "durablews-1x1", den: "wamqp-pool0-1x1", metric: "rate", min: 2, label: "durablews 1×1 vs watermill-amqp default 1×1"},
+			},
+		}, scenarioDef{
+			name:  fmt.Sprintf("pipelined-q%d", q),
+			title: "batches of 100 from one goroutine, and 16 goroutines × 1 message, " + qs,
+			kind:  kindThroughput, queues: q,
+			contenders: []contender{
+				durablewsContender(1, 100),
+				durablewsContender(16, 1),
+				wamqpContender(0, 1, 100),
+				wamqpContender(1, 1, 100),
+				wamqpContender(0, 16, 1),
+				wamqpContender(16, 16, 1),
+				rawContender(256),
+			},
+			anchor: "raw-inflight256",
+			targets: []targetDef{
+				{num: "durablews-1x100", den: "raw-inflight256", metric: "rate", min: 0.85, label: "durablews batches of 100 vs raw pipelined 256"},
+				{num: "durablews-1x100", den: "wamqp-pool16-16x1", metric: "rate", min: 2, label: "durablews batches of 100 vs watermill-amqp pool 16 × 16 goroutines"},
+				{num: "durablews-16x1", den: "raw-inflight256", metric: "rate", min: 0.85, label: "durablews 16 goroutines vs raw pipelined 256"},
+				{num: "durablews-16x1", den: "wamqp-pool16-16x1", metric: "rate", min: 2, label: "durablews 16 goroutines vs watermill-amqp pool 16 × 16 goroutines"},
+			},
+		})
+	}
+	for _, tabs := range []int{1, 10} {
+		out = append(out, scenarioDef{
+			name:  fmt.Sprintf("e2e-%dtab%s", tabs, map[bool]string{true: "", false: "s"}[tabs == 1]),
+			title: fmt.Sprintf("publish → Web-STOMP tab client (acking), %d msg/s offered, %s", o.E2ERate, plural(tabs, "tab")),
+			kind:  kindE2E, tabs: tabs,
+			e2e:    []e2eContender{durablewsE2E(), rawE2E()},
+			anchor: "raw-e2e",
+			targets: []targetDef{{
+				num: "durablews-e2e", den: "raw-e2e", metric: "p99",
+				min:   map[bool]float64{true: 1.5, false: 0}[tabs == 1],
+				label: "durablews end-to-end p99 vs raw amqp091-go path",
+			}},
+		})
+	}
+	for _, n := range o.FanoutQueues {
+		out = append(out, scenarioDef{
+			name:  fmt.Sprintf("fanout-%d", n),
+			title: fmt.Sprintf("fan-out: every message to %s (durable tab queues, no tab attached)", plural(n, "tab queue")),
+			kind:  kindFanout, queues: n, tabQueues: true,
+			contenders: []contender{
+				durablewsContender(16, 1),
+				wamqpContender(1, 1, 1),
+				rawContender(256),
+			},
+			anchor: "raw-inflight256",
+			targets: []targetDef{
+				{num: "durablews-16x1", den: "raw-inflight256", metric: "rate", label: "durablews 16 goroutines vs raw pipelined 256"},
+			},
+		})
+	}
+	return out
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// sample is one measurement of one contender.
+type sample struct {
+	Rate   float64 // confirmed msg/s (e2e: deliveries/s summed over tabs)
+	Msgs   int64   // messages (e2e: deliveries) in the window
+	Allocs float64 // heap allocations per message in the whole process
+	Bytes  float64 // heap bytes per message
+	CPU    cpuUse
+
+	// e2e only
+	Offered   float64 // published msg/s
+	P50, P99  time.Duration
+	Backlog   int // deliveries still missing when the drain timeout ran out
+	Published int64
+}
+
+// ContenderResult is every run of one contender in one scenario.
+type ContenderResult struct {
+	ID, Name, Shape string
+	Samples         []sample
+	Errs            []error
+}
+
+// Median is the per-field median over the runs.
+func (c *ContenderResult) Median() (sample, bool) {
+	if len(c.Samples) == 0 {
+		return sample{}, false
+	}
+	med := func(f func(s sample) float64) float64 {
+		v := make([]float64, len(c.Samples))
+		for i, s := range c.Samples {
+			v[i] = f(s)
+		}
+		sort.Float64s(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return sample{
+		Rate:    med(func(s sample) float64 { return s.Rate }),
+		Msgs:    int64(med(func(s sample) float64 { return float64(s.Msgs) })),
+		Allocs:  med(func(s sample) float64 { return s.Allocs }),
+		Bytes:   med(func(s sample) float64 { return s.Bytes }),
+		Offered: med(func(s sample) float64 { return s.Offered }),
+		P50:     time.Duration(med(func(s sample) float64 { return float64(s.P50) })),
+		P99:     time.Duration(med(func(s sample) float64 { return float64(s.P99) })),
+		Backlog: int(med(func(s sample) float64 { return float64(s.Backlog) })),
+		CPU: cpuUse{
+			Client:      med(func(s sample) float64 { return s.CPU.Client }),
+			Broker:      med(func(s sample) float64 { return s.CPU.Broker }),
+			Other:       med(func(s sample) float64 { return s.CPU.Other }),
+			BrokerKnown: c.Samples[0].CPU.BrokerKnown,
+		},
+	}, true
+}
+
+// RangeRate is the min and max Rate over the runs.
+func (c *ContenderResult) RangeRate() (lo, hi float64) {
+	for i, s := range c.Samples {
+		if i == 0 || s.Rate < lo {
+			lo = s.Rate
+		}
+		if i == 0 || s.Rate > hi {
+			hi = s.Rate
+		}
+	}
+	return lo, hi
+}
+
+// ScenarioResult is one scenario of the report.
+type ScenarioResult struct {
+	Name, Title string
+	Kind        kind
+	Queues      int
+	Tabs        int
+	Anchor      string
+	Contenders  []*ContenderResult
+	Ratios      []Ratio
+	Errs        []error // setup/teardown errors
+}
+
+func (s *ScenarioResult) contender(id string) *ContenderResult {
+	for _, c := range s.Contenders {
+		if c.ID == id {
+			return c
+		}
+	}
+	return nil
+}
+
+// Ratio is one "ratio:" line.
+type Ratio struct {
+	Scenario, Label string
+	Metric          string
+	Num, Den        float64
+	Value           float64
+	Target          float64 // 0 = informational
+	Pass            bool
+	Missing         bool // a side has no number
+}
+
+// Report is a whole bench run.
+type Report struct {
+	Started, Finished time.Time
+	Machine           Machine
+	Options           Options
+	Exchange          string
+	QueuesCreated     []string
+	Scenarios         []*ScenarioResult
+}
+
+// Errors lists every error of the run.
+func (r *Report) Errors() []error {
+	var errs []error
+	for _, s := range r.Scenarios {
+		for _, e := range s.Errs {
+			errs = append(errs, fmt.Errorf("%s: %w", s.Name, e))
+		}
+		for _, c := range s.Contenders {
+			for _, e := range c.Errs {
+				errs = append(errs, fmt.Errorf("%s/%s: %w", s.Name, c.ID, e))
+			}
+		}
+	}
+	return errs
+}
+
+// Run runs every selected scenario against the broker and cleans up what
+// it created, even when cancelled.
+func Run(ctx context.Context, o Options) (rep *Report, err error) {
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	topo, err := newTopology(o.AMQPURL)
+	if err != nil {
+		return nil, err
+	}
+	rep = &Report{Started: time.Now(), Options: o, Exchange: topo.exchange}
+	rep.Machine = describeMachine(topo.conn)
+	meter := newCPUMeter(o.AMQPURL)
+	defer func() {
+		if cerr := topo.Cleanup(o.AMQPURL); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
+		}
+		topo.mu.Lock()
+		rep.QueuesCreated = slices.Clone(topo.created)
+		topo.mu.Unlock()
+		rep.Finished = time.Now()
+	}()
+	fmt.Fprintf(progress, "durablews-bench: exchange %s on %s; %s\n", topo.exchange, o.AMQPURL, rep.Machine.Summary())
+	if meter.brokerPID == 0 {
+		fmt.Fprintf(progress, "durablews-bench: broker process not found on this machine; broker CPU not reported\n")
+	}
+
+	payload := makePayload(o.PayloadBytes)
+	for si, def := range scenarios(&o) {
+		if o.Scenarios != nil && !o.Scenarios.MatchString(def.name) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		sr := &ScenarioResult{Name: def.name, Title: def.title, Kind: def.kind, Queues: def.queues, Tabs: def.tabs, Anchor: def.anchor}
+		rep.Scenarios = append(rep.Scenarios, sr)
+		fmt.Fprintf(progress, "== %s: %s\n", def.name, def.title)
+		prefix := fmt.Sprintf("s%d", si)
+		e := &env{amqpURL: o.AMQPURL, exchange: topo.exchange, key: prefix + ".bench", payload: payload}
+		switch def.kind {
+		case kindThroughput, kindFanout:
+			runThroughput(ctx, &o, topo, meter, def, sr, e, prefix, progress)
+		case kindE2E:
+			runE2E(ctx, &o, topo, meter, def, sr, e, prefix, progress)
+		}
+		sr.Ratios = ratios(def, sr)
+	}
+	return rep, ctx.Err()
+}
+
+func selected(o *Options, id string) bool {
+	return o.Contenders == nil || o.Contenders.MatchString(id)
+}
+
+// rotate returns the indexes 0..n-1 starting at r, so that across runs
+// every contender takes every position and drifting load is shared.
+func rotate(n, r int) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = (i + r) % n
+	}
+	return idx
+}
+
+func runThroughput(ctx context.Context, o *Options, topo *topology, meter *cpuMeter, def scenarioDef, sr *ScenarioResult, e *env, prefix string, progress io.Writer) {
+	var cs []contender
+	for _, c := range def.contenders {
+		if selected(o, c.id) || c.id == def.anchor {
+			cs = append(cs, c)
+			sr.Contenders = append(sr.Contenders, &ContenderResult{ID: c.id, Name: c.name, Shape: c.shape})
+		}
+	}
+	t0 := time.Now()
+	queues, err := topo.declareQueues(prefix, def.queues, prefix+".#", def.tabQueues)
+	if err != nil {
+		sr.Errs = append(sr.Errs, err)
+		return
+	}
+	fmt.Fprintf(progress, "   declared %s in %v\n", plural(def.queues, "queue"), time.Since(t0).Round(time.Millisecond))
+	defer func() {
+		if err := topo.deleteQueues(queues); err != nil {
+			sr.Errs = append(sr.Errs, err)
+		}
+	}()
+	for r := range o.Runs {
+		for _, i := range rotate(len(cs), r) {
+			if ctx.Err() != nil {
+				return
+			}
+			if err := topo.purge(queues); err != nil {
+				sr.Errs = append(sr.Errs, err)
+				return
+			}
+			if o.Settle > 0 {
+				time.Sleep(o.Settle)
+			}
+			s, err := measure(ctx, o, meter, cs[i], e)
+			cr := sr.Contenders[i]
+			if err != nil {
+				cr.Errs = append(cr.Errs, err)
+				fmt.Fprintf(progress, "   run %d/%d %-20s ERROR %v\n", r+1, o.Runs, cs[i].id, err)
+				continue
+			}
+			cr.Samples = append(cr.Samples, s)
+			fmt.Fprintf(progress, "   run %d/%d %-20s %9.0f msg/s  %6.1f allocs/msg %7.0f B/msg  cpu client %.2f broker %.2f other %.2f (%d msgs)\n",
+				r+1, o.Runs, cs[i].id, s.Rate, s.Allocs, s.Bytes, s.CPU.Client, s.CPU.Broker, s.CPU.Other, s.Msgs)
+		}
+	}
+}
+
+// measure connects the contender, lets it publish for the warm-up, then
+// counts confirms over the window (without pausing the pipeline in
+// between), then stops it and waits for its last confirms.
+func measure(ctx context.Context, o *Options, meter *cpuMeter, c contender, e *env) (sample, error) {
+	inst, err := c.start(ctx, e)
+	if err != nil {
+		return sample{}, fmt.Errorf("start: %w", err)
+	}
+	defer inst.close()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var confirmed atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- inst.run(runCtx, stop, &confirmed) }()
+	finish := func() error {
+		close(stop)
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(o.MaxWait):
+			cancel()
+			return fmt.Errorf("in-flight messages not confirmed %v after the window closed", o.MaxWait)
+		}
+	}
+
+	// wait sleeps until d passed and at least n more confirms arrived.
+	// It reports false when the run ended early (error) or MaxWait passed.
+	wait := func(d time.Duration, from int64, n int64) (bool, error) {
+		deadline := time.Now().Add(d)
+		hard := time.Now().Add(o.MaxWait)
+		for {
+			now := time.Now()
+			if !now.Before(deadline) && confirmed.Load()-from >= n {
+				return true, nil
+			}
+			if now.After(hard) {
+				return false, fmt.Errorf("only %d of %d messages confirmed within %v", confirmed.Load()-from, n, o.MaxWait)
+			}
+			step := 5 * time.Millisecond
+			if rest := deadline.Sub(now); rest > step {
+				step = rest
+			}
+			select {
+			case err := <-done:
+				if err == nil {
+					err = errors.New("publisher stopped early")
+				}
+				done <- err
+				return false, err
+			case <-time.After(step):
+			}
+		}
+	}
+	if ok, err := wait(o.Warmup, 0, 1); !ok {
+		_ = finish()
+		return sample{}, fmt.Errorf("warm-up: %w", err)
+	}
+	var ms0, ms1 runtime.MemStats
+	c0 := confirmed.Load()
+	runtime.ReadMemStats(&ms0)
+	cpu0 := meter.snap()
+	ok, werr := wait(o.Window, c0, int64(o.MinMsgs))
+	cpu1 := meter.snap()
+	c1 := confirmed.Load()
+	runtime.ReadMemStats(&ms1)
+	ferr := finish()
+	if !ok {
+		return sample{}, werr
+	}
+	if ferr != nil {
+		return sample{}, ferr
+	}
+	n := c1 - c0
+	return sample{
+		Rate:   float64(n) / cpu1.at.Sub(cpu0.at).Seconds(),
+		Msgs:   n,
+		Allocs: float64(ms1.Mallocs-ms0.Mallocs) / float64(n),
+		Bytes:  float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(n),
+		CPU:    cpu0.to(cpu1),
+	}, nil
+}
+
+// makePayload is a JSON body of exactly n bytes (valid UTF-8, as the
+// publisher requires for Web-STOMP text frames).
+func makePayload(n int) []byte {
+	const head, tail = `{"pad":"`, `"}`
+	if n < len(head)+len(tail) {
+		n = len(head) + len(tail)
+	}
+	return []byte(head + strings.Repeat("x", n-len(head)-len(tail)) + tail)
+}
+
+func ratios(def scenarioDef, sr *ScenarioResult) []Ratio {
+	var out []Ratio
+	for _, t := range def.targets {
+		r := Ratio{Scenario: def.name, Label: t.label, Metric: t.metric, Target: t.min}
+		num, den := sr.contender(t.num), sr.contender(t.den)
+		var ns, ds sample
+		var nok, dok bool
+		if num != nil {
+			ns, nok = num.Median()
+		}
+		if den != nil {
+			ds, dok = den.Median()
+		}
+		if !nok || !dok {
+			r.Missing = true
+			out = append(out, r)
+			continue
+		}
+		switch t.metric {
+		case "rate":
+			r.Num, r.Den = ns.Rate, ds.Rate
+			r.Pass = t.min == 0 || r.Num >= t.min*r.Den
+		case "p99":
+			r.Num, r.Den = float64(ns.P99), float64(ds.P99)
+			r.Pass = t.min == 0 || r.Num <= t.min*r.Den
+		}
+		if r.Den > 0 {
+			r.Value = r.Num / r.Den
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// Machine describes where the bench ran.
+type Machine struct {
+	CPUs          int
+	CPUModel      string
+	Memory        string
+	Broker        string // product and version from the AMQP handshake
+	Erlang        string
+	GoVersion     string
+	OS            string
+	Kernel        string
+	BrokerOnLocal bool
+}
+
+func (m Machine) Summary() string {
+	return fmt.Sprintf("%d CPUs (%s), %s RAM, %s, %s", m.CPUs, m.CPUModel, m.Memory, m.Broker, m.GoVersion)
+}
+
+func describeMachine(conn *amqp.Connection) Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
+	m.CPUModel, m.Memory, m.Kernel = hostInfo()
+	if p := conn.Properties; p != nil {
+		prod, _ := p["product"].(string)
+		ver, _ := p["version"].(string)
+		m.Broker = strings.TrimSpace(prod + " " + ver)
+		if pl, ok := p["platform"].(string); ok {
+			m.Erlang = pl
+		}
+	}
+	return m
+}

@@ -1,0 +1,173 @@
+// Command durablews-bench runs the durablews Publisher, watermill-amqp's
+// publisher and raw amqp091-go against the same RabbitMQ broker, exchange
+// and queues, in one process and one run, and prints a table plus one
+// ratio line per target.
+//
+//	go run ./cmd/durablews-bench                 # full run, ~10 minutes on 2 cores
+//	go run ./cmd/durablews-bench -short          # smoke run (CI), numbers meaningless
+//	go run ./cmd/durablews-bench -markdown       # README-ready tables
+//	go run ./cmd/durablews-bench -scenarios 'pipelined' -contenders 'durablews|raw' -cpuprofile cpu.out
+//
+// Scenarios (each on fresh queues, contenders interleaved and rotated
+// across runs, median of -runs reported):
+//
+//	one-by-one-q1/q10  one message per call from one goroutine, 1 or 10 bound queues
+//	pipelined-q1/q10   batches of 100 from one goroutine; 16 goroutines × 1 message
+//	e2e-1tab/10tabs   publish → Web-STOMP → Go tab client (acking), fixed rate
+//	fanout-N           every message to N durable tab queues (-fanout)
+//
+// See RESULTS.md next to this file for a full run and what bounds each figure.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"regexp"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	o := DefaultOptions()
+	fs := flag.NewFlagSet("durablews-bench", flag.ContinueOnError)
+	short := fs.Bool("short", false, "smoke run: 1 run, a handful of messages per contender (for CI; numbers are meaningless)")
+	fs.StringVar(&o.AMQPURL, "amqp", envOr("DURABLEWS_AMQP_URL", o.AMQPURL), "AMQP URL of the broker")
+	fs.StringVar(&o.WSURL, "ws", envOr("DURABLEWS_WS_URL", o.WSURL), "Web-STOMP URL of the same broker")
+	runs := fs.Int("runs", 0, "repetitions per contender, median reported (default 3; -short 1)")
+	dur := fs.Duration("duration", 0, "measured window per contender and run (default 2s; -short 50ms)")
+	warm := fs.Duration("warmup", 0, "publishing before each window opens (default 500ms)")
+	minMsgs := fs.Int("min-msgs", 0, "a window stays open until this many messages were confirmed (default 40)")
+	e2eDur := fs.Duration("e2e-duration", 0, "measured part of each end-to-end run (default 5s)")
+	e2eRate := fs.Int("e2e-rate", 0, "offered msg/s in the end-to-end scenarios (default 1000)")
+	fanout := fs.String("fanout", "", "comma-separated tab-queue counts for the fan-out scenarios (default 1,10,100,1000)")
+	payload := fs.Int("payload", 0, "message body size in bytes (default 256)")
+	scen := fs.String("scenarios", "", "regexp: run only matching scenarios (one-by-one-q1, pipelined-q10, e2e-10tabs, fanout-1000, ...)")
+	cont := fs.String("contenders", "", "regexp: run only matching contenders (durablews-16x1, wamqp-pool1-1x1, raw-inflight256, ...); each scenario's anchor always runs")
+	markdown := fs.Bool("markdown", false, "print the tables as markdown (README-ready)")
+	list := fs.Bool("list", false, "list scenarios and contenders and exit")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memprofile := fs.String("memprofile", "", "write an allocation profile at the end to this file")
+	quiet := fs.Bool("q", false, "no per-measurement progress on stderr")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *short {
+		o.ApplyShort()
+	}
+	if *runs > 0 {
+		o.Runs = *runs
+	}
+	if *dur > 0 {
+		o.Window = *dur
+	}
+	if *warm > 0 {
+		o.Warmup = *warm
+	}
+	if *minMsgs > 0 {
+		o.MinMsgs = *minMsgs
+	}
+	if *e2eDur > 0 {
+		o.E2EWindow = *e2eDur
+	}
+	if *e2eRate > 0 {
+		o.E2ERate = *e2eRate
+	}
+	if *payload > 0 {
+		o.PayloadBytes = *payload
+	}
+	if *fanout != "" {
+		o.FanoutQueues = nil
+		for _, f := range strings.Split(*fanout, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				fmt.Fprintf(os.Stderr, "durablews-bench: -fanout: %q is not a positive number\n", f)
+				return 2
+			}
+			o.FanoutQueues = append(o.FanoutQueues, n)
+		}
+	}
+	var err error
+	if o.Scenarios, err = optRegexp(*scen); err != nil {
+		fmt.Fprintf(os.Stderr, "durablews-bench: -scenarios: %v\n", err)
+		return 2
+	}
+	if o.Contenders, err = optRegexp(*cont); err != nil {
+		fmt.Fprintf(os.Stderr, "durablews-bench: -contenders: %v\n", err)
+		return 2
+	}
+	if *list {
+		for _, s := range scenarios(&o) {
+			fmt.Printf("%-16s %s\n", s.name, s.title)
+			for _, c := range s.contenders {
+				fmt.Printf("    %-20s %s; %s\n", c.id, c.name, c.shape)
+			}
+			for _, c := range s.e2e {
+				fmt.Printf("    %-20s %s; %s\n", c.id, c.name, c.shape)
+			}
+		}
+		return 0
+	}
+	if !*quiet {
+		o.Progress = os.Stderr
+	}
+
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "durablews-bench: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "durablews-bench: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	// Ctrl-C stops the run and still deletes what it created.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := Run(ctx, o)
+	if rep != nil {
+		rep.Print(os.Stdout, *markdown)
+	}
+	if *memprofile != "" {
+		if f, ferr := os.Create(*memprofile); ferr == nil {
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+			_ = f.Close()
+		}
+	}
+	code := 0
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "durablews-bench: %v\n", err)
+		code = 1
+	}
+	if rep != nil && len(rep.Errors()) > 0 {
+		code = 1
+	}
+	return code
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func optRegexp(s string) (*regexp.Regexp, error) {
+	if s == "" {
+		return nil, nil
+	}
+	return regexp.Compile(s)
+}
