@@ -308,6 +308,8 @@ func (p *Publisher) pipeline(s *session, topic string, ex Exchange, out []*outgo
 			chanErr = err
 		}
 	}
+	var cc *confirmChannel
+	var err error
 	next := 0
 	for next < len(out) || len(queue) > 0 {
 		var acquire chan struct{}
@@ -331,11 +333,13 @@ func (p *Publisher) pipeline(s *session, topic string, ex Exchange, out []*outgo
 				results[o.idx] = fmt.Errorf("%w: message context done before sending: %w", ErrNotSent, err)
 				continue
 			}
-			cc, err := s.pick()
-			if err != nil {
-				release()
-				resend(o, err)
-				continue
+			// One channel per call keeps the batch in order on the broker.
+			if cc == nil || cc.isClosed() {
+				if cc, err = s.pick(); err != nil {
+					release()
+					resend(o, err)
+					continue
+				}
 			}
 			dc, err := cc.ch.PublishWithDeferredConfirm(ex.Name, o.key, p.cfg.Mandatory, false, o.pub)
 			if err != nil || dc == nil {

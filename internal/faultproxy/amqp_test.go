@@ -22,7 +22,7 @@ func sharedBroker(t *testing.T) string {
 	}
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
-		t.Skipf("no broker at %s: %v", addr, err)
+		t.Fatalf("no broker at %s: %v (run `make broker`)", addr, err)
 	}
 	_ = c.Close()
 	return addr

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 func skipIfNoRabbit(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat(ServerPath); err != nil {
-		t.Skip("rabbitmq-server not installed")
+		t.Fatal("rabbitmq-server is not installed: run `make broker` (scripts/rabbitmq.sh installs it)")
 	}
 }
 
