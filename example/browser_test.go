@@ -1,0 +1,684 @@
+package main
+
+// End-to-end test of the demo in headless Chromium (Debian's /usr/bin/chromium,
+// installed by scripts/chromium.sh) against the shared RabbitMQ broker
+// (scripts/rabbitmq.sh): the real page, the real browser client from web/, the
+// real Web-STOMP plugin. Environment: DURABLEWS_AMQP_URL, DURABLEWS_WEBSTOMP_URL
+// override the broker; screenshots go to ../artifacts/; with
+// DURABLEWS_DEMO_SCREENSHOT=path the test also writes the README screenshot.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/goleak"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// waitTimeout bounds every wait for the page; reconnects after a 1.5 s cut
+// take up to ~5 s with the page's back-off.
+const waitTimeout = 20 * time.Second
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// harness is one app + one browser shared by the scenarios.
+type harness struct {
+	t        *testing.T
+	app      *app
+	amqpURL  string
+	exchange string
+	browser  context.Context
+	http     *http.Client
+
+	mu     sync.Mutex
+	queues map[string]bool // tab queues to delete at the end
+}
+
+func TestBrowser(t *testing.T) {
+	started := time.Now()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("headless Chromium is missing (%v): run `bash scripts/chromium.sh` (or `make chromium`) to install Debian's chromium", err)
+	}
+	h := &harness{
+		t:        t,
+		amqpURL:  envOr("DURABLEWS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+		exchange: "durablews-example-test-" + randHex(6),
+		queues:   map[string]bool{},
+	}
+	a, err := newApp(appConfig{
+		Addr:        "127.0.0.1:0",
+		AMQPURL:     h.amqpURL,
+		WebSTOMPURL: envOr("DURABLEWS_WEBSTOMP_URL", "ws://127.0.0.1:15674/ws"),
+		Exchange:    h.exchange,
+		WebDir:      "../web",
+		Logger:      &testLogger{t: t},
+	})
+	if err != nil {
+		t.Fatalf("start the demo app: %v", err)
+	}
+	h.app = a
+	t.Cleanup(h.cleanupBroker) // runs last: after the app and the browser are gone
+	t.Cleanup(func() {
+		if err := a.Close(); err != nil {
+			t.Errorf("app.Close: %v", err)
+		}
+	})
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	transport := &http.Transport{}
+	h.http = &http.Client{Transport: transport, Timeout: 40 * time.Second}
+	t.Cleanup(transport.CloseIdleConnections)
+
+	h.browser = startBrowser(t)
+	t.Logf("app on %s, exchange %s, browser up after %v", a.URL(), h.exchange, time.Since(started).Round(time.Millisecond))
+
+	t.Run("a_live_events", h.testLive)
+	t.Run("b1_drop_connection", h.testDropConnection)
+	t.Run("b2_reload", h.testReload)
+	t.Run("c_two_tabs_and_other_customer", h.testTwoTabs)
+	t.Logf("browser scenarios took %v", time.Since(started).Round(time.Millisecond))
+}
+
+// a. Open the page for a customer, publish N events through the API: all N
+// are shown, once each, in publish order.
+func (h *harness) testLive(t *testing.T) {
+	tab := h.openTab(t, "42", nil)
+	var ids []string
+	for _, n := range []int{1, 10, 14} {
+		ids = append(ids, h.publish(t, "42", n)...)
+	}
+	shown := tab.waitShown(t, ids)
+	if !slices.Equal(shown, ids) {
+		t.Errorf("shown in a different order than published:\n got %v\nwant %v", shown, ids)
+	}
+	st := tab.stats(t)
+	if st.Duplicates != 0 || st.Client.Duplicates != 0 {
+		t.Errorf("duplicates dropped on a quiet connection: %+v", st)
+	}
+	t.Logf("a: published %d, shown %d (each once, in order); duplicates dropped %d; client stats %+v", len(ids), len(shown), st.Duplicates, st.Client)
+	tab.screenshot(t, "a-live-events")
+	if path := os.Getenv("DURABLEWS_DEMO_SCREENSHOT"); path != "" {
+		tab.writeScreenshot(t, path)
+	}
+}
+
+// b(i). "Drop connection" closes the tab's socket and refuses reconnects for
+// 1.5 s while events are being published: afterwards every event is shown
+// exactly once.
+func (h *harness) testDropConnection(t *testing.T) {
+	tab := h.openTab(t, "42", url.Values{"cut": {"1500"}})
+	before := h.publish(t, "42", 5)
+	tab.waitShown(t, before)
+
+	// Publish in the background, in batches, and cut the connection while
+	// the batches flow: some events are in flight (delivered, not acked)
+	// when the socket closes.
+	pub := h.publishAsync(t, "42", 6, 10, 50*time.Millisecond)
+	time.Sleep(30 * time.Millisecond)
+	if err := chromedp.Do(tab.ctx, chromedp.Click(chromedp.ID("drop"))); err != nil {
+		t.Fatalf("click Drop connection: %v", err)
+	}
+	during, err := pub.wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stateAfterPublish := tab.state(t)
+	all := append(slices.Clone(before), during...)
+	shown := tab.waitShown(t, all)
+	log := tab.stateLog(t)
+	reconnecting := 0
+	for _, s := range log {
+		if s.State == "reconnecting" {
+			reconnecting++
+		}
+	}
+	if reconnecting == 0 {
+		t.Errorf("the tab never went through 'reconnecting' after Drop connection: %+v", log)
+	}
+	st := tab.stats(t)
+	t.Logf("b1: %d before + %d published around the cut (tab was %q when the last publish returned); %d reconnect attempts; shown %d, each once; redelivered %d; duplicates dropped %d (client %+v)",
+		len(before), len(during), stateAfterPublish, reconnecting, len(shown), tab.countRedelivered(t), st.Duplicates, st.Client)
+	if got := h.readyMessages(t, st.Queue); got != 0 {
+		t.Errorf("queue %s still has %d ready messages", st.Queue, got)
+	}
+	tab.screenshot(t, "b1-after-drop")
+}
+
+// b(ii). Reload the page (sessionStorage keeps the tab id, so the same
+// queue): events published during the reload, and while the tab is away
+// altogether, are each shown exactly once once the page is back.
+func (h *harness) testReload(t *testing.T) {
+	tab := h.openTab(t, "42", nil)
+	before := h.publish(t, "42", 5)
+	tab.waitShown(t, before)
+	st0 := tab.stats(t)
+
+	// 1. A reload while events are being published.
+	pub := h.publishAsync(t, "42", 5, 4, 40*time.Millisecond)
+	if err := chromedp.Do(tab.ctx, chromedp.Reload()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	during, err := pub.wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab.waitLoaded(t, 2)
+
+	// 2. The tab leaves the page; events are published while no page of it
+	// is open; then it comes back (a reload with a gap in the middle).
+	if err := chromedp.Do(tab.ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
+	away := h.publish(t, "42", 12)
+	if err := chromedp.Do(tab.ctx, chromedp.Navigate(tab.url)); err != nil {
+		t.Fatal(err)
+	}
+	tab.waitLoaded(t, 3)
+
+	all := slices.Concat(before, during, away)
+	shown := tab.waitShown(t, all)
+	st := tab.stats(t)
+	if st.TabID != st0.TabID || st.Queue != st0.Queue {
+		t.Errorf("tab id/queue changed across reloads: %s/%s -> %s/%s", st0.TabID, st0.Queue, st.TabID, st.Queue)
+	}
+	t.Logf("b2: %d before + %d published during a reload + %d while the tab was away; shown %d, each once, after 2 reloads (same tab id %s, queue %s); redelivered %d; duplicates dropped %d",
+		len(before), len(during), len(away), len(shown), st.TabID, st.Queue, tab.countRedelivered(t), st.Duplicates)
+	if got := h.readyMessages(t, st.Queue); got != 0 {
+		t.Errorf("queue %s still has %d ready messages", st.Queue, got)
+	}
+	tab.screenshot(t, "b2-after-reloads")
+}
+
+// c. Two tabs of the same customer (two targets, each with its own
+// sessionStorage, so two queues) each get every event; a tab of another
+// customer gets none of them, and only its own.
+func (h *harness) testTwoTabs(t *testing.T) {
+	one := h.openTab(t, "42", nil)
+	two := h.openTab(t, "42", nil)
+	other := h.openTab(t, "43", nil)
+	s1, s2 := one.stats(t), two.stats(t)
+	if s1.TabID == s2.TabID || s1.Queue == s2.Queue {
+		t.Fatalf("two tabs share a tab id or queue: %+v %+v", s1, s2)
+	}
+
+	ids := h.publish(t, "42", 15)
+	shown1 := one.waitShown(t, ids)
+	shown2 := two.waitShown(t, ids)
+	mine := h.publish(t, "43", 3)
+	shownOther := other.waitShown(t, mine)
+	// 43's events came after 42's on the same exchange: had any of 42's
+	// reached tab 43, it would be shown by now.
+	time.Sleep(200 * time.Millisecond)
+	shownOther = other.shown(t)
+	if !slices.Equal(shownOther, mine) {
+		t.Errorf("customer 43's tab shows %v, want only its own %v", shownOther, mine)
+	}
+	for _, tab := range []*tab{one, two} {
+		for _, id := range tab.shown(t) {
+			if slices.Contains(mine, id) {
+				t.Errorf("a customer 42 tab shows customer 43's event %s", id)
+			}
+		}
+	}
+	t.Logf("c: 15 events for 42 -> tab 1 shows %d, tab 2 shows %d (queues %s, %s); 3 events for 43 -> tab 43 shows %d, none of 42's",
+		len(shown1), len(shown2), s1.Queue, s2.Queue, len(shownOther))
+	one.screenshot(t, "c-tab1-customer42")
+	other.screenshot(t, "c-tab-customer43")
+}
+
+// ---- browser ----
+
+func startBrowser(t *testing.T) context.Context {
+	t.Helper()
+	dir := t.TempDir()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.DisableGPU,
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(dir),
+		chromedp.WindowSize(1200, 800),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	// The first Run starts the browser; it must not have a timeout.
+	if err := chromedp.Do(ctx); err != nil {
+		cancel()
+		cancelAlloc()
+		t.Fatalf("start %s: %v (run `bash scripts/chromium.sh` to check it starts headless)", chromiumPath, err)
+	}
+	pid := chromedp.FromContext(ctx).Browser.Process().Pid
+	t.Cleanup(func() {
+		// Registered after t.TempDir, so this runs before the directory is removed.
+		cancel()
+		cancelAlloc() // waits for the browser process
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("chromium (pid %d) still runs after the browser was closed", pid)
+		}
+		if n := killChromiumUsing(dir, 3*time.Second); n > 0 {
+			t.Errorf("%d chromium child processes outlived the browser; killed them", n)
+		}
+	})
+	return ctx
+}
+
+// killChromiumUsing kills the processes started with --user-data-dir=dir
+// until none is left, and returns how many it found.
+func killChromiumUsing(dir string, limit time.Duration) int {
+	want := []byte("--user-data-dir=" + dir)
+	found := map[int]bool{}
+	deadline := time.Now().Add(limit)
+	for quiet := 0; quiet < 3 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		entries, _ := os.ReadDir("/proc")
+		n := 0
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			if err != nil || !slices.ContainsFunc(bytes.Split(cmd, []byte{0}), func(arg []byte) bool { return bytes.Equal(arg, want) }) {
+				continue
+			}
+			if st, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil && bytes.Contains(st, []byte(") Z ")) {
+				continue // a zombie, already dead
+			}
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			found[pid] = true
+			n++
+		}
+		if n == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+	}
+	return len(found)
+}
+
+// tab is one browser tab (a chromedp target) showing the demo page.
+type tab struct {
+	h    *harness
+	ctx  context.Context
+	url  string
+	name string
+
+	mu     sync.Mutex
+	errors []string // uncaught exceptions and console.error calls
+}
+
+func (h *harness) openTab(t *testing.T, customer string, extra url.Values) *tab {
+	t.Helper()
+	q := url.Values{"customer": {customer}}
+	for k, v := range extra {
+		q[k] = v
+	}
+	ctx, cancel := chromedp.NewContext(h.browser)
+	tb := &tab{h: h, ctx: ctx, url: h.app.URL() + "/?" + q.Encode(), name: t.Name() + "/" + customer}
+	if err := chromedp.Listen(ctx, func(ev any) {
+		var msg string
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			msg = d.Text
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type != runtime.ConsoleAPICalledTypeError {
+				return
+			}
+			var parts []string
+			for _, a := range ev.Args {
+				if a.Description != "" {
+					parts = append(parts, a.Description)
+				} else {
+					parts = append(parts, string(a.Value))
+				}
+			}
+			msg = "console.error: " + strings.Join(parts, " ")
+		default:
+			return
+		}
+		tb.mu.Lock()
+		tb.errors = append(tb.errors, msg)
+		tb.mu.Unlock()
+	}); err != nil {
+		cancel()
+		t.Fatalf("open a tab: %v", err)
+	}
+	t.Cleanup(func() {
+		tb.mu.Lock()
+		errs := slices.Clone(tb.errors)
+		tb.mu.Unlock()
+		for _, e := range errs {
+			t.Errorf("page error in %s: %s", tb.name, e)
+		}
+		cancel()
+	})
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1200, 800), chromedp.Navigate(tb.url)); err != nil {
+		t.Fatalf("open %s: %v", tb.url, err)
+	}
+	tb.waitLoaded(t, 1)
+	return tb
+}
+
+// waitLoaded waits until the page (its load number loads in this tab) is
+// connected, and remembers its queue for the clean-up.
+func (tb *tab) waitLoaded(t *testing.T, loads int) {
+	t.Helper()
+	expr := fmt.Sprintf(`!!window.durablewsDemo && durablewsDemo.loads === %d && durablewsDemo.state === 'connected'`, loads)
+	tb.waitFor(t, "page load "+strconv.Itoa(loads)+" connected", expr)
+	st := tb.stats(t)
+	tb.h.mu.Lock()
+	tb.h.queues[st.Queue] = true
+	tb.h.mu.Unlock()
+}
+
+func (tb *tab) waitFor(t *testing.T, what, expr string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		ok, err := eval[bool](tb, expr)
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			state, _ := eval[json.RawMessage](tb, `window.durablewsDemo ? {state: durablewsDemo.state, shown: durablewsDemo.shown.length, log: durablewsDemo.stateLog.slice(-5), stats: durablewsDemo.stats()} : null`)
+			t.Fatalf("%s: timed out after %v waiting for %s (last error %v); page: %s", tb.name, waitTimeout, what, err, state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func eval[T any](tb *tab, expr string) (T, error) {
+	ctx, cancel := context.WithTimeout(tb.ctx, 5*time.Second)
+	defer cancel()
+	return chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+}
+
+func (tb *tab) mustEval(t *testing.T, expr string, out any) {
+	t.Helper()
+	raw, err := eval[json.RawMessage](tb, expr)
+	if err != nil {
+		t.Fatalf("%s: evaluate %s: %v", tb.name, expr, err)
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		t.Fatalf("%s: decode %s: %v", tb.name, raw, err)
+	}
+}
+
+func (tb *tab) shown(t *testing.T) []string {
+	t.Helper()
+	var ids []string
+	tb.mustEval(t, `durablewsDemo.shown`, &ids)
+	return ids
+}
+
+func (tb *tab) state(t *testing.T) string {
+	t.Helper()
+	var s string
+	tb.mustEval(t, `durablewsDemo.state`, &s)
+	return s
+}
+
+type stateEntry struct {
+	State   string  `json:"state"`
+	Attempt int     `json:"attempt"`
+	DelayMs float64 `json:"delayMs"`
+	Error   string  `json:"error"`
+}
+
+func (tb *tab) stateLog(t *testing.T) []stateEntry {
+	t.Helper()
+	var log []stateEntry
+	tb.mustEval(t, `durablewsDemo.stateLog`, &log)
+	return log
+}
+
+type pageStats struct {
+	Shown      int    `json:"shown"`
+	Duplicates int    `json:"duplicates"`
+	Queue      string `json:"queue"`
+	TabID      string `json:"tabId"`
+	Client     struct {
+		Delivered  int `json:"delivered"`
+		Handled    int `json:"handled"`
+		Duplicates int `json:"duplicates"`
+		Acked      int `json:"acked"`
+		Stale      int `json:"stale"`
+	} `json:"client"`
+}
+
+func (tb *tab) stats(t *testing.T) pageStats {
+	t.Helper()
+	var st pageStats
+	tb.mustEval(t, `durablewsDemo.stats()`, &st)
+	return st
+}
+
+func (tb *tab) countRedelivered(t *testing.T) int {
+	t.Helper()
+	var n int
+	tb.mustEval(t, `document.querySelectorAll('#events .badge').length`, &n)
+	return n
+}
+
+// waitShown waits until every id in want is shown, then checks that the page
+// shows each exactly once and nothing else, and returns what it shows.
+func (tb *tab) waitShown(t *testing.T, want []string) []string {
+	t.Helper()
+	js, _ := json.Marshal(want)
+	tb.waitFor(t, fmt.Sprintf("%d events shown", len(want)),
+		fmt.Sprintf(`(() => { const s = new Set(durablewsDemo.shown); return %s.every((id) => s.has(id)); })()`, js))
+	shown := tb.shown(t)
+	counts := map[string]int{}
+	for _, id := range shown {
+		counts[id]++
+	}
+	for _, id := range want {
+		if counts[id] != 1 {
+			t.Errorf("%s: event %s shown %d times, want exactly once", tb.name, id, counts[id])
+		}
+		delete(counts, id)
+	}
+	for id, n := range counts {
+		t.Errorf("%s: shows %d× an event it should not: %s", tb.name, n, id)
+	}
+	return shown
+}
+
+func (tb *tab) screenshot(t *testing.T, name string) {
+	t.Helper()
+	tb.writeScreenshot(t, filepath.Join("..", "artifacts", "example-"+name+".png"))
+}
+
+func (tb *tab) writeScreenshot(t *testing.T, path string) {
+	t.Helper()
+	// Let the row highlight animation finish.
+	time.Sleep(1300 * time.Millisecond)
+	png, err := chromedp.Run(tb.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Errorf("screenshot: %v", err)
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot %s", path)
+}
+
+// ---- API and broker ----
+
+func (h *harness) publish(t *testing.T, customer string, n int) []string {
+	t.Helper()
+	ids, err := h.post(customer, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func (h *harness) post(customer string, n int) ([]string, error) {
+	body, _ := json.Marshal(map[string]any{"customer": customer, "count": n})
+	resp, err := h.http.Post(h.app.URL()+"/api/events", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("POST /api/events: %w", err)
+	}
+	defer resp.Body.Close()
+	var out eventsResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("POST /api/events: %s: %w", resp.Status, err)
+	}
+	if resp.StatusCode != http.StatusOK || len(out.IDs) != n {
+		return nil, fmt.Errorf("POST /api/events: %s, %d ids for %d events: %s %v", resp.Status, len(out.IDs), n, out.Error, out.Failed)
+	}
+	return out.IDs, nil
+}
+
+type asyncPublish struct {
+	done chan struct{}
+	ids  []string
+	err  error
+}
+
+// publishAsync publishes batches×size events in the background, pausing
+// between batches.
+func (h *harness) publishAsync(t *testing.T, customer string, batches, size int, pause time.Duration) *asyncPublish {
+	p := &asyncPublish{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for i := range batches {
+			if i > 0 {
+				time.Sleep(pause)
+			}
+			ids, err := h.post(customer, size)
+			if err != nil {
+				p.err = err
+				return
+			}
+			p.ids = append(p.ids, ids...)
+		}
+	}()
+	t.Cleanup(func() { <-p.done })
+	return p
+}
+
+func (p *asyncPublish) wait() ([]string, error) {
+	<-p.done
+	return p.ids, p.err
+}
+
+func (h *harness) withChannel(f func(ch *amqp.Channel) error) error {
+	conn, err := amqp.Dial(h.amqpURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	return f(ch)
+}
+
+// readyMessages is how many messages wait in queue (not counting unacked).
+func (h *harness) readyMessages(t *testing.T, queue string) int {
+	t.Helper()
+	var n int
+	err := h.withChannel(func(ch *amqp.Channel) error {
+		q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		n = q.Messages
+		return err
+	})
+	if err != nil {
+		t.Errorf("inspect queue %s: %v", queue, err)
+	}
+	return n
+}
+
+func (h *harness) cleanupBroker() {
+	h.mu.Lock()
+	queues := make([]string, 0, len(h.queues))
+	for q := range h.queues {
+		queues = append(queues, q)
+	}
+	h.mu.Unlock()
+	err := h.withChannel(func(ch *amqp.Channel) error {
+		var errs []error
+		for _, q := range queues {
+			if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		errs = append(errs, ch.ExchangeDelete(h.exchange, false, false))
+		return errors.Join(errs...)
+	})
+	if err != nil {
+		h.t.Errorf("clean up exchange %s and %d queues: %v", h.exchange, len(queues), err)
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// testLogger logs warnings and errors of the app to the test log.
+type testLogger struct {
+	t      *testing.T
+	fields watermill.LogFields
+}
+
+func (l *testLogger) Error(msg string, err error, fields watermill.LogFields) {
+	l.t.Logf("app error: %s: %v %v", msg, err, l.fields.Add(fields))
+}
+func (l *testLogger) Info(string, watermill.LogFields)  {}
+func (l *testLogger) Debug(string, watermill.LogFields) {}
+func (l *testLogger) Trace(string, watermill.LogFields) {}
+func (l *testLogger) With(fields watermill.LogFields) watermill.LoggerAdapter {
+	return &testLogger{t: l.t, fields: l.fields.Add(fields)}
+}
+
+// TestMain fails the package if a test leaves goroutines behind (app,
+// publisher, router, chromedp).
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
