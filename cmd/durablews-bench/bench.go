@@ -30,6 +30,14 @@ type Options struct {
 	MaxWait time.Duration // a window that cannot reach MinMsgs by then is an error
 	Settle  time.Duration // pause after purging, before the next measurement
 
+	// QuietWait: before each measurement, wait up to this long until the
+	// CPU used by other processes (not the bench, not the broker) stays
+	// below QuietCores, so that other work on a shared machine skews the
+	// numbers less. 0 disables the check. The "other CPU" column shows
+	// what was left during each window.
+	QuietWait  time.Duration
+	QuietCores float64
+
 	PayloadBytes int
 	FanoutQueues []int
 
@@ -55,6 +63,8 @@ func DefaultOptions() Options {
 		MinMsgs:      40,
 		MaxWait:      60 * time.Second,
 		Settle:       200 * time.Millisecond,
+		QuietWait:    2 * time.Minute,
+		QuietCores:   0.25,
 		PayloadBytes: 256,
 		FanoutQueues: []int{1, 10, 100, 1000},
 		E2ERate:      1000,
@@ -74,6 +84,7 @@ func (o *Options) ApplyShort() {
 	o.Window = 50 * time.Millisecond
 	o.MinMsgs = 3
 	o.Settle = 0
+	o.QuietWait = 0
 	o.E2ERate = 200
 	o.E2EWarmup = 50 * time.Millisecond
 	o.E2EWindow = 150 * time.Millisecond
@@ -137,6 +148,7 @@ func scenarios(o *Options) []scenarioDef {
 				wamqpContender(1, 1, 100),
 				wamqpContender(0, 16, 1),
 				wamqpContender(16, 16, 1),
+				rawContender(16),
 				rawContender(256),
 			},
 			anchor: "raw-inflight256",
@@ -145,6 +157,8 @@ func scenarios(o *Options) []scenarioDef {
 				{num: "durablews-1x100", den: "wamqp-pool16-16x1", metric: "rate", min: 2, label: "durablews batches of 100 vs watermill-amqp pool 16 × 16 goroutines"},
 				{num: "durablews-16x1", den: "raw-inflight256", metric: "rate", min: 0.85, label: "durablews 16 goroutines vs raw pipelined 256"},
 				{num: "durablews-16x1", den: "wamqp-pool16-16x1", metric: "rate", min: 2, label: "durablews 16 goroutines vs watermill-amqp pool 16 × 16 goroutines"},
+				{num: "durablews-16x1", den: "raw-inflight16", metric: "rate", label: "durablews 16 goroutines vs raw pipelined at the same depth (16 in flight)"},
+				{num: "raw-inflight16", den: "raw-inflight256", metric: "rate", label: "raw 16 in flight vs raw 256 in flight (what 16 callers' depth allows)"},
 			},
 		})
 	}
@@ -167,14 +181,18 @@ func scenarios(o *Options) []scenarioDef {
 			name:  fmt.Sprintf("fanout-%d", n),
 			title: fmt.Sprintf("fan-out: every message to %s (durable tab queues, no tab attached)", plural(n, "tab queue")),
 			kind:  kindFanout, queues: n, tabQueues: true,
+			// The anchor is raw amqp091-go at the same depth as durablews'
+			// 16 callers (16 in flight): past a few queues the broker is
+			// CPU-bound and a deeper pipeline only adds latency (256 in
+			// flight to 1,000 queues takes ~30 s to drain).
 			contenders: []contender{
 				durablewsContender(16, 1),
 				wamqpContender(1, 1, 1),
-				rawContender(256),
+				rawContender(16),
 			},
-			anchor: "raw-inflight256",
+			anchor: "raw-inflight16",
 			targets: []targetDef{
-				{num: "durablews-16x1", den: "raw-inflight256", metric: "rate", label: "durablews 16 goroutines vs raw pipelined 256"},
+				{num: "durablews-16x1", den: "raw-inflight16", metric: "rate", label: fmt.Sprintf("durablews 16 goroutines vs raw pipelined 16 in flight, %s", plural(n, "queue"))},
 			},
 		})
 	}
@@ -413,6 +431,7 @@ func runThroughput(ctx context.Context, o *Options, topo *topology, meter *cpuMe
 			if o.Settle > 0 {
 				time.Sleep(o.Settle)
 			}
+			waitQuiet(ctx, o, meter, progress)
 			s, err := measure(ctx, o, meter, cs[i], e)
 			cr := sr.Contenders[i]
 			if err != nil {
@@ -584,4 +603,38 @@ func describeMachine(conn *amqp.Connection) Machine {
 		}
 	}
 	return m
+}
+
+// waitQuiet waits (up to o.QuietWait) until processes other than the
+// bench and the broker use less than o.QuietCores over a 300 ms sample.
+func waitQuiet(ctx context.Context, o *Options, meter *cpuMeter, progress io.Writer) {
+	if o.QuietWait <= 0 {
+		return
+	}
+	deadline := time.Now().Add(o.QuietWait)
+	said := false
+	for {
+		a := meter.snap()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(300 * time.Millisecond):
+		}
+		other := a.to(meter.snap()).Other
+		if other < o.QuietCores {
+			if said {
+				fmt.Fprintf(progress, "   machine quiet again (other processes %.2f cores)\n", other)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(progress, "   machine still busy after %v (other processes %.2f cores); measuring anyway\n", o.QuietWait, other)
+			return
+		}
+		if !said {
+			fmt.Fprintf(progress, "   waiting for other processes to calm down (%.2f cores busy outside bench and broker)\n", other)
+			said = true
+		}
+		time.Sleep(time.Second)
+	}
 }

@@ -222,6 +222,7 @@ func runE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter, de
 			if o.Settle > 0 {
 				time.Sleep(o.Settle)
 			}
+			waitQuiet(ctx, o, meter, progress)
 			s, err := measureE2E(ctx, o, topo, meter, cs[i], def.tabs, e, fmt.Sprintf("%s.r%d%d", prefix, r, i))
 			cr := sr.Contenders[i]
 			if err != nil {

@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -56,6 +57,8 @@ func run(args []string) int {
 	list := fs.Bool("list", false, "list scenarios and contenders and exit")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memprofile := fs.String("memprofile", "", "write an allocation profile at the end to this file")
+	quietWait := fs.Duration("quiet-wait", o.QuietWait, "before each measurement wait up to this long for other processes to use < -quiet-cores (0 = don't wait; -short sets 0)")
+	quietCores := fs.Float64("quiet-cores", o.QuietCores, "CPU cores other processes may use before a measurement starts")
 	quiet := fs.Bool("q", false, "no per-measurement progress on stderr")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -63,6 +66,14 @@ func run(args []string) int {
 	if *short {
 		o.ApplyShort()
 	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "quiet-wait":
+			o.QuietWait = *quietWait
+		case "quiet-cores":
+			o.QuietCores = *quietCores
+		}
+	})
 	if *runs > 0 {
 		o.Runs = *runs
 	}
@@ -120,6 +131,9 @@ func run(args []string) int {
 		o.Progress = os.Stderr
 	}
 
+	if *memprofile != "" {
+		runtime.MemProfileRate = 512 // fine-grained: per-message allocations are small
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {

@@ -93,7 +93,7 @@ func (r *Report) Print(w io.Writer, markdown bool) {
 			r.Options.Runs, r.Options.Warmup, r.Options.Window, r.Options.MinMsgs, r.Options.PayloadBytes, r.Finished.Sub(r.Started).Round(time.Second))
 	}
 
-	tp := &table{head: []string{"scenario", "contender", "shape", "msg/s", "min–max", "× anchor", "allocs/msg", "B/msg", "client CPU", "broker CPU", "other CPU"}}
+	tp := &table{head: []string{"scenario", "contender", "shape", "msg/s", "min–max", "× anchor", "allocs/msg", "B/msg", "client µs/msg", "client CPU", "broker CPU", "other CPU"}}
 	e2e := &table{head: []string{"scenario", "contender", "shape", "offered msg/s", "delivered msg/s (all tabs)", "p50 ms", "p99 ms", "p99 × anchor", "backlog", "client CPU", "broker CPU", "other CPU"}}
 	for _, s := range r.Scenarios {
 		anchor := s.contender(s.Anchor)
@@ -119,7 +119,7 @@ func (r *Report) Print(w io.Writer, markdown bool) {
 				if s.Kind == kindE2E {
 					e2e.add(s.Name, name, c.Shape, errText, "", "", "", "", "", "", "", "")
 				} else {
-					tp.add(s.Name, name, c.Shape, errText, "", "", "", "", "", "", "")
+					tp.add(s.Name, name, c.Shape, errText, "", "", "", "", "", "", "", "")
 				}
 				continue
 			}
@@ -141,7 +141,11 @@ func (r *Report) Print(w io.Writer, markdown bool) {
 				if markdown && strings.HasPrefix(c.ID, "durablews") {
 					rate = "**" + rate + "**"
 				}
-				tp.add(s.Name, name, c.Shape, rate, num(lo)+"–"+num(hi), ratio, fmt.Sprintf("%.1f", med.Allocs), num(med.Bytes), cl, br, ot)
+				us := "-"
+				if med.Rate > 0 {
+					us = fmt.Sprintf("%.1f", med.CPU.Client*1e6/med.Rate)
+				}
+				tp.add(s.Name, name, c.Shape, rate, num(lo)+"–"+num(hi), ratio, fmt.Sprintf("%.1f", med.Allocs), num(med.Bytes), us, cl, br, ot)
 			}
 		}
 	}
