@@ -303,6 +303,7 @@ type Ratio struct {
 	Num, Den        float64
 	Value           float64
 	Target          float64 // 0 = informational
+	Queues          int     // fan-out: each message is written to this many queues
 	Pass            bool
 	Missing         bool // a side has no number
 }
@@ -544,6 +545,9 @@ func ratios(def scenarioDef, sr *ScenarioResult) []Ratio {
 	var out []Ratio
 	for _, t := range def.targets {
 		r := Ratio{Scenario: def.name, Label: t.label, Metric: t.metric, Target: t.min}
+		if def.kind == kindFanout {
+			r.Queues = def.queues
+		}
 		num, den := sr.contender(t.num), sr.contender(t.den)
 		var ns, ds sample
 		var nok, dok bool

@@ -206,6 +206,9 @@ func (rt Ratio) String() string {
 		}
 	default:
 		what = fmt.Sprintf("%s / %s msg/s = %.2f", num(rt.Num), num(rt.Den), rt.Value)
+		if rt.Queues > 1 {
+			what += fmt.Sprintf("; durablews writes %s queue entries/s", num(rt.Num*float64(rt.Queues)))
+		}
 		if rt.Target != 0 {
 			target = fmt.Sprintf("target ≥ %.2f", rt.Target)
 		}
