@@ -35,8 +35,10 @@ type Options struct {
 	// below QuietCores, so that other work on a shared machine skews the
 	// numbers less. 0 disables the check. The "other CPU" column shows
 	// what was left during each window.
-	QuietWait  time.Duration
-	QuietCores float64
+	QuietWait   time.Duration
+	QuietCores  float64
+	QuietBudget time.Duration // total waiting for quiet over the whole run
+	quietSpent  time.Duration
 
 	PayloadBytes int
 	FanoutQueues []int
@@ -65,6 +67,7 @@ func DefaultOptions() Options {
 		Settle:       200 * time.Millisecond,
 		QuietWait:    2 * time.Minute,
 		QuietCores:   0.25,
+		QuietBudget:  10 * time.Minute,
 		PayloadBytes: 256,
 		FanoutQueues: []int{1, 10, 100, 1000},
 		E2ERate:      1000,
@@ -315,6 +318,7 @@ type Report struct {
 	Options           Options
 	Exchange          string
 	QueuesCreated     []string
+	QuietWaited       time.Duration
 	Scenarios         []*ScenarioResult
 }
 
@@ -356,6 +360,8 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		rep.QueuesCreated = slices.Clone(topo.created)
 		topo.mu.Unlock()
 		rep.Finished = time.Now()
+		rep.Options = o // with the time spent waiting for quiet
+		rep.QuietWaited = o.quietSpent
 	}()
 	fmt.Fprintf(progress, "durablews-bench: exchange %s on %s; %s\n", topo.exchange, o.AMQPURL, rep.Machine.Summary())
 	if meter.brokerPID == 0 {
@@ -612,10 +618,12 @@ func describeMachine(conn *amqp.Connection) Machine {
 // waitQuiet waits (up to o.QuietWait) until processes other than the
 // bench and the broker use less than o.QuietCores over a 300 ms sample.
 func waitQuiet(ctx context.Context, o *Options, meter *cpuMeter, progress io.Writer) {
-	if o.QuietWait <= 0 {
+	if o.QuietWait <= 0 || o.quietSpent >= o.QuietBudget {
 		return
 	}
-	deadline := time.Now().Add(o.QuietWait)
+	began := time.Now()
+	defer func() { o.quietSpent += time.Since(began) }()
+	deadline := began.Add(min(o.QuietWait, o.QuietBudget-o.quietSpent))
 	said := false
 	for {
 		a := meter.snap()
@@ -632,7 +640,7 @@ func waitQuiet(ctx context.Context, o *Options, meter *cpuMeter, progress io.Wri
 			return
 		}
 		if time.Now().After(deadline) {
-			fmt.Fprintf(progress, "   machine still busy after %v (other processes %.2f cores); measuring anyway\n", o.QuietWait, other)
+			fmt.Fprintf(progress, "   machine still busy after %v (other processes %.2f cores); measuring anyway\n", time.Since(began).Round(time.Second), other)
 			return
 		}
 		if !said {

@@ -87,6 +87,9 @@ func (r *Report) Print(w io.Writer, markdown bool) {
 		fmt.Fprintf(w, "Machine: %d CPUs (%s), %s RAM, Linux %s; broker %s on %s; %s.\n\n", m.CPUs, m.CPUModel, m.Memory, m.Kernel, m.Broker, m.Erlang, m.GoVersion)
 		fmt.Fprintf(w, "Run: %s, %d run(s) per contender (median shown, min–max in brackets), warm-up %v, window ≥ %v and ≥ %d msgs; %d-byte persistent messages, durable topic exchange, durable classic queues; %s.\n\n",
 			r.Started.Format("2006-01-02 15:04 MST"), r.Options.Runs, r.Options.Warmup, r.Options.Window, r.Options.MinMsgs, r.Options.PayloadBytes, r.Finished.Sub(r.Started).Round(time.Second))
+		if r.QuietWaited > 0 {
+			fmt.Fprintf(w, "The run waited %v in total for other processes on the machine to calm down before measurements (the \"other CPU\" column shows what remained).\n\n", r.QuietWaited.Round(time.Second))
+		}
 	} else {
 		fmt.Fprintf(w, "\nmachine: %s, Linux %s, %s\n", m.Summary(), m.Kernel, m.Erlang)
 		fmt.Fprintf(w, "run: %d run(s) per contender (median; min-max), warm-up %v, window >= %v and >= %d msgs, %d-byte persistent messages; took %s\n\n",
