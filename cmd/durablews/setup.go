@@ -82,7 +82,11 @@ func (s *setup) run(ctx context.Context) error {
 
 	switch {
 	case len(s.errs) > 0:
-		fmt.Fprintf(s.out, "setup: FAILED: %d problem(s); %d change(s) %s\n", len(s.errs), s.changes, map[bool]string{true: "needed", false: "applied"}[s.dryRun])
+		done := "applied"
+		if s.dryRun {
+			done = "needed"
+		}
+		fmt.Fprintf(s.out, "setup: FAILED: %d problem(s); %d change(s) %s\n", len(s.errs), s.changes, done)
 		return errors.Join(s.errs...)
 	case s.changes == 0:
 		fmt.Fprintln(s.out, "setup: nothing to change")
@@ -117,8 +121,8 @@ func (s *setup) exchange(ex durablews.Exchange) {
 		s.fail("%s: cannot read it: %v", what, err)
 		return
 	}
-	s.changes++
 	if s.dryRun {
+		s.changes++
 		fmt.Fprintf(s.out, "  %s: missing, would create\n", what)
 		return
 	}
@@ -126,6 +130,7 @@ func (s *setup) exchange(ex durablews.Exchange) {
 		s.fail("%s: create failed: %v", what, err)
 		return
 	}
+	s.changes++
 	fmt.Fprintf(s.out, "  %s: created\n", what)
 }
 
@@ -196,8 +201,8 @@ func (s *setup) policy() {
 		s.fail("policy %q: cannot read it: %v", want.Name, err)
 		return
 	}
-	s.changes++
 	if s.dryRun {
+		s.changes++
 		fmt.Fprintf(s.out, "  %s: would %s\n", what, action)
 		return
 	}
@@ -205,6 +210,7 @@ func (s *setup) policy() {
 		s.fail("%s: %s failed: %v", what, strings.Fields(action)[0], err)
 		return
 	}
+	s.changes++
 	if action == "create" {
 		fmt.Fprintf(s.out, "  %s: created\n", what)
 	} else {
