@@ -74,9 +74,10 @@ type MetricsOptions struct {
 //	durablews_publisher_confirm_latency_seconds{topic}    histogram time from (last) send to the confirm, confirmed messages only
 //
 // nacked, returned and timed_out equal not_confirmed_total for their
-// reason; they exist so the common alerts need no label matching. Messages
-// of a batch rejected before sending (reason invalid or not_sent) are
-// counted in not_confirmed_total but not in published_total.
+// reason; they exist so the common alerts need no label matching. Every
+// published message ends in confirmed_total or not_confirmed_total; the
+// messages of a batch rejected before sending (reason invalid, and
+// not_sent for its valid messages) are counted in not_confirmed_total only.
 //
 // All methods are safe for concurrent use; one Metrics may serve several
 // publishers with the same topics.
