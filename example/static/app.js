@@ -58,6 +58,8 @@ const cfg = await (await fetch('/api/config')).json();
 // outage, while events published meanwhile wait in its queue.
 let socket = null;
 let cutUntil = 0;
+let cutAt = 0; // when Drop connection was pressed, until the tab is connected again
+let shownAtCut = 0;
 function openSocket() {
   const ws = new WebSocket(cfg.webStompUrl, ['v12.stomp', 'v11.stomp', 'v10.stomp']);
   if (Date.now() < cutUntil) ws.close(); // the "network" is down: fail this attempt
@@ -89,6 +91,18 @@ client.onState((state, detail) => {
   lastState = { state, ...detail, at: Date.now() };
   stateLog.push({ state, attempt: detail.attempt, delayMs: detail.delayMs, error: detail.error?.message, at: lastState.at });
   renderState();
+  if (state === 'connected' && cutAt) {
+    const secs = ((Date.now() - cutAt) / 1000).toFixed(1);
+    const waiting = () => counts.shownTotal - shownAtCut;
+    cutAt = 0;
+    setStatus('ok', `back after ${secs} s and ${detail.attempt} attempt${detail.attempt === 1 ? '' : 's'}; events published meanwhile came from the queue`);
+    // Mention how many once they had a moment to arrive.
+    setTimeout(() => {
+      if (!cutAt && waiting() > 0) {
+        setStatus('ok', `back after ${secs} s and ${detail.attempt} attempt${detail.attempt === 1 ? '' : 's'}; ${waiting()} event${waiting() === 1 ? '' : 's'} arrived since the cut, none lost`);
+      }
+    }, 1000);
+  }
 });
 
 // ---- messages ----
@@ -148,6 +162,7 @@ function addRow(ev, n, fresh) {
     tr.append(td);
   }
   const flag = document.createElement('td');
+  flag.className = 'flag';
   if (ev.redelivered) {
     const b = document.createElement('span');
     b.className = 'badge';
@@ -197,10 +212,14 @@ function renderState() {
 }
 
 // ---- actions ----
-async function publish(count) {
+function setStatus(kind, text) {
   const status = $('status');
-  status.className = 'status';
-  status.textContent = `publishing ${count}…`;
+  status.className = `status ${kind}`;
+  status.textContent = text;
+}
+
+async function publish(count) {
+  setStatus('', `publishing ${count}…`);
   try {
     const r = await fetch('/api/events', {
       method: 'POST',
@@ -209,20 +228,20 @@ async function publish(count) {
     });
     const res = await r.json();
     if (!r.ok) throw new Error(res.error ?? `HTTP ${r.status}`);
-    status.className = 'status ok';
-    status.textContent = `${res.ids.length} event${res.ids.length === 1 ? '' : 's'} confirmed by RabbitMQ in ${res.ms} ms`;
+    const n = res.ids.length;
+    const away = client.state !== 'connected' ? ` while this tab is ${client.state}: they wait in its queue` : '';
+    setStatus('ok', `${n} event${n === 1 ? '' : 's'} confirmed by RabbitMQ in ${res.ms} ms${away}`);
   } catch (e) {
-    status.className = 'status err';
-    status.textContent = `publish failed: ${e.message}`;
+    setStatus('err', `publish failed: ${e.message}`);
   }
 }
 
 function dropConnection() {
-  cutUntil = Date.now() + cutMs;
+  cutAt = Date.now();
+  cutUntil = cutAt + cutMs;
+  shownAtCut = counts.shownTotal;
   socket?.close();
-  const status = $('status');
-  status.className = 'status warn';
-  status.textContent = `network cut for ${(cutMs / 1000).toFixed(1)} s: publish now, the events wait in this tab's queue`;
+  setStatus('warn', `network cut for ${(cutMs / 1000).toFixed(1)} s: publish now, the events wait in this tab's queue`);
 }
 
 $('pub1').addEventListener('click', () => publish(1));
@@ -264,4 +283,4 @@ setInterval(() => {
 await client.connect();
 $('footer').textContent =
   `This tab reads queue ${sub.queueName}, bound to exchange ${cfg.exchange} with key customer.${customer}.# ` +
-  `(durable; deleted ${Math.round(cfg.queueExpiresMs / 60000)} min after the tab is gone). Page load ${loads} of this tab.`;
+  `(durable; deleted ${Math.round(cfg.queueExpiresMs / 60000)} min after the tab is gone).`;
