@@ -1,0 +1,198 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// newTestApp starts the app on the shared broker with a unique exchange and
+// removes the exchange afterwards.
+func newTestApp(t *testing.T) (*app, *httptest.Server) {
+	t.Helper()
+	amqpURL := envOr("DURABLEWS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+	exchange := "durablews-example-test-" + randHex(6)
+	a, err := newApp(appConfig{AMQPURL: amqpURL, Exchange: exchange, WebDir: "../web", Logger: &testLogger{t: t}})
+	if err != nil {
+		t.Fatalf("newApp: %v", err)
+	}
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		if err := a.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		h := &harness{amqpURL: amqpURL}
+		if err := h.withChannel(func(ch *amqp.Channel) error { return ch.ExchangeDelete(exchange, false, false) }); err != nil {
+			t.Errorf("delete exchange: %v", err)
+		}
+	})
+	return a, srv
+}
+
+// The Go path without a browser: POST /api/events (form-encoded) -> router
+// -> ForwardMiddleware -> Publisher -> exchange, with the per-customer
+// routing key, the UUID as message id, persistent, JSON payload.
+func TestPostEventsReachesTheExchange(t *testing.T) {
+	a, srv := newTestApp(t)
+	h := &harness{amqpURL: a.cfg.AMQPURL}
+	conn, err := amqp.Dial(h.amqpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, "customer.7.#", a.cfg.Exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	resp, err := http.PostForm(srv.URL+"/api/events", url.Values{"customer": {"7"}, "count": {"3"}, "event": {"order_paid"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out eventsResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(out.IDs) != 3 {
+		t.Fatalf("POST /api/events: %s %+v", resp.Status, out)
+	}
+	// Other customers' events are not bound to this queue.
+	resp, err = http.PostForm(srv.URL+"/api/events", url.Values{"customer": {"8"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	var got []string
+	for len(got) < 3 {
+		select {
+		case d := <-deliveries:
+			got = append(got, d.MessageId)
+			if d.RoutingKey != "customer.7.order_paid" || d.DeliveryMode != amqp.Persistent {
+				t.Errorf("delivery %s: routing key %q, delivery mode %d", d.MessageId, d.RoutingKey, d.DeliveryMode)
+			}
+			var ev orderEvent
+			if err := json.Unmarshal(d.Body, &ev); err != nil || ev.Customer != "7" || ev.Event != "order_paid" {
+				t.Errorf("payload %s: %+v %v", d.Body, ev, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("got %d of 3 messages", len(got))
+		}
+	}
+	if !slices.Equal(got, out.IDs) {
+		t.Errorf("message ids %v, want the returned UUIDs %v in order", got, out.IDs)
+	}
+	select {
+	case d := <-deliveries:
+		t.Errorf("unexpected delivery %s with key %s", d.MessageId, d.RoutingKey)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+func TestPostEventsRejectsBadInput(t *testing.T) {
+	_, srv := newTestApp(t)
+	for _, body := range []string{
+		`{"customer":"4.2"}`,
+		`{"customer":"42#"}`,
+		`{"customer":""}`,
+		`{"customer":"42","count":501}`,
+		`{"customer":"42","count":-1}`,
+		`{"customer":"42","event":"Order-Paid"}`,
+		`{"customer":"42","colour":"red"}`,
+		`not json`,
+	} {
+		resp, err := http.Post(srv.URL+"/api/events", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || out["error"] == "" {
+			t.Errorf("%s: %s %v, want 400 with an error", body, resp.Status, out)
+		}
+	}
+}
+
+func TestServesPageClientAndConfig(t *testing.T) {
+	a, srv := newTestApp(t)
+	for path, want := range map[string]int{
+		"/":                 200,
+		"/?customer=42":     200,
+		"/static/app.js":    200,
+		"/static/style.css": 200,
+		"/web/durablews.js": 200,
+		"/web/internal.js":  200,
+		"/web/node_modules/@stomp/stompjs/esm6/index.js":  200,
+		"/web/node_modules/@stomp/stompjs/esm6/client.js": 200,
+		"/web/package.json":                    404,
+		"/web/test/e2e.html":                   404,
+		"/web/":                                404,
+		"/web/node_modules/@stomp/stompjs/":    404,
+		"/web/node_modules/.package-lock.json": 404,
+		"/web/../go.mod":                       404,
+		"/nope":                                404,
+	} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %s, want %d", path, resp.Status, want)
+		}
+		if want == 200 && strings.HasSuffix(path, ".js") && resp.Header.Get("Content-Type") != "text/javascript; charset=utf-8" {
+			t.Errorf("GET %s: Content-Type %q", path, resp.Header.Get("Content-Type"))
+		}
+	}
+
+	resp, err := http.Get(srv.URL + "/api/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var cfg browserConfig
+	if err := json.NewDecoder(resp.Body).Decode(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Exchange != a.cfg.Exchange || cfg.Login != "guest" || cfg.Passcode != "guest" || cfg.WebSTOMPURL != "ws://127.0.0.1:15674/ws" {
+		t.Errorf("/api/config: %+v", cfg)
+	}
+}
+
+func TestMissingWebDirSaysWhatToRun(t *testing.T) {
+	_, err := newApp(appConfig{WebDir: filepath.Join(t.TempDir(), "web")})
+	if err == nil || !strings.Contains(err.Error(), "-web-dir") {
+		t.Errorf("missing web dir: %v", err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "durablews.js"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = newApp(appConfig{WebDir: dir})
+	if err == nil || !strings.Contains(err.Error(), "make web-deps") || !strings.Contains(err.Error(), "npm ci --prefix") {
+		t.Errorf("missing node_modules: %v", err)
+	}
+}
