@@ -55,14 +55,18 @@ func readQueue(t *testing.T, conn *amqp.Connection, q string) map[string]int {
 	info, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
 	require.NoError(t, err)
 	require.NoError(t, ch.Qos(1000, 0, false))
-	deliveries, err := ch.Consume(q, "", true, false, false, false, nil)
+	// Manual acks with a prefetch keep memory bounded on soak-sized queues.
+	deliveries, err := ch.Consume(q, "", false, false, false, false, nil)
 	require.NoError(t, err)
-	seen := make(map[string]int, info.Messages)
-	timeout := time.After(2 * time.Minute)
+	seen := make(map[string]int, min(info.Messages, 1<<16))
+	timeout := time.After(5 * time.Minute)
 	for n := 0; n < info.Messages; n++ {
 		select {
 		case d := <-deliveries:
 			seen[d.MessageId]++
+			if n%500 == 499 || n == info.Messages-1 {
+				require.NoError(t, d.Ack(true))
+			}
 		case <-timeout:
 			t.Fatalf("queue %s: read %d of %d messages", q, n, info.Messages)
 		}
@@ -104,7 +108,7 @@ func TestChaos_NothingConfirmedIsLost(t *testing.T) {
 	}
 	var (
 		mu        sync.Mutex
-		confirmed = make(map[string]bool, target)
+		confirmed = make(map[string]bool, min(target, 1<<16))
 		failed    = map[string]int{} // failure reason -> count
 		attempted atomic.Int64
 		stopPub   = make(chan struct{})
@@ -178,10 +182,20 @@ func TestChaos_NothingConfirmedIsLost(t *testing.T) {
 		}
 		proxy.CutAll()
 		cuts++
-		if restarts == 0 && attempted.Load() > int64(min(target, 1_000_000)/3) {
+		third := attempted.Load() > int64(target/3)
+		if soak > 0 {
+			third = time.Since(start) > soak/3
+		}
+		if restarts == 0 && third {
 			require.NoError(t, node.Kill())
 			time.Sleep(500 * time.Millisecond)
-			require.NoError(t, node.StartAgain())
+			if err := node.StartAgain(); err != nil {
+				// Rarely, on a loaded machine, the first boot after a kill
+				// fails (await_startup exits 69); that is the test node,
+				// not the publisher under test, so try once more.
+				t.Logf("restart after kill -9 failed, retrying once: %.300v", err)
+				require.NoError(t, node.StartAgain())
+			}
 			restarts++
 		}
 	}
