@@ -285,6 +285,7 @@ func (d *doctor) checkWebSTOMP() {
 		stomp.ConnOpt.Login(d.o.uri.Username, d.o.uri.Password),
 		stomp.ConnOpt.HeartBeat(0, 0),
 		stomp.ConnOpt.AcceptVersion(stomp.V12),
+		stomp.ConnOpt.DisconnectReceiptTimeout(d.o.timeout),
 		stomp.ConnOpt.Logger(stompLogger{d.logger}),
 	)
 	if err != nil {
