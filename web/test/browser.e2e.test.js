@@ -165,7 +165,11 @@ test('DurableClient in headless Chromium against RabbitMQ Web-STOMP', { skip: !E
     await api('DELETE', `/api/exchanges/%2F/${missing}`).catch(() => {});
   });
 
-  const of = (tag, type) => events.filter((e) => e.tag === tag && (!type || e.type === type));
+  // Reports are concurrent fetches and may arrive out of order: order them by
+  // the page's clock, then its per-document sequence number.
+  const of = (tag, type) => events
+    .filter((e) => e.tag === tag && (!type || e.type === type))
+    .sort((a, b) => a.t - b.t || a.seq - b.seq);
   async function waitFor(what, pred, ms = 15000) {
     const end = Date.now() + ms;
     for (;;) {
