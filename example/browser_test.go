@@ -58,6 +58,8 @@ type harness struct {
 	amqpURL  string
 	exchange string
 	browser  context.Context
+	// keepExchange: the clean-up deletes only the tab queues.
+	keepExchange bool
 	// stopBrowser kills the browser (idempotent).
 	stopBrowser func()
 	http        *http.Client
@@ -118,6 +120,9 @@ func TestBrowser(t *testing.T) {
 	t.Run("b1_drop_connection", h.testDropConnection)
 	t.Run("b2_reload", h.testReload)
 	t.Run("c_two_tabs_and_other_customer", h.testTwoTabs)
+	if path := os.Getenv("DURABLEWS_DEMO_SCREENSHOT"); path != "" {
+		t.Run("docs_screenshot", func(t *testing.T) { h.docsScreenshot(t, path) })
+	}
 	t.Logf("browser scenarios took %v", time.Since(started).Round(time.Millisecond))
 }
 
@@ -139,9 +144,6 @@ func (h *harness) testLive(t *testing.T) {
 	}
 	t.Logf("a: published %d, shown %d (each once, in order); duplicates dropped %d; client stats %+v", len(ids), len(shown), st.Duplicates, st.Client)
 	tab.screenshot(t, "a-live-events")
-	if path := os.Getenv("DURABLEWS_DEMO_SCREENSHOT"); path != "" {
-		tab.writeScreenshot(t, path)
-	}
 }
 
 // b(i). "Drop connection" closes the tab's socket while events flow, and
@@ -268,6 +270,49 @@ func (h *harness) testTwoTabs(t *testing.T) {
 		len(shown1), len(shown2), s1.Queue, s2.Queue, len(shownOther))
 	one.screenshot(t, "c-tab1-customer42")
 	other.screenshot(t, "c-tab-customer43")
+}
+
+// docsScreenshot stages the README's screenshot (docs/demo.png) on an app
+// with the demo's own exchange: a few live events, then Drop connection while
+// events flow and more during the cut. Events in flight when the socket
+// closes come back marked redelivered; it tries a few fresh tabs until one
+// shows that.
+func (h *harness) docsScreenshot(t *testing.T, path string) {
+	exchange := defaultAppConfig().Exchange
+	a, err := newApp(appConfig{Addr: "127.0.0.1:0", AMQPURL: h.amqpURL, WebSTOMPURL: h.app.cfg.WebSTOMPURL,
+		Exchange: exchange, WebDir: "../web", Logger: &testLogger{t: t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &harness{t: t, app: a, amqpURL: h.amqpURL, exchange: exchange, keepExchange: true,
+		browser: h.browser, http: h.http, queues: map[string]bool{}}
+	t.Cleanup(d.cleanupBroker)
+	t.Cleanup(func() { _ = a.Close() })
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 1; ; attempt++ {
+		tab := d.openTab(t, "42", url.Values{"cut": {"2000"}})
+		ids := d.publish(t, "42", 1)
+		ids = append(ids, d.publish(t, "42", 2)...)
+		tab.waitShown(t, ids)
+		pub := d.publishAsync(t, "42", 2, 3, 10*time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
+		tab.do(t, "click Drop connection", chromedp.Click(chromedp.ID("drop")))
+		flowing, err := pub.wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tab.waitFor(t, "reconnecting", `durablewsDemo.state === 'reconnecting'`)
+		ids = slices.Concat(ids, flowing, d.publish(t, "42", 3))
+		tab.waitShown(t, ids)
+		tab.waitFor(t, "status line", `document.getElementById('status').textContent.includes('none lost')`)
+		if n := tab.countRedelivered(t); n > 0 || attempt == 5 {
+			tab.writeScreenshot(t, path)
+			t.Logf("docs: attempt %d: %d events shown, %d redelivered", attempt, len(ids), n)
+			return
+		}
+	}
 }
 
 // ---- browser ----
@@ -704,7 +749,9 @@ func (h *harness) cleanupBroker() {
 				errs = append(errs, err)
 			}
 		}
-		errs = append(errs, ch.ExchangeDelete(h.exchange, false, false))
+		if !h.keepExchange {
+			errs = append(errs, ch.ExchangeDelete(h.exchange, false, false))
+		}
 		return errors.Join(errs...)
 	})
 	if err != nil {
