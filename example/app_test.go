@@ -196,3 +196,44 @@ func TestMissingWebDirSaysWhatToRun(t *testing.T) {
 		t.Errorf("missing node_modules: %v", err)
 	}
 }
+
+// A request that runs out of time gets a 503 naming every unconfirmed event,
+// and the router stops retrying them (no hang, no hot loop).
+func TestPostEventsTimeoutReportsUnconfirmed(t *testing.T) {
+	amqpURL := envOr("DURABLEWS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+	exchange := "durablews-example-test-" + randHex(6)
+	a, err := newApp(appConfig{AMQPURL: amqpURL, Exchange: exchange, WebDir: "../web", PublishTimeout: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a.Handler())
+	defer func() {
+		srv.Close()
+		if err := a.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		h := &harness{amqpURL: amqpURL}
+		_ = h.withChannel(func(ch *amqp.Channel) error { return ch.ExchangeDelete(exchange, false, false) })
+	}()
+	start := time.Now()
+	resp, err := http.PostForm(srv.URL+"/api/events", url.Values{"customer": {"42"}, "count": {"3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out eventsResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || len(out.Failed) != 3 || len(out.IDs) != 0 {
+		t.Fatalf("%s %+v, want 503 with 3 failed", resp.Status, out)
+	}
+	for id, why := range out.Failed {
+		if !strings.Contains(why, "context deadline exceeded") {
+			t.Errorf("%s: %s", id, why)
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
