@@ -9,6 +9,8 @@
 #   make web-test   node --test in web/ (DURABLEWS_E2E=$(WEB_E2E))
 #   make demo       broker + web deps, then go run ./example
 #   make bench      go test -bench (placeholder)
+#   make doctor     go run ./cmd/durablews doctor (checks the local broker, read-only)
+#   make sizing     broker memory per tab queue / message / connected tab on a private node (~3 min)
 #   make fmt / vet / fmt-check / gotest / fuzz
 #
 # Knobs: make test FUZZTIME=30s TEST_TIMEOUT=30m GOTEST_FLAGS='-v' PKGS=./internal/...
@@ -32,7 +34,7 @@ BENCH        ?= .
 .NOTPARALLEL:
 .DEFAULT_GOAL := help
 
-.PHONY: help test broker chromium web-deps web-test demo bench fmt fmt-check vet gotest fuzz
+.PHONY: help test broker chromium web-deps web-test demo bench fmt fmt-check vet gotest fuzz doctor sizing
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -133,3 +135,9 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 $(PKGS)
+
+doctor:
+	$(GO) run ./cmd/durablews doctor
+
+sizing:
+	DURABLEWS_SIZING=1 $(GO) test -run TestSizing -v -count=1 -timeout 20m ./cmd/durablews/
