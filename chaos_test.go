@@ -134,23 +134,13 @@ func TestChaos_NothingConfirmedIsLost(t *testing.T) {
 					batch[j] = message.NewMessage(watermill.NewUUID(), []byte(fmt.Sprintf(`{"g":%d,"i":%d}`, g, i)))
 					batch[j].Metadata.Set(durablews.RoutingKeyMetadataKey, fmt.Sprintf("customer.%d.e", g))
 				}
-				err := pub.Publish(ex, batch...)
+				ok, bad := outcome(t, batch, pub.Publish(ex, batch...))
 				mu.Lock()
-				var pe *durablews.PublishError
-				switch {
-				case err == nil:
-					for _, m := range batch {
-						confirmed[m.UUID] = true
-					}
-				case errors.As(err, &pe):
-					for _, id := range pe.Confirmed {
-						confirmed[id] = true
-					}
-					for _, f := range pe.Failed {
-						failed[reason(f.Err)]++
-					}
-				default:
-					t.Errorf("Publish returned a non-PublishError: %v", err)
+				for _, id := range ok {
+					confirmed[id] = true
+				}
+				for _, f := range bad {
+					failed[reason(f.Err)]++
 				}
 				mu.Unlock()
 			}

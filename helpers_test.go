@@ -1,6 +1,7 @@
 package durablews_test
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -151,4 +152,21 @@ func (d *cuttableDialer) dialCount() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.dials
+}
+
+// outcome splits a Publish result into the confirmed UUIDs and the
+// failures; a non-nil error that is not a *PublishError fails the test.
+func outcome(t testing.TB, batch []*message.Message, err error) (confirmed []string, failed []durablews.MessageError) {
+	if err == nil {
+		for _, m := range batch {
+			confirmed = append(confirmed, m.UUID)
+		}
+		return confirmed, nil
+	}
+	var pe *durablews.PublishError
+	if !errors.As(err, &pe) {
+		t.Errorf("Publish returned a non-PublishError: %v", err)
+		return nil, nil
+	}
+	return pe.Confirmed, pe.Failed
 }

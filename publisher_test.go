@@ -2,7 +2,6 @@ package durablews_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -378,21 +377,11 @@ func TestPublish_RepublishesAfterConnectionCut(t *testing.T) {
 			defer wg.Done()
 			for range 50 {
 				batch := []*message.Message{newMsg("k"), newMsg("k"), newMsg("k")}
-				err := p.Publish(ex, batch...)
+				ok, bad := outcome(t, batch, p.Publish(ex, batch...))
 				mu.Lock()
-				var pe *durablews.PublishError
-				switch {
-				case err == nil:
-					for _, m := range batch {
-						confirmed[m.UUID] = true
-					}
-				case errors.As(err, &pe):
-					failed += len(pe.Failed)
-					for _, id := range pe.Confirmed {
-						confirmed[id] = true
-					}
-				default:
-					t.Errorf("unexpected error type: %v", err)
+				failed += len(bad)
+				for _, id := range ok {
+					confirmed[id] = true
 				}
 				mu.Unlock()
 			}
