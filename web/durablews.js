@@ -352,6 +352,7 @@ export class DurableClient {
    */
   async connect() {
     if (!this._closed) return;
+    this._watchPageLifecycle();
     this._closed = false;
     this._attempt = 0;
     this._setState('connecting', { attempt: 0 });
@@ -382,6 +383,29 @@ export class DurableClient {
   }
 
   // ---- internals ----
+
+  /**
+   * On reload or navigation the old page's socket otherwise lingers for a
+   * moment, and the broker keeps handing it (up to prefetch) messages that
+   * then come back to the new page as redeliveries. Closing on pagehide
+   * hands them back at once; a page restored from the back/forward cache
+   * reconnects.
+   */
+  _watchPageLifecycle() {
+    if (this._pageWatched || typeof window === 'undefined' || !window.addEventListener) return;
+    this._pageWatched = true;
+    window.addEventListener('pagehide', () => {
+      if (this._closed) return;
+      this._resumeOnShow = true;
+      void this.close();
+    });
+    window.addEventListener('pageshow', (ev) => {
+      if (ev.persisted && this._resumeOnShow) {
+        this._resumeOnShow = false;
+        void this.connect();
+      }
+    });
+  }
 
   _debug(msg) {
     if (this._debugFn) this._debugFn(msg);
