@@ -1,0 +1,803 @@
+package durablews_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/coder/websocket"
+	"github.com/go-stomp/stomp/v3"
+	"github.com/golang-jwt/jwt/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/oauthbroker"
+	"github.com/durablews/durablews/internal/stomptab"
+	"github.com/durablews/durablews/internal/testbroker"
+)
+
+// fakeApp is the application around TabSessions: a cookie session store
+// and a per-user list of allowed bindings, which a test may change.
+type fakeApp struct {
+	mu       sync.Mutex
+	sessions map[string]string // cookie value -> user
+	banned   map[string]bool
+	allowed  map[string][]durablews.Binding
+}
+
+const sessionCookie = "app_session"
+
+func newFakeApp() *fakeApp {
+	return &fakeApp{
+		sessions: map[string]string{"c-alice": "alice", "c-bob": "bob", "c-mallory": "mallory"},
+		banned:   map[string]bool{"mallory": true},
+		allowed: map[string][]durablews.Binding{
+			"alice":   {{Exchange: "events", Key: "customer.alice.#"}, {Exchange: "events", Key: "announcements.#"}},
+			"bob":     {{Exchange: "events", Key: "customer.bob.#"}},
+			"mallory": {{Exchange: "events", Key: "#"}},
+		},
+	}
+}
+
+func (a *fakeApp) authenticate(r *http.Request) (string, error) {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return "", fmt.Errorf("no session cookie: %w", durablews.ErrTabUnauthenticated)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	user, ok := a.sessions[c.Value]
+	switch {
+	case !ok:
+		return "", fmt.Errorf("unknown session: %w", durablews.ErrTabUnauthenticated)
+	case a.banned[user]:
+		return "", fmt.Errorf("user %s is banned: %w", user, durablews.ErrTabForbidden)
+	}
+	return user, nil
+}
+
+func (a *fakeApp) bindings(_ context.Context, user string) ([]durablews.Binding, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]durablews.Binding(nil), a.allowed[user]...), nil
+}
+
+func (a *fakeApp) setAllowed(user string, b ...durablews.Binding) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.allowed[user] = b
+}
+
+// tabEnv is the private broker, the application and the session endpoint
+// shared by the subtests of TestTabSessions.
+type tabEnv struct {
+	node     *testbroker.Node
+	key      []byte
+	app      *fakeApp
+	sessions *durablews.TabSessions
+	srv      *httptest.Server
+	client   *http.Client
+	admin    *amqp.Connection
+	pub      *durablews.Publisher
+}
+
+// sessionResult is one response of the session endpoint.
+type sessionResult struct {
+	status  int
+	header  http.Header
+	session durablews.TabSession
+	errBody struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}
+	raw string
+}
+
+func (e *tabEnv) request(t *testing.T, method, cookie, contentType, body string, extra ...[2]string) sessionResult {
+	t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+"/durablews/session", strings.NewReader(body))
+	require.NoError(t, err)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if cookie != "" {
+		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
+	}
+	for _, h := range extra {
+		req.Header.Set(h[0], h[1])
+	}
+	resp, err := e.client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	r := sessionResult{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
+	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
+	if resp.StatusCode == http.StatusOK {
+		require.NoError(t, json.Unmarshal(raw, &r.session), "body: %s", raw)
+	} else {
+		require.NoError(t, json.Unmarshal(raw, &r.errBody), "body: %s", raw)
+		assert.NotEmpty(t, r.errBody.Error, "body: %s", raw)
+		assert.NotEmpty(t, r.errBody.Message, "body: %s", raw)
+	}
+	return r
+}
+
+// open asks for a session as the given user cookie and requires 200.
+func (e *tabEnv) open(t *testing.T, cookie, body string) durablews.TabSession {
+	t.Helper()
+	r := e.request(t, http.MethodPost, cookie, "application/json", body)
+	require.Equal(t, http.StatusOK, r.status, "body: %s", r.raw)
+	return r.session
+}
+
+func (e *tabEnv) publish(t *testing.T, key, body string) {
+	t.Helper()
+	m := message.NewMessage(watermill.NewUUID(), []byte(body))
+	m.Metadata.Set(durablews.RoutingKeyMetadataKey, key)
+	require.NoError(t, e.pub.Publish("events", m))
+}
+
+// ready returns the ready-message count of a queue (through the internal
+// admin user).
+func (e *tabEnv) ready(t *testing.T, queue string) int {
+	t.Helper()
+	q, ok, err := stomptab.InspectQueue(e.admin, queue)
+	require.NoError(t, err)
+	require.True(t, ok, "queue %s does not exist", queue)
+	return q.Messages
+}
+
+func (e *tabEnv) queueExists(t *testing.T, queue string) bool {
+	t.Helper()
+	ok, err := stomptab.QueueExists(e.admin, queue)
+	require.NoError(t, err)
+	return ok
+}
+
+// bindingsOf lists "exchange key" of every binding to queue (default
+// exchange excluded), via rabbitmqctl.
+func (e *tabEnv) bindingsOf(t *testing.T, queue string) []string {
+	t.Helper()
+	out, err := e.node.Ctl("list_bindings", "-q", "--no-table-headers", "source_name", "destination_name", "routing_key")
+	require.NoError(t, err)
+	var got []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) == 3 && f[0] != "" && f[1] == queue {
+			got = append(got, f[0]+" "+f[2])
+		}
+	}
+	return got
+}
+
+// queueInfo is GET /api/queues/%2F/<queue> of the management API.
+func (e *tabEnv) queueInfo(t *testing.T, queue string) map[string]any {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, e.node.ManagementURL()+"/api/queues/%2F/"+url.PathEscape(queue), nil)
+	require.NoError(t, err)
+	req.SetBasicAuth(e.node.Username(), e.node.Password())
+	resp, err := e.client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var q map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&q))
+	return q
+}
+
+// logWatch finds lines the broker logged after it was created. The
+// broker logs each refusal with its reason (on 3.10.8 the STOMP ERROR
+// frame of a refused SUBSCRIBE never reaches the client).
+type logWatch struct {
+	path string
+	from int64
+}
+
+func (e *tabEnv) watchLog(t *testing.T) logWatch {
+	t.Helper()
+	p := filepath.Join(e.node.LogDir(), e.node.Name()+".log")
+	st, err := os.Stat(p)
+	require.NoError(t, err)
+	return logWatch{path: p, from: st.Size()}
+}
+
+// wait returns the first new log line containing every part.
+func (w logWatch) wait(t *testing.T, parts ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, err := os.ReadFile(w.path)
+		require.NoError(t, err)
+		if int64(len(data)) > w.from {
+			for _, line := range strings.Split(string(data[w.from:]), "\n") {
+				ok := true
+				for _, p := range parts {
+					ok = ok && strings.Contains(line, p)
+				}
+				if ok {
+					return strings.TrimSpace(line)
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("broker log has no line with %q since the attempt; new lines:\n%s", parts, data[min(w.from, int64(len(data))):])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// dialTab connects like the browser: passcode = token, login ignored.
+func dialTab(t *testing.T, s durablews.TabSession) *stomptab.Tab {
+	t.Helper()
+	tab, err := stomptab.Dial(ctxT(t, 10*time.Second), stomptab.Options{URL: s.URL, Host: s.Vhost, Login: "", Passcode: s.Token})
+	require.NoError(t, err)
+	t.Cleanup(tab.Drop)
+	return tab
+}
+
+// nextBody waits for the next message of sub.
+func nextBody(t *testing.T, sub *stomptab.Subscription, d time.Duration) stomptab.Message {
+	t.Helper()
+	m, err := sub.Next(ctxT(t, d))
+	require.NoError(t, err)
+	require.NoError(t, sub.Ack(m))
+	return m
+}
+
+// rawSTOMP is a go-stomp connection over Web-STOMP for frames stomptab does
+// not send (SEND).
+func rawSTOMP(t *testing.T, wsURL, vhost, token string) (*stomp.Conn, error) {
+	t.Helper()
+	ctx := ctxT(t, 10*time.Second)
+	ws, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{Subprotocols: []string{"v12.stomp"}})
+	if err != nil {
+		return nil, err
+	}
+	life, cancel := context.WithCancel(context.Background())
+	conn, err := stomp.Connect(websocket.NetConn(life, ws, websocket.MessageText),
+		stomp.ConnOpt.Host(vhost), stomp.ConnOpt.Login("", token), stomp.ConnOpt.HeartBeat(0, 0))
+	if err != nil {
+		cancel()
+		_ = ws.CloseNow()
+		return nil, err
+	}
+	t.Cleanup(func() {
+		_ = conn.MustDisconnect()
+		cancel()
+		_ = ws.CloseNow()
+	})
+	return conn, nil
+}
+
+// amqpWithToken opens an AMQP 0-9-1 connection with the token as password:
+// the same backends answer there, and AMQP reports refusals in full.
+func amqpWithToken(t *testing.T, n *testbroker.Node, token string) *amqp.Channel {
+	t.Helper()
+	u := url.URL{Scheme: "amqp", User: url.UserPassword("tab", token), Host: n.AMQPAddr(), Path: "/"}
+	conn, err := amqp.Dial(u.String())
+	require.NoError(t, err, "a tab token opens an AMQP connection too (same auth backends)")
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	return ch
+}
+
+func requireAccessRefused(t *testing.T, err error, contains string) {
+	t.Helper()
+	var ae *amqp.Error
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, amqp.AccessRefused, ae.Code, "%v", ae)
+	assert.Contains(t, ae.Reason, contains)
+	t.Logf("refused: %v", ae)
+}
+
+// parseClaims decodes a token's claims after verifying it with key.
+func parseClaims(t *testing.T, token string, key []byte) (jwt.MapClaims, map[string]any) {
+	t.Helper()
+	claims := jwt.MapClaims{}
+	tok, err := jwt.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return key, nil },
+		jwt.WithValidMethods([]string{"HS256"}))
+	require.NoError(t, err)
+	return claims, tok.Header
+}
+
+func TestTabSessions(t *testing.T) {
+	start := time.Now()
+	// One private node for every subtest, configured by
+	// scripts/rabbitmq-tab-sessions.sh itself (offline render, boot,
+	// online apply).
+	node, files, apply := oauthbroker.Start(t, testbroker.Options{})
+	t.Logf("node and script ready in %v; script apply said: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(apply.Stdout))
+	require.Contains(t, apply.Stdout, "configured (policy;", "the script should find the boot config loaded and only set the policy")
+	require.NotContains(t, apply.Stdout, "restart required")
+
+	key, err := durablews.LoadSigningKey(files.KeyFile)
+	require.NoError(t, err)
+
+	admin, err := amqp.Dial(node.AMQPURL()) // internal backend user guest
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = admin.Close() })
+	ach, err := admin.Channel()
+	require.NoError(t, err)
+	require.NoError(t, ach.ExchangeDeclare("events", "topic", true, false, false, false, nil))
+	require.NoError(t, ach.Close())
+
+	pub, err := durablews.NewPublisher(durablews.NewConfig(node.AMQPURL(), durablews.Exchange{Name: "events"}), nil)
+	require.NoError(t, err, "the service's internal user must still log in next to the OAuth 2 backend")
+	t.Cleanup(func() { _ = pub.Close() })
+
+	app := newFakeApp()
+	mgmt := url.URL{Scheme: "http", User: url.UserPassword(node.Username(), node.Password()), Host: strings.TrimPrefix(node.ManagementURL(), "http://")}
+	cfg := durablews.TabSessionsConfig{
+		AMQPURL:       node.AMQPURL(),
+		ManagementURL: mgmt.String(),
+		WebSTOMPURL:   node.WebSTOMPURL(),
+		Authenticate:  app.authenticate,
+		Bindings:      app.bindings,
+		SigningKey:    key,
+		KeyID:         oauthbroker.KeyID,
+	}
+	sessions, err := durablews.NewTabSessions(cfg, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, sessions.Close()) })
+	mux := http.NewServeMux()
+	mux.Handle("/durablews/session", sessions)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	transport := &http.Transport{DisableKeepAlives: true}
+	t.Cleanup(transport.CloseIdleConnections)
+
+	e := &tabEnv{node: node, key: key, app: app, sessions: sessions, srv: srv,
+		client: &http.Client{Transport: transport, Timeout: 30 * time.Second}, admin: admin, pub: pub}
+
+	// Sessions used across subtests.
+	alice := e.open(t, "c-alice", `{"tab_id": "alicetab0000000001"}`)
+	bob := e.open(t, "c-bob", `{}`)
+
+	t.Run("positive: A's tab receives A's events", func(t *testing.T) {
+		assert.Equal(t, "alicetab0000000001", alice.TabID)
+		assert.Regexp(t, `^tab-[0-9a-f]{16}-alicetab0000000001$`, alice.Queue)
+		assert.Equal(t, "/amq/queue/"+alice.Queue, alice.Destination)
+		assert.Equal(t, node.WebSTOMPURL(), alice.URL)
+		assert.Equal(t, "/", alice.Vhost)
+		assert.ElementsMatch(t, app.allowed["alice"], alice.Bindings)
+		assert.InDelta(t, 600, alice.ExpiresIn, 1)
+		assert.InDelta(t, 450, alice.RenewIn, 1)
+		assert.WithinDuration(t, time.Now().Add(10*time.Minute), alice.ExpiresAt, 2*time.Second)
+		assert.Regexp(t, `^[a-z2-7]{26}$`, bob.TabID, "a server-made tab id looks like the web client's")
+
+		claims, header := parseClaims(t, alice.Token, key)
+		assert.Equal(t, oauthbroker.KeyID, header["kid"])
+		assert.Equal(t, "rabbitmq.read:%2F/"+alice.Queue, claims["scope"], "the only scope: read on the tab's queue")
+		assert.Equal(t, []any{"rabbitmq"}, claims["aud"])
+		assert.Equal(t, alice.Queue, claims["sub"])
+
+		// Queue as declared by the service: durable, SAC, bounded, expiring;
+		// and capped by the script's operator policy.
+		q := e.queueInfo(t, alice.Queue)
+		t.Logf("queue: durable=%v auto_delete=%v exclusive=%v arguments=%v", q["durable"], q["auto_delete"], q["exclusive"], q["arguments"])
+		assert.Equal(t, true, q["durable"])
+		assert.Equal(t, false, q["auto_delete"])
+		assert.Equal(t, false, q["exclusive"])
+		assert.Equal(t, map[string]any{"x-expires": 3600000.0, "x-max-length": 10000.0, "x-overflow": "drop-head", "x-single-active-consumer": true}, q["arguments"])
+		// The management API shows policies only once stats arrive (5 s);
+		// ask the node directly.
+		pol, err := node.Ctl("eval", fmt.Sprintf(`{ok, Q} = rabbit_amqqueue:lookup(rabbit_misc:r(<<"/">>, queue, <<"%s">>)), rabbit_amqqueue:info(Q, [operator_policy, effective_policy_definition]).`, alice.Queue))
+		require.NoError(t, err)
+		t.Logf("policy: %s", pol)
+		assert.Contains(t, pol, `{operator_policy,<<"`+oauthbroker.PolicyName+`">>}`)
+		assert.Contains(t, pol, `{<<"expires">>,3600000}`)
+		assert.Contains(t, pol, `{<<"max-length">>,10000}`)
+
+		tab := dialTab(t, alice)
+		sub, err := tab.SubscribeQueue(ctxT(t, 10*time.Second), alice.Queue, 10)
+		require.NoError(t, err)
+		e.publish(t, "customer.alice.order_paid", `{"user":"alice","n":1}`)
+		m := nextBody(t, sub, 10*time.Second)
+		assert.JSONEq(t, `{"user":"alice","n":1}`, string(m.Body))
+		e.publish(t, "announcements.maintenance", `{"all":true}`)
+		assert.JSONEq(t, `{"all":true}`, string(nextBody(t, sub, 10*time.Second).Body))
+		require.NoError(t, tab.Close())
+	})
+
+	t.Run("renewal keeps the queue and its messages", func(t *testing.T) {
+		// Published while the tab is away.
+		e.publish(t, "customer.alice.while_away", `{"user":"alice","n":2}`)
+		renewed := e.open(t, "c-alice", `{"tab_id": "alicetab0000000001"}`)
+		assert.Equal(t, alice.Queue, renewed.Queue)
+		assert.NotEqual(t, alice.Token, renewed.Token)
+		assert.Equal(t, 1, e.ready(t, alice.Queue), "renewal must not drop queued messages")
+		tab := dialTab(t, renewed)
+		sub, err := tab.SubscribeQueue(ctxT(t, 10*time.Second), renewed.Queue, 10)
+		require.NoError(t, err)
+		assert.JSONEq(t, `{"user":"alice","n":2}`, string(nextBody(t, sub, 10*time.Second).Body))
+		require.NoError(t, tab.Close())
+	})
+
+	t.Run("refused: A's token consuming B's queue", func(t *testing.T) {
+		e.publish(t, "customer.bob.secret", `{"user":"bob","secret":true}`)
+		require.Equal(t, 1, e.ready(t, bob.Queue))
+		w := e.watchLog(t)
+		tab := dialTab(t, alice)
+		sub, err := tab.SubscribeQueue(ctxT(t, 10*time.Second), bob.Queue, 10)
+		require.Error(t, err, "SUBSCRIBE to B's queue must fail")
+		assert.Nil(t, sub)
+		assert.Contains(t, err.Error(), "connection closed", "3.10.8 closes the socket without the ERROR frame")
+		t.Logf("client observed: %v", err)
+		t.Logf("broker: %s", w.wait(t, "basic.consume", "access_refused", "access to queue '"+bob.Queue+"'", "refused for user '"+alice.Queue+"'"))
+		assert.Equal(t, 1, e.ready(t, bob.Queue), "B's message must still be in B's queue: no MESSAGE went to A")
+	})
+
+	t.Run("refused: binding a queue", func(t *testing.T) {
+		before := e.bindingsOf(t, alice.Queue)
+		// STOMP's way to bind: SUBSCRIBE /exchange/... with the tab's queue
+		// name, which (re)declares the queue first and is refused there.
+		w := e.watchLog(t)
+		tab := dialTab(t, alice)
+		_, err := tab.Subscribe(ctxT(t, 10*time.Second), stomptab.Sub{Exchange: "events", BindingKey: "customer.bob.#", QueueName: alice.Queue})
+		require.Error(t, err)
+		t.Logf("client observed (STOMP): %v", err)
+		t.Logf("broker: %s", w.wait(t, "queue.declare", "access_refused", "access to queue '"+alice.Queue+"'"))
+		// A plain queue.bind over AMQP with the same token.
+		ch := amqpWithToken(t, node, alice.Token)
+		requireAccessRefused(t, ch.QueueBind(alice.Queue, "customer.bob.#", "events", false, nil), "access to queue '"+alice.Queue+"'")
+		assert.ElementsMatch(t, before, e.bindingsOf(t, alice.Queue), "no binding was added")
+	})
+
+	t.Run("refused: declaring a queue", func(t *testing.T) {
+		fresh := strings.Replace(alice.Queue, "alicetab0000000001", "alicetab0000000002", 1) // own namespace, even
+		w := e.watchLog(t)
+		tab := dialTab(t, alice)
+		_, err := tab.Subscribe(ctxT(t, 10*time.Second), stomptab.Sub{Exchange: "events", BindingKey: "customer.alice.#", QueueName: fresh})
+		require.Error(t, err)
+		t.Logf("client observed (STOMP): %v", err)
+		t.Logf("broker: %s", w.wait(t, "queue.declare", "access_refused", "access to queue '"+fresh+"'"))
+		ch := amqpWithToken(t, node, alice.Token)
+		_, err = ch.QueueDeclare("evil-unbounded", true, false, false, false, nil)
+		requireAccessRefused(t, err, "access to queue 'evil-unbounded'")
+		assert.False(t, e.queueExists(t, fresh))
+		assert.False(t, e.queueExists(t, "evil-unbounded"))
+	})
+
+	t.Run("refused: SEND to any exchange", func(t *testing.T) {
+		for _, dest := range []string{"/exchange/events/customer.bob.forged", "/amq/queue/" + alice.Queue, "/topic/anything"} {
+			t.Run(dest, func(t *testing.T) {
+				bobBefore := e.ready(t, bob.Queue)
+				w := e.watchLog(t)
+				conn, err := rawSTOMP(t, alice.URL, alice.Vhost, alice.Token)
+				require.NoError(t, err)
+				err = conn.Send(dest, "application/json", []byte(`{"forged":true}`), stomp.SendOpt.Receipt)
+				require.Error(t, err, "SEND with receipt must fail")
+				t.Logf("client observed: %v", err)
+				exchange := map[bool]string{true: "events", false: "amq.default"}[strings.HasPrefix(dest, "/exchange/")]
+				if strings.HasPrefix(dest, "/topic/") {
+					exchange = "amq.topic"
+				}
+				t.Logf("broker: %s", w.wait(t, "access_refused", "access to exchange '"+exchange+"'"))
+				assert.Equal(t, bobBefore, e.ready(t, bob.Queue))
+			})
+		}
+		assert.Equal(t, 0, e.ready(t, alice.Queue), "nothing reached A's own queue either")
+	})
+
+	t.Run("refused: CONNECT with an expired token", func(t *testing.T) {
+		short := cfg
+		short.TokenTTL = time.Second
+		ss, err := durablews.NewTabSessions(short, nil)
+		require.NoError(t, err)
+		defer func() { require.NoError(t, ss.Close()) }()
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"tab_id":"alicetab0000000003"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: "c-alice"})
+		ss.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		var s durablews.TabSession
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &s))
+
+		// Opened before expiry: keeps consuming after it (documented limit).
+		tab := dialTab(t, s)
+		sub, err := tab.SubscribeQueue(ctxT(t, 10*time.Second), s.Queue, 10)
+		require.NoError(t, err)
+		time.Sleep(time.Until(s.ExpiresAt) + 1500*time.Millisecond)
+		e.publish(t, "customer.alice.after_expiry", `{"user":"alice","n":3}`)
+		assert.JSONEq(t, `{"user":"alice","n":3}`, string(nextBody(t, sub, 10*time.Second).Body),
+			"a consumer started before expiry keeps receiving after it")
+		require.NoError(t, tab.Close())
+		// The tab of the first subtest's queue got the message too: drain it.
+		drain := dialTab(t, e.open(t, "c-alice", `{"tab_id":"alicetab0000000001"}`))
+		dsub, err := drain.SubscribeQueue(ctxT(t, 10*time.Second), alice.Queue, 10)
+		require.NoError(t, err)
+		nextBody(t, dsub, 10*time.Second)
+		require.NoError(t, drain.Close())
+
+		w := e.watchLog(t)
+		_, err = stomptab.Dial(ctxT(t, 10*time.Second), stomptab.Options{URL: s.URL, Login: "", Passcode: s.Token})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "Bad CONNECT")
+		t.Logf("client observed: %v", err)
+		t.Logf("broker: %s", w.wait(t, "Provided JWT token has expired"))
+	})
+
+	t.Run("refused: CONNECT with forged tokens", func(t *testing.T) {
+		claims, header := parseClaims(t, alice.Token, key)
+		resign := func(c jwt.MapClaims, kid any, k []byte) string {
+			tok := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+			if kid != nil {
+				tok.Header["kid"] = kid
+			}
+			s, err := tok.SignedString(k)
+			require.NoError(t, err)
+			return s
+		}
+		otherKey := make([]byte, 32)
+		_, _ = rand.Read(otherKey)
+		forBob := jwt.MapClaims{}
+		for k, v := range claims {
+			forBob[k] = v
+		}
+		forBob["scope"] = "rabbitmq.read:%2F/" + bob.Queue
+		forBob["sub"] = bob.Queue
+
+		// Tampered: alice's header and signature, payload with B's queue.
+		parts := strings.Split(alice.Token, ".")
+		payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+		require.NoError(t, err)
+		tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString(bytes.ReplaceAll(payload, []byte(alice.Queue), []byte(bob.Queue))) + "." + parts[2]
+		noneTok, err := jwt.NewWithClaims(jwt.SigningMethodNone, forBob).SignedString(jwt.UnsafeAllowNoneSignatureType)
+		require.NoError(t, err)
+		wideScope := jwt.MapClaims{}
+		for k, v := range claims {
+			wideScope[k] = v
+		}
+		wideScope["scope"] = "rabbitmq.read:%2F/* rabbitmq.write:%2F/* rabbitmq.configure:%2F/*"
+
+		for _, tc := range []struct{ name, token string }{
+			{"signed by another key", resign(forBob, header["kid"], otherKey)},
+			{"tampered scope (B's queue, A's signature)", tampered},
+			{"widened scope, A's signature", func() string {
+				p := strings.Split(alice.Token, ".")
+				body, _ := json.Marshal(wideScope)
+				return p[0] + "." + base64.RawURLEncoding.EncodeToString(body) + "." + p[2]
+			}()},
+			{"unknown kid", resign(forBob, "attacker-key", otherKey)},
+			{"alg none", noneTok},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				w := e.watchLog(t)
+				_, err := stomptab.Dial(ctxT(t, 10*time.Second), stomptab.Options{URL: alice.URL, Login: "", Passcode: tc.token})
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "Bad CONNECT")
+				t.Logf("client observed: %v", err)
+				t.Logf("broker: %s", w.wait(t, "STOMP login failed", "authentication failed"))
+			})
+		}
+		assert.Equal(t, 1, e.ready(t, bob.Queue), "B's message is still unread")
+	})
+
+	t.Run("refused: tab token on the management API", func(t *testing.T) {
+		req, err := http.NewRequest(http.MethodGet, node.ManagementURL()+"/api/queues", nil)
+		require.NoError(t, err)
+		req.SetBasicAuth("tab", alice.Token)
+		resp, err := e.client.Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a tab token carries no management tag")
+	})
+
+	t.Run("refused by the application: 401 and 403", func(t *testing.T) {
+		r := e.request(t, http.MethodPost, "", "application/json", `{}`)
+		assert.Equal(t, http.StatusUnauthorized, r.status)
+		assert.Equal(t, "unauthenticated", r.errBody.Error)
+		t.Logf("no cookie: %d %s", r.status, r.raw)
+		r = e.request(t, http.MethodPost, "c-stolen-or-expired", "application/json", `{}`)
+		assert.Equal(t, http.StatusUnauthorized, r.status)
+		r = e.request(t, http.MethodPost, "c-mallory", "application/json", `{}`)
+		assert.Equal(t, http.StatusForbidden, r.status)
+		assert.Equal(t, "forbidden", r.errBody.Error)
+		t.Logf("banned user: %d %s", r.status, r.raw)
+		r = e.request(t, http.MethodPost, "c-alice", "application/json", `{}`, [2]string{"Sec-Fetch-Site", "cross-site"}, [2]string{"Origin", "https://evil.example"})
+		assert.Equal(t, http.StatusForbidden, r.status, "cross-origin browser request")
+		t.Logf("cross-site: %d %s", r.status, r.raw)
+	})
+
+	t.Run("refused: a binding the application does not allow", func(t *testing.T) {
+		for _, body := range []string{
+			`{"tab_id":"alicetab0000000004","bindings":[{"exchange":"events","key":"customer.bob.#"}]}`,
+			`{"tab_id":"alicetab0000000004","bindings":[{"exchange":"events","key":"customer.alice.#"},{"exchange":"events","key":"#"}]}`,
+			`{"tab_id":"alicetab0000000004","bindings":[{"exchange":"amq.rabbitmq.trace","key":"#"}]}`,
+		} {
+			r := e.request(t, http.MethodPost, "c-alice", "application/json", body)
+			assert.Equal(t, http.StatusForbidden, r.status, body)
+			assert.Contains(t, r.errBody.Message, "binding not allowed")
+			t.Logf("%s -> %d %s", body, r.status, strings.TrimSpace(r.raw))
+		}
+		assert.False(t, e.queueExists(t, strings.Replace(alice.Queue, "alicetab0000000001", "alicetab0000000004", 1)), "no queue was declared")
+		// A subset that is allowed works and binds only that.
+		s := e.open(t, "c-alice", `{"tab_id":"alicetab0000000005","bindings":[{"exchange":"events","key":"announcements.#"}]}`)
+		assert.Equal(t, []durablews.Binding{{Exchange: "events", Key: "announcements.#"}}, s.Bindings)
+		assert.Equal(t, []string{"events announcements.#"}, e.bindingsOf(t, s.Queue))
+		ch, err := admin.Channel()
+		require.NoError(t, err)
+		_, err = ch.QueueDelete(s.Queue, false, false, false)
+		require.NoError(t, err)
+		require.NoError(t, ch.Close())
+	})
+
+	t.Run("revoked binding is removed at renewal", func(t *testing.T) {
+		s := e.open(t, "c-alice", `{"tab_id":"alicetab0000000006"}`)
+		assert.ElementsMatch(t, []string{"events customer.alice.#", "events announcements.#"}, e.bindingsOf(t, s.Queue))
+		app.setAllowed("alice", durablews.Binding{Exchange: "events", Key: "customer.alice.#"})
+		defer app.setAllowed("alice", durablews.Binding{Exchange: "events", Key: "customer.alice.#"}, durablews.Binding{Exchange: "events", Key: "announcements.#"})
+		s = e.open(t, "c-alice", `{"tab_id":"alicetab0000000006"}`)
+		assert.Equal(t, []string{"events customer.alice.#"}, e.bindingsOf(t, s.Queue))
+		ch, err := admin.Channel()
+		require.NoError(t, err)
+		_, err = ch.QueueDelete(s.Queue, false, false, false)
+		require.NoError(t, err)
+		require.NoError(t, ch.Close())
+	})
+
+	t.Run("isolation: A never receives B's messages", func(t *testing.T) {
+		require.Equal(t, 0, e.ready(t, alice.Queue), "A's queue starts empty")
+		// Drain B's queue of the earlier secret first, through B's tab.
+		btab := dialTab(t, bob)
+		bsub, err := btab.SubscribeQueue(ctxT(t, 10*time.Second), bob.Queue, 50)
+		require.NoError(t, err)
+		assert.JSONEq(t, `{"user":"bob","secret":true}`, string(nextBody(t, bsub, 10*time.Second).Body))
+		atab := dialTab(t, alice)
+		asub, err := atab.SubscribeQueue(ctxT(t, 10*time.Second), alice.Queue, 50)
+		require.NoError(t, err)
+
+		const perUser = 250
+		msgs := make([]*message.Message, 0, 2*perUser)
+		for i := range perUser {
+			for _, u := range []string{"alice", "bob"} {
+				m := message.NewMessage(watermill.NewUUID(), fmt.Appendf(nil, `{"user":%q,"n":%d}`, u, i))
+				m.Metadata.Set(durablews.RoutingKeyMetadataKey, fmt.Sprintf("customer.%s.event_%d", u, i))
+				msgs = append(msgs, m)
+			}
+		}
+		// A message for no one, and one for a third customer.
+		extra := message.NewMessage(watermill.NewUUID(), []byte(`{"user":"carol"}`))
+		extra.Metadata.Set(durablews.RoutingKeyMetadataKey, "customer.carol.event")
+		require.NoError(t, pub.Publish("events", append(msgs, extra)...))
+
+		count := func(sub *stomptab.Subscription, want string) (own, foreign int) {
+			for {
+				m, err := sub.Next(ctxT(t, 3*time.Second)) // 3 s of silence ends the count
+				if errors.Is(err, context.DeadlineExceeded) {
+					return
+				}
+				require.NoError(t, err)
+				require.NoError(t, sub.Ack(m))
+				var body struct{ User string }
+				require.NoError(t, json.Unmarshal(m.Body, &body))
+				if body.User == want {
+					own++
+				} else {
+					foreign++
+				}
+			}
+		}
+		var aOwn, aForeign, bOwn, bForeign int
+		var wg sync.WaitGroup
+		wg.Go(func() { aOwn, aForeign = count(asub, "alice") })
+		wg.Go(func() { bOwn, bForeign = count(bsub, "bob") })
+		wg.Wait()
+		t.Logf("alice's tab: %d own, %d foreign; bob's tab: %d own, %d foreign", aOwn, aForeign, bOwn, bForeign)
+		assert.Equal(t, perUser, aOwn)
+		assert.Zero(t, aForeign, "A received messages routed for someone else")
+		assert.Equal(t, perUser, bOwn)
+		assert.Zero(t, bForeign, "B received messages routed for someone else")
+		require.NoError(t, atab.Close())
+		require.NoError(t, btab.Close())
+	})
+
+	t.Run("bad requests: 400, 405, 415", func(t *testing.T) {
+		r := e.request(t, http.MethodGet, "c-alice", "", "")
+		assert.Equal(t, http.StatusMethodNotAllowed, r.status)
+		assert.Equal(t, "POST", r.header.Get("Allow"))
+		r = e.request(t, http.MethodPost, "c-alice", "text/plain", `{}`)
+		assert.Equal(t, http.StatusUnsupportedMediaType, r.status, "a form post cannot set application/json")
+		r = e.request(t, http.MethodPost, "c-alice", "application/x-www-form-urlencoded", `tab_id=x`)
+		assert.Equal(t, http.StatusUnsupportedMediaType, r.status)
+		for body, msg := range map[string]string{
+			`{"tab_id":"../../tab-0000000000000000-x"}`:      "tab_id must be",
+			`{"tab_id":"ABCDEFGHIJKL"}`:                      "tab_id must be",
+			`{"tab_id":"short"}`:                             "tab_id must be",
+			`{"tab_id":"` + strings.Repeat("a", 65) + `"}`:   "tab_id must be",
+			`{"queue":"tab-other"}`:                          "unknown field",
+			`{"bindings":[]}`:                                "bindings is an empty list",
+			`{} {}`:                                          "exactly one JSON object",
+			`not json`:                                       "JSON object",
+			`{"tab_id":"` + strings.Repeat("a", 5000) + `"}`: "body over",
+		} {
+			r := e.request(t, http.MethodPost, "c-alice", "application/json; charset=utf-8", body)
+			assert.Equal(t, http.StatusBadRequest, r.status, body)
+			assert.Contains(t, r.errBody.Message, msg, body)
+		}
+	})
+
+	t.Run("broker unreachable: 503", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := l.Addr().String()
+		require.NoError(t, l.Close())
+		down := cfg
+		down.AMQPURL = "amqp://guest:guest@" + addr + "/"
+		ss, err := durablews.NewTabSessions(down, nil)
+		require.NoError(t, err)
+		defer func() { require.NoError(t, ss.Close()) }()
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: "c-alice"})
+		ss.ServeHTTP(rec, req)
+		assert.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
+		assert.Equal(t, "2", rec.Header().Get("Retry-After"))
+		assert.Contains(t, rec.Body.String(), `"error":"unavailable"`)
+	})
+
+	t.Logf("TestTabSessions total %v", time.Since(start).Round(time.Millisecond))
+}
+
+func TestTabSessionsConfigValidate(t *testing.T) {
+	_, err := durablews.NewTabSessions(durablews.TabSessionsConfig{
+		AMQPURL: "http://x", WebSTOMPURL: "http://x", SigningKey: []byte("short"), KeyID: "a b",
+		TokenTTL: time.Millisecond, QueueMaxLength: -1, ResourceServerID: "a/b",
+	}, nil)
+	require.Error(t, err)
+	for _, want := range []string{"AMQPURL", "WebSTOMPURL", "Authenticate is nil", "Bindings is nil", "SigningKey is 5 bytes",
+		"KeyID", "ResourceServerID", "TokenTTL", "QueueMaxLength"} {
+		assert.Contains(t, err.Error(), want)
+	}
+}
+
+func TestLoadSigningKeyTabSessions(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		return p
+	}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	got, err := durablews.LoadSigningKey(write("ok", base64.RawURLEncoding.EncodeToString(key)+"\n"))
+	require.NoError(t, err)
+	assert.Equal(t, key, got)
+	_, err = durablews.LoadSigningKey(write("short", base64.RawURLEncoding.EncodeToString(key[:16])))
+	assert.ErrorContains(t, err, "need at least 32")
+	_, err = durablews.LoadSigningKey(write("bad", "not/base64url+"))
+	assert.ErrorContains(t, err, "not base64url")
+	_, err = durablews.LoadSigningKey(filepath.Join(dir, "missing"))
+	assert.Error(t, err)
+}
