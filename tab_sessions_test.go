@@ -333,7 +333,9 @@ func TestTabSessions(t *testing.T) {
 	// One private node for every subtest, configured by
 	// scripts/rabbitmq-tab-sessions.sh itself (offline render, boot,
 	// online apply).
-	node, files, apply := oauthbroker.Start(t, testbroker.Options{})
+	// Debug logging: the OAuth 2 backend says why it refused a token only
+	// at debug level.
+	node, files, apply := oauthbroker.Start(t, testbroker.Options{Config: []string{"log.file.level = debug"}})
 	t.Logf("node and script ready in %v; script apply said: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(apply.Stdout))
 	require.Contains(t, apply.Stdout, "configured (policy;", "the script should find the boot config loaded and only set the policy")
 	require.NotContains(t, apply.Stdout, "restart required")
@@ -579,16 +581,16 @@ func TestTabSessions(t *testing.T) {
 		}
 		wideScope["scope"] = "rabbitmq.read:%2F/* rabbitmq.write:%2F/* rabbitmq.configure:%2F/*"
 
-		for _, tc := range []struct{ name, token string }{
-			{"signed by another key", resign(forBob, header["kid"], otherKey)},
-			{"tampered scope (B's queue, A's signature)", tampered},
+		for _, tc := range []struct{ name, token, reason string }{
+			{"signed by another key", resign(forBob, header["kid"], otherKey), "signature_invalid"},
+			{"tampered scope (B's queue, A's signature)", tampered, "signature_invalid"},
 			{"widened scope, A's signature", func() string {
 				p := strings.Split(alice.Token, ".")
 				body, _ := json.Marshal(wideScope)
 				return p[0] + "." + base64.RawURLEncoding.EncodeToString(body) + "." + p[2]
-			}()},
-			{"unknown kid", resign(forBob, "attacker-key", otherKey)},
-			{"alg none", noneTok},
+			}(), "signature_invalid"},
+			{"unknown kid", resign(forBob, "attacker-key", otherKey), "key_not_found"},
+			{"alg none", noneTok, "signature_invalid"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				w := e.watchLog(t)
@@ -596,6 +598,7 @@ func TestTabSessions(t *testing.T) {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), "Bad CONNECT")
 				t.Logf("client observed: %v", err)
+				t.Logf("broker: %s", w.wait(t, "OAuth 2/JWT token failed", tc.reason))
 				t.Logf("broker: %s", w.wait(t, "STOMP login failed", "authentication failed"))
 			})
 		}
@@ -606,11 +609,13 @@ func TestTabSessions(t *testing.T) {
 		req, err := http.NewRequest(http.MethodGet, node.ManagementURL()+"/api/queues", nil)
 		require.NoError(t, err)
 		req.SetBasicAuth("tab", alice.Token)
+		w := e.watchLog(t)
 		resp, err := e.client.Do(req)
 		require.NoError(t, err)
 		_, _ = io.Copy(io.Discard, resp.Body)
 		_ = resp.Body.Close()
 		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a tab token carries no management tag")
+		t.Logf("broker: %s", w.wait(t, "HTTP access denied", "Not management user"))
 	})
 
 	t.Run("refused by the application: 401 and 403", func(t *testing.T) {
@@ -765,6 +770,37 @@ func TestTabSessions(t *testing.T) {
 		assert.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
 		assert.Equal(t, "2", rec.Header().Get("Retry-After"))
 		assert.Contains(t, rec.Body.String(), `"error":"unavailable"`)
+	})
+
+	// Last: it changes the script's files under the running node.
+	t.Run("script: idempotent, and detects a config the node has not loaded", func(t *testing.T) {
+		ctx := ctxT(t, 2*time.Minute)
+		env := oauthbroker.NodeEnv(node, files)
+		r := oauthbroker.Run(ctx, env, "plan")
+		require.NoError(t, r.Err, r)
+		assert.Equal(t, "rabbitmq-tab-sessions: nothing to change\n", r.Stdout)
+		r = oauthbroker.Run(ctx, env, "check")
+		require.NoError(t, r.Err, r)
+		r = oauthbroker.Run(ctx, env, "apply")
+		require.NoError(t, r.Err, r)
+		assert.Equal(t, "rabbitmq-tab-sessions: nothing to change\n", r.Stdout, "a second apply changes nothing")
+
+		// A new key on disk that the running node does not have.
+		require.NoError(t, os.Remove(files.KeyFile))
+		r = oauthbroker.Run(ctx, env, "plan")
+		require.NoError(t, r.Err, r)
+		t.Logf("plan after deleting the key:\n%s", r.Stdout)
+		assert.Contains(t, r.Stdout, "would: generate a 32-byte signing key")
+		assert.Contains(t, r.Stdout, "would: restart the node")
+		_, err := os.Stat(files.KeyFile)
+		assert.True(t, os.IsNotExist(err), "plan must not write")
+		r = oauthbroker.Run(ctx, env, "apply")
+		require.NoError(t, r.Err, r)
+		t.Logf("apply after deleting the key: %s", r.Stdout)
+		assert.Contains(t, r.Stdout, "restart required: differs: running node has")
+		r = oauthbroker.Run(ctx, env, "check")
+		assert.Error(t, r.Err, "check fails until the node is restarted")
+		assert.Contains(t, r.Stderr, "not configured: running node: differs")
 	})
 
 	t.Logf("TestTabSessions total %v", time.Since(start).Round(time.Millisecond))
