@@ -74,6 +74,9 @@ type TabSessionsConfig struct {
 	// revokes keeps routing into an already existing tab queue until that
 	// queue expires (QueueExpires after its last consumer left), even
 	// though the tab keeps renewing. The user needs the "management" tag.
+	// When the management API cannot be asked, session requests fail with
+	// 503 (fail closed) rather than hand out a token for a queue that may
+	// still carry a revoked binding.
 	ManagementURL string
 
 	// WebSTOMPURL is the Web-STOMP endpoint handed to the browser, e.g.
@@ -281,13 +284,17 @@ type tabErrorBody struct {
 // with x-single-active-consumer, so a reconnect while the old socket is
 // still half-open waits for it instead of reordering messages.
 //
-// Renewal: the token matters only when a connection is opened (CONNECT);
-// a connection opened before expires_at keeps consuming after it. To
-// always have a valid token for the next reconnect, POST again with the
-// same tab_id after renew_in seconds (and at once whenever a CONNECT fails
-// with "Bad CONNECT", which is also what an expired token gets), and use
-// the newest token for every new connection. Renewal keeps the queue and
-// re-applies the bindings the user is allowed now.
+// Renewal: the broker checks the token when a connection is opened
+// (CONNECT) and on each SUBSCRIBE; a subscription made before expires_at
+// keeps consuming after it. To always have a valid token for the next
+// reconnect, POST again with the same tab_id after renew_in seconds (and at
+// once whenever a CONNECT fails with "Bad CONNECT", which is also what an
+// expired token gets), and use the newest token for every new connection;
+// subscribe right after CONNECT rather than later on an old connection.
+// Renewal keeps the queue and re-applies the bindings the user is allowed
+// now. Never use one tab_id in two live tabs (a duplicated browser tab
+// copies sessionStorage): with a single active consumer the second tab
+// would receive nothing until the first one leaves.
 //
 // Errors have a JSON body {"error": "<code>", "message": "<what to fix>"}:
 //
