@@ -752,6 +752,35 @@ func TestTabSessions(t *testing.T) {
 		}
 	})
 
+	t.Run("changed queue arguments keep the existing queue", func(t *testing.T) {
+		changed := cfg
+		changed.QueueMaxLength = 5 // the queue was declared with 10000: PRECONDITION_FAILED
+		changed.QueueExpires = 2 * time.Hour
+		ss, err := durablews.NewTabSessions(changed, nil)
+		require.NoError(t, err)
+		defer func() { require.NoError(t, ss.Close()) }()
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"tab_id":"alicetab0000000001"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: "c-alice"})
+		ss.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		assert.Equal(t, 10000.0, e.queueInfo(t, alice.Queue)["arguments"].(map[string]any)["x-max-length"], "kept as declared")
+	})
+
+	t.Run("missing exchange: 500, cause logged", func(t *testing.T) {
+		app.setAllowed("carol", durablews.Binding{Exchange: "no-such-exchange", Key: "x"})
+		app.mu.Lock()
+		app.sessions["c-carol"] = "carol"
+		app.mu.Unlock()
+		r := e.request(t, http.MethodPost, "c-carol", "application/json", `{}`)
+		assert.Equal(t, http.StatusInternalServerError, r.status)
+		assert.Equal(t, "internal", r.errBody.Error)
+		assert.NotContains(t, r.raw, "no-such-exchange", "broker details stay in the server log")
+		// The service's connection survives the channel error.
+		e.open(t, "c-alice", `{"tab_id":"alicetab0000000001"}`)
+	})
+
 	t.Run("broker unreachable: 503", func(t *testing.T) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
