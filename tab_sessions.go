@@ -705,6 +705,15 @@ func (s *TabSessions) ensureQueue(queue string, granted []Binding) error {
 	if err != nil {
 		return unavailable(err)
 	}
+	ch, err := conn.Channel()
+	if err != nil && conn.IsClosed() {
+		// The connection died since the last request (broker restart,
+		// closed by an operator): redial once.
+		if conn, err = s.connection(); err != nil {
+			return unavailable(err)
+		}
+		ch, err = conn.Channel()
+	}
 	// brokerErr classifies a failed AMQP operation: a dead connection is
 	// 503, a refused operation (404 exchange, 403 permission) is 500.
 	brokerErr := func(op string, err error) error {
@@ -714,7 +723,6 @@ func (s *TabSessions) ensureQueue(queue string, granted []Binding) error {
 		}
 		return internalError(err)
 	}
-	ch, err := conn.Channel()
 	if err != nil {
 		return brokerErr("open channel", err)
 	}

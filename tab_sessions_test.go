@@ -781,6 +781,22 @@ func TestTabSessions(t *testing.T) {
 		e.open(t, "c-alice", `{"tab_id":"alicetab0000000001"}`)
 	})
 
+	t.Run("service connection closed by the broker: next request redials", func(t *testing.T) {
+		out, err := node.Ctl("list_connections", "-q", "--no-table-headers", "pid", "client_properties")
+		require.NoError(t, err)
+		var pid string
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, "durablews.TabSessions") {
+				pid, _, _ = strings.Cut(line, "\t")
+			}
+		}
+		require.NotEmpty(t, pid, out)
+		_, err = node.Ctl("close_connection", pid, "test: operator closed it")
+		require.NoError(t, err)
+		s := e.open(t, "c-alice", `{"tab_id":"alicetab0000000001"}`)
+		assert.Equal(t, alice.Queue, s.Queue)
+	})
+
 	t.Run("broker unreachable: 503", func(t *testing.T) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
