@@ -115,6 +115,12 @@ func (s *session) isLost() bool {
 	}
 }
 
+// dead reports whether the connection is gone or going: amqp091-go marks
+// the connection closed before it closes its channels, while s.lost waits
+// for our watcher goroutine, so a confirm lost with a channel may be seen
+// before s.lost is closed.
+func (s *session) dead() bool { return s.isLost() || s.conn.IsClosed() }
+
 func (s *session) lostReason() string {
 	if e := s.lostErr.Load(); e != nil {
 		return e.Error()

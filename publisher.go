@@ -144,7 +144,7 @@ func (p *Publisher) session(deadline <-chan time.Time, avoid *session) (*session
 		p.mu.Lock()
 		s, ready := p.sess, p.ready
 		p.mu.Unlock()
-		if s != avoid && !s.isLost() {
+		if s != avoid && !s.dead() {
 			return s, nil
 		}
 		select {
@@ -302,7 +302,7 @@ func (p *Publisher) pipeline(s *session, topic string, ex Exchange, out []*outgo
 	release := func() { <-p.slots }
 	resend := func(o *outgoing, err error) {
 		retry = append(retry, o)
-		if s.isLost() {
+		if s.dead() {
 			connLost = true
 		} else {
 			chanErr = err
