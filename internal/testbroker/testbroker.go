@@ -339,6 +339,8 @@ func (n *Node) serverEnv() []string {
 		// /etc/rabbitmq/advanced.config of the shared broker.
 		"RABBITMQ_ADVANCED_CONFIG_FILE="+filepath.Join(n.base, "advanced.config"),
 		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(n.base, "enabled_plugins"),
+		// Not the shared broker's /etc/rabbitmq/conf.d/*.conf either.
+		"RABBITMQ_CONFIG_FILES="+filepath.Join(n.base, "conf.d", "*.conf"),
 		// The default /etc/rabbitmq/rabbitmq-env.conf sets NODENAME and
 		// ERL_FLAGS for the shared broker.
 		"RABBITMQ_CONF_ENV_FILE="+n.confEnvFile(),
