@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
@@ -439,7 +440,14 @@ func runThroughput(ctx context.Context, o *Options, topo *topology, meter *cpuMe
 				time.Sleep(o.Settle)
 			}
 			waitQuiet(ctx, o, meter, progress)
-			s, err := measure(ctx, o, meter, cs[i], e)
+			var s sample
+			var err error
+			// pprof labels: `go tool pprof -tagfocus contender=durablews-16x1`
+			// isolates one contender in a -cpuprofile of a whole run
+			// (goroutines it starts, amqp091-go's included, inherit them).
+			pprof.Do(ctx, pprof.Labels("scenario", def.name, "contender", cs[i].id), func(ctx context.Context) {
+				s, err = measure(ctx, o, meter, cs[i], e)
+			})
 			cr := sr.Contenders[i]
 			if err != nil {
 				cr.Errs = append(cr.Errs, err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -223,7 +224,11 @@ func runE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter, de
 				time.Sleep(o.Settle)
 			}
 			waitQuiet(ctx, o, meter, progress)
-			s, err := measureE2E(ctx, o, topo, meter, cs[i], def.tabs, e, fmt.Sprintf("%s.r%d%d", prefix, r, i))
+			var s sample
+			var err error
+			pprof.Do(ctx, pprof.Labels("scenario", def.name, "contender", cs[i].id), func(ctx context.Context) {
+				s, err = measureE2E(ctx, o, topo, meter, cs[i], def.tabs, e, fmt.Sprintf("%s.r%d%d", prefix, r, i))
+			})
 			cr := sr.Contenders[i]
 			if err != nil {
 				cr.Errs = append(cr.Errs, err)
