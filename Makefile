@@ -9,6 +9,8 @@
 #   make web-test   node --test in web/ (DURABLEWS_E2E=$(WEB_E2E))
 #   make demo       broker + web deps, then go run ./example
 #   make bench      go test -bench (placeholder)
+#   make tab-sessions-broker  configure the shared broker for tab sessions (restarts it if its config changed)
+#   make tab-sessions-plan    what that would change (read-only)
 #   make doctor     go run ./cmd/durablews doctor (checks the local broker, read-only)
 #   make sizing     broker memory per tab queue / message / connected tab on a private node (~3 min)
 #   make fmt / vet / fmt-check / gotest / fuzz
@@ -34,7 +36,7 @@ BENCH        ?= .
 .NOTPARALLEL:
 .DEFAULT_GOAL := help
 
-.PHONY: help test broker chromium web-deps web-test demo bench fmt fmt-check vet gotest fuzz doctor sizing
+.PHONY: help test broker chromium web-deps web-test demo bench fmt fmt-check vet gotest fuzz doctor sizing tab-sessions-broker tab-sessions-plan
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -141,3 +143,9 @@ doctor:
 
 sizing:
 	DURABLEWS_SIZING=1 $(GO) test -run TestSizing -v -count=1 -timeout 20m ./cmd/durablews/
+
+tab-sessions-broker:
+	@bash scripts/rabbitmq-tab-sessions.sh
+
+tab-sessions-plan:
+	@bash scripts/rabbitmq-tab-sessions.sh plan

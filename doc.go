@@ -40,6 +40,13 @@
 // Marshaler; Config.WatermillAMQPConfig gives a watermill-amqp configuration
 // that shares exchanges and wire format with the Publisher.
 //
+// # Tab sessions
+//
+// For per-user access control, mount TabSessions: it declares each tab's
+// queue server-side and hands the browser a short-lived JWT that RabbitMQ's
+// OAuth 2 backend accepts for reading that one queue and nothing else
+// (scripts/rabbitmq-tab-sessions.sh configures the broker).
+//
 // # Guarantees and limits
 //
 // Delivery to each tab queue is at least once: a message whose confirm was
