@@ -14,9 +14,13 @@ import {
   generateTabId,
   isValidTabId,
   messageKey,
+  normalizeSessionSpec,
   normalizeSpec,
   onClaim,
+  parseSession,
   queueName,
+  sessionErrorIsFatal,
+  sessionSubscribeHeaders,
   subscribeHeaders,
 } from './internal.js';
 
@@ -30,8 +34,12 @@ const CHANNEL_NAME = 'durablews.tab-claims';
  * @typedef {object} StateDetail
  * @property {number} attempt   failed attempts since the last stable connection
  * @property {number} [delayMs] 'reconnecting' only: wait before the next attempt
- * @property {Error} [error]    'reconnecting' only: why the last connection ended
- *   (STOMP ERROR frame, WebSocket close code/reason, or a connectHeaders() rejection)
+ * @property {Error} [error]    'reconnecting': why the last connection ended
+ *   (STOMP ERROR frame, WebSocket close code/reason, a connectHeaders() rejection,
+ *   or a failed session request); 'closed': set only when the client gave up by
+ *   itself (a {@link SessionError} with `fatal: true`, e.g. HTTP 401/403)
+ * @property {boolean} [fatal]  'closed' only: true when the client closed itself
+ *   because of `error` (it does not retry; call connect() again, e.g. after login)
  *
  * @typedef {object} DurableMessage
  * @property {string|undefined} id  `amqp-message-id` (the Watermill UUID), or the
@@ -43,8 +51,19 @@ const CHANNEL_NAME = 'durablews.tab-claims';
  * @property {boolean} redelivered  the broker delivered it before (unacked then)
  * @property {string} subscription the subscription name
  *
+ * @typedef {object} SessionOptions
+ * @property {string} url  the application's tab-session endpoint (same origin),
+ *   e.g. '/api/tab-session'; see the Go package's TabSessions
+ * @property {{exchange: string, key: string}[]} [bindings]  ask for only these of
+ *   the bindings the server allows (default: all of them); one not allowed is 403
+ * @property {typeof fetch} [fetch]  instead of globalThis.fetch (tests)
+ *
  * @typedef {object} ClientOptions
- * @property {string} url           e.g. 'ws://127.0.0.1:15674/ws'
+ * @property {string} [url]         e.g. 'ws://127.0.0.1:15674/ws' (not with session:
+ *   the session response names it)
+ * @property {SessionOptions} [session]  tab-session mode (recommended for pages
+ *   on the Internet): before every connection attempt, POST to session.url for
+ *   this tab's server-declared queue and a short-lived read-only token; see README
  * @property {string} [login]
  * @property {string} [passcode]
  * @property {string} [vhost='/']   sent as the STOMP `host` header
@@ -69,8 +88,26 @@ const CHANNEL_NAME = 'durablews.tab-claims';
  * @property {number} [duplicateTabCheckMs=150]  how long connect() waits for another
  *   tab to object to this tab's id (BroadcastChannel); 0 disables the check
  * @property {(msg: string) => void} [debug]  stompjs debug log
- * @property {() => WebSocket} [webSocketFactory]  instead of url (tests)
+ * @property {(url: string|undefined) => WebSocket} [webSocketFactory]  instead of
+ *   opening url (tests, or to wrap the socket); gets the URL to open (the session's
+ *   url in tab-session mode)
  */
+
+/**
+ * A refused or failed tab-session request. `status` is the HTTP status (0 for a
+ * network error or an unusable response), `code` the server's `error` field
+ * (e.g. 'unauthenticated', 'forbidden'), `fatal` whether the client gave up
+ * (4xx other than 408/429) instead of retrying with back-off.
+ */
+export class SessionError extends Error {
+  constructor(message, { status = 0, code, fatal = false, cause } = {}) {
+    super(message, cause ? { cause } : undefined);
+    this.name = 'SessionError';
+    this.status = status;
+    this.code = code;
+    this.fatal = fatal;
+  }
+}
 
 /**
  * A durable subscription: a per-tab queue bound to an exchange. Create with
@@ -101,11 +138,20 @@ export class Subscription {
    * during the first connect(), if this tab turns out to be a duplicated tab.
    */
   get queueName() {
+    if (this._spec.session) return this._client._session?.queue ?? null;
     return queueName(this._client._queuePrefix, this._client.tabId, this._spec.name);
   }
 
-  /** The exact SUBSCRIBE headers (all strings), identical on every reconnect. */
+  /**
+   * The exact SUBSCRIBE headers (all strings), identical on every reconnect. In
+   * tab-session mode: destination (from the session), id, ack, prefetch-count;
+   * null before the first session response.
+   */
   get headers() {
+    if (this._spec.session) {
+      const s = this._client._session;
+      return s ? sessionSubscribeHeaders(this._spec, s.destination) : null;
+    }
     return subscribeHeaders(this._spec, this.queueName);
   }
 
@@ -144,7 +190,7 @@ export class Subscription {
   /** @internal send UNSUBSCRIBE */
   _detach(stomp) {
     try {
-      stomp.unsubscribe(this.queueName);
+      stomp.unsubscribe(this.headers.id);
     } catch {
       // not connected: nothing to cancel
     }
@@ -247,7 +293,22 @@ export class Subscription {
 export class DurableClient {
   /** @param {ClientOptions} opts */
   constructor(opts = {}) {
-    if (!opts.webSocketFactory) {
+    this._sessionOpts = null;
+    if (opts.session !== undefined) {
+      const so = opts.session;
+      if (so === null || typeof so !== 'object' || typeof so.url !== 'string' || so.url === '') {
+        throw new TypeError('DurableClient: session needs {url: string}, e.g. {url: "/api/tab-session"}');
+      }
+      if (so.bindings !== undefined && (!Array.isArray(so.bindings) || so.bindings.length === 0)) {
+        throw new TypeError('DurableClient: session.bindings must be a non-empty array of {exchange, key}');
+      }
+      if (opts.url !== undefined || opts.connectHeaders || opts.login !== undefined || opts.passcode !== undefined) {
+        throw new TypeError('DurableClient: with session, leave out url, login, passcode and connectHeaders (the session response provides them)');
+      }
+      const f = so.fetch ?? globalThis.fetch;
+      if (typeof f !== 'function') throw new TypeError('DurableClient: session mode needs fetch');
+      this._sessionOpts = { url: so.url, bindings: so.bindings, fetch: f };
+    } else if (!opts.webSocketFactory) {
       let u;
       try {
         u = new URL(opts.url);
@@ -295,6 +356,8 @@ export class DurableClient {
     this._healthySince = 0;
     this._claim = null;
     this._channel = null;
+    /** newest tab-session response (parsed), tab-session mode only */
+    this._session = null;
   }
 
   /** This tab's id (see README: duplicated tabs get a new one on connect()). */
@@ -332,13 +395,17 @@ export class DurableClient {
    */
   subscribe(spec, handler) {
     if (typeof handler !== 'function') throw new TypeError('subscribe() needs a handler function');
-    const norm = normalizeSpec(spec);
+    const norm = this._sessionOpts ? normalizeSessionSpec(spec) : normalizeSpec(spec);
+    if (this._sessionOpts && this._subs.size > 0) {
+      // One queue per tab session: two consumers on it would split its messages.
+      throw new Error('tab-session mode allows one subscription (the session queue)');
+    }
     for (const s of this._subs) {
       if (s.name === norm.name) throw new Error(`subscription name ${norm.name} already in use`);
     }
     const sub = new Subscription(this, norm, handler, spec.onError);
     this._subs.add(sub);
-    if (this._liveGen !== 0 && this._stomp) {
+    if (this._liveGen !== 0 && this._stomp && sub.headers) {
       const gen = this._liveGen;
       sub._attach(this._stomp, gen).catch(() => {});
     }
@@ -367,6 +434,12 @@ export class DurableClient {
    * @returns {Promise<void>}
    */
   async close() {
+    await this._shutdown({ attempt: this._attempt });
+  }
+
+  // ---- internals ----
+
+  async _shutdown(detail) {
     if (this._closed) return;
     this._closed = true;
     this._gen++;
@@ -378,11 +451,9 @@ export class DurableClient {
     if (this._channel) this._channel.close();
     this._channel = null;
     this._claim = null;
-    this._setState('closed', { attempt: this._attempt });
+    this._setState('closed', detail);
     if (stomp) await stomp.deactivate();
   }
-
-  // ---- internals ----
 
   /**
    * On reload or navigation the old page's socket otherwise lingers for a
@@ -497,10 +568,81 @@ export class DurableClient {
     return this._claim;
   }
 
+  /**
+   * POST to the session endpoint; on success remembers the session and the
+   * tab id it names (sessionStorage). Throws SessionError.
+   */
+  async _fetchSession() {
+    const so = this._sessionOpts;
+    const body = { tab_id: this._tabId };
+    if (so.bindings) body.bindings = so.bindings;
+    let res;
+    try {
+      res = await so.fetch(so.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify(body),
+        credentials: 'same-origin',
+        cache: 'no-store',
+      });
+    } catch (e) {
+      throw new SessionError(`tab session request failed: ${e?.message ?? e}`, { cause: e });
+    }
+    let data = null;
+    try {
+      data = await res.json();
+    } catch {
+      // not JSON: reported below
+    }
+    if (!res.ok) {
+      const code = typeof data?.error === 'string' ? data.error : undefined;
+      const detail = [code, typeof data?.message === 'string' ? data.message : ''].filter(Boolean).join(': ');
+      throw new SessionError(`tab session refused: HTTP ${res.status}${detail ? ` ${detail}` : ''}`, {
+        status: res.status,
+        code,
+        fatal: sessionErrorIsFatal(res.status),
+      });
+    }
+    let s;
+    try {
+      s = parseSession(data);
+    } catch (e) {
+      throw new SessionError(e.message, { status: res.status, cause: e });
+    }
+    if (s.tabId !== this._tabId) {
+      this._debug(`tab session: tab id ${this._tabId} -> ${s.tabId}`);
+      this._tabId = s.tabId;
+      this._storeTabId(s.tabId);
+    }
+    this._session = s;
+    return s;
+  }
+
   async _open() {
     const gen = ++this._gen;
     let creds = {};
-    if (this._connectHeaders) {
+    let url = this._url;
+    let vhost = this._vhost;
+    if (this._sessionOpts) {
+      // A fresh token for every connection attempt: the broker checks it at
+      // CONNECT and SUBSCRIBE only, so an open connection outlives it.
+      let s;
+      try {
+        s = await this._fetchSession();
+      } catch (e) {
+        if (gen !== this._gen || this._closed) return;
+        if (e.fatal) {
+          this._debug(`giving up: ${e.message}`);
+          void this._shutdown({ attempt: this._attempt, error: e, fatal: true });
+        } else {
+          this._failed(gen, e);
+        }
+        return;
+      }
+      creds = { login: '', passcode: s.token }; // the broker names the connection after the token's sub
+      url = s.url;
+      vhost = s.vhost;
+    } else if (this._connectHeaders) {
       try {
         creds = (await this._connectHeaders()) ?? {};
       } catch (e) {
@@ -509,7 +651,7 @@ export class DurableClient {
       }
     }
     if (gen !== this._gen || this._closed) return;
-    const connectHeaders = { host: this._vhost };
+    const connectHeaders = { host: vhost };
     const login = creds.login ?? this._login;
     const passcode = creds.passcode ?? this._passcode;
     if (login !== undefined) connectHeaders.login = String(login);
@@ -517,8 +659,8 @@ export class DurableClient {
 
     let lastError;
     const stomp = new Client({
-      brokerURL: this._webSocketFactory ? undefined : this._url,
-      webSocketFactory: this._webSocketFactory,
+      brokerURL: this._webSocketFactory ? undefined : url,
+      webSocketFactory: this._webSocketFactory ? () => this._webSocketFactory(url) : undefined,
       connectHeaders,
       reconnectDelay: 0, // reconnects are driven here, see _failed()
       connectionTimeout: this._connectTimeoutMs,
@@ -553,7 +695,7 @@ export class DurableClient {
 
   _connected(stomp, gen) {
     this._liveGen = gen;
-    const receipts = [...this._subs].map((s) => s._attach(stomp, gen));
+    const receipts = [...this._subs].filter((s) => s.headers).map((s) => s._attach(stomp, gen));
     // 'connected' only once every SUBSCRIBE is confirmed: on 3.10.8 a failed
     // SUBSCRIBE loses its ERROR frame and the socket just closes ("STOMP died").
     Promise.all(receipts).then(() => {

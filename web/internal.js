@@ -254,3 +254,93 @@ export function onClaim(me, claim) {
   if (me.owned) return 'reply-taken';
   return me.nonce < claim.nonce ? 'reply-taken' : 'yield';
 }
+
+/**
+ * Normalizes a subscribe() spec in tab-session mode: only name, prefetch (and
+ * onError, handled by the caller). The queue, its bindings and its arguments
+ * are the server's (see ClientOptions.session), so exchange, bindingKey and
+ * expiresMs are refused rather than silently ignored.
+ * @param {any} spec
+ */
+export function normalizeSessionSpec(spec) {
+  if (spec === null || typeof spec !== 'object') {
+    throw new TypeError('subscribe() needs an options object');
+  }
+  for (const k of ['exchange', 'bindingKey', 'expiresMs']) {
+    if (spec[k] !== undefined) {
+      throw new TypeError(`subscribe(): ${k} is not used in tab-session mode (the server declares and binds the queue; pass bindings in the session option)`);
+    }
+  }
+  const prefetch = spec.prefetch ?? DEFAULT_PREFETCH;
+  if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > MAX_PREFETCH) {
+    throw new TypeError(`prefetch must be an integer in 1..${MAX_PREFETCH}, got ${prefetch}`);
+  }
+  if (typeof spec.name !== 'string' || !NAME_RE.test(spec.name)) {
+    throw new TypeError(`subscription name must match ${NAME_RE}, got ${JSON.stringify(spec.name)}`);
+  }
+  return Object.freeze({ name: spec.name, prefetch, session: true });
+}
+
+/**
+ * SUBSCRIBE headers in tab-session mode: the server-declared queue's
+ * destination, an explicit stable id, client-individual acks and a prefetch.
+ * Nothing that declares (no x-queue-name, durable, x-expires): the token has no
+ * configure permission, and RabbitMQ 3.10.8 answers a refused SUBSCRIBE by
+ * closing the socket.
+ * @param {{name: string, prefetch: number}} spec
+ * @param {string} destination  `/amq/queue/<queue>` from the session response
+ * @returns {Record<string, string>}
+ */
+export function sessionSubscribeHeaders(spec, destination) {
+  return {
+    destination,
+    id: `durablews-${spec.name}`,
+    ack: 'client-individual',
+    'prefetch-count': String(spec.prefetch),
+  };
+}
+
+/**
+ * Whether a failed session request is final: 4xx (401 log in again, 403 not
+ * allowed, 400/405/415 a client or deployment bug) except 408 and 429. 5xx,
+ * network errors and malformed responses are retried with back-off.
+ * @param {number} status  HTTP status, 0 for a network error
+ */
+export function sessionErrorIsFatal(status) {
+  return status >= 400 && status < 500 && status !== 408 && status !== 429;
+}
+
+/**
+ * Checks a 200 session response (see TabSessions in the Go package) and
+ * returns the fields the client uses. Throws a TypeError naming the bad field.
+ * @param {any} s
+ * @returns {{tabId: string, url: string, vhost: string, queue: string,
+ *   destination: string, token: string, expiresAt: number, renewInMs: number}}
+ */
+export function parseSession(s) {
+  if (s === null || typeof s !== 'object') throw new TypeError('tab session response is not a JSON object');
+  const str = (k) => {
+    if (typeof s[k] !== 'string' || s[k] === '') throw new TypeError(`tab session response: ${k} missing or not a string`);
+    return s[k];
+  };
+  const tabId = str('tab_id');
+  if (!TAB_ID_RE.test(tabId)) throw new TypeError(`tab session response: tab_id ${JSON.stringify(tabId)} is not 8-64 of [a-z0-9]`);
+  const url = str('url');
+  if (!/^wss?:\/\//.test(url)) throw new TypeError(`tab session response: url ${JSON.stringify(url)} is not ws:// or wss://`);
+  const queue = str('queue');
+  const destination = str('destination');
+  if (destination !== `/amq/queue/${queue}`) {
+    throw new TypeError(`tab session response: destination ${JSON.stringify(destination)} is not /amq/queue/<queue>`);
+  }
+  const renewIn = Number(s.renew_in);
+  return {
+    tabId,
+    url,
+    vhost: typeof s.vhost === 'string' && s.vhost !== '' ? s.vhost : '/',
+    queue,
+    destination,
+    token: str('token'),
+    expiresAt: Date.parse(s.expires_at),
+    renewInMs: Number.isFinite(renewIn) ? renewIn * 1000 : NaN,
+  };
+}

@@ -389,3 +389,242 @@ test('close() + connect() during the duplicated-tab check opens exactly one conn
   assert.equal(broker.sockets.length, 1);
   await client.close();
 });
+
+// ---- tab-session mode ----
+
+/** A fake session endpoint: answers with `next()` (a status and body), records requests. */
+function fakeSessionServer() {
+  const srv = {
+    requests: [],
+    n: 0,
+    tabId: 'srvtab0123456789abcdefghij',
+    // Default: 200 with a fresh token each time, tab id echoed or made up.
+    next: (req) => {
+      const tabId = req.tab_id || srv.tabId;
+      const queue = `tab-0123456789abcdef-${tabId}`;
+      return {
+        status: 200,
+        body: {
+          tab_id: tabId,
+          url: 'ws://broker.test/ws',
+          vhost: 'demo',
+          queue,
+          destination: `/amq/queue/${queue}`,
+          token: `tok-${++srv.n}`,
+          expires_at: new Date(Date.now() + 600000).toISOString(),
+          expires_in: 600,
+          renew_in: 450,
+          bindings: req.bindings ?? [{ exchange: 'events', key: 'customer.42.#' }],
+        },
+      };
+    },
+    fetch: async (url, init) => {
+      const req = JSON.parse(init.body);
+      srv.requests.push({ url, init, body: req });
+      const r = srv.next(req);
+      if (r instanceof Error) throw r;
+      return {
+        ok: r.status >= 200 && r.status < 300,
+        status: r.status,
+        json: async () => (typeof r.body === 'string' ? JSON.parse(r.body) : r.body),
+      };
+    },
+  };
+  return srv;
+}
+
+function newSessionClient(broker, srv, extra = {}) {
+  const states = [];
+  const urls = [];
+  const client = new DurableClient({
+    session: { url: '/api/tab-session', fetch: srv.fetch },
+    webSocketFactory: (u) => {
+      urls.push(u);
+      return broker.factory();
+    },
+    heartbeatMs: 0,
+    connectTimeoutMs: 0,
+    reconnect: { initialMs: 4, maxMs: 32 },
+    storage: memoryStorage(),
+    duplicateTabCheckMs: 0,
+    ...extra,
+  });
+  client.onState((state, d) => states.push({ state, ...d }));
+  return { client, states, urls };
+}
+
+test('session: POSTs JSON with the tab id, connects with the token, subscribes to the destination with only ack/prefetch/id', async () => {
+  const broker = new FakeBroker();
+  const srv = fakeSessionServer();
+  const storage = memoryStorage();
+  const { client, urls } = newSessionClient(broker, srv, { storage });
+  const sub = client.subscribe({ name: 'events', prefetch: 5 }, () => {});
+  assert.equal(sub.queueName, null, 'no queue before the first session');
+  const tabId = client.tabId;
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+
+  assert.equal(srv.requests.length, 1);
+  const [r] = srv.requests;
+  assert.equal(r.url, '/api/tab-session');
+  assert.equal(r.init.method, 'POST');
+  assert.equal(r.init.headers['content-type'], 'application/json');
+  assert.equal(r.init.credentials, 'same-origin');
+  assert.deepEqual(r.body, { tab_id: tabId });
+  assert.deepEqual(urls, ['ws://broker.test/ws']);
+
+  const [conn] = broker.frames('CONNECT');
+  assert.equal(conn.headers.host, 'demo');
+  assert.equal(conn.headers.passcode, 'tok-1');
+  assert.notEqual(conn.headers.login, 'guest');
+  const q = `tab-0123456789abcdef-${tabId}`;
+  assert.equal(sub.queueName, q);
+  const [s] = broker.frames('SUBSCRIBE');
+  const { receipt, ...headers } = s.headers;
+  assert.ok(receipt);
+  assert.deepEqual(headers, {
+    destination: `/amq/queue/${q}`,
+    id: 'durablews-events',
+    ack: 'client-individual',
+    'prefetch-count': '5',
+  });
+
+  // Messages flow and are acked as in the headers mode.
+  const got = [];
+  sub._handler = (m) => void got.push(m.id);
+  broker.last.deliver('durablews-events', 'u-1');
+  await until('acked', () => broker.frames('ACK').length === 1);
+  assert.deepEqual(got, ['u-1']);
+  await client.close();
+});
+
+test('session: the server-returned tab_id is stored and sent on every reconnect, each with a fresh token', async () => {
+  const broker = new FakeBroker();
+  const srv = fakeSessionServer();
+  const storage = memoryStorage();
+  // The server replaces the tab id once (e.g. it made one up).
+  let first = true;
+  const base = srv.next;
+  srv.next = (req) => {
+    const r = base(first ? { ...req, tab_id: '' } : req);
+    first = false;
+    return r;
+  };
+  const { client } = newSessionClient(broker, srv, { storage, storageKey: 'k' });
+  const sub = client.subscribe({ name: 'events' }, () => {});
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+  assert.equal(client.tabId, srv.tabId);
+  assert.equal(storage.getItem('k'), srv.tabId);
+
+  broker.last.close(1006, 'network');
+  await until('reconnected', () => broker.frames('CONNECT').length === 2 && client.state === 'connected');
+  broker.last.close(1006, 'network');
+  await until('reconnected again', () => broker.frames('CONNECT').length === 3 && client.state === 'connected');
+  assert.deepEqual(srv.requests.slice(1).map((r) => r.body.tab_id), [srv.tabId, srv.tabId]);
+  assert.deepEqual(broker.frames('CONNECT').map((f) => f.headers.passcode), ['tok-1', 'tok-2', 'tok-3']);
+  assert.deepEqual(new Set(broker.frames('SUBSCRIBE').map((f) => f.headers.destination)), new Set([`/amq/queue/${sub.queueName}`]));
+  await client.close();
+
+  // A new page of the same tab (same storage) asks for the same tab id.
+  const again = newSessionClient(new FakeBroker(), srv, { storage, storageKey: 'k' }).client;
+  assert.equal(again.tabId, srv.tabId);
+});
+
+test('session: bindings option is sent as asked', async () => {
+  const broker = new FakeBroker();
+  const srv = fakeSessionServer();
+  const bindings = [{ exchange: 'events', key: 'customer.42.order_paid' }];
+  const { client } = newSessionClient(broker, srv, { session: { url: '/s', bindings, fetch: srv.fetch } });
+  client.subscribe({ name: 'events' }, () => {});
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+  assert.deepEqual(srv.requests[0].body.bindings, bindings);
+  assert.equal(srv.requests[0].url, '/s');
+  await client.close();
+});
+
+for (const status of [401, 403]) {
+  test(`session: HTTP ${status} is fatal: state 'closed' with the error, no retry, no socket`, async () => {
+    const broker = new FakeBroker();
+    const srv = fakeSessionServer();
+    srv.next = () => ({ status, body: { error: status === 401 ? 'unauthenticated' : 'forbidden', message: 'nope' } });
+    const { client, states } = newSessionClient(broker, srv);
+    client.subscribe({ name: 'events' }, () => {});
+    await client.connect();
+    await until('closed', () => client.state === 'closed');
+    await sleep(60);
+    assert.equal(srv.requests.length, 1, 'no retry loop');
+    assert.equal(broker.sockets.length, 0);
+    const last = states.at(-1);
+    assert.equal(last.state, 'closed');
+    assert.equal(last.fatal, true);
+    assert.equal(last.error.name, 'SessionError');
+    assert.equal(last.error.status, status);
+    assert.equal(last.error.code, status === 401 ? 'unauthenticated' : 'forbidden');
+    assert.match(last.error.message, new RegExp(`HTTP ${status}.*nope`));
+    assert.deepEqual(states.map((x) => x.state), ['connecting', 'closed']);
+
+    // connect() again (e.g. after logging in) tries again.
+    srv.next = fakeSessionServer().next;
+    await client.connect();
+    await until('connected', () => client.state === 'connected');
+    await client.close();
+  });
+}
+
+test('session: 5xx, network errors and malformed responses back off and retry', async () => {
+  const broker = new FakeBroker();
+  const srv = fakeSessionServer();
+  const ok = srv.next;
+  const answers = [
+    () => ({ status: 503, body: { error: 'unavailable', message: 'broker down' } }),
+    () => new TypeError('Failed to fetch'),
+    () => ({ status: 500, body: 'not json at all' }),
+    (req) => ({ status: 200, body: { ...ok(req).body, destination: '/exchange/events/x' } }),
+  ];
+  srv.next = (req) => (answers.length ? answers.shift()(req) : ok(req));
+  const { client, states } = newSessionClient(broker, srv);
+  client.subscribe({ name: 'events' }, () => {});
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+  const rec = states.filter((s) => s.state === 'reconnecting');
+  assert.deepEqual(rec.map((s) => s.attempt), [1, 2, 3, 4]);
+  assert.ok(rec.every((s) => s.delayMs >= 0 && s.error.name === 'SessionError' && !s.error.fatal));
+  assert.equal(rec[0].error.status, 503);
+  assert.equal(rec[1].error.status, 0);
+  assert.match(rec[3].error.message, /destination/);
+  assert.equal(srv.requests.length, 5);
+  assert.equal(broker.sockets.length, 1, 'no socket for a failed session request');
+  await client.close();
+});
+
+test('session: a refused SUBSCRIBE (socket closed, 3.10.8) backs off and fetches a new token each time', async () => {
+  const broker = new FakeBroker();
+  broker.subscribeFails = true;
+  const srv = fakeSessionServer();
+  const { client, states } = newSessionClient(broker, srv);
+  client.subscribe({ name: 'events' }, () => {});
+  await client.connect();
+  await until('3 failed attempts', () => states.filter((s) => s.state === 'reconnecting').length >= 3);
+  broker.subscribeFails = false;
+  await until('connected', () => client.state === 'connected');
+  const rec = states.filter((s) => s.state === 'reconnecting');
+  assert.ok(rec.length >= 3);
+  assert.ok(rec.every((s, i) => s.attempt === i + 1 && s.delayMs >= 0));
+  assert.equal(srv.requests.length, broker.frames('CONNECT').length);
+  const tokens = broker.frames('CONNECT').map((f) => f.headers.passcode);
+  assert.equal(new Set(tokens).size, tokens.length, 'a fresh token per attempt');
+  await client.close();
+});
+
+test('session: options are validated', () => {
+  const srv = fakeSessionServer();
+  assert.throws(() => new DurableClient({ session: {} }), /session needs \{url/);
+  assert.throws(() => new DurableClient({ session: { url: '/s', fetch: srv.fetch }, login: 'guest', passcode: 'guest' }), /leave out url, login/);
+  assert.throws(() => new DurableClient({ session: { url: '/s', fetch: srv.fetch, bindings: [] } }), /bindings/);
+  const c = new DurableClient({ session: { url: '/s', fetch: srv.fetch }, storage: memoryStorage() });
+  assert.throws(() => c.subscribe({ name: 'x', exchange: 'events' }, () => {}), /not used in tab-session mode/);
+  c.subscribe({ name: 'x' }, () => {});
+  assert.throws(() => c.subscribe({ name: 'y' }, () => {}), /one subscription/);
+});
