@@ -305,8 +305,12 @@ export class DurableClient {
       if (opts.url !== undefined || opts.connectHeaders || opts.login !== undefined || opts.passcode !== undefined) {
         throw new TypeError('DurableClient: with session, leave out url, login, passcode and connectHeaders (the session response provides them)');
       }
-      const f = so.fetch ?? globalThis.fetch;
-      if (typeof f !== 'function') throw new TypeError('DurableClient: session mode needs fetch');
+      if (so.fetch === undefined && typeof globalThis.fetch !== 'function') {
+        throw new TypeError('DurableClient: session mode needs fetch');
+      }
+      // Called as a plain function: window.fetch throws "Illegal invocation"
+      // when called as a method of another object.
+      const f = so.fetch ?? ((...args) => globalThis.fetch(...args));
       this._sessionOpts = { url: so.url, bindings: so.bindings, fetch: f };
     } else if (!opts.webSocketFactory) {
       let u;

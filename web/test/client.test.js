@@ -628,3 +628,23 @@ test('session: options are validated', () => {
   c.subscribe({ name: 'x' }, () => {});
   assert.throws(() => c.subscribe({ name: 'y' }, () => {}), /one subscription/);
 });
+
+test('session: uses globalThis.fetch by default, called as a function (window.fetch throws "Illegal invocation" as a method)', async () => {
+  const broker = new FakeBroker();
+  const srv = fakeSessionServer();
+  const saved = globalThis.fetch;
+  globalThis.fetch = function (url, init) {
+    if (this !== undefined && this !== globalThis) throw new TypeError("Failed to execute 'fetch' on 'Window': Illegal invocation");
+    return srv.fetch(url, init);
+  };
+  try {
+    const { client } = newSessionClient(broker, srv, { session: { url: '/api/tab-session' } });
+    client.subscribe({ name: 'events' }, () => {});
+    await client.connect();
+    await until('connected', () => client.state === 'connected');
+    assert.equal(srv.requests.length, 1);
+    await client.close();
+  } finally {
+    globalThis.fetch = saved;
+  }
+});
