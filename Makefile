@@ -92,12 +92,15 @@ web-test: web-deps
 	fi; \
 	cd web && DURABLEWS_E2E=$(WEB_E2E) npm test --silent </dev/null
 
+# The demo uses tab sessions: rabbitmq-tab-sessions.sh configures the broker for them
+# (signing key, OAuth 2 backend, policy; restarts it only if its config changed).
 demo: broker web-deps
 	@if [ ! -d example ]; then \
 		echo "demo: ERROR: ./example does not exist yet" >&2; \
 		exit 1; \
 	fi
-	$(GO) run ./example
+	bash scripts/rabbitmq-tab-sessions.sh
+	$(GO) run ./example -signing-key "$$(bash scripts/rabbitmq-tab-sessions.sh key-path)"
 
 vet:
 	$(GO) vet $(PKGS)

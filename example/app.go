@@ -67,15 +67,33 @@ type appConfig struct {
 	// node_modules/@stomp/stompjs), served under /web/.
 	WebDir string
 
-	// BrowserLogin and BrowserPasscode are the STOMP credentials every page
-	// connects with. Demo mode only: they are handed to any visitor by
-	// GET /api/config. This is the one place to replace with per-user,
-	// server-issued tokens.
+	// Trusted switches from tab sessions (the default) to the
+	// subscribe-by-headers mode: every page gets BrowserLogin and
+	// BrowserPasscode from GET /api/config and declares and binds its own
+	// queue. Any visitor can read those credentials and bind to any
+	// customer's events, so this is only for brokers not configured for tab
+	// sessions, on a trusted network.
+	Trusted bool
+	// BrowserLogin and BrowserPasscode are the STOMP credentials of the
+	// Trusted mode (default guest/guest). Unused with tab sessions.
 	BrowserLogin    string
 	BrowserPasscode string
+
+	// SigningKey is the HS256 key the broker's OAuth 2 backend trusts
+	// (durablews.LoadSigningKey of the file scripts/rabbitmq-tab-sessions.sh
+	// writes). Required unless Trusted.
+	SigningKey []byte
+	// KeyID is the key's kid in the broker's config (the script's
+	// DURABLEWS_TABS_KEY_ID, default "durablews-dev").
+	KeyID string
+	// ManagementURL, optional, lets tab sessions remove revoked bindings at
+	// renewal; see durablews.TabSessionsConfig.
+	ManagementURL string
+
 	// QueueExpiresMs is the x-expires lease of each tab's queue: a tab that
 	// stays away longer gets a fresh, empty queue. Keep it stable: RabbitMQ
-	// refuses a SUBSCRIBE whose x-expires differs from the existing queue's.
+	// refuses a SUBSCRIBE whose x-expires differs from the existing queue's,
+	// and TabSessions keeps an existing queue's.
 	QueueExpiresMs int
 
 	// PublishTimeout bounds one POST /api/events, including waiting for
@@ -95,6 +113,7 @@ func defaultAppConfig() appConfig {
 		WebDir:          "web",
 		BrowserLogin:    "guest",
 		BrowserPasscode: "guest",
+		KeyID:           "durablews-dev",
 		QueueExpiresMs:  15 * 60 * 1000,
 		PublishTimeout:  30 * time.Second,
 	}
@@ -114,6 +133,7 @@ func (c *appConfig) setDefaults() {
 	set(&c.WebDir, d.WebDir)
 	set(&c.BrowserLogin, d.BrowserLogin)
 	set(&c.BrowserPasscode, d.BrowserPasscode)
+	set(&c.KeyID, d.KeyID)
 	if c.QueueExpiresMs == 0 {
 		c.QueueExpiresMs = d.QueueExpiresMs
 	}
@@ -133,11 +153,12 @@ type app struct {
 	cfg    appConfig
 	logger watermill.LoggerAdapter
 
-	pub     *durablews.Publisher
-	source  *gochannel.GoChannel
-	router  *message.Router
-	stopRun context.CancelFunc
-	runDone chan struct{}
+	pub      *durablews.Publisher
+	sessions *durablews.TabSessions // nil in Trusted mode
+	source   *gochannel.GoChannel
+	router   *message.Router
+	stopRun  context.CancelFunc
+	runDone  chan struct{}
 
 	handler http.Handler
 	orderNo atomic.Int64
@@ -159,6 +180,9 @@ func newApp(cfg appConfig) (*app, error) {
 	if !strings.HasPrefix(cfg.WebSTOMPURL, "ws://") && !strings.HasPrefix(cfg.WebSTOMPURL, "wss://") {
 		return nil, fmt.Errorf("Web-STOMP URL %q must start with ws:// or wss://", cfg.WebSTOMPURL)
 	}
+	if !cfg.Trusted && len(cfg.SigningKey) == 0 {
+		return nil, errNoSigningKey
+	}
 	// Browser tabs bind their queues to the exchange as soon as they open,
 	// and the Publisher declares it only on its first publish: declare it now
 	// (same arguments as the Publisher) so a tab opened first can subscribe.
@@ -169,8 +193,16 @@ func newApp(cfg appConfig) (*app, error) {
 	a.orderNo.Store(1000)
 
 	var err error
+	if !cfg.Trusted {
+		if a.sessions, err = newTabSessions(cfg); err != nil {
+			return nil, err
+		}
+	}
 	a.pub, err = durablews.NewPublisher(durablews.NewConfig(cfg.AMQPURL, durablews.Exchange{Name: cfg.Exchange}), cfg.Logger)
 	if err != nil {
+		if a.sessions != nil {
+			_ = a.sessions.Close()
+		}
 		return nil, err
 	}
 
@@ -220,6 +252,67 @@ func newApp(cfg appConfig) (*app, error) {
 	}
 	a.handler = a.routes()
 	return a, nil
+}
+
+// loginCookie is the demo's stand-in for an application session: it holds
+// the customer id the visitor "logged in" as through POST /api/login. A
+// real application authenticates its own session here instead.
+const loginCookie = "customer"
+
+var errNoSigningKey = errors.New("tab sessions need the broker's signing key (-signing-key; run `bash scripts/rabbitmq-tab-sessions.sh` to configure the broker), or use -trusted on a trusted network")
+
+// newTabSessions is the tab-session endpoint: the user is the customer of
+// the login cookie, and the only binding a customer may have is
+// customer.<id>.# on the demo exchange. The broker declares nothing for
+// the page: TabSessions declares the tab's queue with the demo's own AMQP
+// user and hands the page a token that can only read that queue.
+func newTabSessions(cfg appConfig) (*durablews.TabSessions, error) {
+	if len(cfg.SigningKey) == 0 {
+		return nil, errNoSigningKey
+	}
+	return durablews.NewTabSessions(durablews.TabSessionsConfig{
+		AMQPURL:       cfg.AMQPURL,
+		ManagementURL: cfg.ManagementURL,
+		WebSTOMPURL:   cfg.WebSTOMPURL,
+		SigningKey:    cfg.SigningKey,
+		KeyID:         cfg.KeyID,
+		QueueExpires:  time.Duration(cfg.QueueExpiresMs) * time.Millisecond,
+		Authenticate: func(r *http.Request) (string, error) {
+			c, err := r.Cookie(loginCookie)
+			if err != nil || !customerRE.MatchString(c.Value) {
+				return "", durablews.ErrTabUnauthenticated
+			}
+			return c.Value, nil
+		},
+		Bindings: func(_ context.Context, customer string) ([]durablews.Binding, error) {
+			return []durablews.Binding{{Exchange: cfg.Exchange, Key: "customer." + customer + ".#"}}, nil
+		},
+	}, cfg.Logger)
+}
+
+// handleLogin is POST /api/login {"customer": "42"} (JSON or form): the
+// demo's pretend login. It sets the login cookie that the tab-session
+// endpoint authenticates. Anyone can be any customer here; it stands in for
+// the application's real login and session check.
+func (a *app) handleLogin(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Customer string `json:"customer"`
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<10)
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad JSON: " + err.Error()})
+			return
+		}
+	} else {
+		req.Customer = r.FormValue("customer")
+	}
+	if !customerRE.MatchString(req.Customer) {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "customer must be 1-32 of A-Z a-z 0-9 _ -"})
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: req.Customer, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	writeJSON(w, http.StatusOK, map[string]string{"customer": req.Customer})
 }
 
 // checkWebDir fails with what to run when the browser client or its
@@ -321,6 +414,8 @@ func (a *app) settle(h message.HandlerFunc) message.HandlerFunc {
 //	GET  /static/...     its script and style (embedded)
 //	GET  /web/...        the browser client and @stomp/stompjs from WebDir
 //	GET  /api/config     what the page needs to connect
+//	POST /api/login      the demo's pretend login: sets the customer cookie
+//	POST /api/tab-session durablews.TabSessions (not in Trusted mode)
 //	POST /api/events     publish test events; returns their UUIDs once confirmed
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -338,6 +433,12 @@ func (a *app) routes() http.Handler {
 	mux.Handle("GET /static/", noCache(http.StripPrefix("/static/", http.FileServerFS(static))))
 	mux.Handle("GET /web/", noCache(http.StripPrefix("/web/", webFiles(a.cfg.WebDir))))
 	mux.HandleFunc("GET /api/config", a.handleConfig)
+	if a.sessions != nil {
+		// Cross-origin requests are refused: by TabSessions itself, and here
+		// for the login (no login CSRF).
+		mux.Handle("POST /api/login", http.NewCrossOriginProtection().Handler(http.HandlerFunc(a.handleLogin)))
+		mux.Handle(tabSessionPath, a.sessions)
+	}
 	mux.HandleFunc("POST /api/events", a.handleEvents)
 	return mux
 }
@@ -375,25 +476,44 @@ func webFiles(dir string) http.Handler {
 	})
 }
 
+// tabSessionPath is where the tab-session endpoint is mounted.
+const tabSessionPath = "/api/tab-session"
+
 // browserConfig is GET /api/config: everything the page needs to connect.
+// With tab sessions it holds no broker credential (the page gets a
+// per-tab token from SessionURL); only the Trusted mode fills in
+// WebSTOMPURL, Login and Passcode.
 type browserConfig struct {
-	WebSTOMPURL    string   `json:"webStompUrl"`
+	Mode           string   `json:"mode"` // "session" or "trusted"
+	SessionURL     string   `json:"sessionUrl,omitempty"`
+	WebSTOMPURL    string   `json:"webStompUrl,omitempty"`
+	Login          string   `json:"login,omitempty"`
+	Passcode       string   `json:"passcode,omitempty"`
 	Exchange       string   `json:"exchange"`
-	Login          string   `json:"login"`
-	Passcode       string   `json:"passcode"`
 	QueueExpiresMs int      `json:"queueExpiresMs"`
 	EventTypes     []string `json:"eventTypes"`
 }
 
 func (a *app) handleConfig(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, browserConfig{
-		WebSTOMPURL:    a.cfg.WebSTOMPURL,
+	c := browserConfig{
+		Mode:           "session",
+		SessionURL:     tabSessionPath,
 		Exchange:       a.cfg.Exchange,
-		Login:          a.cfg.BrowserLogin,
-		Passcode:       a.cfg.BrowserPasscode,
 		QueueExpiresMs: a.cfg.QueueExpiresMs,
 		EventTypes:     demoEvents,
-	})
+	}
+	if a.cfg.Trusted {
+		c = browserConfig{
+			Mode:           "trusted",
+			WebSTOMPURL:    a.cfg.WebSTOMPURL,
+			Login:          a.cfg.BrowserLogin,
+			Passcode:       a.cfg.BrowserPasscode,
+			Exchange:       a.cfg.Exchange,
+			QueueExpiresMs: a.cfg.QueueExpiresMs,
+			EventTypes:     demoEvents,
+		}
+	}
+	writeJSON(w, http.StatusOK, c)
 }
 
 // eventsRequest is the body of POST /api/events (JSON or form fields of the
@@ -600,6 +720,11 @@ func (a *app) closeBackends() error {
 	if a.source != nil {
 		if err := a.source.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("gochannel: %w", err))
+		}
+	}
+	if a.sessions != nil {
+		if err := a.sessions.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("tab sessions: %w", err))
 		}
 	}
 	if err := a.pub.Close(); err != nil {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,12 +18,20 @@ import (
 )
 
 // newTestApp starts the app on the shared broker with a unique exchange and
-// removes the exchange afterwards.
-func newTestApp(t *testing.T) (*app, *httptest.Server) {
+// removes the exchange afterwards. Its tab sessions have a random signing
+// key: these tests never open one on the broker (TabSessions dials only on
+// an authenticated request), so the shared broker's configuration does not
+// matter.
+func newTestApp(t *testing.T, mods ...func(*appConfig)) (*app, *httptest.Server) {
 	t.Helper()
 	amqpURL := envOr("DURABLEWS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 	exchange := "durablews-example-test-" + randHex(6)
-	a, err := newApp(appConfig{AMQPURL: amqpURL, Exchange: exchange, WebDir: "../web", Logger: &testLogger{t: t}})
+	key, _ := hex.DecodeString(randHex(32))
+	cfg := appConfig{AMQPURL: amqpURL, Exchange: exchange, WebDir: "../web", SigningKey: key, Logger: &testLogger{t: t}}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	a, err := newApp(cfg)
 	if err != nil {
 		t.Fatalf("newApp: %v", err)
 	}
@@ -173,12 +183,106 @@ func TestServesPageClientAndConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
 	var cfg browserConfig
-	if err := json.NewDecoder(resp.Body).Decode(&cfg); err != nil {
+	if err := json.Unmarshal(body, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Exchange != a.cfg.Exchange || cfg.Login != "guest" || cfg.Passcode != "guest" || cfg.WebSTOMPURL != "ws://127.0.0.1:15674/ws" {
-		t.Errorf("/api/config: %+v", cfg)
+	// Tab sessions (the default): no broker credential and no broker URL in
+	// the page's config; the page gets both per tab from /api/tab-session.
+	if cfg.Mode != "session" || cfg.SessionURL != "/api/tab-session" || cfg.Exchange != a.cfg.Exchange ||
+		cfg.Login != "" || cfg.Passcode != "" || cfg.WebSTOMPURL != "" || strings.Contains(string(body), "guest") {
+		t.Errorf("/api/config in tab-session mode: %s", body)
+	}
+}
+
+// Trusted mode hands the shared credentials to the page, and has no login or
+// tab-session endpoint.
+func TestTrustedModeConfig(t *testing.T) {
+	a, srv := newTestApp(t, func(c *appConfig) { c.Trusted = true; c.SigningKey = nil })
+	var cfg browserConfig
+	getJSON(t, srv.URL+"/api/config", &cfg)
+	if cfg.Mode != "trusted" || cfg.Exchange != a.cfg.Exchange || cfg.Login != "guest" || cfg.Passcode != "guest" || cfg.WebSTOMPURL != "ws://127.0.0.1:15674/ws" {
+		t.Errorf("/api/config in trusted mode: %+v", cfg)
+	}
+	for _, p := range []string{"/api/login", "/api/tab-session"} {
+		resp, err := http.Post(srv.URL+p, "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("POST %s in trusted mode: %s", p, resp.Status)
+		}
+	}
+}
+
+// Without a signing key the demo refuses to start in tab-session mode and
+// says what to do.
+func TestTabSessionModeNeedsSigningKey(t *testing.T) {
+	_, err := newApp(appConfig{WebDir: "../web", AMQPURL: "amqp://guest:guest@127.0.0.1:1/"})
+	if err == nil || !strings.Contains(err.Error(), "rabbitmq-tab-sessions.sh") || !strings.Contains(err.Error(), "-trusted") {
+		t.Errorf("no signing key: %v", err)
+	}
+}
+
+// The demo login sets the cookie the tab-session endpoint authenticates;
+// without it the endpoint answers 401, and cross-origin logins are refused.
+func TestLoginAndTabSessionAuth(t *testing.T) {
+	_, srv := newTestApp(t)
+	post := func(path, ctype, body string, hdr map[string]string, cookies ...*http.Cookie) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", ctype)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		for _, c := range cookies {
+			req.AddCookie(c)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	r := post("/api/login", "application/json", `{"customer":"42"}`, nil)
+	if r.StatusCode != 200 {
+		t.Fatalf("login: %s", r.Status)
+	}
+	var login *http.Cookie
+	for _, c := range r.Cookies() {
+		if c.Name == loginCookie {
+			login = c
+		}
+	}
+	if login == nil || login.Value != "42" || !login.HttpOnly || login.SameSite != http.SameSiteStrictMode {
+		t.Errorf("login cookie: %+v", login)
+	}
+	if r := post("/api/login", "application/x-www-form-urlencoded", "customer=4%2F2", nil); r.StatusCode != 400 {
+		t.Errorf("login with a bad customer id: %s", r.Status)
+	}
+	if r := post("/api/login", "application/json", `{"customer":"43"}`, map[string]string{"Sec-Fetch-Site": "cross-site"}); r.StatusCode != 403 {
+		t.Errorf("cross-site login: %s", r.Status)
+	}
+	if r := post("/api/tab-session", "application/json", `{}`, nil); r.StatusCode != 401 {
+		t.Errorf("tab session without login: %s", r.Status)
+	}
+	if r := post("/api/tab-session", "application/json", `{}`, nil, &http.Cookie{Name: loginCookie, Value: "../x"}); r.StatusCode != 401 {
+		t.Errorf("tab session with a malformed login cookie: %s", r.Status)
+	}
+}
+
+func getJSON(t *testing.T, u string, v any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -202,7 +306,7 @@ func TestMissingWebDirSaysWhatToRun(t *testing.T) {
 func TestPostEventsTimeoutReportsUnconfirmed(t *testing.T) {
 	amqpURL := envOr("DURABLEWS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 	exchange := "durablews-example-test-" + randHex(6)
-	a, err := newApp(appConfig{AMQPURL: amqpURL, Exchange: exchange, WebDir: "../web", PublishTimeout: time.Nanosecond})
+	a, err := newApp(appConfig{AMQPURL: amqpURL, Exchange: exchange, WebDir: "../web", PublishTimeout: time.Nanosecond, Trusted: true})
 	if err != nil {
 		t.Fatal(err)
 	}

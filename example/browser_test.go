@@ -1,10 +1,11 @@
 package main
 
 // End-to-end test of the demo in headless Chromium (Debian's /usr/bin/chromium,
-// installed by scripts/chromium.sh) against the shared RabbitMQ broker
-// (scripts/rabbitmq.sh): the real page, the real browser client from web/, the
-// real Web-STOMP plugin. Environment: DURABLEWS_AMQP_URL, DURABLEWS_WEBSTOMP_URL
-// override the broker; screenshots go to ../artifacts/; with
+// installed by scripts/chromium.sh) in tab-session mode, against a PRIVATE
+// RabbitMQ node that internal/oauthbroker boots and configures with
+// scripts/rabbitmq-tab-sessions.sh (the shared broker is never touched): the
+// real page, the real browser client from web/, the real Web-STOMP plugin and
+// OAuth 2 backend. Screenshots go to ../artifacts/; with
 // DURABLEWS_DEMO_SCREENSHOT=path the test also writes the README screenshot.
 
 import (
@@ -33,6 +34,10 @@ import (
 	"github.com/chromedp/chromedp"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/goleak"
+
+	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/oauthbroker"
+	"github.com/durablews/durablews/internal/testbroker"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -56,6 +61,8 @@ type harness struct {
 	t        *testing.T
 	app      *app
 	amqpURL  string
+	wsURL    string
+	key      []byte // the private node's tab-token signing key
 	exchange string
 	browser  context.Context
 	// keepExchange: the clean-up deletes only the tab queues.
@@ -73,18 +80,30 @@ func TestBrowser(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("headless Chromium is missing (%v): run `bash scripts/chromium.sh` (or `make chromium`) to install Debian's chromium", err)
 	}
+	// A private node configured for tab sessions exactly as
+	// scripts/rabbitmq-tab-sessions.sh configures the shared one.
+	node, files, _ := oauthbroker.Start(t, testbroker.Options{})
+	key, err := durablews.LoadSigningKey(files.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("private tab-session node %s up after %v", node.Name(), time.Since(started).Round(time.Millisecond))
 	h := &harness{
 		t:        t,
-		amqpURL:  envOr("DURABLEWS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+		amqpURL:  node.AMQPURL(),
+		wsURL:    node.WebSTOMPURL(),
+		key:      key,
 		exchange: "durablews-example-test-" + randHex(6),
 		queues:   map[string]bool{},
 	}
 	a, err := newApp(appConfig{
 		Addr:        "127.0.0.1:0",
 		AMQPURL:     h.amqpURL,
-		WebSTOMPURL: envOr("DURABLEWS_WEBSTOMP_URL", "ws://127.0.0.1:15674/ws"),
+		WebSTOMPURL: h.wsURL,
 		Exchange:    h.exchange,
 		WebDir:      "../web",
+		SigningKey:  key,
+		KeyID:       oauthbroker.KeyID,
 		Logger:      &testLogger{t: t},
 	})
 	if err != nil {
@@ -120,6 +139,7 @@ func TestBrowser(t *testing.T) {
 	t.Run("b1_drop_connection", h.testDropConnection)
 	t.Run("b2_reload", h.testReload)
 	t.Run("c_two_tabs_and_other_customer", h.testTwoTabs)
+	t.Run("d_other_customers_binding_refused", h.testForeignBinding)
 	if path := os.Getenv("DURABLEWS_DEMO_SCREENSHOT"); path != "" {
 		t.Run("docs_screenshot", func(t *testing.T) { h.docsScreenshot(t, path) })
 	}
@@ -241,7 +261,9 @@ func (h *harness) testReload(t *testing.T) {
 func (h *harness) testTwoTabs(t *testing.T) {
 	one := h.openTab(t, "42", nil)
 	two := h.openTab(t, "42", nil)
-	other := h.openTab(t, "43", nil)
+	// Customer 43 is another user: another browser (context), with its own
+	// login cookie.
+	other := h.openTabWith(t, "43", nil, tabOptions{newBrowserContext: true})
 	s1, s2 := one.stats(t), two.stats(t)
 	if s1.TabID == s2.TabID || s1.Queue == s2.Queue {
 		t.Fatalf("two tabs share a tab id or queue: %+v %+v", s1, s2)
@@ -272,6 +294,39 @@ func (h *harness) testTwoTabs(t *testing.T) {
 	other.screenshot(t, "c-tab-customer43")
 }
 
+// d. A tab logged in as customer 42 whose page asks the tab-session endpoint
+// for customer 43's binding (customer.43.#) is refused with 403, shows it as
+// a fatal state and does not retry; it never receives 43's events, while a
+// tab of 43 (another browser) gets them.
+func (h *harness) testForeignBinding(t *testing.T) {
+	other := h.openTabWith(t, "43", nil, tabOptions{newBrowserContext: true})
+	evil := h.openTabWith(t, "42", url.Values{"bind": {"customer.43.#"}}, tabOptions{noWait: true})
+	evil.waitFor(t, "fatal 403 state", `!!window.durablewsDemo && durablewsDemo.state === 'closed' && durablewsDemo.stateLog.some((s) => s.fatal && s.status === 403)`)
+	var shownState, status string
+	evil.mustEval(t, `document.getElementById('conn-text').textContent`, &shownState)
+	evil.mustEval(t, `document.getElementById('status').textContent`, &status)
+	if !strings.Contains(shownState, "403") || !strings.Contains(status, "not allowed") {
+		t.Errorf("the page does not show the 403: state %q, status %q", shownState, status)
+	}
+	mine := h.publish(t, "43", 5)
+	other.waitShown(t, mine)
+	time.Sleep(300 * time.Millisecond)
+	if got := evil.shown(t); len(got) != 0 {
+		t.Errorf("customer 42's tab asking for customer.43.# shows %v", got)
+	}
+	log := evil.stateLog(t)
+	if n := evil.countStates(t, "connecting"); n != 1 || log[len(log)-1].State != "closed" {
+		t.Errorf("the refused tab retried or changed state after the 403: %+v", log)
+	}
+	for _, s := range log {
+		if s.State == "connected" || s.State == "reconnecting" {
+			t.Errorf("the refused tab was %s: %+v", s.State, log)
+		}
+	}
+	t.Logf("d: tab of 42 asking for customer.43.#: %q, %q, state log %+v; 43's tab shows its %d events, 42's tab none", shownState, status, log, len(mine))
+	evil.screenshot(t, "d-foreign-binding-403")
+}
+
 // docsScreenshot stages the README's screenshot (docs/demo.png) on an app
 // with the demo's own exchange: a few live events, then Drop connection while
 // events flow and more during the cut. Events in flight when the socket
@@ -280,7 +335,7 @@ func (h *harness) testTwoTabs(t *testing.T) {
 func (h *harness) docsScreenshot(t *testing.T, path string) {
 	exchange := defaultAppConfig().Exchange
 	a, err := newApp(appConfig{Addr: "127.0.0.1:0", AMQPURL: h.amqpURL, WebSTOMPURL: h.app.cfg.WebSTOMPURL,
-		Exchange: exchange, WebDir: "../web", Logger: &testLogger{t: t}})
+		Exchange: exchange, WebDir: "../web", SigningKey: h.key, KeyID: oauthbroker.KeyID, Logger: &testLogger{t: t}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,13 +462,31 @@ type tab struct {
 	errors []string // uncaught exceptions and console.error calls
 }
 
+// tabOptions change how openTabWith opens a tab.
+type tabOptions struct {
+	// newBrowserContext opens the tab in a new browser context (like
+	// another browser: its own cookies, so its own demo login).
+	newBrowserContext bool
+	// noWait returns once the page is navigated, not once it is connected.
+	noWait bool
+}
+
 func (h *harness) openTab(t *testing.T, customer string, extra url.Values) *tab {
+	t.Helper()
+	return h.openTabWith(t, customer, extra, tabOptions{})
+}
+
+func (h *harness) openTabWith(t *testing.T, customer string, extra url.Values, o tabOptions) *tab {
 	t.Helper()
 	q := url.Values{"customer": {customer}}
 	for k, v := range extra {
 		q[k] = v
 	}
-	ctx, cancel := chromedp.NewContext(h.browser)
+	var ctxOpts []chromedp.ContextOption
+	if o.newBrowserContext {
+		ctxOpts = append(ctxOpts, chromedp.WithNewBrowserContext())
+	}
+	ctx, cancel := chromedp.NewContext(h.browser, ctxOpts...)
 	tb := &tab{h: h, ctx: ctx, url: h.app.URL() + "/?" + q.Encode(), name: t.Name() + "/" + customer}
 	if err := chromedp.Listen(ctx, func(ev any) {
 		var msg string
@@ -457,7 +530,9 @@ func (h *harness) openTab(t *testing.T, customer string, extra url.Values) *tab 
 		cancel()
 	})
 	tb.do(t, "open "+tb.url, chromedp.EmulateViewport(1200, 800), chromedp.Navigate(tb.url))
-	tb.waitLoaded(t, 1)
+	if !o.noWait {
+		tb.waitLoaded(t, 1)
+	}
 	return tb
 }
 
@@ -557,6 +632,8 @@ type stateEntry struct {
 	Attempt int     `json:"attempt"`
 	DelayMs float64 `json:"delayMs"`
 	Error   string  `json:"error"`
+	Status  int     `json:"status"`
+	Fatal   bool    `json:"fatal"`
 }
 
 func (tb *tab) stateLog(t *testing.T) []stateEntry {

@@ -3,8 +3,13 @@
 // guarantee. Run it from the repository root with `make demo`, or
 //
 //	go run ./example [-addr 127.0.0.1:8080] [-amqp URL] [-ws URL] [-exchange NAME] [-web-dir web]
+//	                 [-signing-key FILE] [-key-id ID] [-management URL] [-trusted]
 //
-// then open the printed URL. See example/README.md.
+// then open the printed URL. By default pages use tab sessions (no broker
+// credential in any page; the broker must be configured by
+// scripts/rabbitmq-tab-sessions.sh). -trusted hands guest/guest to every page
+// instead: only for brokers not configured for tab sessions, on a trusted
+// network. See example/README.md.
 package main
 
 import (
@@ -18,7 +23,13 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+
+	"github.com/durablews/durablews"
 )
+
+// defaultSigningKeyPath is where scripts/rabbitmq-tab-sessions.sh keeps the
+// key (`bash scripts/rabbitmq-tab-sessions.sh key-path`).
+const defaultSigningKeyPath = "/var/lib/durablews/dev-signing-key"
 
 func main() {
 	d := defaultAppConfig()
@@ -28,9 +39,21 @@ func main() {
 	flag.StringVar(&cfg.WebSTOMPURL, "ws", d.WebSTOMPURL, "RabbitMQ Web-STOMP URL the page connects to")
 	flag.StringVar(&cfg.Exchange, "exchange", d.Exchange, "durable topic exchange for the events")
 	flag.StringVar(&cfg.WebDir, "web-dir", d.WebDir, "directory of the browser client (durablews.js, node_modules)")
+	keyPath := flag.String("signing-key", defaultSigningKeyPath, "file of the broker's tab-token signing key (written by scripts/rabbitmq-tab-sessions.sh)")
+	flag.StringVar(&cfg.KeyID, "key-id", d.KeyID, "kid of the signing key in the broker's config (DURABLEWS_TABS_KEY_ID)")
+	flag.StringVar(&cfg.ManagementURL, "management", "", "optional management API URL with credentials, to remove revoked bindings at renewal")
+	flag.BoolVar(&cfg.Trusted, "trusted", false, "TRUSTED NETWORKS ONLY: give every page guest/guest and let it declare and bind its own queue (for brokers not configured for tab sessions)")
 	verbose := flag.Bool("v", false, "debug logging")
 	flag.Parse()
 	cfg.Logger = watermill.NewStdLogger(*verbose, false)
+	if !cfg.Trusted {
+		key, err := durablews.LoadSigningKey(*keyPath)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "demo: %v\n  configure the broker for tab sessions first: bash scripts/rabbitmq-tab-sessions.sh (or `make demo`),\n  or pass -signing-key, or -trusted on a trusted network\n", err)
+			os.Exit(1)
+		}
+		cfg.SigningKey = key
+	}
 
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -50,6 +73,11 @@ func run(cfg appConfig) error {
 	}
 	fmt.Printf("\ndurablews demo: open %s/?customer=42\n", a.URL())
 	fmt.Printf("  events: POST %s/api/events (customer, count, event) -> exchange %q, routing key customer.<id>.<event>\n", a.URL(), cfg.Exchange)
+	if cfg.Trusted {
+		fmt.Printf("  TRUSTED MODE: every page gets %s/%s and binds its own queue; never expose this\n", cfg.BrowserLogin, cfg.BrowserPasscode)
+	} else {
+		fmt.Printf("  tab sessions: pages log in as ?customer=<id> (demo cookie) and get a read-only token from %s\n", tabSessionPath)
+	}
 	fmt.Printf("  the page connects to %s; Ctrl-C stops\n\n", cfg.WebSTOMPURL)
 
 	sig := make(chan os.Signal, 1)

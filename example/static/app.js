@@ -3,7 +3,16 @@
 // test events and to cut the connection.
 //
 // Query parameters: customer (default 42), cut (ms the "network cut" of Drop
-// connection lasts, default 3000).
+// connection lasts, default 3000), bind (tab sessions: ask for this binding
+// key instead of all the customer's, e.g. customer.43.# to see the server
+// refuse it with 403).
+//
+// Tab sessions (default): the page "logs in" as the customer (POST
+// /api/login sets a cookie; a stand-in for the application's real login),
+// then the client asks /api/tab-session for this tab's queue and a read-only
+// token before every connection attempt. No broker credential is in the page.
+// Trusted mode (-trusted): /api/config hands out guest/guest and the page
+// declares and binds its own queue.
 //
 // window.durablewsDemo exposes the client and what the page showed, for tests.
 
@@ -51,6 +60,22 @@ function save() {
 
 // ---- connection ----
 const cfg = await (await fetch('/api/config')).json();
+const sessionMode = cfg.mode === 'session';
+const bindKey = params.get('bind');
+let loginError = null;
+if (sessionMode) {
+  // The demo's pretend login; a real application already has its session.
+  try {
+    const r = await fetch('/api/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ customer }),
+    });
+    if (!r.ok) loginError = `login failed: HTTP ${r.status} ${(await r.json().catch(() => ({}))).error ?? ''}`;
+  } catch (e) {
+    loginError = `login failed: ${e.message}`;
+  }
+}
 
 // The client opens its WebSockets through this factory so that "Drop
 // connection" can close the live one and refuse new ones for cutMs, like a
@@ -60,28 +85,40 @@ let socket = null;
 let cutUntil = 0;
 let cutAt = 0; // when Drop connection was pressed, until the tab is connected again
 let shownAtCut = 0;
-function openSocket() {
-  const ws = new WebSocket(cfg.webStompUrl, ['v12.stomp', 'v11.stomp', 'v10.stomp']);
+function openSocket(url) {
+  const ws = new WebSocket(url, ['v12.stomp', 'v11.stomp', 'v10.stomp']);
   if (Date.now() < cutUntil) ws.close(); // the "network" is down: fail this attempt
   socket = ws;
   return ws;
 }
 
-const client = new DurableClient({
-  url: cfg.webStompUrl,
-  webSocketFactory: openSocket,
-  login: cfg.login, // demo credentials from /api/config
-  passcode: cfg.passcode,
-  reconnect: { initialMs: 500, maxMs: 5000 },
-});
+const client = sessionMode
+  ? new DurableClient({
+      // The server declares this tab's queue bound to customer.<id>.# of the
+      // customer it authenticated, whatever the page asks for.
+      session: { url: cfg.sessionUrl, ...(bindKey ? { bindings: [{ exchange: cfg.exchange, key: bindKey }] } : {}) },
+      webSocketFactory: openSocket,
+      reconnect: { initialMs: 500, maxMs: 5000 },
+    })
+  : new DurableClient({
+      // TRUSTED MODE ONLY: shared credentials from /api/config, and the page
+      // binds its own queue.
+      url: cfg.webStompUrl,
+      webSocketFactory: openSocket,
+      login: cfg.login,
+      passcode: cfg.passcode,
+      reconnect: { initialMs: 500, maxMs: 5000 },
+    });
 
 const sub = client.subscribe(
-  {
-    exchange: cfg.exchange,
-    bindingKey: `customer.${customer}.#`,
-    name: `customer-${customer}`, // one queue per customer: a binding is never removed
-    expiresMs: cfg.queueExpiresMs,
-  },
+  sessionMode
+    ? { name: 'events' }
+    : {
+        exchange: cfg.exchange,
+        bindingKey: `customer.${customer}.#`,
+        name: `customer-${customer}`, // one queue per customer: a binding is never removed
+        expiresMs: cfg.queueExpiresMs,
+      },
   (msg) => show(msg),
 );
 
@@ -89,8 +126,13 @@ const stateLog = [];
 let lastState = { state: client.state, attempt: 0 };
 client.onState((state, detail) => {
   lastState = { state, ...detail, at: Date.now() };
-  stateLog.push({ state, attempt: detail.attempt, delayMs: detail.delayMs, error: detail.error?.message, at: lastState.at });
+  stateLog.push({ state, attempt: detail.attempt, delayMs: detail.delayMs, error: detail.error?.message, status: detail.error?.status, fatal: !!detail.fatal, at: lastState.at });
   renderState();
+  if (state === 'closed' && detail.fatal) {
+    const e = detail.error;
+    const why = e?.status === 401 ? 'not logged in' : e?.status === 403 ? 'not allowed' : 'refused';
+    setStatus('err', `tab session ${why} (HTTP ${e?.status}): ${e?.message ?? e}. Not retrying.`);
+  }
   if (state === 'connected' && cutAt) {
     const secs = ((Date.now() - cutAt) / 1000).toFixed(1);
     const waiting = () => counts.shownTotal - shownAtCut;
@@ -206,6 +248,9 @@ function renderState() {
     el.title = `queue ${sub.queueName}`;
   } else if (s.state === 'connecting') {
     text = 'connecting…';
+  } else if (s.state === 'closed' && s.fatal) {
+    text = `closed · ${s.error?.status ?? ''} ${s.error?.code ?? 'error'}`;
+    el.title = String(s.error?.message ?? '');
   }
   $('conn-text').textContent = text;
   $('drop').disabled = s.state !== 'connected';
@@ -280,7 +325,15 @@ setInterval(() => {
   if (lastState.state === 'reconnecting') renderState();
 }, 200);
 
+if (loginError) setStatus('err', loginError);
 await client.connect();
-$('footer').textContent =
-  `This tab reads queue ${sub.queueName}, bound to exchange ${cfg.exchange} with key customer.${customer}.# ` +
-  `(durable; deleted ${Math.round(cfg.queueExpiresMs / 60000)} min after the tab is gone).`;
+function footer() {
+  const how = sessionMode
+    ? `declared by the server for the customer you logged in as, read with a token that can read only this queue`
+    : `declared by this page (TRUSTED MODE: shared guest credentials)`;
+  $('footer').textContent =
+    `This tab reads queue ${sub.queueName ?? '(none yet)'}, bound to exchange ${cfg.exchange} with key ${bindKey ?? `customer.${customer}.#`} ` +
+    `(${how}; durable; deleted ${Math.round(cfg.queueExpiresMs / 60000)} min after the tab is gone).`;
+}
+footer();
+client.onState((state) => state === 'connected' && footer());
