@@ -328,6 +328,10 @@ setInterval(() => {
 if (loginError) setStatus('err', loginError);
 await client.connect();
 function footer() {
+  if (sessionMode && lastState.state === 'closed' && lastState.fatal) {
+    $('footer').textContent = `This tab reads no queue: the tab-session endpoint refused it (HTTP ${lastState.error?.status}), and the broker would refuse any queue it was not given.`;
+    return;
+  }
   const how = sessionMode
     ? `declared by the server for the customer you logged in as, read with a token that can read only this queue`
     : `declared by this page (TRUSTED MODE: shared guest credentials)`;
@@ -336,4 +340,4 @@ function footer() {
     `(${how}; durable; deleted ${Math.round(cfg.queueExpiresMs / 60000)} min after the tab is gone).`;
 }
 footer();
-client.onState((state) => state === 'connected' && footer());
+client.onState((state, detail) => (state === 'connected' || detail.fatal) && footer());
