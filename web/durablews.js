@@ -289,6 +289,11 @@ export class Subscription {
  * - Messages are de-duplicated by `amqp-message-id` within a bounded window.
  * - Reconnects with exponential back-off and full jitter and re-subscribes with
  *   identical headers.
+ * - With `session: {url}` (tab-session mode, for pages on the Internet) the
+ *   server declares and binds the tab's queue: before every connection attempt
+ *   the client POSTs to session.url for it and a fresh read-only token. Without
+ *   it the page declares its own queues with shared credentials (trusted
+ *   deployments only). See README.md.
  */
 export class DurableClient {
   /** @param {ClientOptions} opts */
