@@ -7,7 +7,7 @@
 #   make chromium   install Debian's chromium/chromium-driver if missing (scripts/chromium.sh)
 #   make web-deps   npm ci in web/ (when web/package.json exists and node_modules is stale)
 #   make web-test   node --test in web/ (DURABLEWS_E2E=$(WEB_E2E))
-#   make demo       broker + web deps, then go run ./example
+#   make demo       broker (+ tab sessions config) + web deps, then go run ./example
 #   make bench      go test -bench (placeholder)
 #   make tab-sessions-broker  configure the shared broker for tab sessions (restarts it if its config changed)
 #   make tab-sessions-plan    what that would change (read-only)
