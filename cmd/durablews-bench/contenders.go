@@ -182,7 +182,11 @@ func rawPublishings(n int, e *env) []amqp.Publishing {
 	pubs := make([]amqp.Publishing, n)
 	now := time.Now()
 	for i := range pubs {
+		// The same properties durablews.Marshaler writes for the bench's
+		// messages (the metadata becomes a header), so every contender
+		// puts the same bytes on the wire.
 		pubs[i] = amqp.Publishing{
+			Headers:      amqp.Table{durablews.RoutingKeyMetadataKey: e.key},
 			ContentType:  "application/json",
 			DeliveryMode: amqp.Persistent,
 			MessageId:    watermill.NewUUID(),

@@ -176,14 +176,15 @@ func (r *Report) Print(w io.Writer, markdown bool) {
 		for _, rt := range s.Ratios {
 			line := rt.String()
 			if markdown {
-				line = "- `" + line + "`"
+				verdict := ""
 				if rt.Target != 0 && !rt.Missing {
+					verdict = " **MISS**"
 					if rt.Pass {
-						line += " **PASS**"
-					} else {
-						line += " **MISS**"
+						verdict = " **PASS**"
 					}
+					line = strings.TrimSuffix(strings.TrimSuffix(line, " PASS"), " MISS")
 				}
+				line = "- `" + line + "`" + verdict
 			}
 			fmt.Fprintln(w, line)
 		}
