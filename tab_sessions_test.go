@@ -511,7 +511,7 @@ func TestTabSessions(t *testing.T) {
 
 	t.Run("refused: CONNECT with an expired token", func(t *testing.T) {
 		short := cfg
-		short.TokenTTL = time.Second
+		short.TokenTTL = 3 * time.Second // long enough to CONNECT and SUBSCRIBE on a loaded machine
 		ss, err := durablews.NewTabSessions(short, nil)
 		require.NoError(t, err)
 		defer func() { require.NoError(t, ss.Close()) }()
