@@ -39,6 +39,7 @@ type Options struct {
 	QuietWait   time.Duration
 	QuietCores  float64
 	QuietBudget time.Duration // total waiting for quiet over the whole run
+	Retries     int           // repeat a measurement whose window saw other processes use > QuietCores
 	quietSpent  time.Duration
 
 	PayloadBytes int
@@ -48,6 +49,8 @@ type Options struct {
 	E2EWarmup time.Duration // first messages not counted in the latencies
 	E2EWindow time.Duration // measured part
 	E2EDrain  time.Duration // how long to wait for tabs to catch up after the last publish
+	// E2ELatencyRuns: runs of the 1-tab latency scenario (at least Runs).
+	E2ELatencyRuns int
 
 	Scenarios  *regexp.Regexp // nil = all
 	Contenders *regexp.Regexp // nil = all
@@ -69,12 +72,15 @@ func DefaultOptions() Options {
 		QuietWait:    2 * time.Minute,
 		QuietCores:   0.25,
 		QuietBudget:  10 * time.Minute,
+		Retries:      2,
 		PayloadBytes: 256,
 		FanoutQueues: []int{1, 10, 100, 1000},
 		E2ERate:      1000,
 		E2EWarmup:    time.Second,
 		E2EWindow:    5 * time.Second,
 		E2EDrain:     20 * time.Second,
+
+		E2ELatencyRuns: 5,
 	}
 }
 
@@ -89,10 +95,12 @@ func (o *Options) ApplyShort() {
 	o.MinMsgs = 3
 	o.Settle = 0
 	o.QuietWait = 0
+	o.Retries = 0
 	o.E2ERate = 200
 	o.E2EWarmup = 50 * time.Millisecond
 	o.E2EWindow = 150 * time.Millisecond
 	o.E2EDrain = 20 * time.Second
+	o.E2ELatencyRuns = 1
 }
 
 type kind int
@@ -223,6 +231,7 @@ type sample struct {
 	P50, P99  time.Duration
 	Backlog   int // deliveries still missing when the drain timeout ran out
 	Published int64
+	lats      []time.Duration // every measured latency, in arrival order per tab
 }
 
 // ContenderResult is every run of one contender in one scenario.
@@ -432,22 +441,27 @@ func runThroughput(ctx context.Context, o *Options, topo *topology, meter *cpuMe
 			if ctx.Err() != nil {
 				return
 			}
-			if err := topo.purge(queues); err != nil {
-				sr.Errs = append(sr.Errs, err)
-				return
-			}
-			if o.Settle > 0 {
-				time.Sleep(o.Settle)
-			}
-			waitQuiet(ctx, o, meter, progress)
 			var s sample
 			var err error
-			// pprof labels: `go tool pprof -tagfocus contender=durablews-16x1`
-			// isolates one contender in a -cpuprofile of a whole run
-			// (goroutines it starts, amqp091-go's included, inherit them).
-			pprof.Do(ctx, pprof.Labels("scenario", def.name, "contender", cs[i].id), func(ctx context.Context) {
-				s, err = measure(ctx, o, meter, cs[i], e)
-			})
+			for attempt := 0; ; attempt++ {
+				if err = topo.purge(queues); err != nil {
+					sr.Errs = append(sr.Errs, err)
+					return
+				}
+				if o.Settle > 0 {
+					time.Sleep(o.Settle)
+				}
+				waitQuiet(ctx, o, meter, progress)
+				// pprof labels: `go tool pprof -tagfocus contender=durablews-16x1`
+				// isolates one contender in a -cpuprofile of a whole run
+				// (goroutines it starts, amqp091-go's included, inherit them).
+				pprof.Do(ctx, pprof.Labels("scenario", def.name, "contender", cs[i].id), func(ctx context.Context) {
+					s, err = measure(ctx, o, meter, cs[i], e)
+				})
+				if !disturbed(o, err, s, attempt, cs[i].id, progress) {
+					break
+				}
+			}
 			cr := sr.Contenders[i]
 			if err != nil {
 				cr.Errs = append(cr.Errs, err)
@@ -657,4 +671,15 @@ func waitQuiet(ctx context.Context, o *Options, meter *cpuMeter, progress io.Wri
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// disturbed reports whether a measurement should be repeated because
+// other processes used more than o.QuietCores during its window (up to
+// o.Retries times; the last attempt counts whatever happened).
+func disturbed(o *Options, err error, s sample, attempt int, id string, progress io.Writer) bool {
+	if err != nil || attempt >= o.Retries || s.CPU.Other <= o.QuietCores {
+		return false
+	}
+	fmt.Fprintf(progress, "   %-20s disturbed: other processes used %.2f cores during the window; repeating\n", id, s.CPU.Other)
+	return true
 }

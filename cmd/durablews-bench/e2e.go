@@ -215,7 +215,15 @@ func runE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter, de
 			sr.Contenders = append(sr.Contenders, &ContenderResult{ID: c.id, Name: c.name, Shape: c.shape})
 		}
 	}
-	for r := range o.Runs {
+	// The p99 of one run (the 50 slowest of 5,000 messages) moves with a
+	// single 20-50 ms scheduling stall of the 2-core machine, which hits
+	// whichever contender runs then; the 1-tab latency scenario therefore
+	// takes the median over more runs.
+	runs := o.Runs
+	if def.tabs == 1 && o.E2ELatencyRuns > runs {
+		runs = o.E2ELatencyRuns
+	}
+	for r := range runs {
 		for _, i := range rotate(len(cs), r) {
 			if ctx.Err() != nil {
 				return
@@ -223,21 +231,26 @@ func runE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter, de
 			if o.Settle > 0 {
 				time.Sleep(o.Settle)
 			}
-			waitQuiet(ctx, o, meter, progress)
 			var s sample
 			var err error
-			pprof.Do(ctx, pprof.Labels("scenario", def.name, "contender", cs[i].id), func(ctx context.Context) {
-				s, err = measureE2E(ctx, o, topo, meter, cs[i], def.tabs, e, fmt.Sprintf("%s.r%d%d", prefix, r, i))
-			})
+			for attempt := 0; ; attempt++ {
+				waitQuiet(ctx, o, meter, progress)
+				pprof.Do(ctx, pprof.Labels("scenario", def.name, "contender", cs[i].id), func(ctx context.Context) {
+					s, err = measureE2E(ctx, o, topo, meter, cs[i], def.tabs, e, fmt.Sprintf("%s.r%d%d%d", prefix, r, i, attempt))
+				})
+				if !disturbed(o, err, s, attempt, cs[i].id, progress) {
+					break
+				}
+			}
 			cr := sr.Contenders[i]
 			if err != nil {
 				cr.Errs = append(cr.Errs, err)
-				fmt.Fprintf(progress, "   run %d/%d %-20s ERROR %v\n", r+1, o.Runs, cs[i].id, err)
+				fmt.Fprintf(progress, "   run %d/%d %-20s ERROR %v\n", r+1, runs, cs[i].id, err)
 				continue
 			}
 			cr.Samples = append(cr.Samples, s)
 			fmt.Fprintf(progress, "   run %d/%d %-20s offered %6.0f msg/s  delivered %7.0f msg/s  p50 %6.2f ms  p99 %7.2f ms  backlog %d  cpu client %.2f broker %.2f other %.2f\n",
-				r+1, o.Runs, cs[i].id, s.Offered, s.Rate, ms(s.P50), ms(s.P99), s.Backlog, s.CPU.Client, s.CPU.Broker, s.CPU.Other)
+				r+1, runs, cs[i].id, s.Offered, s.Rate, ms(s.P50), ms(s.P99), s.Backlog, s.CPU.Client, s.CPU.Broker, s.CPU.Other)
 		}
 	}
 }
@@ -397,6 +410,7 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 	if len(all) == 0 {
 		return sample{}, errors.New("no message reached a tab within the drain time")
 	}
+	inOrder := slices.Clone(all)
 	slices.Sort(all)
 	pct := func(p float64) time.Duration {
 		k := int(float64(len(all))*p+0.999999) - 1
@@ -410,6 +424,7 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 		P99:       pct(0.99),
 		Backlog:   backlog,
 		Published: confirmed,
+		lats:      inOrder,
 		CPU:       cpu0.to(cpu1),
 	}, nil
 }

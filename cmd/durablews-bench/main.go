@@ -48,6 +48,7 @@ func run(args []string) int {
 	warm := fs.Duration("warmup", 0, "publishing before each window opens (default 500ms)")
 	minMsgs := fs.Int("min-msgs", 0, "a window stays open until this many messages were confirmed (default 40)")
 	e2eDur := fs.Duration("e2e-duration", 0, "measured part of each end-to-end run (default 5s)")
+	e2eRuns := fs.Int("e2e-runs", 0, "runs of the 1-tab latency scenario, median reported (default 5; at least -runs)")
 	e2eRate := fs.Int("e2e-rate", 0, "offered msg/s in the end-to-end scenarios (default 1000)")
 	fanout := fs.String("fanout", "", "comma-separated tab-queue counts for the fan-out scenarios (default 1,10,100,1000)")
 	payload := fs.Int("payload", 0, "message body size in bytes (default 256)")
@@ -59,6 +60,7 @@ func run(args []string) int {
 	memprofile := fs.String("memprofile", "", "write an allocation profile at the end to this file")
 	quietWait := fs.Duration("quiet-wait", o.QuietWait, "before each measurement wait up to this long for other processes to use < -quiet-cores (0 = don't wait; -short sets 0)")
 	quietCores := fs.Float64("quiet-cores", o.QuietCores, "CPU cores other processes may use before a measurement starts")
+	retries := fs.Int("retries", -1, "repeat a measurement up to this many times when other processes used more than -quiet-cores during it (default 2; -short 0)")
 	quiet := fs.Bool("q", false, "no per-measurement progress on stderr")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -72,6 +74,8 @@ func run(args []string) int {
 			o.QuietWait = *quietWait
 		case "quiet-cores":
 			o.QuietCores = *quietCores
+		case "retries":
+			o.Retries = max(0, *retries)
 		}
 	})
 	if *runs > 0 {
@@ -88,6 +92,9 @@ func run(args []string) int {
 	}
 	if *e2eDur > 0 {
 		o.E2EWindow = *e2eDur
+	}
+	if *e2eRuns > 0 {
+		o.E2ELatencyRuns = *e2eRuns
 	}
 	if *e2eRate > 0 {
 		o.E2ERate = *e2eRate

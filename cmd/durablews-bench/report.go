@@ -87,6 +87,12 @@ func (r *Report) Print(w io.Writer, markdown bool) {
 		fmt.Fprintf(w, "Machine: %d CPUs (%s), %s RAM, Linux %s; broker %s on %s; %s.\n\n", m.CPUs, m.CPUModel, m.Memory, m.Kernel, m.Broker, m.Erlang, m.GoVersion)
 		fmt.Fprintf(w, "Run: %s, %d run(s) per contender (median shown, min–max in brackets), warm-up %v, window ≥ %v and ≥ %d msgs; %d-byte persistent messages, durable topic exchange, durable classic queues; %s.\n\n",
 			r.Started.Format("2006-01-02 15:04 MST"), r.Options.Runs, r.Options.Warmup, r.Options.Window, r.Options.MinMsgs, r.Options.PayloadBytes, r.Finished.Sub(r.Started).Round(time.Second))
+		if r.Options.E2ELatencyRuns > r.Options.Runs {
+			fmt.Fprintf(w, "The 1-tab end-to-end latency scenario runs %d times per contender (median of the per-run p50/p99): one run's p99 is its 50 slowest messages and moves with a single scheduling stall of the machine.\n\n", r.Options.E2ELatencyRuns)
+		}
+		if r.Options.Retries > 0 {
+			fmt.Fprintf(w, "A measurement during which other processes used more than %.2f cores is repeated (up to %d times).\n\n", r.Options.QuietCores, r.Options.Retries)
+		}
 		if r.QuietWaited > 0 {
 			fmt.Fprintf(w, "The run waited %v in total for other processes on the machine to calm down before measurements (the \"other CPU\" column shows what remained).\n\n", r.QuietWaited.Round(time.Second))
 		}
