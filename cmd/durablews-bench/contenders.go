@@ -237,15 +237,59 @@ func rawContender(inFlight int) contender {
 	return c
 }
 
+// rawBatchContender is amqp091-go publishing batch messages with
+// deferred confirms, then waiting for all of them before the next batch:
+// the batch shape without any library around it.
+func rawBatchContender(batch int) contender {
+	return contender{
+		id:    fmt.Sprintf("raw-batch%d", batch),
+		name:  "raw amqp091-go, 1 channel",
+		shape: fmt.Sprintf("%d deferred confirms, wait all, repeat", batch),
+		start: func(ctx context.Context, e *env) (instance, error) {
+			conn, ch, err := dialConfirmChannel(e.amqpURL, "durablews-bench-raw")
+			if err != nil {
+				return nil, err
+			}
+			return &rawInstance{conn: conn, ch: ch, e: e, batch: batch, pubs: rawPublishings(batch*max(1, 1024/batch), e)}, nil
+		},
+	}
+}
+
 type rawInstance struct {
 	conn     *amqp.Connection
 	ch       *amqp.Channel
 	e        *env
+	batch    int // > 0: publish batch, wait for all, repeat
 	inFlight int
 	pubs     []amqp.Publishing
 }
 
 func (r *rawInstance) run(ctx context.Context, stop <-chan struct{}, confirmed *atomic.Int64) error {
+	if r.batch > 0 {
+		dcs := make([]*amqp.DeferredConfirmation, r.batch)
+		for i := 0; ; i = (i + r.batch) % len(r.pubs) {
+			select {
+			case <-stop:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			default:
+			}
+			for k := range dcs {
+				dc, err := r.ch.PublishWithDeferredConfirmWithContext(ctx, r.e.exchange, r.e.key, false, false, r.pubs[i+k])
+				if err != nil {
+					return err
+				}
+				dcs[k] = dc
+			}
+			for _, dc := range dcs {
+				if ok, err := dc.WaitContext(ctx); err != nil || !ok {
+					return fmt.Errorf("confirm: ack=%v err=%v", ok, err)
+				}
+			}
+			confirmed.Add(int64(r.batch))
+		}
+	}
 	if r.inFlight == 1 {
 		for i := 0; ; i = (i + 1) % len(r.pubs) {
 			select {
