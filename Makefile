@@ -138,8 +138,8 @@ fuzz:
 	done <<<"$$targets"; \
 	echo "fuzz: ok ($$n target(s), $(FUZZTIME) each)"
 
-bench:
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 $(PKGS)
+bench: broker
+	$(GO) run ./cmd/durablews-bench $(BENCH_FLAGS)
 
 doctor:
 	$(GO) run ./cmd/durablews doctor
