@@ -8,7 +8,7 @@
 #   make web-deps   npm ci in web/ (when web/package.json exists and node_modules is stale)
 #   make web-test   node --test in web/ (DURABLEWS_E2E=$(WEB_E2E))
 #   make demo       broker (+ tab sessions config) + web deps, then go run ./example
-#   make bench      go test -bench (placeholder)
+#   make bench      cmd/durablews-bench: durablews vs watermill-amqp vs raw amqp091-go (~9 min; BENCH_FLAGS=-short/-markdown)
 #   make tab-sessions-broker  configure the shared broker for tab sessions (restarts it if its config changed)
 #   make tab-sessions-plan    what that would change (read-only)
 #   make doctor     go run ./cmd/durablews doctor (checks the local broker, read-only)
