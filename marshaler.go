@@ -111,7 +111,10 @@ func checkHeaderName(k string) error {
 	if k == "" {
 		return fmt.Errorf("durablews: metadata key is empty: AMQP headers need a name")
 	}
-	return checkShortString(fmt.Sprintf("metadata key %.40q", k), k)
+	if len(k) > maxShortString { // describe the key only when it fails
+		return checkShortString(fmt.Sprintf("metadata key %.40q", k), k)
+	}
+	return nil
 }
 
 func checkShortString(what, s string) error {

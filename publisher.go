@@ -408,23 +408,30 @@ func (p *Publisher) outcome(s *session, topic string, f flight) error {
 }
 
 func (p *Publisher) result(topic string, msgs []*message.Message, results []error) error {
-	pe := &PublishError{Topic: topic}
+	// The common case, all confirmed, builds no PublishError.
+	var pe *PublishError
 	for i, err := range results {
-		switch {
-		case err == nil:
-			pe.Confirmed = append(pe.Confirmed, msgs[i].UUID)
-		case msgs[i] == nil:
-			pe.Failed = append(pe.Failed, MessageError{Index: i, Err: err})
-		default:
-			pe.Failed = append(pe.Failed, MessageError{UUID: msgs[i].UUID, Index: i, Err: err})
+		if err == nil {
+			continue
 		}
-		if err != nil {
-			p.cfg.Observer.NotConfirmed(topic, err)
+		p.cfg.Observer.NotConfirmed(topic, err)
+		if pe == nil {
+			pe = &PublishError{Topic: topic}
 		}
+		f := MessageError{Index: i, Err: err}
+		if msgs[i] != nil {
+			f.UUID = msgs[i].UUID
+		}
+		pe.Failed = append(pe.Failed, f)
 	}
-	if len(pe.Failed) == 0 {
+	if pe == nil {
 		p.logger.Trace("Published and confirmed", watermill.LogFields{"topic": topic, "messages": len(msgs)})
 		return nil
+	}
+	for i, err := range results {
+		if err == nil {
+			pe.Confirmed = append(pe.Confirmed, msgs[i].UUID)
+		}
 	}
 	return pe
 }
