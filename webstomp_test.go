@@ -33,13 +33,6 @@ type wsEnv struct {
 	pub  *durablews.Publisher
 }
 
-func wsAMQPURL() string {
-	if u := os.Getenv("DURABLEWS_AMQP_URL"); u != "" {
-		return u
-	}
-	return stomptab.DefaultAMQPURL
-}
-
 func wsStompURL() string {
 	if u := os.Getenv("DURABLEWS_WEBSTOMP_URL"); u != "" {
 		return u
@@ -59,8 +52,8 @@ func wsManagementURL() string {
 // the publisher config.
 func newWSEnv(t *testing.T, cfg func(*durablews.Config)) *wsEnv {
 	t.Helper()
-	conn, err := amqp.Dial(wsAMQPURL())
-	require.NoError(t, err, "needs RabbitMQ on %s", wsAMQPURL())
+	conn, err := amqp.Dial(amqpURL())
+	require.NoError(t, err, "needs RabbitMQ on %s", amqpURL())
 	t.Cleanup(func() { _ = conn.Close() })
 	e := &wsEnv{t: t, conn: conn, ex: stomptab.UniqueName("ws-e2e")}
 	require.NoError(t, e.do(func(ch *amqp.Channel) error {
@@ -69,7 +62,7 @@ func newWSEnv(t *testing.T, cfg func(*durablews.Config)) *wsEnv {
 	t.Cleanup(func() {
 		_ = e.do(func(ch *amqp.Channel) error { return ch.ExchangeDelete(e.ex, false, false) })
 	})
-	c := durablews.NewConfig(wsAMQPURL(), durablews.Exchange{Name: e.ex, Kind: durablews.KindTopic})
+	c := durablews.NewConfig(amqpURL(), durablews.Exchange{Name: e.ex, Kind: durablews.KindTopic})
 	if cfg != nil {
 		cfg(&c)
 	}
