@@ -451,7 +451,7 @@ func TestTabSessions(t *testing.T) {
 		sub, err := tab.SubscribeQueue(ctxT(t, 10*time.Second), bob.Queue, 10)
 		require.Error(t, err, "SUBSCRIBE to B's queue must fail")
 		assert.Nil(t, sub)
-		assert.Contains(t, err.Error(), "connection closed", "3.10.8 closes the socket without the ERROR frame")
+		assert.ErrorIs(t, err, stomptab.ErrBrokerClosed, "3.10.8 closes the socket without the ERROR frame")
 		t.Logf("client observed: %v", err)
 		t.Logf("broker: %s", w.wait(t, "basic.consume", "access_refused", "access to queue '"+bob.Queue+"'", "refused for user '"+alice.Queue+"'"))
 		assert.Equal(t, 1, e.ready(t, bob.Queue), "B's message must still be in B's queue: no MESSAGE went to A")

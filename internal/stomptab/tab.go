@@ -25,9 +25,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -49,6 +52,14 @@ const (
 // ErrClosed is returned by Next once the tab was closed or dropped and
 // every message buffered before that has been handed out.
 var ErrClosed = errors.New("stomptab: tab closed")
+
+// ErrBrokerClosed reports that the broker closed the connection while the
+// tab waited for a receipt. RabbitMQ 3.10.8 answers a refused operation
+// (for example SUBSCRIBE to a queue the tab may not read) by closing the
+// socket without an ERROR frame; depending on timing the client sees that
+// as go-stomp's "connection closed" or as a write error (broken pipe,
+// connection reset). Both mean the same, so Sync maps both to this error.
+var ErrBrokerClosed = errors.New("stomptab: broker closed the connection")
 
 // Options configure a tab's STOMP connection.
 type Options struct {
@@ -276,11 +287,25 @@ func (t *Tab) Sync(ctx context.Context) error {
 	}()
 	select {
 	case err := <-done:
+		if isClosedByPeer(err) {
+			return fmt.Errorf("%w: %w", ErrBrokerClosed, err)
+		}
 		return err
 	case <-ctx.Done():
 		// The goroutine ends once the receipt arrives or the tab is closed.
 		return ctx.Err()
 	}
+}
+
+// isClosedByPeer tells whether err is one of the ways a socket closed by
+// the other side shows up in go-stomp.
+func isClosedByPeer(err error) bool {
+	var se stomp.Error
+	if errors.As(err, &se) && se.Message == "connection closed" {
+		return true
+	}
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
 }
 
 // Close is the graceful path (stompjs client.deactivate()): it sends a
