@@ -43,7 +43,8 @@ type Publisher struct {
 	ready chan struct{} // closed when the next session is installed
 	gen   uint64
 
-	slots chan struct{} // in-flight semaphore, one token per unconfirmed message
+	slots  chan struct{} // in-flight semaphore, one token per unconfirmed message
+	timers sync.Pool     // *time.Timer for ConfirmTimeout, reused across calls
 
 	closedMu sync.RWMutex
 	closed   bool
@@ -217,8 +218,14 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	}
 
 	p.cfg.Observer.Published(topic, len(out))
-	timer := time.NewTimer(p.cfg.ConfirmTimeout)
-	defer timer.Stop()
+	timer := p.confirmTimer()
+	defer func() {
+		// Only a timer stopped before it fired goes back: its channel is
+		// empty whatever the GODEBUG asynctimerchan setting.
+		if timer.Stop() {
+			p.timers.Put(timer)
+		}
+	}()
 	var avoid *session
 	channelRetries := 0
 	for len(out) > 0 {
@@ -253,10 +260,21 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	return p.result(topic, msgs, results)
 }
 
+// confirmTimer returns a timer running for Config.ConfirmTimeout. Timers
+// stopped before they fired are pooled, so a one-message Publish does not
+// allocate a timer each time.
+func (p *Publisher) confirmTimer() *time.Timer {
+	if t, ok := p.timers.Get().(*time.Timer); ok {
+		t.Reset(p.cfg.ConfirmTimeout)
+		return t
+	}
+	return time.NewTimer(p.cfg.ConfirmTimeout)
+}
+
 // prepare validates and marshals every message. It records failures in
 // results and reports whether any message was invalid.
-func (p *Publisher) prepare(topic string, ex Exchange, msgs []*message.Message, results []error) ([]*outgoing, bool) {
-	out := make([]*outgoing, 0, len(msgs))
+func (p *Publisher) prepare(topic string, ex Exchange, msgs []*message.Message, results []error) ([]outgoing, bool) {
+	out := make([]outgoing, 0, len(msgs))
 	invalid := false
 	for i, msg := range msgs {
 		fail := func(err error) {
@@ -288,7 +306,7 @@ func (p *Publisher) prepare(topic string, ex Exchange, msgs []*message.Message, 
 			fail(errors.New("message has no UUID: create it with message.NewMessage(watermill.NewUUID(), payload)"))
 			continue
 		}
-		out = append(out, &outgoing{idx: i, msg: msg, key: key, pub: pub})
+		out = append(out, outgoing{idx: i, msg: msg, key: key, pub: pub})
 	}
 	return out, invalid
 }
@@ -297,11 +315,11 @@ func (p *Publisher) prepare(topic string, ex Exchange, msgs []*message.Message, 
 // confirms in order. It returns the messages to republish (their confirm
 // was lost with a channel or the connection) and whether the connection
 // itself was lost.
-func (p *Publisher) pipeline(s *session, topic string, ex Exchange, out []*outgoing, results []error, deadline <-chan time.Time) (retry []*outgoing, connLost bool, chanErr error) {
+func (p *Publisher) pipeline(s *session, topic string, ex Exchange, out []outgoing, results []error, deadline <-chan time.Time) (retry []outgoing, connLost bool, chanErr error) {
 	queue := make([]flight, 0, min(len(out), p.cfg.MaxInFlight))
 	release := func() { <-p.slots }
 	resend := func(o *outgoing, err error) {
-		retry = append(retry, o)
+		retry = append(retry, *o)
 		if s.dead() {
 			connLost = true
 		} else {
@@ -326,7 +344,7 @@ func (p *Publisher) pipeline(s *session, topic string, ex Exchange, out []*outgo
 		}
 		select {
 		case acquire <- struct{}{}:
-			o := out[next]
+			o := &out[next]
 			next++
 			if err := o.msg.Context().Err(); err != nil {
 				release()
@@ -425,7 +443,9 @@ func (p *Publisher) result(topic string, msgs []*message.Message, results []erro
 		pe.Failed = append(pe.Failed, f)
 	}
 	if pe == nil {
-		p.logger.Trace("Published and confirmed", watermill.LogFields{"topic": topic, "messages": len(msgs)})
+		// No per-call log line here: building its LogFields map costs
+		// allocations on every publish even with a no-op logger.
+		// Config.Observer sees every confirm.
 		return nil
 	}
 	for i, err := range results {
@@ -436,7 +456,7 @@ func (p *Publisher) result(topic string, msgs []*message.Message, results []erro
 	return pe
 }
 
-func failAll(out []*outgoing, results []error, err error) {
+func failAll(out []outgoing, results []error, err error) {
 	for _, o := range out {
 		results[o.idx] = err
 	}
