@@ -211,6 +211,13 @@ type TabSession struct {
 	ExpiresIn   int       `json:"expires_in"`
 	RenewIn     int       `json:"renew_in"`
 	Bindings    []Binding `json:"bindings"`
+	// QueueCreated is true when this request had to create the tab's
+	// queue. On a tab's first session that is normal; on a later one the
+	// queue was gone: it expired (the tab was away longer than
+	// QueueExpires), an operator deleted it, or the broker lost it in a
+	// crash right after declaring it. Messages published while it was
+	// missing are lost, so the page should reload its state.
+	QueueCreated bool `json:"queue_created"`
 }
 
 // tabSessionRequest is the JSON body of a session request.
@@ -272,7 +279,8 @@ type tabErrorBody struct {
 //	  "expires_at":  "2026-11-25T21:40:00Z",          // token expiry (RFC 3339)
 //	  "expires_in":  600,                             // seconds from now
 //	  "renew_in":    450,                             // renew after this many seconds
-//	  "bindings":    [{"exchange": "events", "key": "customer.42.#"}]
+//	  "bindings":    [{"exchange": "events", "key": "customer.42.#"}],
+//	  "queue_created": false                          // true: the queue did not exist
 //	}
 //
 // The browser then connects to url with subprotocol v12.stomp and sends
@@ -292,7 +300,9 @@ type tabErrorBody struct {
 // expired token gets), and use the newest token for every new connection;
 // subscribe right after CONNECT rather than later on an old connection.
 // Renewal keeps the queue and re-applies the bindings the user is allowed
-// now. Never use one tab_id in two live tabs (a duplicated browser tab
+// now. queue_created:true on a renewal means the queue was gone and has
+// been created again, empty (see TabSession.QueueCreated): the page has
+// missed messages and should reload its state. Never use one tab_id in two live tabs (a duplicated browser tab
 // copies sessionStorage): with a single active consumer the second tab
 // would receive nothing until the first one leaves.
 //
@@ -558,7 +568,8 @@ func (s *TabSessions) serve(w http.ResponseWriter, r *http.Request) (*TabSession
 	}
 
 	queue := tabQueueName(user, tabID)
-	if err := s.ensureQueue(queue, granted); err != nil {
+	created, err := s.ensureQueue(queue, granted)
+	if err != nil {
 		var he *httpError
 		if errors.As(err, &he) {
 			return nil, he
@@ -575,16 +586,17 @@ func (s *TabSessions) serve(w http.ResponseWriter, r *http.Request) (*TabSession
 	renewIn := max(expiresIn*3/4, 1)
 	s.logger.Debug("Tab session granted", watermill.LogFields{"queue": queue, "bindings": len(granted), "expires_at": exp})
 	return &TabSession{
-		TabID:       tabID,
-		URL:         s.cfg.WebSTOMPURL,
-		Vhost:       s.vhost,
-		Queue:       queue,
-		Destination: "/amq/queue/" + queue,
-		Token:       token,
-		ExpiresAt:   exp.UTC(),
-		ExpiresIn:   expiresIn,
-		RenewIn:     renewIn,
-		Bindings:    granted,
+		TabID:        tabID,
+		URL:          s.cfg.WebSTOMPURL,
+		Vhost:        s.vhost,
+		Queue:        queue,
+		Destination:  "/amq/queue/" + queue,
+		Token:        token,
+		ExpiresAt:    exp.UTC(),
+		ExpiresIn:    expiresIn,
+		RenewIn:      renewIn,
+		Bindings:     granted,
+		QueueCreated: created,
 	}, nil
 }
 
@@ -699,18 +711,18 @@ func (s *TabSessions) connection() (*amqp.Connection, error) {
 
 // ensureQueue declares the tab queue (or keeps an existing one), binds it
 // to every granted binding and, with a management client, removes bindings
-// that are no longer granted.
-func (s *TabSessions) ensureQueue(queue string, granted []Binding) error {
+// that are no longer granted. created reports that the queue did not exist.
+func (s *TabSessions) ensureQueue(queue string, granted []Binding) (created bool, err error) {
 	conn, err := s.connection()
 	if err != nil {
-		return unavailable(err)
+		return false, unavailable(err)
 	}
 	ch, err := conn.Channel()
 	if err != nil && conn.IsClosed() {
 		// The connection died since the last request (broker restart,
 		// closed by an operator): redial once.
 		if conn, err = s.connection(); err != nil {
-			return unavailable(err)
+			return false, unavailable(err)
 		}
 		ch, err = conn.Channel()
 	}
@@ -724,25 +736,45 @@ func (s *TabSessions) ensureQueue(queue string, granted []Binding) error {
 		return internalError(err)
 	}
 	if err != nil {
-		return brokerErr("open channel", err)
+		return false, brokerErr("open channel", err)
 	}
 	defer func() { _ = ch.Close() }()
 
-	_, err = ch.QueueDeclare(queue, true, false, false, false, s.queueArgs)
+	// A passive declare first tells whether the queue exists; a 404 closes
+	// the channel, so the declare that creates it needs a new one.
 	var ae *amqp.Error
+	if _, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil); err == nil {
+		return false, s.bindAll(ch, queue, granted, brokerErr)
+	} else if !errors.As(err, &ae) || ae.Code != amqp.NotFound {
+		return false, brokerErr("check queue "+queue, err)
+	}
+	if ch, err = conn.Channel(); err != nil { // the deferred Close closes the newest ch
+		return false, brokerErr("open channel", err)
+	}
+	created = true
+	_, err = ch.QueueDeclare(queue, true, false, false, false, s.queueArgs)
 	if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
 		// The queue exists with other arguments (QueueExpires or
-		// QueueMaxLength changed since). Keep it: failing would cut the
-		// tab off its messages. The channel is closed; use a new one.
+		// QueueMaxLength changed since, and a concurrent request created
+		// it between the passive check and this declare). Keep it:
+		// failing would cut the tab off its messages. The channel is
+		// closed; use a new one.
 		s.logger.Info("Tab queue exists with other arguments; keeping it as is until it expires", watermill.LogFields{"queue": queue, "broker": ae.Reason})
 		if ch, err = conn.Channel(); err != nil {
-			return brokerErr("open channel", err)
+			return created, brokerErr("open channel", err)
 		}
+		created = false // a concurrent request created it meanwhile
 		_, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 	}
 	if err != nil {
-		return brokerErr("declare queue "+queue, err)
+		return created, brokerErr("declare queue "+queue, err)
 	}
+	return created, s.bindAll(ch, queue, granted, brokerErr)
+}
+
+// bindAll binds queue to every granted binding and, with a management
+// client, removes the bindings that are no longer granted.
+func (s *TabSessions) bindAll(ch *amqp.Channel, queue string, granted []Binding, brokerErr func(string, error) error) error {
 	for _, b := range granted {
 		if err := ch.QueueBind(queue, b.Key, b.Exchange, false, nil); err != nil {
 			return brokerErr(fmt.Sprintf("bind queue %s to exchange %q with key %q", queue, b.Exchange, b.Key), err)

@@ -394,6 +394,7 @@ func TestTabSessions(t *testing.T) {
 		assert.InDelta(t, 450, alice.RenewIn, 1)
 		assert.WithinDuration(t, time.Now().Add(10*time.Minute), alice.ExpiresAt, 2*time.Second)
 		assert.Regexp(t, `^[a-z2-7]{26}$`, bob.TabID, "a server-made tab id looks like the web client's")
+		assert.True(t, alice.QueueCreated, "the first session creates the queue")
 
 		claims, header := parseClaims(t, alice.Token, key)
 		assert.Equal(t, oauthbroker.KeyID, header["kid"])
@@ -435,6 +436,7 @@ func TestTabSessions(t *testing.T) {
 		renewed := e.open(t, "c-alice", `{"tab_id": "alicetab0000000001"}`)
 		assert.Equal(t, alice.Queue, renewed.Queue)
 		assert.NotEqual(t, alice.Token, renewed.Token)
+		assert.False(t, renewed.QueueCreated, "renewal finds the queue")
 		assert.Equal(t, 1, e.ready(t, alice.Queue), "renewal must not drop queued messages")
 		tab := dialTab(t, renewed)
 		sub, err := tab.SubscribeQueue(ctxT(t, 10*time.Second), renewed.Queue, 10)
@@ -752,9 +754,32 @@ func TestTabSessions(t *testing.T) {
 		}
 	})
 
+	t.Run("a lost queue is created again, empty, and the response says so", func(t *testing.T) {
+		const tabBody = `{"tab_id": "alicetab0000000009"}`
+		first := e.open(t, "c-alice", tabBody)
+		assert.True(t, first.QueueCreated)
+		e.publish(t, "customer.alice.before_loss", `{"n":1}`)
+		require.Equal(t, 1, e.ready(t, first.Queue))
+		// Stands for x-expires running out, an operator's delete or a
+		// broker crash right after the declare (README, Guarantees).
+		ch, err := e.admin.Channel()
+		require.NoError(t, err)
+		_, err = ch.QueueDelete(first.Queue, false, false, false)
+		require.NoError(t, err)
+		require.NoError(t, ch.Close())
+
+		again := e.open(t, "c-alice", tabBody)
+		assert.Equal(t, first.Queue, again.Queue)
+		assert.True(t, again.QueueCreated, "the page must learn that it missed messages")
+		assert.Equal(t, 0, e.ready(t, again.Queue), "the message published before the loss is gone")
+		e.publish(t, "customer.alice.after_loss", `{"n":2}`)
+		assert.Equal(t, 1, e.ready(t, again.Queue), "bindings are back")
+		assert.False(t, e.open(t, "c-alice", tabBody).QueueCreated)
+	})
+
 	t.Run("changed queue arguments keep the existing queue", func(t *testing.T) {
 		changed := cfg
-		changed.QueueMaxLength = 5 // the queue was declared with 10000: PRECONDITION_FAILED
+		changed.QueueMaxLength = 5 // the queue was declared with 10000; it exists, so it is kept, not redeclared
 		changed.QueueExpires = 2 * time.Hour
 		ss, err := durablews.NewTabSessions(changed, nil)
 		require.NoError(t, err)

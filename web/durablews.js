@@ -40,6 +40,11 @@ const CHANNEL_NAME = 'durablews.tab-claims';
  *   itself (a {@link SessionError} with `fatal: true`, e.g. HTTP 401/403)
  * @property {boolean} [fatal]  'closed' only: true when the client closed itself
  *   because of `error` (it does not retry; call connect() again, e.g. after login)
+ * @property {boolean} [queueReset] 'connected' only, tab-session mode: the server
+ *   had to create this tab's queue again since this client's previous session
+ *   (it expired while the tab was away longer than its x-expires, an operator
+ *   deleted it, or the broker lost it in a crash right after declaring it).
+ *   Messages published while it was missing never arrive: reload the page's state.
  *
  * @typedef {object} DurableMessage
  * @property {string|undefined} id  `amqp-message-id` (the Watermill UUID), or the
@@ -367,6 +372,8 @@ export class DurableClient {
     this._channel = null;
     /** newest tab-session response (parsed), tab-session mode only */
     this._session = null;
+    /** a session since the previous one created the queue again; reported with the next 'connected' */
+    this._queueReset = false;
   }
 
   /** This tab's id (see README: duplicated tabs get a new one on connect()). */
@@ -623,6 +630,9 @@ export class DurableClient {
       this._tabId = s.tabId;
       this._storeTabId(s.tabId);
     }
+    // The first session of this client creating the queue is normal; a
+    // later one means the queue had been lost in between.
+    if (s.queueCreated && this._session !== null) this._queueReset = true;
     this._session = s;
     return s;
   }
@@ -710,7 +720,12 @@ export class DurableClient {
     Promise.all(receipts).then(() => {
       if (gen !== this._liveGen) return;
       this._healthySince = Date.now();
-      this._setState('connected', { attempt: this._attempt });
+      const detail = { attempt: this._attempt };
+      if (this._queueReset) {
+        detail.queueReset = true;
+        this._queueReset = false;
+      }
+      this._setState('connected', detail);
     });
   }
 

@@ -342,5 +342,7 @@ export function parseSession(s) {
     token: str('token'),
     expiresAt: Date.parse(s.expires_at),
     renewInMs: Number.isFinite(renewIn) ? renewIn * 1000 : NaN,
+    // true: the server had to create the queue (first session, or it was gone)
+    queueCreated: s.queue_created === true,
   };
 }

@@ -531,6 +531,41 @@ test('session: the server-returned tab_id is stored and sent on every reconnect,
   assert.equal(again.tabId, srv.tabId);
 });
 
+test('session: a queue the server had to create again is reported once, with the next connected state', async () => {
+  const broker = new FakeBroker();
+  const srv = fakeSessionServer();
+  let created = true; // the first session creates the queue: normal, not reported
+  const base = srv.next;
+  srv.next = (req) => {
+    const r = base(req);
+    r.body.queue_created = created;
+    created = false;
+    return r;
+  };
+  const { client, states } = newSessionClient(broker, srv);
+  client.subscribe({ name: 'events' }, () => {});
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+
+  broker.last.close(1006, 'network'); // queue still there: no reset
+  await until('reconnected', () => broker.frames('CONNECT').length === 2 && client.state === 'connected');
+
+  // The queue is lost (x-expires, operator, broker crash); the server creates
+  // it again, and a failed attempt in between must not swallow the report.
+  created = true;
+  broker.subscribeFails = true;
+  broker.last.close(1006, 'network');
+  await until('a failed attempt', () => broker.frames('CONNECT').length >= 4);
+  broker.subscribeFails = false;
+  await until('reconnected after the loss', () => client.state === 'connected' && states.filter((s) => s.state === 'connected').length === 3);
+
+  broker.last.close(1006, 'network');
+  await until('reconnected once more', () => states.filter((s) => s.state === 'connected').length === 4);
+  const connected = states.filter((s) => s.state === 'connected');
+  assert.deepEqual(connected.map((s) => s.queueReset === true), [false, false, true, false]);
+  await client.close();
+});
+
 test('session: bindings option is sent as asked', async () => {
   const broker = new FakeBroker();
   const srv = fakeSessionServer();
