@@ -138,6 +138,7 @@ func TestBrowser(t *testing.T) {
 	t.Run("a_live_events", h.testLive)
 	t.Run("b1_drop_connection", h.testDropConnection)
 	t.Run("b2_reload", h.testReload)
+	t.Run("b3_queue_lost", h.testQueueLost)
 	t.Run("c_two_tabs_and_other_customer", h.testTwoTabs)
 	t.Run("d_other_customers_binding_refused", h.testForeignBinding)
 	if path := os.Getenv("DURABLEWS_DEMO_SCREENSHOT"); path != "" {
@@ -210,6 +211,53 @@ func (h *harness) testDropConnection(t *testing.T) {
 		t.Errorf("queue %s still has %d ready messages", st.Queue, got)
 	}
 	tab.screenshot(t, "b1-after-drop")
+}
+
+// b(iii). The tab's queue disappears while the tab is cut off (what an
+// x-expires deadline, an operator or a broker crash right after the
+// declare does): the tab session creates it again and the page is told
+// that the events of the gap are missing, instead of silently not
+// showing them.
+func (h *harness) testQueueLost(t *testing.T) {
+	const cut = 2 * time.Second
+	tab := h.openTab(t, "42", url.Values{"cut": {strconv.Itoa(int(cut.Milliseconds()))}})
+	before := h.publish(t, "42", 3)
+	tab.waitShown(t, before)
+	queue := tab.stats(t).Queue
+
+	tab.do(t, "click Drop connection", chromedp.Click(chromedp.ID("drop")))
+	tab.waitFor(t, "reconnecting after Drop connection", `durablewsDemo.state === 'reconnecting'`)
+	if err := h.withChannel(func(ch *amqp.Channel) error {
+		_, err := ch.QueueDelete(queue, false, false, false)
+		return err
+	}); err != nil {
+		t.Fatalf("delete the tab's queue %s: %v", queue, err)
+	}
+	gap := h.publish(t, "42", 4) // confirmed, but no queue is bound for them any more
+	tab.waitFor(t, "connected again, with queueReset", `durablewsDemo.stateLog.some((s) => s.state === 'connected' && s.queueReset)`)
+	var status string
+	tab.mustEval(t, `document.getElementById('status').textContent`, &status)
+	if !strings.Contains(status, "created again") {
+		t.Errorf("the page does not say its queue was created again: status %q", status)
+	}
+	after := h.publish(t, "42", 3)
+	shown := tab.waitShown(t, slices.Concat(before, after))
+	for _, id := range gap {
+		if slices.Contains(shown, id) {
+			t.Errorf("event %s published while the queue was gone was shown: the signal would be wrong", id)
+		}
+	}
+	resets := 0
+	for _, s := range tab.stateLog(t) {
+		if s.QueueReset {
+			resets++
+		}
+	}
+	if resets != 1 {
+		t.Errorf("queueReset reported %d times, want 1: %+v", resets, tab.stateLog(t))
+	}
+	t.Logf("b3: queue %s deleted during a %v cut; %d events of the gap missing and the page told so (%q); %d before and %d after shown", queue, cut, len(gap), status, len(before), len(after))
+	tab.screenshot(t, "b3-queue-lost")
 }
 
 // b(ii). Reload the page (sessionStorage keeps the tab id, so the same
@@ -634,6 +682,8 @@ type stateEntry struct {
 	Error   string  `json:"error"`
 	Status  int     `json:"status"`
 	Fatal   bool    `json:"fatal"`
+	// QueueReset: 'connected' after the server had to create the queue again.
+	QueueReset bool `json:"queueReset"`
 }
 
 func (tb *tab) stateLog(t *testing.T) []stateEntry {

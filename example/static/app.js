@@ -126,12 +126,20 @@ const stateLog = [];
 let lastState = { state: client.state, attempt: 0 };
 client.onState((state, detail) => {
   lastState = { state, ...detail, at: Date.now() };
-  stateLog.push({ state, attempt: detail.attempt, delayMs: detail.delayMs, error: detail.error?.message, status: detail.error?.status, fatal: !!detail.fatal, at: lastState.at });
+  stateLog.push({ state, attempt: detail.attempt, delayMs: detail.delayMs, error: detail.error?.message, status: detail.error?.status, fatal: !!detail.fatal, queueReset: !!detail.queueReset, at: lastState.at });
   renderState();
   if (state === 'closed' && detail.fatal) {
     const e = detail.error;
     const why = e?.status === 401 ? 'not logged in' : e?.status === 403 ? 'not allowed' : 'refused';
     setStatus('err', `tab session ${why} (HTTP ${e?.status}): ${e?.message ?? e}. Not retrying.`);
+  }
+  if (state === 'connected' && detail.queueReset) {
+    // The server had to create this tab's queue again (it expired while the tab was
+    // away, was deleted, or the broker lost it): events of the gap never arrive.
+    // A real page reloads its state from the application here.
+    cutAt = 0;
+    setStatus('warn', 'this tab\'s queue was gone (expired, deleted or lost by the broker) and was created again: events published in between are missing; a real page would reload its state now');
+    return;
   }
   if (state === 'connected' && cutAt) {
     const secs = ((Date.now() - cutAt) / 1000).toFixed(1);
