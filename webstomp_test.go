@@ -275,7 +275,7 @@ func TestWebSTOMP_QueueExpiresAfterTabIsGone(t *testing.T) {
 	gone := time.Since(dropped)
 	t.Logf("x-expires %v: queue gone %v after the tab dropped", expires, gone)
 	assert.GreaterOrEqual(t, gone, expires-50*time.Millisecond)
-	assert.Less(t, gone, expires+time.Second)
+	assert.Less(t, gone, expires+3*time.Second, "expired, but late (the broker deletes at x-expires; slack for a loaded machine)")
 
 	lost := wsMessages("customer.42.x", 2)
 	err := e.pub.Publish(e.ex, lost...)

@@ -191,7 +191,7 @@ func TestQueueExpiresAfterTabIsGone(t *testing.T) {
 		gone := waitGone(t, q, dropped)
 		t.Logf("x-expires %v: queue gone %v after Drop", expires, gone)
 		assert.GreaterOrEqual(t, gone, expires-50*time.Millisecond)
-		assert.Less(t, gone, expires+time.Second)
+		assert.Less(t, gone, expires+3*time.Second, "expired, but late (the broker deletes at x-expires; slack for a loaded machine)")
 	})
 
 	t.Run("connected tab keeps its queue past x-expires", func(t *testing.T) {
