@@ -45,7 +45,10 @@
 // For per-user access control, mount TabSessions: it declares each tab's
 // queue server-side and hands the browser a short-lived JWT that RabbitMQ's
 // OAuth 2 backend accepts for reading that one queue and nothing else
-// (scripts/rabbitmq-tab-sessions.sh configures the broker).
+// (scripts/rabbitmq-tab-sessions.sh configures the broker). When a tab's
+// queue had to be created again (it expired while the tab was away, or was
+// lost), the session says so (TabSession.QueueCreated) and the browser
+// client tells the page, which should then reload its state.
 //
 // # Guarantees and limits
 //
