@@ -7,7 +7,10 @@
 // persistent message into each and waits for its publisher confirm, waits
 // -delay, kills the node with SIGKILL, starts it again and checks every
 // queue of the round with a passive declare. -load busy goroutines keep the
-// CPUs occupied meanwhile, which is when the loss shows up.
+// CPUs occupied meanwhile, which is when the loss shows up. With -bind each
+// queue is also bound to a durable topic exchange (as TabSessions does) and
+// its message goes through the exchange; after the restart a mandatory
+// probe per queue checks that the binding survived too.
 //
 //	go run ./internal/testbroker/cmd/killrepro -rounds 12 -load 2
 //
@@ -33,14 +36,17 @@ func main() {
 	queues := flag.Int("queues", 10, "durable queues declared (one confirmed message each) per round")
 	delay := flag.Duration("delay", 0, "wait between the last confirm and the kill")
 	load := flag.Int("load", runtime.NumCPU(), "busy goroutines occupying the CPUs during the run (0 = none)")
+	bind := flag.Bool("bind", false, "bind each queue to a durable exchange, publish through it, and check the bindings after the restart")
 	flag.Parse()
-	if err := run(*rounds, *queues, *delay, *load); err != nil {
+	if err := run(*rounds, *queues, *delay, *load, *bind); err != nil {
 		fmt.Fprintln(os.Stderr, "killrepro:", err)
 		os.Exit(1)
 	}
 }
 
-func run(rounds, queues int, delay time.Duration, load int) error {
+const exchange = "killrepro"
+
+func run(rounds, queues int, delay time.Duration, load int, bind bool) error {
 	n, err := testbroker.StartNode(testbroker.Options{Plugins: []string{}, NamePrefix: "killrepro"})
 	if err != nil {
 		return err
@@ -57,7 +63,22 @@ func run(rounds, queues int, delay time.Duration, load int) error {
 		}()
 	}
 
-	lostQueues, lostLast, lostMsgs := 0, 0, 0
+	if bind {
+		c, err := amqp.Dial(n.AMQPURL())
+		if err != nil {
+			return err
+		}
+		ch, err := c.Channel()
+		if err == nil {
+			err = ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, nil)
+		}
+		_ = c.Close()
+		if err != nil {
+			return err
+		}
+	}
+
+	lostQueues, lostLast, lostMsgs, lostBindings := 0, 0, 0, 0
 	for r := range rounds {
 		names := make([]string, queues)
 		c, err := amqp.Dial(n.AMQPURL())
@@ -66,7 +87,7 @@ func run(rounds, queues int, delay time.Duration, load int) error {
 		}
 		for i := range names {
 			names[i] = fmt.Sprintf("killrepro-%d-%d", r, i)
-			if err := declareAndConfirm(c, names[i]); err != nil {
+			if err := declareAndConfirm(c, names[i], bind); err != nil {
 				return fmt.Errorf("round %d: %w", r, err)
 			}
 		}
@@ -104,17 +125,28 @@ func run(rounds, queues int, delay time.Duration, load int) error {
 				fmt.Printf("round %d: queue %s holds %d messages, want 1\n", r+1, q, qi.Messages)
 			}
 			_ = ch.Close()
+			if bind {
+				routed, err := probeBinding(c, q)
+				if err != nil {
+					return fmt.Errorf("round %d: probe %s: %w", r+1, q, err)
+				}
+				if !routed {
+					lostBindings++
+					fmt.Printf("round %d: queue %d of %d (%s) lost its binding to %q\n", r+1, i+1, len(names), q, exchange)
+				}
+			}
 		}
 		_ = c.Close()
 	}
-	fmt.Printf("killrepro: %d rounds x %d queues, delay %v, load %d: %d queues lost (%d of them the last declared before the kill), %d messages lost from surviving queues\n",
-		rounds, queues, delay, load, lostQueues, lostLast, lostMsgs)
+	fmt.Printf("killrepro: %d rounds x %d queues, delay %v, load %d, bind %v: %d queues lost (%d of them the last declared before the kill), %d messages lost from surviving queues, %d bindings lost\n",
+		rounds, queues, delay, load, bind, lostQueues, lostLast, lostMsgs, lostBindings)
 	return nil
 }
 
-// declareAndConfirm declares a durable queue and publishes one persistent
-// message into it, returning once the broker confirmed it.
-func declareAndConfirm(c *amqp.Connection, q string) error {
+// declareAndConfirm declares a durable queue (with bind: bound to the
+// exchange with its own name as key) and publishes one persistent message
+// into it, returning once the broker confirmed it.
+func declareAndConfirm(c *amqp.Connection, q string, bind bool) error {
 	ch, err := c.Channel()
 	if err != nil {
 		return err
@@ -123,12 +155,19 @@ func declareAndConfirm(c *amqp.Connection, q string) error {
 	if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
 		return err
 	}
+	ex := ""
+	if bind {
+		if err := ch.QueueBind(q, q, exchange, false, nil); err != nil {
+			return err
+		}
+		ex = exchange
+	}
 	if err := ch.Confirm(false); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", q, true, false, amqp.Publishing{
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, ex, q, true, false, amqp.Publishing{
 		DeliveryMode: amqp.Persistent, Body: []byte(q),
 	})
 	if err != nil {
@@ -138,4 +177,36 @@ func declareAndConfirm(c *amqp.Connection, q string) error {
 		return fmt.Errorf("publish to %s not confirmed (acked %v): %v", q, ok, err)
 	}
 	return nil
+}
+
+// probeBinding publishes a mandatory, transient message to the exchange
+// with q as routing key and reports whether it was routed (not returned),
+// then removes it again.
+func probeBinding(c *amqp.Connection, q string) (bool, error) {
+	ch, err := c.Channel()
+	if err != nil {
+		return false, err
+	}
+	defer ch.Close()
+	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+	if err := ch.Confirm(false); err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, q, true, false, amqp.Publishing{Body: []byte("probe")})
+	if err != nil {
+		return false, err
+	}
+	if _, err := dc.WaitContext(ctx); err != nil {
+		return false, err
+	}
+	// amqp091-go hands a basic.return over before the ack that follows it.
+	select {
+	case <-returns:
+		return false, nil
+	default:
+	}
+	_, err = ch.QueuePurge(q, false)
+	return true, err
 }
