@@ -40,11 +40,14 @@ const CHANNEL_NAME = 'durablews.tab-claims';
  *   itself (a {@link SessionError} with `fatal: true`, e.g. HTTP 401/403)
  * @property {boolean} [fatal]  'closed' only: true when the client closed itself
  *   because of `error` (it does not retry; call connect() again, e.g. after login)
- * @property {boolean} [queueReset] 'connected' only, tab-session mode: the server
- *   had to create this tab's queue again since this client's previous session
- *   (it expired while the tab was away longer than its x-expires, an operator
- *   deleted it, or the broker lost it in a crash right after declaring it).
- *   Messages published while it was missing never arrive: reload the page's state.
+ * @property {boolean} [queueReset] 'connected' only: this tab's queue was gone and
+ *   has been created again, so messages published while it was missing never
+ *   arrive: reload the page's state. Tab-session mode: exact, the server had to
+ *   create the queue since this client's previous session (it expired while the
+ *   tab was away longer than its x-expires, an operator deleted it, or the broker
+ *   lost it). Headers mode: an estimate, nothing was heard from the broker for at
+ *   least the shortest subscription's expiresMs (the queue has expired, or is
+ *   about to); a deleted or lost queue cannot be seen there.
  *
  * @typedef {object} DurableMessage
  * @property {string|undefined} id  `amqp-message-id` (the Watermill UUID), or the
@@ -374,6 +377,10 @@ export class DurableClient {
     this._session = null;
     /** a session since the previous one created the queue again; reported with the next 'connected' */
     this._queueReset = false;
+    /** headers mode: when the broker was last heard from on a connection that was live */
+    this._lastHeard = 0;
+    /** headers mode: _lastHeard of the connection that ended; 0 while connected or never connected */
+    this._offlineSince = 0;
   }
 
   /** This tab's id (see README: duplicated tabs get a new one on connect()). */
@@ -459,6 +466,7 @@ export class DurableClient {
     if (this._closed) return;
     this._closed = true;
     this._gen++;
+    if (this._liveGen && !this._offlineSince) this._offlineSince = Date.now(); // the consumer leaves now
     this._liveGen = 0;
     if (this._timer) clearTimeout(this._timer);
     this._timer = null;
@@ -689,7 +697,14 @@ export class DurableClient {
         this._heartbeatWorker && typeof Worker !== 'undefined' ? TickerStrategy.Worker : TickerStrategy.Interval,
       debug: (m) => this._debug(m),
       onConnect: () => {
-        if (gen === this._gen) this._connected(stomp, gen);
+        if (gen !== this._gen) return;
+        // Any frame or heart-beat from the broker: when the broker last knew
+        // this tab (x-expires counts from when the broker sees it gone).
+        this._lastHeard = Date.now();
+        stomp.webSocket?.addEventListener?.('message', () => {
+          if (gen === this._gen) this._lastHeard = Date.now();
+        });
+        this._connected(stomp, gen);
       },
       onStompError: (frame) => {
         if (gen !== this._gen) return;
@@ -721,6 +736,11 @@ export class DurableClient {
       if (gen !== this._liveGen) return;
       this._healthySince = Date.now();
       const detail = { attempt: this._attempt };
+      if (!this._sessionOpts && this._offlineSince) {
+        const expiresMs = Math.min(...[...this._subs].filter((s) => s.headers).map((s) => s._spec.expiresMs));
+        if (Date.now() - this._offlineSince >= expiresMs) this._queueReset = true;
+        this._offlineSince = 0;
+      }
       if (this._queueReset) {
         detail.queueReset = true;
         this._queueReset = false;
@@ -733,6 +753,7 @@ export class DurableClient {
     if (gen !== this._gen || this._closed) return;
     const stomp = this._stomp;
     this._stomp = null;
+    if (this._liveGen && !this._offlineSince) this._offlineSince = this._lastHeard;
     this._liveGen = 0;
     if (stomp) void stomp.deactivate(); // socket is closed: only resets stompjs state
     if (this._healthySince && Date.now() - this._healthySince >= this._stableMs) this._attempt = 0;

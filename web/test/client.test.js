@@ -566,6 +566,30 @@ test('session: a queue the server had to create again is reported once, with the
   await client.close();
 });
 
+test('headers mode: an outage of at least expiresMs is reported as queueReset on the next connected state, a shorter one is not', async () => {
+  const broker = new FakeBroker();
+  const { client, states } = newClient(broker);
+  client.subscribe({ ...spec, expiresMs: 150 }, () => {});
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+
+  broker.last.close(1006, 'network'); // back within a few ms: the queue is still there
+  await until('reconnected', () => states.filter((s) => s.state === 'connected').length === 2);
+
+  broker.subscribeFails = true; // the tab stays away longer than x-expires
+  broker.last.close(1006, 'network');
+  await new Promise((r) => setTimeout(r, 250));
+  broker.subscribeFails = false;
+  await until('reconnected after the long outage', () => states.filter((s) => s.state === 'connected').length === 3);
+
+  await client.close(); // close() and connect() again at once: short
+  await client.connect();
+  await until('connected again', () => states.filter((s) => s.state === 'connected').length === 4);
+  const connected = states.filter((s) => s.state === 'connected');
+  assert.deepEqual(connected.map((s) => s.queueReset === true), [false, false, true, false]);
+  await client.close();
+});
+
 test('session: bindings option is sent as asked', async () => {
   const broker = new FakeBroker();
   const srv = fakeSessionServer();
