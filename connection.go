@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 
@@ -54,15 +55,24 @@ type confirmChannel struct {
 	closed   chan struct{}
 }
 
+// withConnectionName returns c with the client property connection_name
+// set to name unless c already has one, so the broker's connection list
+// shows who is who. The caller's Properties table is copied, not changed.
+func withConnectionName(c amqp.Config, name string) amqp.Config {
+	if _, ok := c.Properties["connection_name"]; ok {
+		return c
+	}
+	if c.Properties == nil {
+		c.Properties = amqp.NewConnectionProperties()
+	} else {
+		c.Properties = maps.Clone(c.Properties)
+	}
+	c.Properties.SetClientConnectionName(name)
+	return c
+}
+
 func dialSession(cfg *Config, url string, gen uint64, logger watermill.LoggerAdapter) (*session, error) {
-	amqpCfg := cfg.AMQP
-	if amqpCfg.Properties == nil {
-		amqpCfg.Properties = amqp.NewConnectionProperties()
-	}
-	if _, ok := amqpCfg.Properties["connection_name"]; !ok {
-		amqpCfg.Properties.SetClientConnectionName("durablews-publisher")
-	}
-	conn, err := amqp.DialConfig(url, amqpCfg)
+	conn, err := amqp.DialConfig(url, withConnectionName(cfg.AMQP, "durablews-publisher"))
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", redactURL(url), err)
 	}

@@ -691,14 +691,7 @@ func (s *TabSessions) connection() (*amqp.Connection, error) {
 	if s.dialErr != nil && time.Since(s.dialErrAt) < redialInterval {
 		return nil, s.dialErr
 	}
-	cfg := s.cfg.AMQP
-	if cfg.Properties == nil {
-		cfg.Properties = amqp.NewConnectionProperties()
-	}
-	if _, ok := cfg.Properties["connection_name"]; !ok {
-		cfg.Properties.SetClientConnectionName("durablews.TabSessions")
-	}
-	conn, err := amqp.DialConfig(s.cfg.AMQPURL, cfg)
+	conn, err := amqp.DialConfig(s.cfg.AMQPURL, withConnectionName(s.cfg.AMQP, "durablews.TabSessions"))
 	if err != nil {
 		s.dialErr = fmt.Errorf("dial %s: %w", redactURL(s.cfg.AMQPURL), err)
 		s.dialErrAt = time.Now()
