@@ -302,9 +302,10 @@ type tabErrorBody struct {
 // Renewal keeps the queue and re-applies the bindings the user is allowed
 // now. queue_created:true on a renewal means the queue was gone and has
 // been created again, empty (see TabSession.QueueCreated): the page has
-// missed messages and should reload its state. Never use one tab_id in two live tabs (a duplicated browser tab
-// copies sessionStorage): with a single active consumer the second tab
-// would receive nothing until the first one leaves.
+// missed messages and should reload its state. Never use one tab_id in two
+// live tabs (a duplicated browser tab copies sessionStorage): with a single
+// active consumer the second tab would receive nothing until the first one
+// leaves.
 //
 // Errors have a JSON body {"error": "<code>", "message": "<what to fix>"}:
 //
@@ -324,9 +325,10 @@ type tabErrorBody struct {
 // unless listed in TrustedOrigins. Do not add permissive CORS headers.
 //
 // Each request opens an AMQP channel on one shared connection, which is
-// redialled when lost. A queue whose arguments differ from the current
-// config (QueueExpires or QueueMaxLength changed since it was declared)
-// is kept as it is, with a warning, rather than failing the renewal.
+// redialled when lost. An existing tab queue is only checked (passive
+// declare), never declared again, so a queue whose arguments differ from
+// the current config (QueueExpires or QueueMaxLength changed since it was
+// declared) is kept as it is rather than failing the renewal.
 type TabSessions struct {
 	cfg       TabSessionsConfig
 	vhost     string
