@@ -143,6 +143,17 @@ func (e *tabEnv) request(t *testing.T, method, cookie, contentType, body string,
 	return r
 }
 
+// serveDirect sends a session request (POST, JSON) straight to h, e.g. a
+// TabSessions with another config than the test server's.
+func serveDirect(h http.Handler, cookie, body string) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
 // open asks for a session as the given user cookie and requires 200.
 func (e *tabEnv) open(t *testing.T, cookie, body string) durablews.TabSession {
 	t.Helper()
@@ -517,11 +528,7 @@ func TestTabSessions(t *testing.T) {
 		ss, err := durablews.NewTabSessions(short, nil)
 		require.NoError(t, err)
 		defer func() { require.NoError(t, ss.Close()) }()
-		rec := httptest.NewRecorder()
-		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"tab_id":"alicetab0000000003"}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: "c-alice"})
-		ss.ServeHTTP(rec, req)
+		rec := serveDirect(ss, "c-alice", `{"tab_id":"alicetab0000000003"}`)
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 		var s durablews.TabSession
 		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &s))
@@ -784,11 +791,7 @@ func TestTabSessions(t *testing.T) {
 		ss, err := durablews.NewTabSessions(changed, nil)
 		require.NoError(t, err)
 		defer func() { require.NoError(t, ss.Close()) }()
-		rec := httptest.NewRecorder()
-		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"tab_id":"alicetab0000000001"}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: "c-alice"})
-		ss.ServeHTTP(rec, req)
+		rec := serveDirect(ss, "c-alice", `{"tab_id":"alicetab0000000001"}`)
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 		assert.Equal(t, 10000.0, e.queueInfo(t, alice.Queue)["arguments"].(map[string]any)["x-max-length"], "kept as declared")
 	})
@@ -832,11 +835,7 @@ func TestTabSessions(t *testing.T) {
 		ss, err := durablews.NewTabSessions(down, nil)
 		require.NoError(t, err)
 		defer func() { require.NoError(t, ss.Close()) }()
-		rec := httptest.NewRecorder()
-		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: "c-alice"})
-		ss.ServeHTTP(rec, req)
+		rec := serveDirect(ss, "c-alice", `{}`)
 		assert.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
 		assert.Equal(t, "2", rec.Header().Get("Retry-After"))
 		assert.Contains(t, rec.Body.String(), `"error":"unavailable"`)
