@@ -107,21 +107,26 @@ class FakeSocket {
   }
 }
 
-function newClient(broker, extra = {}) {
+// Options that make a test client fast and deterministic: no heart-beats or
+// connect timeout, millisecond back-off, private storage, no duplicate-tab wait.
+const fastOptions = () => ({
+  heartbeatMs: 0,
+  connectTimeoutMs: 0,
+  reconnect: { initialMs: 4, maxMs: 32 },
+  storage: memoryStorage(),
+  duplicateTabCheckMs: 0,
+});
+
+/** A client with every state change recorded in `states`. */
+function recordedClient(opts) {
   const states = [];
-  const client = new DurableClient({
-    webSocketFactory: broker.factory,
-    login: 'guest',
-    passcode: 'guest',
-    heartbeatMs: 0,
-    connectTimeoutMs: 0,
-    reconnect: { initialMs: 4, maxMs: 32 },
-    storage: memoryStorage(),
-    duplicateTabCheckMs: 0,
-    ...extra,
-  });
+  const client = new DurableClient(opts);
   client.onState((state, d) => states.push({ state, ...d }));
   return { client, states };
+}
+
+function newClient(broker, extra = {}) {
+  return recordedClient({ webSocketFactory: broker.factory, login: 'guest', passcode: 'guest', ...fastOptions(), ...extra });
 }
 
 const spec = { exchange: 'events', bindingKey: 'customer.42.#', name: 'orders' };
@@ -434,22 +439,17 @@ function fakeSessionServer() {
 }
 
 function newSessionClient(broker, srv, extra = {}) {
-  const states = [];
   const urls = [];
-  const client = new DurableClient({
+  const webSocketFactory = (u) => {
+    urls.push(u);
+    return broker.factory();
+  };
+  const { client, states } = recordedClient({
     session: { url: '/api/tab-session', fetch: srv.fetch },
-    webSocketFactory: (u) => {
-      urls.push(u);
-      return broker.factory();
-    },
-    heartbeatMs: 0,
-    connectTimeoutMs: 0,
-    reconnect: { initialMs: 4, maxMs: 32 },
-    storage: memoryStorage(),
-    duplicateTabCheckMs: 0,
+    webSocketFactory,
+    ...fastOptions(),
     ...extra,
   });
-  client.onState((state, d) => states.push({ state, ...d }));
   return { client, states, urls };
 }
 
