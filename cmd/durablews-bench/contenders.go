@@ -232,7 +232,11 @@ func rawContender(inFlight int) contender {
 		if err != nil {
 			return nil, err
 		}
-		return &rawInstance{conn: conn, ch: ch, e: e, inFlight: inFlight, pubs: rawPublishings(1024, e)}, nil
+		r := &rawInstance{conn: conn, ch: ch, e: e, inFlight: inFlight, pubs: rawPublishings(1024, e)}
+		if inFlight == 1 {
+			r.batch = 1 // waiting for each confirm is a batch of one
+		}
+		return r, nil
 	}
 	return c
 }
@@ -259,7 +263,7 @@ type rawInstance struct {
 	conn     *amqp.Connection
 	ch       *amqp.Channel
 	e        *env
-	batch    int // > 0: publish batch, wait for all, repeat
+	batch    int // > 0: publish batch, wait for all, repeat (1: wait for each confirm)
 	inFlight int
 	pubs     []amqp.Publishing
 }
@@ -290,26 +294,6 @@ func (r *rawInstance) run(ctx context.Context, stop <-chan struct{}, confirmed *
 			confirmed.Add(int64(r.batch))
 		}
 	}
-	if r.inFlight == 1 {
-		for i := 0; ; i = (i + 1) % len(r.pubs) {
-			select {
-			case <-stop:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			default:
-			}
-			dc, err := r.ch.PublishWithDeferredConfirmWithContext(ctx, r.e.exchange, r.e.key, false, false, r.pubs[i])
-			if err != nil {
-				return err
-			}
-			if ok, err := dc.WaitContext(ctx); err != nil || !ok {
-				return fmt.Errorf("confirm: ack=%v err=%v", ok, err)
-			}
-			confirmed.Add(1)
-		}
-	}
-
 	slots := make(chan struct{}, r.inFlight)
 	pending := make(chan *amqp.DeferredConfirmation, r.inFlight)
 	failed := make(chan struct{})
