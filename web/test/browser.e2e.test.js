@@ -1,145 +1,17 @@
 // End-to-end test: real headless Chromium + real RabbitMQ (Web-STOMP on :15674,
 // management API on :15672). Opt-in, because it needs both:
 //
-//   DURABLEWS_E2E=1 node --test test/            (from web/)
+//   DURABLEWS_E2E=1 npm test            (from web/; make test sets it)
 //
-// Env: CHROMIUM (default 'chromium'), RABBITMQ_MGMT (default
-// http://guest:guest@127.0.0.1:15672), WEBSTOMP_URL (default ws://127.0.0.1:15674/ws).
 // The page test/e2e.html loads ../durablews.js through an import map, exactly as
-// an app would, reports every event to this server and polls it for commands.
+// an app would, reports every event to the harness server and polls it for
+// commands (test/e2e-harness.js, which also reads the env settings).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-
-const ENABLED = process.env.DURABLEWS_E2E === '1';
-const CHROMIUM = process.env.CHROMIUM || 'chromium';
-const MGMT = new URL(process.env.RABBITMQ_MGMT || 'http://guest:guest@127.0.0.1:15672');
-const WS_URL = process.env.WEBSTOMP_URL || 'ws://127.0.0.1:15674/ws';
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..'); // serves /web/...
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// ---- management API ----
-const auth = 'Basic ' + Buffer.from(`${decodeURIComponent(MGMT.username)}:${decodeURIComponent(MGMT.password)}`).toString('base64');
-async function api(method, p, body) {
-  const r = await fetch(new URL(p, MGMT.origin), {
-    method,
-    headers: { authorization: auth, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  if (!r.ok && r.status !== 404) throw new Error(`${method} ${p}: ${r.status} ${text}`);
-  return r.status === 404 ? null : text ? JSON.parse(text) : null;
-}
-const enc = encodeURIComponent;
-async function publish(exchange, routingKey, id, payload, extraHeaders = {}) {
-  const res = await api('POST', `/api/exchanges/%2F/${enc(exchange)}/publish`, {
-    routing_key: routingKey,
-    payload: JSON.stringify(payload),
-    payload_encoding: 'string',
-    properties: {
-      delivery_mode: 2,
-      message_id: id,
-      content_type: 'application/json',
-      headers: { routing_key: routingKey, correlation_id: `c-${id}`, ...extraHeaders },
-    },
-  });
-  assert.equal(res.routed, true, `publish ${id} to ${exchange}/${routingKey} not routed`);
-}
-
-// ---- harness server: static files + /report + /cmd long-poll ----
-function startServer() {
-  const events = [];
-  const cmds = new Map(); // tag -> queued commands
-  const waiters = new Map(); // tag -> pending response
-  const types = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json', '.map': 'application/json' };
-  const server = http.createServer((req, res) => {
-    const u = new URL(req.url, 'http://x');
-    if (req.method === 'POST' && u.pathname === '/report') {
-      let b = '';
-      req.on('data', (c) => (b += c));
-      req.on('end', () => {
-        try {
-          events.push(JSON.parse(b));
-        } catch {}
-        res.end();
-      });
-      return;
-    }
-    if (u.pathname === '/cmd') {
-      const tag = u.searchParams.get('tag');
-      const q = cmds.get(tag);
-      if (q && q.length) return res.end(JSON.stringify(q.shift()));
-      const t = setTimeout(() => {
-        waiters.delete(tag);
-        res.statusCode = 204;
-        res.end();
-      }, 5000);
-      waiters.set(tag, (cmd) => {
-        clearTimeout(t);
-        res.end(JSON.stringify(cmd));
-      });
-      return;
-    }
-    const file = path.join(ROOT, path.normalize(u.pathname));
-    if (!file.startsWith(ROOT + path.sep)) {
-      res.statusCode = 403;
-      return res.end();
-    }
-    fs.readFile(file, (err, data) => {
-      if (err) {
-        res.statusCode = 404;
-        return res.end();
-      }
-      res.setHeader('content-type', types[path.extname(file)] || 'application/octet-stream');
-      res.end(data);
-    });
-  });
-  const send = (tag, cmd) => {
-    const w = waiters.get(tag);
-    if (w) {
-      waiters.delete(tag);
-      w(cmd);
-    } else {
-      if (!cmds.has(tag)) cmds.set(tag, []);
-      cmds.get(tag).push(cmd);
-    }
-  };
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, events, send, port: server.address().port })));
-}
-
-function launchChromium(url) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'durablews-chromium-'));
-  const args = [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--disable-popup-blocking', `--user-data-dir=${dir}`, url,
-  ];
-  const p = spawn(CHROMIUM, args, { detached: true, stdio: 'ignore' });
-  return {
-    stop() {
-      try {
-        process.kill(-p.pid, 'SIGTERM');
-      } catch {}
-      setTimeout(() => fs.rmSync(dir, { recursive: true, force: true }), 1000).unref();
-    },
-  };
-}
-
-async function available() {
-  try {
-    await api('GET', '/api/overview');
-  } catch {
-    return 'RabbitMQ management API not reachable';
-  }
-  return null;
-}
+import {
+  ENABLED, WS_URL, sleep, api, enc, publish, startServer, launchChromium, available,
+} from './e2e-harness.js';
 
 test('DurableClient in headless Chromium against RabbitMQ Web-STOMP', { skip: !ENABLED && 'set DURABLEWS_E2E=1', timeout: 240000 }, async (t) => {
   // Enabled (make test sets DURABLEWS_E2E=1) but the broker is missing: fail
@@ -345,44 +217,4 @@ test('DurableClient in headless Chromium against RabbitMQ Web-STOMP', { skip: !E
   const sB = await stats('B');
   t.diagnostic(`A final stats ${JSON.stringify(sA)}; B ${JSON.stringify(sB)}`);
   assert.equal(of('A', 'page-error').length + of('B', 'page-error').length + of('C', 'page-error').length, 0, 'no page errors');
-});
-
-// Idle longer than Web-STOMP's 60 s Cowboy idle timeout: heart-beats keep the
-// socket open and a message published afterwards still arrives.
-// Opt-in separately (takes ~80 s): DURABLEWS_E2E=1 DURABLEWS_E2E_LONG=1.
-test('idle for 75 s: heart-beats keep the connection', { skip: !(ENABLED && process.env.DURABLEWS_E2E_LONG === '1') && 'set DURABLEWS_E2E=1 DURABLEWS_E2E_LONG=1', timeout: 180000 }, async (t) => {
-  // Enabled (make test sets DURABLEWS_E2E=1) but the broker is missing: fail
-  // loudly, a skipped browser test would hide a broken setup in CI.
-  const why = await available();
-  if (why) throw new Error(`${why}: run \`make broker\` (scripts/rabbitmq.sh) first`);
-  const ex = `dw-e2e-idle-${Math.random().toString(36).slice(2, 8)}`;
-  await api('PUT', `/api/exchanges/%2F/${ex}`, { type: 'topic', durable: true });
-  const { server, events, port } = await startServer();
-  const u = new URL(`http://127.0.0.1:${port}/web/test/e2e.html`);
-  u.search = new URLSearchParams({ tag: 'D', url: WS_URL, exchange: ex, bindingKey: '#', name: 'idle', heartbeatMs: '10000' }).toString();
-  const b = launchChromium(u.href);
-  let queue;
-  t.after(async () => {
-    b.stop();
-    server.closeAllConnections?.();
-    server.close();
-    await sleep(500);
-    if (queue) await api('DELETE', `/api/queues/%2F/${enc(queue)}`).catch(() => {});
-    await api('DELETE', `/api/exchanges/%2F/${ex}`).catch(() => {});
-  });
-  const states = () => events.filter((e) => e.type === 'state').map((e) => e.state);
-  const end = Date.now() + 20000;
-  while (!states().includes('connected')) {
-    if (Date.now() > end) throw new Error('never connected');
-    await sleep(100);
-  }
-  queue = events.find((e) => e.type === 'claimed').queue;
-  await sleep(75000);
-  await publish(ex, 'x', 'idle-1', { late: true });
-  const end2 = Date.now() + 10000;
-  while (!events.some((e) => e.type === 'handled' && e.id === 'idle-1')) {
-    if (Date.now() > end2) throw new Error('message after idle not handled');
-    await sleep(100);
-  }
-  assert.deepEqual(states(), ['connecting', 'connected'], 'no reconnect while idle');
 });
