@@ -104,6 +104,7 @@ demo: broker web-deps
 
 vet:
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags sizing,measure $(PKGS)  # the measurement tests behind build tags
 
 # Go files of the module, minus npm's tree and testdata (which may hold odd Go on purpose).
 GO_FILES_CMD := find . -name '*.go' -not -path './.git/*' -not -path '*/node_modules/*' -not -path '*/testdata/*' -print
@@ -148,7 +149,7 @@ doctor:
 	$(GO) run ./cmd/durablews doctor
 
 sizing:
-	DURABLEWS_SIZING=1 $(GO) test -run TestSizing -v -count=1 -timeout 20m ./cmd/durablews/
+	$(GO) test -tags sizing -run TestSizing -v -count=1 -timeout 20m ./cmd/durablews/
 
 tab-sessions-broker:
 	@bash scripts/rabbitmq-tab-sessions.sh

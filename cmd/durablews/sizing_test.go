@@ -1,3 +1,5 @@
+//go:build sizing
+
 package main
 
 import (
@@ -28,16 +30,14 @@ import (
 //
 // It reads memory_breakdown (rabbitmq-diagnostics), the management API's
 // per-queue memory and the beam's RSS before and after each step. It takes
-// a few minutes and is skipped unless DURABLEWS_SIZING is set:
+// a few minutes, so it is a measurement behind the "sizing" build tag, not
+// part of the suite (make sizing):
 //
-//	DURABLEWS_SIZING=1 go test -run TestSizing -v -timeout 20m ./cmd/durablews/
+//	go test -tags sizing -run TestSizing -v -timeout 20m ./cmd/durablews/
 //
 // DURABLEWS_SIZING_QUEUES (default 1000), _MESSAGES (default 10) and _TABS
 // (default 100) change N, M and K. The numbers in OPERATIONS.md come from it.
 func TestSizing_TabQueueMemory(t *testing.T) {
-	if os.Getenv("DURABLEWS_SIZING") == "" {
-		t.Skip("sizing measurement; set DURABLEWS_SIZING=1 to run it (a few minutes)")
-	}
 	nQueues := envInt(t, "DURABLEWS_SIZING_QUEUES", 1000)
 	nMsgs := envInt(t, "DURABLEWS_SIZING_MESSAGES", 10)
 	nTabs := envInt(t, "DURABLEWS_SIZING_TABS", 100)

@@ -242,39 +242,6 @@ func exists(p string) bool {
 	return err == nil
 }
 
-// TestMeasureBootTimes reports boot/stop timings with and without "+S 1:1".
-// It runs only with DWS_TESTBROKER_MEASURE=1.
-func TestMeasureBootTimes(t *testing.T) {
-	skipIfNoRabbit(t)
-	if os.Getenv("DWS_TESTBROKER_MEASURE") != "1" {
-		t.Skip("set DWS_TESTBROKER_MEASURE=1")
-	}
-	for _, erl := range []string{"", "+S 1:1", "", "+S 1:1"} {
-		for _, plugins := range [][]string{nil, {}} {
-			t0 := time.Now()
-			n, err := StartNode(Options{ErlArgs: erl, Plugins: plugins})
-			require.NoError(t, err)
-			start := time.Since(t0)
-			t0 = time.Now()
-			require.NoError(t, n.Kill())
-			kill := time.Since(t0)
-			t0 = time.Now()
-			require.NoError(t, n.StartAgain())
-			again := time.Since(t0)
-			t0 = time.Now()
-			require.NoError(t, n.Stop())
-			stop := time.Since(t0)
-			t0 = time.Now()
-			require.NoError(t, n.StartAgain())
-			again2 := time.Since(t0)
-			require.NoError(t, n.Close())
-			t.Logf("erl=%q plugins=%v: start %v, kill %v, start-after-kill %v, graceful stop %v, start-after-stop %v",
-				erl, plugins, start.Round(10*time.Millisecond), kill.Round(10*time.Millisecond),
-				again.Round(10*time.Millisecond), stop.Round(10*time.Millisecond), again2.Round(10*time.Millisecond))
-		}
-	}
-}
-
 // TestNodeWithoutPlugins shares one plugin-less node (boots are the
 // expensive part) between the memory alarm and crash scenarios.
 func TestNodeWithoutPlugins(t *testing.T) {
