@@ -149,7 +149,8 @@ func TestMetrics_InFlightTimeoutsAndReconnects(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = proxy.Close() })
 	cfg := durablews.NewConfig(strings.Replace(amqpURL(), "127.0.0.1:5672", proxy.Addr(), 1), durablews.Exchange{Name: ex})
-	cfg.ConfirmTimeout = 1500 * time.Millisecond
+	// Long enough that the gauge is certainly seen before the timeout, even on a loaded CI host.
+	cfg.ConfirmTimeout = 4 * time.Second
 	cfg.Reconnect = durablews.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2}
 	pub, _, reg := metricsPublisher(t, cfg)
 	require.NoError(t, pub.Publish(ex, newMsg("a")), "warm up: exchange declared on this connection")
@@ -160,7 +161,7 @@ func TestMetrics_InFlightTimeoutsAndReconnects(t *testing.T) {
 	go func() { done <- pub.Publish(ex, msgs("a", n)...) }()
 	require.Eventually(t, func() bool {
 		return value(t, reg, "durablews_publisher_in_flight") == n
-	}, time.Second, 10*time.Millisecond, "in-flight gauge while the confirms are stalled")
+	}, 3*time.Second, 10*time.Millisecond, "in-flight gauge while the confirms are stalled")
 	err = <-done
 	require.ErrorIs(t, err, durablews.ErrConfirmTimeout)
 	assert.Equal(t, float64(n), value(t, reg, "durablews_publisher_timed_out_total", "topic", ex))

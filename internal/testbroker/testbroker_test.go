@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func skipIfNoRabbit(t *testing.T) {
+func requireRabbit(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat(ServerPath); err != nil {
 		t.Fatal("rabbitmq-server is not installed: run `make broker` (scripts/rabbitmq.sh installs it)")
@@ -77,7 +77,7 @@ func requireNoProcesses(t *testing.T, name string) {
 // TestKillStartAgainKeepsPersistentMessage is the core destructive scenario:
 // a persistent message confirmed into a durable queue survives kill -9.
 func TestKillStartAgainKeepsPersistentMessage(t *testing.T) {
-	skipIfNoRabbit(t)
+	requireRabbit(t)
 	t.Parallel()
 	n := Start(t, Options{})
 	require.NotZero(t, n.BeamPID())
@@ -135,7 +135,7 @@ func TestKillStartAgainKeepsPersistentMessage(t *testing.T) {
 // TestCustomOptionsAndCleanup covers a custom user, extra config, the
 // Web-STOMP and management listeners, Ctl, and that Close leaves nothing.
 func TestCustomOptionsAndCleanup(t *testing.T) {
-	skipIfNoRabbit(t)
+	requireRabbit(t)
 	t.Parallel()
 	n, err := StartNode(Options{
 		Username: "alice",
@@ -210,7 +210,7 @@ func orphanChild() {
 // TestWatchdogKillsOrphanedNode kills a test binary that owns a node with
 // SIGKILL and checks that the watchdog removes the node and its directory.
 func TestWatchdogKillsOrphanedNode(t *testing.T) {
-	skipIfNoRabbit(t)
+	requireRabbit(t)
 	t.Parallel()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "TESTBROKER_ORPHAN_CHILD=1")
@@ -245,7 +245,7 @@ func exists(p string) bool {
 // TestNodeWithoutPlugins shares one plugin-less node (boots are the
 // expensive part) between the memory alarm and crash scenarios.
 func TestNodeWithoutPlugins(t *testing.T) {
-	skipIfNoRabbit(t)
+	requireRabbit(t)
 	t.Parallel()
 	n := Start(t, Options{Plugins: []string{}})
 	require.Empty(t, n.WebSTOMPURL())
