@@ -57,8 +57,9 @@ var ErrClosed = errors.New("stomptab: tab closed")
 // tab waited for a receipt. RabbitMQ 3.10.8 answers a refused operation
 // (for example SUBSCRIBE to a queue the tab may not read) by closing the
 // socket without an ERROR frame; depending on timing the client sees that
-// as go-stomp's "connection closed" or as a write error (broken pipe,
-// connection reset). Both mean the same, so Sync maps both to this error.
+// as go-stomp's "connection closed", "connection closed unexpectedly" or a
+// write error (broken pipe, connection reset). All mean the same, so Sync
+// maps them to this error.
 var ErrBrokerClosed = errors.New("stomptab: broker closed the connection")
 
 // Options configure a tab's STOMP connection.
@@ -298,14 +299,32 @@ func (t *Tab) Sync(ctx context.Context) error {
 }
 
 // isClosedByPeer tells whether err is one of the ways a socket closed by
-// the other side shows up in go-stomp.
+// the other side shows up in go-stomp. A failed socket write reaches the
+// receipt waiter as an ERROR frame whose message is the write error's text
+// (go-stomp's sendError), so its cause survives only as a suffix of that text.
 func isClosedByPeer(err error) bool {
-	var se stomp.Error
-	if errors.As(err, &se) && se.Message == "connection closed" {
+	closed := []error{syscall.EPIPE, syscall.ECONNRESET, io.EOF, net.ErrClosed}
+	for _, c := range closed {
+		if errors.Is(err, c) {
+			return true
+		}
+	}
+	if errors.Is(err, stomp.ErrClosedUnexpectedly) {
 		return true
 	}
-	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+	var se stomp.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	if se.Message == "connection closed" {
+		return true
+	}
+	for _, c := range closed {
+		if strings.HasSuffix(se.Message, ": "+c.Error()) {
+			return true
+		}
+	}
+	return false
 }
 
 // Close is the graceful path (stompjs client.deactivate()): it sends a
