@@ -108,7 +108,7 @@ func newFlagSet(command, argsUsage, about string, stderr io.Writer) (*flag.FlagS
 	fs.Var(&o.urls, "url", "AMQP URL of the broker, `amqp://user:pass@host:5672/vhost`; comma-separated or repeated for\nseveral nodes (Config.URLs). Default amqp://guest:guest@127.0.0.1:5672/")
 	fs.StringVar(&o.exchanges, "exchanges", defaultExchanges, "exchanges as `name[:kind],...`, kind topic (default), direct, fanout or headers\n(Config.Exchanges; the topic is the exchange name)")
 	fs.StringVar(&o.managementURL, "management-url", "", "management HTTP API, e.g. `http://host:15672` (default: the AMQP host, port 15672; https and 15671 for amqps)")
-	fs.StringVar(&o.managementUsr, "management-user", "", "management API user (default: the user of -url); needs the management or administrator tag")
+	fs.StringVar(&o.managementUsr, "management-user", "", "management API user (default: the user of -url); setup needs the policymaker tag, doctor monitoring (administrator has both)")
 	fs.StringVar(&o.managementPwd, "management-password", "", "management API password (default: the password of -url)")
 	fs.StringVar(&o.webSTOMPURL, "web-stomp-url", "", "Web-STOMP endpoint browsers use, e.g. `ws://host:15674/ws` (default: the AMQP host, port 15674, path /ws)")
 	fs.StringVar(&o.policyName, "policy-name", defaultPolicyName, "name of the tab-queue policy")

@@ -224,7 +224,8 @@ func managementFix(err error) string {
 	switch {
 	case strings.Contains(msg, "401"):
 		return "the management API refused the credentials: set -management-user/-management-password (DURABLEWS_MANAGEMENT_USER/_PASSWORD) " +
-			"to a user with the management or administrator tag (`rabbitmqctl set_user_tags <user> administrator`)"
+			"to a user with the policymaker tag (setup writes a policy) and monitoring (doctor reads the nodes), or administrator " +
+			"(`rabbitmqctl set_user_tags <user> administrator`)"
 	case strings.Contains(msg, "connection refused"), strings.Contains(msg, "no such host"), strings.Contains(msg, "timeout"), strings.Contains(msg, "deadline"):
 		return "enable the management plugin (`rabbitmq-plugins enable rabbitmq_management`) and check -management-url " +
 			"(DURABLEWS_MANAGEMENT_URL; default the AMQP host on port 15672)"
