@@ -56,12 +56,7 @@ func durablewsContender(goroutines, batch int) contender {
 			if err != nil {
 				return nil, err
 			}
-			return &callInstance{
-				goroutines: goroutines, batch: batch,
-				rings:  messageRings(goroutines, batch, e),
-				call:   func(msgs []*message.Message) error { return p.Publish(e.exchange, msgs...) },
-				closer: p.Close,
-			}, nil
+			return publisherInstance(p, goroutines, batch, e), nil
 		},
 	}
 }
@@ -95,12 +90,7 @@ func wamqpContender(pool, goroutines, batch int) contender {
 			if err != nil {
 				return nil, err
 			}
-			return &callInstance{
-				goroutines: goroutines, batch: batch,
-				rings:  messageRings(goroutines, batch, e),
-				call:   func(msgs []*message.Message) error { return p.Publish(e.exchange, msgs...) },
-				closer: p.Close,
-			}, nil
+			return publisherInstance(p, goroutines, batch, e), nil
 		},
 	}
 }
@@ -135,6 +125,17 @@ func messageRings(goroutines, batch int, e *env) [][]*message.Message {
 
 // callInstance drives a Watermill message.Publisher from goroutines
 // goroutines, batch messages per Publish call, back to back.
+// publisherInstance runs a Watermill publisher (durablews or
+// watermill-amqp) in the given shape against the env's exchange.
+func publisherInstance(p message.Publisher, goroutines, batch int, e *env) *callInstance {
+	return &callInstance{
+		goroutines: goroutines, batch: batch,
+		rings:  messageRings(goroutines, batch, e),
+		call:   func(msgs []*message.Message) error { return p.Publish(e.exchange, msgs...) },
+		closer: p.Close,
+	}
+}
+
 type callInstance struct {
 	goroutines, batch int
 	rings             [][]*message.Message
