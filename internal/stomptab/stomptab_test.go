@@ -179,12 +179,17 @@ func TestQueueExpiresAfterTabIsGone(t *testing.T) {
 		return time.Since(since)
 	}
 
-	t.Run("dropped tab's queue is deleted after x-expires", func(t *testing.T) {
-		t.Parallel()
+	subscribedTab := func(t *testing.T) (string, *stomptab.Tab) {
 		q := stomptab.RandomQueueName("exp")
 		b.cleanupQueue(q)
 		tab := dial(t)
 		subscribe(t, tab, spec(q))
+		return q, tab
+	}
+
+	t.Run("dropped tab's queue is deleted after x-expires", func(t *testing.T) {
+		t.Parallel()
+		q, tab := subscribedTab(t)
 		tab.Drop()
 		dropped := time.Now()
 		b.publish(ex, seq("user.42.x", "m", 0, 3)...) // messages do not keep it alive
@@ -196,10 +201,7 @@ func TestQueueExpiresAfterTabIsGone(t *testing.T) {
 
 	t.Run("connected tab keeps its queue past x-expires", func(t *testing.T) {
 		t.Parallel()
-		q := stomptab.RandomQueueName("exp")
-		b.cleanupQueue(q)
-		tab := dial(t)
-		subscribe(t, tab, spec(q))
+		q, tab := subscribedTab(t)
 		time.Sleep(expires + time.Second)
 		assert.True(t, exists(t, q))
 		require.NoError(t, tab.Close())
@@ -208,10 +210,7 @@ func TestQueueExpiresAfterTabIsGone(t *testing.T) {
 
 	t.Run("re-subscribing within x-expires renews the lease", func(t *testing.T) {
 		t.Parallel()
-		q := stomptab.RandomQueueName("exp")
-		b.cleanupQueue(q)
-		tab := dial(t)
-		subscribe(t, tab, spec(q))
+		q, tab := subscribedTab(t)
 		tab.Drop()
 		time.Sleep(expires * 6 / 10)
 		tab2 := dial(t)
@@ -227,10 +226,7 @@ func TestQueueExpiresAfterTabIsGone(t *testing.T) {
 
 	t.Run("after expiry the tab gets a fresh empty queue", func(t *testing.T) {
 		t.Parallel()
-		q := stomptab.RandomQueueName("exp")
-		b.cleanupQueue(q)
-		tab := dial(t)
-		subscribe(t, tab, spec(q))
+		q, tab := subscribedTab(t)
 		tab.Drop()
 		waitGone(t, q, time.Now())
 		b.publish(ex, seq("user.42.x", "lost", 0, 5)...) // unroutable, yet confirmed
