@@ -37,6 +37,9 @@ const maxChannelRetries = 3
 type Publisher struct {
 	cfg    Config
 	logger watermill.LoggerAdapter
+	// trace: the logger is not a NopLogger, so a per-call Trace line is
+	// worth its LogFields map (with NopLogger it would only allocate).
+	trace bool
 
 	mu    sync.Mutex
 	sess  *session      // current session; may be lost while reconnecting
@@ -69,10 +72,12 @@ func NewPublisher(config Config, logger watermill.LoggerAdapter) (*Publisher, er
 	if logger == nil {
 		logger = watermill.NopLogger{}
 	}
+	_, nop := logger.(watermill.NopLogger)
 	logger = logger.With(watermill.LogFields{"component": "durablews.Publisher"})
 	p := &Publisher{
 		cfg:     config,
 		logger:  logger,
+		trace:   !nop,
 		ready:   make(chan struct{}),
 		slots:   make(chan struct{}, config.MaxInFlight),
 		closing: make(chan struct{}),
@@ -443,9 +448,9 @@ func (p *Publisher) result(topic string, msgs []*message.Message, results []erro
 		pe.Failed = append(pe.Failed, f)
 	}
 	if pe == nil {
-		// No per-call log line here: building its LogFields map costs
-		// allocations on every publish even with a no-op logger.
-		// Config.Observer sees every confirm.
+		if p.trace {
+			p.logger.Trace("Published and confirmed", watermill.LogFields{"topic": topic, "messages": len(msgs)})
+		}
 		return nil
 	}
 	for i, err := range results {

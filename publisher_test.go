@@ -3,6 +3,7 @@ package durablews_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -261,6 +262,30 @@ func TestPublish_AfterCloseAndIdempotentClose(t *testing.T) {
 	require.NoError(t, p.Close())
 	require.NoError(t, p.Close())
 	require.ErrorIs(t, p.Publish(ex, newMsg("k")), durablews.ErrPublisherClosed)
+}
+
+func redacted(t *testing.T, raw string) string {
+	u, err := url.Parse(raw)
+	require.NoError(t, err)
+	return u.Redacted()
+}
+
+// Connection events go to the logger at info, each confirmed Publish call at trace.
+func TestPublish_LogsConnectionAtInfoAndConfirmsAtTrace(t *testing.T) {
+	ex := uniqueName(t, "log")
+	b := newBroker(t)
+	b.exchange(ex, "topic")
+	logger := watermill.NewCaptureLogger()
+	p, err := durablews.NewPublisher(durablews.NewConfig(amqpURL(), durablews.Exchange{Name: ex}), logger)
+	require.NoError(t, err)
+	require.NoError(t, p.Publish(ex, newMsg("k"), newMsg("k")))
+	require.NoError(t, p.Close())
+	assert.True(t, logger.Has(watermill.CapturedMessage{Level: watermill.InfoLogLevel, Msg: "Connected to broker",
+		Fields: watermill.LogFields{"component": "durablews.Publisher", "url": redacted(t, amqpURL())}}),
+		"%v", logger.Captured())
+	assert.True(t, logger.Has(watermill.CapturedMessage{Level: watermill.TraceLogLevel, Msg: "Published and confirmed",
+		Fields: watermill.LogFields{"component": "durablews.Publisher", "topic": ex, "messages": 2}}),
+		"%v", logger.Captured())
 }
 
 func TestPublish_CloseWaitsForInFlightConfirms(t *testing.T) {
