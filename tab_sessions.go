@@ -734,6 +734,17 @@ func (s *TabSessions) ensureQueue(queue string, granted []Binding) (created bool
 		return false, brokerErr("open channel", err)
 	}
 	defer func() { _ = ch.Close() }()
+	// reopen replaces ch after the broker closed it with a channel
+	// exception; on failure ch stays as it was, so the deferred Close never
+	// sees a nil channel.
+	reopen := func() error {
+		c, err := conn.Channel()
+		if err != nil {
+			return brokerErr("open channel", err)
+		}
+		ch = c
+		return nil
+	}
 
 	// A passive declare first tells whether the queue exists; a 404 closes
 	// the channel, so the declare that creates it needs a new one.
@@ -743,11 +754,11 @@ func (s *TabSessions) ensureQueue(queue string, granted []Binding) (created bool
 	} else if !errors.As(err, &ae) || ae.Code != amqp.NotFound {
 		return false, brokerErr("check queue "+queue, err)
 	}
-	if ch, err = conn.Channel(); err != nil { // the deferred Close closes the newest ch
-		return false, brokerErr("open channel", err)
+	if err := reopen(); err != nil {
+		return false, err
 	}
-	created = true
 	_, err = ch.QueueDeclare(queue, true, false, false, false, s.queueArgs)
+	created = err == nil
 	if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
 		// The queue exists with other arguments (QueueExpires or
 		// QueueMaxLength changed since, and a concurrent request created
@@ -755,14 +766,13 @@ func (s *TabSessions) ensureQueue(queue string, granted []Binding) (created bool
 		// failing would cut the tab off its messages. The channel is
 		// closed; use a new one.
 		s.logger.Info("Tab queue exists with other arguments; keeping it as is until it expires", watermill.LogFields{"queue": queue, "broker": ae.Reason})
-		if ch, err = conn.Channel(); err != nil {
-			return created, brokerErr("open channel", err)
+		if err := reopen(); err != nil {
+			return false, err
 		}
-		created = false // a concurrent request created it meanwhile
 		_, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 	}
 	if err != nil {
-		return created, brokerErr("declare queue "+queue, err)
+		return false, brokerErr("declare queue "+queue, err)
 	}
 	return created, s.bindAll(ch, queue, granted, brokerErr)
 }
