@@ -179,6 +179,16 @@ func (e *tabEnv) ready(t *testing.T, queue string) int {
 	return q.Messages
 }
 
+// deleteQueue deletes a tab queue through the internal admin user.
+func (e *tabEnv) deleteQueue(t *testing.T, queue string) {
+	t.Helper()
+	ch, err := e.admin.Channel()
+	require.NoError(t, err)
+	_, err = ch.QueueDelete(queue, false, false, false)
+	require.NoError(t, err)
+	require.NoError(t, ch.Close())
+}
+
 func (e *tabEnv) queueExists(t *testing.T, queue string) bool {
 	t.Helper()
 	ok, err := stomptab.QueueExists(e.admin, queue)
@@ -659,11 +669,7 @@ func TestTabSessions(t *testing.T) {
 		s := e.open(t, "c-alice", `{"tab_id":"alicetab0000000005","bindings":[{"exchange":"events","key":"announcements.#"}]}`)
 		assert.Equal(t, []durablews.Binding{{Exchange: "events", Key: "announcements.#"}}, s.Bindings)
 		assert.Equal(t, []string{"events announcements.#"}, e.bindingsOf(t, s.Queue))
-		ch, err := admin.Channel()
-		require.NoError(t, err)
-		_, err = ch.QueueDelete(s.Queue, false, false, false)
-		require.NoError(t, err)
-		require.NoError(t, ch.Close())
+		e.deleteQueue(t, s.Queue)
 	})
 
 	t.Run("revoked binding is removed at renewal", func(t *testing.T) {
@@ -673,11 +679,7 @@ func TestTabSessions(t *testing.T) {
 		defer app.setAllowed("alice", durablews.Binding{Exchange: "events", Key: "customer.alice.#"}, durablews.Binding{Exchange: "events", Key: "announcements.#"})
 		s = e.open(t, "c-alice", `{"tab_id":"alicetab0000000006"}`)
 		assert.Equal(t, []string{"events customer.alice.#"}, e.bindingsOf(t, s.Queue))
-		ch, err := admin.Channel()
-		require.NoError(t, err)
-		_, err = ch.QueueDelete(s.Queue, false, false, false)
-		require.NoError(t, err)
-		require.NoError(t, ch.Close())
+		e.deleteQueue(t, s.Queue)
 	})
 
 	t.Run("isolation: A never receives B's messages", func(t *testing.T) {
@@ -769,11 +771,7 @@ func TestTabSessions(t *testing.T) {
 		require.Equal(t, 1, e.ready(t, first.Queue))
 		// Stands for x-expires running out, an operator's delete or a
 		// broker crash right after the declare (README, Guarantees).
-		ch, err := e.admin.Channel()
-		require.NoError(t, err)
-		_, err = ch.QueueDelete(first.Queue, false, false, false)
-		require.NoError(t, err)
-		require.NoError(t, ch.Close())
+		e.deleteQueue(t, first.Queue)
 
 		again := e.open(t, "c-alice", tabBody)
 		assert.Equal(t, first.Queue, again.Queue)
