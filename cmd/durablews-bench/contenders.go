@@ -123,8 +123,6 @@ func messageRings(goroutines, batch int, e *env) [][]*message.Message {
 	return rings
 }
 
-// callInstance drives a Watermill message.Publisher from goroutines
-// goroutines, batch messages per Publish call, back to back.
 // publisherInstance runs a Watermill publisher (durablews or
 // watermill-amqp) in the given shape against the env's exchange.
 func publisherInstance(p message.Publisher, goroutines, batch int, e *env) *callInstance {
@@ -136,6 +134,8 @@ func publisherInstance(p message.Publisher, goroutines, batch int, e *env) *call
 	}
 }
 
+// callInstance drives a Watermill message.Publisher from goroutines
+// goroutines, batch messages per Publish call, back to back.
 type callInstance struct {
 	goroutines, batch int
 	rings             [][]*message.Message
