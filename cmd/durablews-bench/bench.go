@@ -241,7 +241,6 @@ type sample struct {
 	P50, P99  time.Duration
 	Backlog   int // deliveries still missing when the drain timeout ran out
 	Published int64
-	lats      []time.Duration // every measured latency, in arrival order per tab
 }
 
 // ContenderResult is every run of one contender in one scenario.

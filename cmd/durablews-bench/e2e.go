@@ -410,7 +410,6 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 	if len(all) == 0 {
 		return sample{}, errors.New("no message reached a tab within the drain time")
 	}
-	inOrder := slices.Clone(all)
 	slices.Sort(all)
 	pct := func(p float64) time.Duration {
 		k := int(float64(len(all))*p+0.999999) - 1
@@ -424,7 +423,6 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 		P99:       pct(0.99),
 		Backlog:   backlog,
 		Published: confirmed,
-		lats:      inOrder,
 		CPU:       cpu0.to(cpu1),
 	}, nil
 }
