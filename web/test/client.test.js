@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { DurableClient, memoryStorage } from '../durablews.js';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** The recorded state changes to `state`, in order. */
+const inState = (states, state) => states.filter((s) => s.state === state);
 async function until(what, pred, ms = 3000) {
   const end = Date.now() + ms;
   while (!pred()) {
@@ -266,8 +268,8 @@ test('failed SUBSCRIBE ("STOMP died" right after CONNECTED) backs off with growi
   const { client, states } = newClient(broker, { reconnect: { initialMs: 2, maxMs: 16 } });
   client.subscribe(spec, () => {});
   await client.connect();
-  await until('6 attempts', () => states.filter((s) => s.state === 'reconnecting').length >= 6);
-  const rec = states.filter((s) => s.state === 'reconnecting');
+  await until('6 attempts', () => inState(states, 'reconnecting').length >= 6);
+  const rec = inState(states, 'reconnecting');
   assert.deepEqual(rec.slice(0, 6).map((s) => s.attempt), [1, 2, 3, 4, 5, 6]);
   rec.forEach((s) => assert.ok(s.delayMs <= Math.min(16, 2 * 2 ** (s.attempt - 1))));
   assert.match(rec[0].error.message, /1000 STOMP died/);
@@ -304,7 +306,7 @@ test('back-off resets only after a connection stayed healthy for stableMs', asyn
   await sleep(80);
   broker.last.close(1006); // after > stableMs: back to attempt 1
   await until('reconnected 3', () => broker.sockets.length === 4 && client.state === 'connected');
-  assert.deepEqual(states.filter((s) => s.state === 'reconnecting').map((s) => s.attempt), [1, 2, 1]);
+  assert.deepEqual(inState(states, 'reconnecting').map((s) => s.attempt), [1, 2, 1]);
   await client.close();
 });
 
@@ -557,11 +559,11 @@ test('session: a queue the server had to create again is reported once, with the
   broker.last.close(1006, 'network');
   await until('a failed attempt', () => broker.frames('CONNECT').length >= 4);
   broker.subscribeFails = false;
-  await until('reconnected after the loss', () => client.state === 'connected' && states.filter((s) => s.state === 'connected').length === 3);
+  await until('reconnected after the loss', () => client.state === 'connected' && inState(states, 'connected').length === 3);
 
   broker.last.close(1006, 'network');
-  await until('reconnected once more', () => states.filter((s) => s.state === 'connected').length === 4);
-  const connected = states.filter((s) => s.state === 'connected');
+  await until('reconnected once more', () => inState(states, 'connected').length === 4);
+  const connected = inState(states, 'connected');
   assert.deepEqual(connected.map((s) => s.queueReset === true), [false, false, true, false]);
   await client.close();
 });
@@ -574,18 +576,18 @@ test('headers mode: an outage of at least expiresMs is reported as queueReset on
   await until('connected', () => client.state === 'connected');
 
   broker.last.close(1006, 'network'); // back within a few ms: the queue is still there
-  await until('reconnected', () => states.filter((s) => s.state === 'connected').length === 2);
+  await until('reconnected', () => inState(states, 'connected').length === 2);
 
   broker.subscribeFails = true; // the tab stays away longer than x-expires
   broker.last.close(1006, 'network');
-  await new Promise((r) => setTimeout(r, 250));
+  await sleep(250);
   broker.subscribeFails = false;
-  await until('reconnected after the long outage', () => states.filter((s) => s.state === 'connected').length === 3);
+  await until('reconnected after the long outage', () => inState(states, 'connected').length === 3);
 
   await client.close(); // close() and connect() again at once: short
   await client.connect();
-  await until('connected again', () => states.filter((s) => s.state === 'connected').length === 4);
-  const connected = states.filter((s) => s.state === 'connected');
+  await until('connected again', () => inState(states, 'connected').length === 4);
+  const connected = inState(states, 'connected');
   assert.deepEqual(connected.map((s) => s.queueReset === true), [false, false, true, false]);
   await client.close();
 });
@@ -647,7 +649,7 @@ test('session: 5xx, network errors and malformed responses back off and retry', 
   client.subscribe({ name: 'events' }, () => {});
   await client.connect();
   await until('connected', () => client.state === 'connected');
-  const rec = states.filter((s) => s.state === 'reconnecting');
+  const rec = inState(states, 'reconnecting');
   assert.deepEqual(rec.map((s) => s.attempt), [1, 2, 3, 4]);
   assert.ok(rec.every((s) => s.delayMs >= 0 && s.error.name === 'SessionError' && !s.error.fatal));
   assert.equal(rec[0].error.status, 503);
@@ -665,10 +667,10 @@ test('session: a refused SUBSCRIBE (socket closed, 3.10.8) backs off and fetches
   const { client, states } = newSessionClient(broker, srv);
   client.subscribe({ name: 'events' }, () => {});
   await client.connect();
-  await until('3 failed attempts', () => states.filter((s) => s.state === 'reconnecting').length >= 3);
+  await until('3 failed attempts', () => inState(states, 'reconnecting').length >= 3);
   broker.subscribeFails = false;
   await until('connected', () => client.state === 'connected');
-  const rec = states.filter((s) => s.state === 'reconnecting');
+  const rec = inState(states, 'reconnecting');
   assert.ok(rec.length >= 3);
   assert.ok(rec.every((s, i) => s.attempt === i + 1 && s.delayMs >= 0));
   assert.equal(srv.requests.length, broker.frames('CONNECT').length);
