@@ -30,7 +30,6 @@ GOTEST_FLAGS ?=
 FUZZTIME     ?= 200000x
 WEB_TESTS    ?= 1
 WEB_E2E      ?= 1
-BENCH        ?= .
 
 # Steps run one after another, in the order written (go test parallelises by itself).
 .NOTPARALLEL:
