@@ -3,7 +3,6 @@ package durablews
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -11,6 +10,8 @@ import (
 	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
 	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/durablews/durablews/internal/amqpconn"
 )
 
 // RoutingKeyMetadataKey is the message metadata key the default routing-key
@@ -35,10 +36,6 @@ const (
 	DefaultChannels        = 1
 	DefaultMaxPayloadBytes = 16 << 20
 )
-
-// maxShortString is the AMQP 0-9-1 limit for exchange names, routing keys
-// and header names.
-const maxShortString = 255
 
 // Exchange is the durable exchange a Watermill topic is published to.
 type Exchange struct {
@@ -215,8 +212,8 @@ func (c Config) Validate() error {
 		bad("URLs is empty: give at least one broker URL like amqp://guest:guest@127.0.0.1:5672/")
 	}
 	for i, u := range c.URLs {
-		if err := validateURL(u); err != nil {
-			bad("URLs[%d] %q: %v", i, redactURL(u), err)
+		if err := amqpconn.ValidateURL(u); err != nil {
+			bad("URLs[%d] %q: %v", i, amqpconn.RedactURL(u), err)
 		}
 	}
 	if len(c.Exchanges) == 0 {
@@ -229,8 +226,8 @@ func (c Config) Validate() error {
 			bad("Exchanges has an empty topic: topics must be non-empty")
 		case e.Name == "":
 			bad("Exchanges[%q].Name is empty: the default exchange cannot be declared; name an exchange", topic)
-		case len(e.Name) > maxShortString:
-			bad("Exchanges[%q].Name is %d bytes, over the AMQP limit of %d", topic, len(e.Name), maxShortString)
+		case len(e.Name) > amqpconn.MaxShortString:
+			bad("Exchanges[%q].Name is %d bytes, over the AMQP limit of %d", topic, len(e.Name), amqpconn.MaxShortString)
 		case strings.HasPrefix(e.Name, "amq.") && !e.Passive:
 			bad("Exchanges[%q].Name %q uses the reserved amq. prefix: set Passive: true to use a built-in exchange", topic, e.Name)
 		}
@@ -265,29 +262,6 @@ func (c Config) Validate() error {
 		bad("AMQP.Recovery is set: the publisher reconnects and republishes itself, and amqp091-go's recovery would compete with it; remove it")
 	}
 	return errors.Join(errs...)
-}
-
-func validateURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return err
-	}
-	if u.Scheme != "amqp" && u.Scheme != "amqps" {
-		return fmt.Errorf("scheme must be amqp or amqps, not %q", u.Scheme)
-	}
-	if u.Host == "" {
-		return errors.New("no host")
-	}
-	return nil
-}
-
-// redactURL hides the password so URLs can go into errors and logs.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	return u.Redacted()
 }
 
 func sortedKeys[V any](m map[string]V) []string {

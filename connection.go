@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"sync"
 	"sync/atomic"
 
 	"github.com/ThreeDotsLabs/watermill"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/durablews/durablews/internal/amqpconn"
 )
 
 // session is one AMQP connection and the confirm-mode channels on it. A
@@ -55,26 +56,10 @@ type confirmChannel struct {
 	closed   chan struct{}
 }
 
-// withConnectionName returns c with the client property connection_name
-// set to name unless c already has one, so the broker's connection list
-// shows who is who. The caller's Properties table is copied, not changed.
-func withConnectionName(c amqp.Config, name string) amqp.Config {
-	if _, ok := c.Properties["connection_name"]; ok {
-		return c
-	}
-	if c.Properties == nil {
-		c.Properties = amqp.NewConnectionProperties()
-	} else {
-		c.Properties = maps.Clone(c.Properties)
-	}
-	c.Properties.SetClientConnectionName(name)
-	return c
-}
-
 func dialSession(cfg *Config, url string, gen uint64, logger watermill.LoggerAdapter) (*session, error) {
-	conn, err := amqp.DialConfig(url, withConnectionName(cfg.AMQP, "durablews-publisher"))
+	conn, err := amqpconn.Dial(url, cfg.AMQP, "durablews-publisher")
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", redactURL(url), err)
+		return nil, err
 	}
 	s := &session{
 		gen: gen, url: url, conn: conn, logger: logger, cfg: cfg,
@@ -104,7 +89,7 @@ func dialSession(cfg *Config, url string, gen uint64, logger watermill.LoggerAda
 		s.channels[i] = &channelSlot{}
 		if _, err := s.channels[i].get(s); err != nil {
 			s.close()
-			return nil, fmt.Errorf("open confirm channel on %s: %w", redactURL(url), err)
+			return nil, fmt.Errorf("open confirm channel on %s: %w", amqpconn.RedactURL(url), err)
 		}
 	}
 	return s, nil

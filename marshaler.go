@@ -6,6 +6,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/durablews/durablews/internal/amqpconn"
 )
 
 // Metadata keys the Marshaler also copies into AMQP properties, so AMQP
@@ -111,7 +113,7 @@ func checkHeaderName(k string) error {
 	if k == "" {
 		return fmt.Errorf("durablews: metadata key is empty: AMQP headers need a name")
 	}
-	if len(k) > maxShortString { // describe the key only when it fails
+	if len(k) > amqpconn.MaxShortString { // describe the key only when it fails
 		return checkShortString(fmt.Sprintf("metadata key %.40q", k), k)
 	}
 	return nil
@@ -121,8 +123,8 @@ func checkShortString(what, s string) error {
 	if s == "" {
 		return fmt.Errorf("durablews: %s is empty", what)
 	}
-	if len(s) > maxShortString {
-		return fmt.Errorf("durablews: %s is %d bytes, over the AMQP limit of %d", what, len(s), maxShortString)
+	if len(s) > amqpconn.MaxShortString {
+		return fmt.Errorf("durablews: %s is %d bytes, over the AMQP limit of %d", what, len(s), amqpconn.MaxShortString)
 	}
 	return nil
 }

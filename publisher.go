@@ -12,6 +12,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/durablews/durablews/internal/amqpconn"
 )
 
 // maxChannelRetries bounds how often one Publish call republishes after a
@@ -91,7 +93,7 @@ func NewPublisher(config Config, logger watermill.LoggerAdapter) (*Publisher, er
 			continue
 		}
 		p.sess, p.gen = s, 1
-		logger.Info("Connected to broker", watermill.LogFields{"url": redactURL(u)})
+		logger.Info("Connected to broker", watermill.LogFields{"url": amqpconn.RedactURL(u)})
 		go p.run(i)
 		return p, nil
 	}
@@ -111,7 +113,7 @@ func (p *Publisher) run(urlIdx int) {
 		case <-p.closing:
 			return
 		}
-		p.logger.Error("Connection to broker lost; reconnecting", errors.New(s.lostReason()), watermill.LogFields{"url": redactURL(s.url)})
+		p.logger.Error("Connection to broker lost; reconnecting", errors.New(s.lostReason()), watermill.LogFields{"url": amqpconn.RedactURL(s.url)})
 		s.close()
 		for attempt := 0; ; attempt++ {
 			delay := p.cfg.Reconnect.Delay(attempt)
@@ -136,8 +138,8 @@ func (p *Publisher) run(urlIdx int) {
 			close(p.ready)
 			p.ready = make(chan struct{})
 			p.mu.Unlock()
-			p.logger.Info("Reconnected to broker", watermill.LogFields{"url": redactURL(u), "attempts": attempt + 1})
-			p.cfg.Observer.Reconnected(redactURL(u))
+			p.logger.Info("Reconnected to broker", watermill.LogFields{"url": amqpconn.RedactURL(u), "attempts": attempt + 1})
+			p.cfg.Observer.Reconnected(amqpconn.RedactURL(u))
 			break
 		}
 	}

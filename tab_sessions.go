@@ -22,6 +22,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	rabbithole "github.com/michaelklishin/rabbit-hole/v3"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/durablews/durablews/internal/amqpconn"
 )
 
 // Defaults of TabSessionsConfig.
@@ -152,15 +154,15 @@ func (c TabSessionsConfig) Validate() error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("durablews: invalid tab sessions config: "+format, args...))
 	}
-	if err := validateURL(c.AMQPURL); err != nil {
-		bad("AMQPURL %q: %v", redactURL(c.AMQPURL), err)
+	if err := amqpconn.ValidateURL(c.AMQPURL); err != nil {
+		bad("AMQPURL %q: %v", amqpconn.RedactURL(c.AMQPURL), err)
 	}
 	if c.AMQP.Recovery != nil {
 		bad("AMQP.Recovery is set: TabSessions redials itself; remove it")
 	}
 	if c.ManagementURL != "" {
 		if u, err := url.Parse(c.ManagementURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("ManagementURL %q: want http(s)://user:pass@host:port", redactURL(c.ManagementURL))
+			bad("ManagementURL %q: want http(s)://user:pass@host:port", amqpconn.RedactURL(c.ManagementURL))
 		}
 	}
 	if u, err := url.Parse(c.WebSTOMPURL); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
@@ -632,8 +634,8 @@ func cleanBindings(in []Binding) ([]Binding, error) {
 		switch {
 		case b.Exchange == "":
 			return nil, fmt.Errorf("a binding with an empty exchange (the default exchange cannot be bound)")
-		case len(b.Exchange) > maxShortString || len(b.Key) > maxShortString:
-			return nil, fmt.Errorf("binding %+v: exchange and key are limited to %d bytes", b, maxShortString)
+		case len(b.Exchange) > amqpconn.MaxShortString || len(b.Key) > amqpconn.MaxShortString:
+			return nil, fmt.Errorf("binding %+v: exchange and key are limited to %d bytes", b, amqpconn.MaxShortString)
 		case !utf8.ValidString(b.Exchange) || !utf8.ValidString(b.Key):
 			return nil, fmt.Errorf("binding %+v is not valid UTF-8", b)
 		}
@@ -693,11 +695,11 @@ func (s *TabSessions) connection() (*amqp.Connection, error) {
 	if s.dialErr != nil && time.Since(s.dialErrAt) < redialInterval {
 		return nil, s.dialErr
 	}
-	conn, err := amqp.DialConfig(s.cfg.AMQPURL, withConnectionName(s.cfg.AMQP, "durablews.TabSessions"))
+	conn, err := amqpconn.Dial(s.cfg.AMQPURL, s.cfg.AMQP, "durablews.TabSessions")
 	if err != nil {
-		s.dialErr = fmt.Errorf("dial %s: %w", redactURL(s.cfg.AMQPURL), err)
+		s.dialErr = err
 		s.dialErrAt = time.Now()
-		s.logger.Error("Tab sessions: cannot connect to the broker", err, watermill.LogFields{"url": redactURL(s.cfg.AMQPURL)})
+		s.logger.Error("Tab sessions: cannot connect to the broker", err, watermill.LogFields{"url": amqpconn.RedactURL(s.cfg.AMQPURL)})
 		return nil, s.dialErr
 	}
 	s.conn, s.dialErr = conn, nil

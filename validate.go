@@ -6,6 +6,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/durablews/durablews/internal/amqpconn"
 )
 
 // stompReservedHeaders are header names RabbitMQ's STOMP adapter writes
@@ -62,8 +64,8 @@ func (c *Config) routingKey(topic string, e Exchange, msg *message.Message) (key
 	if key == "" {
 		return "", fmt.Errorf("no routing key for %s exchange %q: set metadata %q (or Config.RoutingKey)", e.Kind, e.Name, RoutingKeyMetadataKey)
 	}
-	if len(key) > maxShortString {
-		return "", fmt.Errorf("routing key is %d bytes, over the AMQP limit of %d", len(key), maxShortString)
+	if len(key) > amqpconn.MaxShortString {
+		return "", fmt.Errorf("routing key is %d bytes, over the AMQP limit of %d", len(key), amqpconn.MaxShortString)
 	}
 	if !utf8.ValidString(key) {
 		return "", fmt.Errorf("routing key %q is not valid UTF-8", key)
