@@ -40,15 +40,12 @@
 // Marshaler; Config.WatermillAMQPConfig gives a watermill-amqp configuration
 // that shares exchanges and wire format with the Publisher.
 //
-// # Tab sessions
+// # Other packages
 //
-// For per-user access control, mount TabSessions: it declares each tab's
-// queue server-side and hands the browser a short-lived JWT that RabbitMQ's
-// OAuth 2 backend accepts for reading that one queue and nothing else
-// (scripts/rabbitmq-tab-sessions.sh configures the broker). When a tab's
-// queue had to be created again (it expired while the tab was away, or was
-// lost), the session says so (TabSession.QueueCreated) and the browser
-// client tells the page, which should then reload its state.
+// Package tabsession gives each browser tab its own server-declared queue
+// and a token that can read only that queue (per-user access control);
+// package prommetrics has Prometheus metrics for a Publisher (an
+// Observer). The publisher does not depend on either.
 //
 // # Guarantees and limits
 //
