@@ -145,7 +145,7 @@ type Config struct {
 	MaxPayloadBytes int
 
 	// Observer, when set, is told about every publish, confirm, failure
-	// and reconnect; see NewMetrics for Prometheus.
+	// and reconnect; see package prommetrics for Prometheus.
 	Observer Observer
 }
 

@@ -44,7 +44,7 @@ func BenchmarkPublish(b *testing.B) {
 			ns := float64(time.Since(start).Nanoseconds()) / float64(b.N)
 			b.ReportMetric(1e9/ns, "msg/s")
 			perMsg[name] = ns
-			_, err := br.ch.QueuePurge(q, false)
+			_, err := br.Ch.QueuePurge(q, false)
 			require.NoError(b, err)
 		})
 	}

@@ -135,7 +135,7 @@ func TestForwardMiddleware_WatermillAMQPSourceAndConsumerHandler(t *testing.T) {
 	srcQueue := uniqueName(t, "srcq")
 	t.Cleanup(func() {
 		b.deleteExchange(srcEx)
-		if ch, err := b.conn.Channel(); err == nil {
+		if ch, err := b.Conn.Channel(); err == nil {
 			_, _ = ch.QueueDelete(srcQueue, false, false, false)
 			_ = ch.Close()
 		}
