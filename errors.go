@@ -33,6 +33,14 @@ var (
 	// ErrNotSent: the message was valid but not sent because another
 	// message of the same batch was invalid, or the batch could not start.
 	ErrNotSent = errors.New("not sent")
+	// ErrRoutingKey: no usable routing key could be computed for the
+	// message (Publish and forwards wrap it). Retrying will not help;
+	// route such messages to a poison queue:
+	//
+	//	middleware.PoisonQueueWithFilter(pub, "poison", func(err error) bool {
+	//		return errors.Is(err, durablews.ErrRoutingKey)
+	//	})
+	ErrRoutingKey = errors.New("no usable routing key")
 )
 
 // MessageError is the outcome of one message that was not confirmed.

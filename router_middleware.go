@@ -8,15 +8,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 )
 
-// ErrRoutingKey marks a message for which no usable routing key could be
-// computed (Publish and forwards wrap it). Retrying will not help; route
-// such messages to a poison queue:
-//
-//	middleware.PoisonQueueWithFilter(pub, "poison", func(err error) bool {
-//		return errors.Is(err, durablews.ErrRoutingKey)
-//	})
-var ErrRoutingKey = errors.New("no usable routing key")
-
 // ForwardedMessages selects the messages a forward sends to browsers: the
 // one the handler consumed, the ones it produced, or both.
 type ForwardedMessages int
