@@ -105,7 +105,7 @@ type Config struct {
 	RoutingKey RoutingKeyFunc
 
 	// Marshaler turns Watermill messages into AMQP publishings. Default:
-	// Marshaler{}. A custom one must keep DeliveryMode persistent for the
+	// DefaultMarshaler{}. A custom one must keep DeliveryMode persistent for the
 	// guarantee to hold; the publisher fills MessageId from the UUID when
 	// the marshaler leaves it empty.
 	Marshaler wamqp.Marshaler
@@ -173,7 +173,7 @@ func (c *Config) setDefaults() {
 		c.RoutingKey = RoutingKeyFromMetadata
 	}
 	if c.Marshaler == nil {
-		c.Marshaler = Marshaler{}
+		c.Marshaler = DefaultMarshaler{}
 	}
 	if c.ConfirmTimeout == 0 {
 		c.ConfirmTimeout = DefaultConfirmTimeout
@@ -241,7 +241,7 @@ func (c Config) Validate() error {
 		bad("RoutingKey is nil: leave it unset in NewConfig or use durablews.RoutingKeyFromMetadata")
 	}
 	if c.Marshaler == nil {
-		bad("Marshaler is nil: use durablews.Marshaler{}")
+		bad("Marshaler is nil: use durablews.DefaultMarshaler{}")
 	}
 	if c.ConfirmTimeout <= 0 {
 		bad("ConfirmTimeout %v must be positive", c.ConfirmTimeout)

@@ -34,7 +34,7 @@
 //
 // # Wire format
 //
-// Marshaler writes persistent messages whose AMQP message_id is the Watermill
+// DefaultMarshaler writes persistent messages whose AMQP message_id is the Watermill
 // UUID (the browser sees it as amqp-message-id and drops redeliveries by it)
 // and whose metadata become string headers. It implements watermill-amqp's
 // Marshaler; Config.WatermillAMQPConfig gives a watermill-amqp configuration

@@ -10,7 +10,7 @@ import (
 	"github.com/durablews/durablews/internal/amqpconn"
 )
 
-// Metadata keys the Marshaler also copies into AMQP properties, so AMQP
+// Metadata keys DefaultMarshaler also copies into AMQP properties, so AMQP
 // consumers see them as properties and STOMP clients as the standard
 // content-type and correlation-id headers.
 const (
@@ -25,7 +25,7 @@ const DefaultContentType = "application/json"
 // UUID; Unmarshal reads it so messages from such producers keep their UUID.
 const watermillUUIDHeader = "_watermill_message_uuid"
 
-// Marshaler is the wire format between Watermill messages and AMQP. It
+// DefaultMarshaler is the wire format between Watermill messages and AMQP. It
 // implements watermill-amqp's Marshaler interface, so a watermill-amqp
 // subscriber configured with it reads exactly what the Publisher wrote.
 //
@@ -41,13 +41,13 @@ const watermillUUIDHeader = "_watermill_message_uuid"
 //     integers, that reaches STOMP clients).
 //
 // Unmarshal restores UUID, metadata and payload exactly.
-type Marshaler struct {
+type DefaultMarshaler struct {
 	// Now returns the publishing timestamp; default time.Now. Tests set it.
 	Now func() time.Time
 }
 
 // Marshal implements watermill-amqp's Marshaler.
-func (m Marshaler) Marshal(msg *message.Message) (amqp.Publishing, error) {
+func (m DefaultMarshaler) Marshal(msg *message.Message) (amqp.Publishing, error) {
 	if msg == nil {
 		return amqp.Publishing{}, fmt.Errorf("durablews: cannot marshal a nil message")
 	}
@@ -81,7 +81,7 @@ func (m Marshaler) Marshal(msg *message.Message) (amqp.Publishing, error) {
 }
 
 // Unmarshal implements watermill-amqp's Marshaler.
-func (m Marshaler) Unmarshal(d amqp.Delivery) (*message.Message, error) {
+func (m DefaultMarshaler) Unmarshal(d amqp.Delivery) (*message.Message, error) {
 	uuid := d.MessageId
 	fromHeader := false
 	if uuid == "" {

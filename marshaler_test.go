@@ -24,7 +24,7 @@ func deliveryOf(p amqp.Publishing) amqp.Delivery {
 
 func TestMarshaler_Marshal(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	m := durablews.Marshaler{Now: func() time.Time { return now }}
+	m := durablews.DefaultMarshaler{Now: func() time.Time { return now }}
 	msg := message.NewMessage("uuid-1", []byte(`{"a":1}`))
 	msg.Metadata.Set("routing_key", "customer.1.x")
 	msg.Metadata.Set("correlation_id", "c-1")
@@ -49,7 +49,7 @@ func TestMarshaler_Marshal(t *testing.T) {
 }
 
 func TestMarshaler_RejectsWhatAMQPCannotCarry(t *testing.T) {
-	m := durablews.Marshaler{}
+	m := durablews.DefaultMarshaler{}
 	_, err := m.Marshal(nil)
 	assert.ErrorContains(t, err, "nil message")
 
@@ -75,7 +75,7 @@ func TestMarshaler_UnmarshalReadsWatermillAMQPProducers(t *testing.T) {
 		Headers: amqp.Table{"_watermill_message_uuid": "w-1", "n": int32(7), "s": "x"},
 		Body:    []byte("p"),
 	}
-	msg, err := durablews.Marshaler{}.Unmarshal(d)
+	msg, err := durablews.DefaultMarshaler{}.Unmarshal(d)
 	require.NoError(t, err)
 	assert.Equal(t, "w-1", msg.UUID)
 	assert.Equal(t, message.Metadata{"n": "7", "s": "x"}, msg.Metadata)
@@ -89,7 +89,7 @@ func FuzzMarshalerRoundTrip(f *testing.F) {
 		msg := message.NewMessage(uuid, payload)
 		msg.Metadata.Set(k1, v1)
 		msg.Metadata.Set(k2, v2)
-		m := durablews.Marshaler{}
+		m := durablews.DefaultMarshaler{}
 		pub, err := m.Marshal(msg)
 		if err != nil {
 			// Only inputs AMQP cannot carry may be refused.

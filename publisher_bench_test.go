@@ -80,7 +80,7 @@ func BenchmarkPublish(b *testing.B) {
 			for sent := 0; sent < b.N; sent += batch {
 				n := min(batch, b.N-sent)
 				for i := range n {
-					// What the Marshaler puts on the wire, built per message.
+					// What DefaultMarshaler puts on the wire, built per message.
 					dcs[i], err = ch.PublishWithDeferredConfirmWithContext(ctx, ex, "bench.x", false, false, amqp.Publishing{
 						Headers:      amqp.Table{durablews.RoutingKeyMetadataKey: "bench.x"},
 						ContentType:  durablews.DefaultContentType,
