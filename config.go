@@ -12,6 +12,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/durablews/durablews/internal/amqpconn"
+	"github.com/durablews/durablews/internal/defaults"
 )
 
 // RoutingKeyMetadataKey is the message metadata key the default routing-key
@@ -172,33 +173,15 @@ func (c *Config) setDefaults() {
 	if c.RoutingKey == nil {
 		c.RoutingKey = RoutingKeyFromMetadata
 	}
-	if c.Marshaler == nil {
-		c.Marshaler = DefaultMarshaler{}
-	}
-	if c.ConfirmTimeout == 0 {
-		c.ConfirmTimeout = DefaultConfirmTimeout
-	}
-	if c.MaxInFlight == 0 {
-		c.MaxInFlight = DefaultMaxInFlight
-	}
-	if c.Channels == 0 {
-		c.Channels = DefaultChannels
-	}
-	if c.Reconnect.Initial == 0 {
-		c.Reconnect.Initial = 100 * time.Millisecond
-	}
-	if c.Reconnect.Max == 0 {
-		c.Reconnect.Max = 10 * time.Second
-	}
-	if c.Reconnect.Multiplier == 0 {
-		c.Reconnect.Multiplier = 2
-	}
-	if c.MaxPayloadBytes == 0 {
-		c.MaxPayloadBytes = DefaultMaxPayloadBytes
-	}
-	if c.Observer == nil {
-		c.Observer = nopObserver{}
-	}
+	defaults.Set[wamqp.Marshaler](&c.Marshaler, DefaultMarshaler{})
+	defaults.Set(&c.ConfirmTimeout, DefaultConfirmTimeout)
+	defaults.Set(&c.MaxInFlight, DefaultMaxInFlight)
+	defaults.Set(&c.Channels, DefaultChannels)
+	defaults.Set(&c.Reconnect.Initial, 100*time.Millisecond)
+	defaults.Set(&c.Reconnect.Max, 10*time.Second)
+	defaults.Set(&c.Reconnect.Multiplier, 2)
+	defaults.Set(&c.MaxPayloadBytes, DefaultMaxPayloadBytes)
+	defaults.Set[Observer](&c.Observer, nopObserver{})
 }
 
 // Validate reports every invalid field at once; each message names the
@@ -258,8 +241,8 @@ func (c Config) Validate() error {
 	if c.MaxPayloadBytes <= 0 {
 		bad("MaxPayloadBytes %d must be positive", c.MaxPayloadBytes)
 	}
-	if c.AMQP.Recovery != nil {
-		bad("AMQP.Recovery is set: the publisher reconnects and republishes itself, and amqp091-go's recovery would compete with it; remove it")
+	if err := amqpconn.CheckConfig(c.AMQP); err != nil {
+		bad("%v", err)
 	}
 	return errors.Join(errs...)
 }

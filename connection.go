@@ -66,16 +66,9 @@ func dialSession(cfg *Config, url string, gen uint64, logger watermill.LoggerAda
 		lost:     make(chan struct{}),
 		declared: make(map[string]bool),
 	}
-	closes := conn.NotifyClose(make(chan *amqp.Error, 1))
+	s.watchClose(conn.NotifyClose(make(chan *amqp.Error, 1)), &s.lostErr, s.lost)
 	blocks := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
-	s.watchers.Add(2)
-	go func() {
-		defer s.watchers.Done()
-		if e, ok := <-closes; ok && e != nil {
-			s.lostErr.Store(e)
-		}
-		close(s.lost)
-	}()
+	s.watchers.Add(1)
 	go func() {
 		defer s.watchers.Done()
 		for b := range blocks {
@@ -186,16 +179,22 @@ func (s *session) openConfirmChannel() (*confirmChannel, error) {
 		returned: make(map[string][]amqp.Return),
 		closed:   make(chan struct{}),
 	}
-	closes := ch.NotifyClose(make(chan *amqp.Error, 1))
+	s.watchClose(ch.NotifyClose(make(chan *amqp.Error, 1)), &cc.closeErr, cc.closed)
+	return cc, nil
+}
+
+// watchClose waits on a NotifyClose channel (of the connection or of a
+// channel), keeps the broker's reason in reason and then closes closed.
+// close waits for it.
+func (s *session) watchClose(closes <-chan *amqp.Error, reason *atomic.Pointer[amqp.Error], closed chan struct{}) {
 	s.watchers.Add(1)
 	go func() {
 		defer s.watchers.Done()
 		if e, ok := <-closes; ok && e != nil {
-			cc.closeErr.Store(e)
+			reason.Store(e)
 		}
-		close(cc.closed)
+		close(closed)
 	}()
-	return cc, nil
 }
 
 func (cc *confirmChannel) isClosed() bool { return cc.ch.IsClosed() }

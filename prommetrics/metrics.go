@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/defaults"
 )
 
 // OtherTopic is the topic label value of every topic that is not among
@@ -129,12 +130,8 @@ var (
 // with the same names are already registered (use other Options or a
 // prometheus.WrapRegistererWith).
 func NewMetrics(reg prometheus.Registerer, topics []string, opts Options) (*Metrics, error) {
-	if opts.Namespace == "" {
-		opts.Namespace = "durablews"
-	}
-	if opts.Subsystem == "" {
-		opts.Subsystem = "publisher"
-	}
+	defaults.Set(&opts.Namespace, "durablews")
+	defaults.Set(&opts.Subsystem, "publisher")
 	if len(opts.LatencyBuckets) == 0 {
 		opts.LatencyBuckets = DefaultLatencyBuckets
 	}

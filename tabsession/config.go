@@ -12,6 +12,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/durablews/durablews/internal/amqpconn"
+	"github.com/durablews/durablews/internal/defaults"
 )
 
 // Defaults of Config.
@@ -103,18 +104,10 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.ResourceServerID == "" {
-		c.ResourceServerID = DefaultResourceServerID
-	}
-	if c.TokenTTL == 0 {
-		c.TokenTTL = DefaultTokenTTL
-	}
-	if c.QueueExpires == 0 {
-		c.QueueExpires = DefaultQueueExpires
-	}
-	if c.QueueMaxLength == 0 {
-		c.QueueMaxLength = DefaultQueueMaxLength
-	}
+	defaults.Set(&c.ResourceServerID, DefaultResourceServerID)
+	defaults.Set(&c.TokenTTL, DefaultTokenTTL)
+	defaults.Set(&c.QueueExpires, DefaultQueueExpires)
+	defaults.Set(&c.QueueMaxLength, DefaultQueueMaxLength)
 	if c.AMQP.Dial == nil {
 		c.AMQP.Dial = amqp.DefaultDial(5 * time.Second)
 	}
@@ -129,8 +122,8 @@ func (c Config) Validate() error {
 	if err := amqpconn.ValidateURL(c.AMQPURL); err != nil {
 		bad("AMQPURL %q: %v", amqpconn.RedactURL(c.AMQPURL), err)
 	}
-	if c.AMQP.Recovery != nil {
-		bad("AMQP.Recovery is set: the handler redials itself; remove it")
+	if err := amqpconn.CheckConfig(c.AMQP); err != nil {
+		bad("%v", err)
 	}
 	if c.ManagementURL != "" {
 		if u, err := url.Parse(c.ManagementURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -140,15 +140,23 @@ func (h *Handler) Close() error {
 	return err
 }
 
-// enter counts a request in progress, or refuses it after Close.
-func (h *Handler) enter() (done func(), herr *httpError) {
+// begin counts a request in progress (Close waits for it; call done) and
+// authenticates it. After Close it refuses the request.
+func (h *Handler) begin(r *http.Request) (user string, done func(), herr *httpError) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return nil, unavailable(ErrClosed)
+	closed := h.closed
+	if !closed {
+		h.inRequests.Add(1)
 	}
-	h.inRequests.Add(1)
-	return h.inRequests.Done, nil
+	h.mu.Unlock()
+	if closed {
+		return "", nil, unavailable(ErrClosed)
+	}
+	if user, herr = h.authenticate(r); herr != nil {
+		h.inRequests.Done()
+		return "", nil, herr
+	}
+	return user, h.inRequests.Done, nil
 }
 
 // connection returns the shared AMQP connection, dialling if needed.
@@ -217,15 +225,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (*Session, *http
 	if err := h.cop.Check(r); err != nil {
 		return nil, forbidden(err, "cross-origin request refused: call this endpoint from the application's own origin")
 	}
-	done, herr := h.enter()
+	user, done, herr := h.begin(r)
 	if herr != nil {
 		return nil, herr
 	}
 	defer done()
-	user, herr := h.authenticate(r)
-	if herr != nil {
-		return nil, herr
-	}
 
 	var req request
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBytes))

@@ -54,15 +54,11 @@ type Session struct {
 // errors.Is; any other error is the application's or the broker's
 // configuration (what the endpoint answers with 500).
 func (h *Handler) Prepare(r *http.Request) (*Session, error) {
-	done, herr := h.enter()
+	user, done, herr := h.begin(r)
 	if herr != nil {
 		return nil, herr
 	}
 	defer done()
-	user, herr := h.authenticate(r)
-	if herr != nil {
-		return nil, herr
-	}
 	s, herr := h.open(r, user, newTabID(), nil)
 	if herr != nil {
 		return nil, herr

@@ -45,6 +45,16 @@ func WithConnectionName(c amqp.Config, name string) amqp.Config {
 	return c
 }
 
+// CheckConfig reports a setting of c that durablews cannot work with:
+// amqp091-go's automatic recovery (Config.Recovery), which would compete
+// with the publisher's and the tab sessions' own reconnects.
+func CheckConfig(c amqp.Config) error {
+	if c.Recovery != nil {
+		return errors.New("AMQP.Recovery is set: durablews reconnects (and republishes) itself, and amqp091-go's recovery would compete with it; remove it")
+	}
+	return nil
+}
+
 // ValidateURL checks that raw is an amqp:// or amqps:// URL with a host.
 func ValidateURL(raw string) error {
 	u, err := url.Parse(raw)

@@ -46,6 +46,16 @@ func TestValidateAndRedactURL(t *testing.T) {
 	}
 }
 
+func TestCheckConfig(t *testing.T) {
+	if err := CheckConfig(amqp.Config{}); err != nil {
+		t.Fatalf("a config without Recovery: %v", err)
+	}
+	err := CheckConfig(amqp.Config{Recovery: &amqp.Recovery{}})
+	if err == nil || !strings.Contains(err.Error(), "AMQP.Recovery is set") {
+		t.Fatalf("a config with Recovery: %v; want it refused", err)
+	}
+}
+
 func TestDialErrorIsRedacted(t *testing.T) {
 	_, err := Dial("amqp://svc:secret@127.0.0.1:1/", amqp.Config{}, "test")
 	if err == nil || strings.Contains(err.Error(), "secret") || !strings.Contains(err.Error(), "127.0.0.1:1") {
