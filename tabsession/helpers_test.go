@@ -28,6 +28,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/brokertest"
 	"github.com/durablews/durablews/internal/stomptab"
 	"github.com/durablews/durablews/internal/testbroker"
 	"github.com/durablews/durablews/tabsession"
@@ -266,25 +267,16 @@ func (w logWatch) wait(t *testing.T, parts ...string) string {
 	}
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // dialTab connects like the browser: passcode = token, login ignored.
 func dialTab(t *testing.T, s tabsession.Session) *stomptab.Tab {
 	t.Helper()
-	tab, err := stomptab.Dial(ctxT(t, 10*time.Second), stomptab.Options{URL: s.URL, Host: s.Vhost, Login: "", Passcode: s.Token})
-	require.NoError(t, err)
-	t.Cleanup(tab.Drop)
-	return tab
+	return brokertest.DialTab(t, stomptab.Options{URL: s.URL, Host: s.Vhost, Login: "", Passcode: s.Token})
 }
 
 // nextBody waits for the next message of sub.
 func nextBody(t *testing.T, sub *stomptab.Subscription, d time.Duration) stomptab.Message {
 	t.Helper()
-	m, err := sub.Next(ctxT(t, d))
+	m, err := sub.Next(brokertest.Ctx(t, d))
 	require.NoError(t, err)
 	require.NoError(t, sub.Ack(m))
 	return m
@@ -294,7 +286,7 @@ func nextBody(t *testing.T, sub *stomptab.Subscription, d time.Duration) stompta
 // not send (SEND).
 func rawSTOMP(t *testing.T, wsURL, vhost, token string) (*stomp.Conn, error) {
 	t.Helper()
-	ctx := ctxT(t, 10*time.Second)
+	ctx := brokertest.Ctx(t, 10*time.Second)
 	ws, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{Subprotocols: []string{"v12.stomp"}})
 	if err != nil {
 		return nil, err

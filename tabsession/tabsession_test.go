@@ -28,6 +28,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/brokertest"
 	"github.com/durablews/durablews/internal/oauthbroker"
 	"github.com/durablews/durablews/internal/stomptab"
 	"github.com/durablews/durablews/internal/testbroker"
@@ -127,7 +128,7 @@ func TestTabSessions(t *testing.T) {
 		assert.Contains(t, pol, `{<<"max-length">>,10000}`)
 
 		tab := dialTab(t, alice)
-		sub, err := tab.SubscribeQueue(ctxT(t, 10*time.Second), alice.Queue, 10)
+		sub, err := tab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), alice.Queue, 10)
 		require.NoError(t, err)
 		e.publish(t, "customer.alice.order_paid", `{"user":"alice","n":1}`)
 		m := nextBody(t, sub, 10*time.Second)
@@ -146,7 +147,7 @@ func TestTabSessions(t *testing.T) {
 		assert.False(t, renewed.QueueCreated, "renewal finds the queue")
 		assert.Equal(t, 1, e.ready(t, alice.Queue), "renewal must not drop queued messages")
 		tab := dialTab(t, renewed)
-		sub, err := tab.SubscribeQueue(ctxT(t, 10*time.Second), renewed.Queue, 10)
+		sub, err := tab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), renewed.Queue, 10)
 		require.NoError(t, err)
 		assert.JSONEq(t, `{"user":"alice","n":2}`, string(nextBody(t, sub, 10*time.Second).Body))
 		require.NoError(t, tab.Close())
@@ -157,7 +158,7 @@ func TestTabSessions(t *testing.T) {
 		require.Equal(t, 1, e.ready(t, bob.Queue))
 		w := e.watchLog(t)
 		tab := dialTab(t, alice)
-		sub, err := tab.SubscribeQueue(ctxT(t, 10*time.Second), bob.Queue, 10)
+		sub, err := tab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), bob.Queue, 10)
 		require.Error(t, err, "SUBSCRIBE to B's queue must fail")
 		assert.Nil(t, sub)
 		assert.ErrorIs(t, err, stomptab.ErrBrokerClosed, "3.10.8 closes the socket without the ERROR frame")
@@ -172,7 +173,7 @@ func TestTabSessions(t *testing.T) {
 		// name, which (re)declares the queue first and is refused there.
 		w := e.watchLog(t)
 		tab := dialTab(t, alice)
-		_, err := tab.Subscribe(ctxT(t, 10*time.Second), stomptab.Sub{Exchange: "events", BindingKey: "customer.bob.#", QueueName: alice.Queue})
+		_, err := tab.Subscribe(brokertest.Ctx(t, 10*time.Second), stomptab.Sub{Exchange: "events", BindingKey: "customer.bob.#", QueueName: alice.Queue})
 		require.Error(t, err)
 		t.Logf("client observed (STOMP): %v", err)
 		t.Logf("broker: %s", w.wait(t, "queue.declare", "access_refused", "access to queue '"+alice.Queue+"'"))
@@ -186,7 +187,7 @@ func TestTabSessions(t *testing.T) {
 		fresh := strings.Replace(alice.Queue, "alicetab0000000001", "alicetab0000000002", 1) // own namespace, even
 		w := e.watchLog(t)
 		tab := dialTab(t, alice)
-		_, err := tab.Subscribe(ctxT(t, 10*time.Second), stomptab.Sub{Exchange: "events", BindingKey: "customer.alice.#", QueueName: fresh})
+		_, err := tab.Subscribe(brokertest.Ctx(t, 10*time.Second), stomptab.Sub{Exchange: "events", BindingKey: "customer.alice.#", QueueName: fresh})
 		require.Error(t, err)
 		t.Logf("client observed (STOMP): %v", err)
 		t.Logf("broker: %s", w.wait(t, "queue.declare", "access_refused", "access to queue '"+fresh+"'"))
@@ -231,7 +232,7 @@ func TestTabSessions(t *testing.T) {
 
 		// Opened before expiry: keeps consuming after it (documented limit).
 		tab := dialTab(t, s)
-		sub, err := tab.SubscribeQueue(ctxT(t, 10*time.Second), s.Queue, 10)
+		sub, err := tab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), s.Queue, 10)
 		require.NoError(t, err)
 		time.Sleep(time.Until(s.ExpiresAt) + 1500*time.Millisecond)
 		e.publish(t, "customer.alice.after_expiry", `{"user":"alice","n":3}`)
@@ -240,13 +241,13 @@ func TestTabSessions(t *testing.T) {
 		require.NoError(t, tab.Close())
 		// The tab of the first subtest's queue got the message too: drain it.
 		drain := dialTab(t, e.open(t, "c-alice", `{"tab_id":"alicetab0000000001"}`))
-		dsub, err := drain.SubscribeQueue(ctxT(t, 10*time.Second), alice.Queue, 10)
+		dsub, err := drain.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), alice.Queue, 10)
 		require.NoError(t, err)
 		nextBody(t, dsub, 10*time.Second)
 		require.NoError(t, drain.Close())
 
 		w := e.watchLog(t)
-		_, err = stomptab.Dial(ctxT(t, 10*time.Second), stomptab.Options{URL: s.URL, Login: "", Passcode: s.Token})
+		_, err = stomptab.Dial(brokertest.Ctx(t, 10*time.Second), stomptab.Options{URL: s.URL, Login: "", Passcode: s.Token})
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "Bad CONNECT")
 		t.Logf("client observed: %v", err)
@@ -299,7 +300,7 @@ func TestTabSessions(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				w := e.watchLog(t)
-				_, err := stomptab.Dial(ctxT(t, 10*time.Second), stomptab.Options{URL: alice.URL, Login: "", Passcode: tc.token})
+				_, err := stomptab.Dial(brokertest.Ctx(t, 10*time.Second), stomptab.Options{URL: alice.URL, Login: "", Passcode: tc.token})
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), "Bad CONNECT")
 				t.Logf("client observed: %v", err)
@@ -372,11 +373,11 @@ func TestTabSessions(t *testing.T) {
 		require.Equal(t, 0, e.ready(t, alice.Queue), "A's queue starts empty")
 		// Drain B's queue of the earlier secret first, through B's tab.
 		btab := dialTab(t, bob)
-		bsub, err := btab.SubscribeQueue(ctxT(t, 10*time.Second), bob.Queue, 50)
+		bsub, err := btab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), bob.Queue, 50)
 		require.NoError(t, err)
 		assert.JSONEq(t, `{"user":"bob","secret":true}`, string(nextBody(t, bsub, 10*time.Second).Body))
 		atab := dialTab(t, alice)
-		asub, err := atab.SubscribeQueue(ctxT(t, 10*time.Second), alice.Queue, 50)
+		asub, err := atab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), alice.Queue, 50)
 		require.NoError(t, err)
 
 		const perUser = 250
@@ -395,7 +396,7 @@ func TestTabSessions(t *testing.T) {
 
 		count := func(sub *stomptab.Subscription, want string) (own, foreign int) {
 			for {
-				m, err := sub.Next(ctxT(t, 3*time.Second)) // 3 s of silence ends the count
+				m, err := sub.Next(brokertest.Ctx(t, 3*time.Second)) // 3 s of silence ends the count
 				if errors.Is(err, context.DeadlineExceeded) {
 					return
 				}
@@ -559,14 +560,14 @@ func TestTabSessions(t *testing.T) {
 		var fromPage tabsession.Session
 		require.NoError(t, json.Unmarshal(embedded, &fromPage))
 		tab := dialTab(t, fromPage)
-		sub, err := tab.SubscribeQueue(ctxT(t, 10*time.Second), fromPage.Destination[len("/amq/queue/"):], 10)
+		sub, err := tab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), fromPage.Destination[len("/amq/queue/"):], 10)
 		require.NoError(t, err)
 		for i := range 3 {
 			m := nextBody(t, sub, 10*time.Second)
 			assert.JSONEq(t, fmt.Sprintf(`{"n":%d}`, i), string(m.Body))
 			assert.False(t, m.Redelivered)
 		}
-		_, err = sub.Next(ctxT(t, time.Second))
+		_, err = sub.Next(brokertest.Ctx(t, time.Second))
 		assert.ErrorIs(t, err, context.DeadlineExceeded, "each event once")
 		require.NoError(t, tab.Close())
 
@@ -603,7 +604,7 @@ func TestTabSessions(t *testing.T) {
 
 	// Last: it changes the script's files under the running node.
 	t.Run("script: idempotent, and detects a config the node has not loaded", func(t *testing.T) {
-		ctx := ctxT(t, 2*time.Minute)
+		ctx := brokertest.Ctx(t, 2*time.Minute)
 		env := oauthbroker.NodeEnv(node, files)
 		// oauthbroker.Start already applied once.
 		r := oauthbroker.Run(ctx, env, "apply")

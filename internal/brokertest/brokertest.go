@@ -1,13 +1,16 @@
 // Package brokertest is what the tests of several packages need from the
-// shared test broker (`make broker`): its URL, unique names, a raw AMQP
-// connection to build topology and read what a publisher wrote, and a
-// Publisher closed at cleanup. Only tests import it.
+// shared test broker (`make broker`): its URLs, unique names, a raw AMQP
+// connection to build topology and read what a publisher wrote, a
+// Publisher closed at cleanup, and Go Web-STOMP tabs (internal/stomptab)
+// dropped at cleanup. Only tests import it.
 package brokertest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -15,15 +18,22 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/stomptab"
 )
 
 // AMQPURL is the shared test broker: $DURABLEWS_AMQP_URL, else guest on
 // 127.0.0.1:5672.
-func AMQPURL() string {
-	if u := os.Getenv("DURABLEWS_AMQP_URL"); u != "" {
-		return u
+func AMQPURL() string { return envOr("DURABLEWS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/") }
+
+// WebSTOMPURL is the shared broker's Web-STOMP endpoint:
+// $DURABLEWS_WEBSTOMP_URL, else stomptab.DefaultURL.
+func WebSTOMPURL() string { return envOr("DURABLEWS_WEBSTOMP_URL", stomptab.DefaultURL) }
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
 	}
-	return "amqp://guest:guest@127.0.0.1:5672/"
+	return def
 }
 
 // UniqueName gives each test its own exchanges and queues on the shared
@@ -123,4 +133,41 @@ func NewPublisher(t testing.TB, cfg durablews.Config) *durablews.Publisher {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Close() })
 	return p
+}
+
+// Ctx is a context that ends after d, or when the test ends.
+func Ctx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// DialTab opens a Go Web-STOMP tab (opts.URL defaults to WebSTOMPURL) and
+// drops it at cleanup if it is still open.
+func DialTab(t testing.TB, opts stomptab.Options) *stomptab.Tab {
+	t.Helper()
+	if opts.URL == "" {
+		opts.URL = WebSTOMPURL()
+	}
+	tab, err := stomptab.Dial(Ctx(t, 10*time.Second), opts)
+	require.NoError(t, err, "needs Web-STOMP on %s", opts.URL)
+	t.Cleanup(tab.Drop)
+	return tab
+}
+
+// Subscribe subscribes tab to s and fails the test if the broker refuses.
+func Subscribe(t testing.TB, tab *stomptab.Tab, s stomptab.Sub) *stomptab.Subscription {
+	t.Helper()
+	sub, err := tab.Subscribe(Ctx(t, 10*time.Second), s)
+	require.NoError(t, err)
+	return sub
+}
+
+// Inspect returns the state of queue q; ok is false when it does not
+// exist.
+func Inspect(t testing.TB, conn *amqp.Connection, q string) (info amqp.Queue, ok bool) {
+	t.Helper()
+	info, ok, err := stomptab.InspectQueue(conn, q)
+	require.NoError(t, err)
+	return info, ok
 }
