@@ -205,24 +205,148 @@ test('duplicates (same amqp-message-id) are acked without calling the handler', 
   await client.close();
 });
 
-test('a throwing handler leaves the message unacked (no NACK); onError can ack it', async () => {
+test('a failing handler is retried with back-off, then onError decides: ack drops, park NACKs without requeue, retry goes on', async () => {
   const broker = new FakeBroker();
   const { client } = newClient(broker);
-  const errors = [];
-  const sub = client.subscribe({ ...spec, onError: (e, m) => (errors.push(m.id), m.id === 'drop' ? 'ack' : undefined) }, (m) => {
-    if (m.id !== 'ok') throw new Error('boom');
+  const events = [];
+  client.on('retry', (e) => events.push(['retry', e.id, e.attempt, e.error.message]));
+  client.on('failed', (e) => events.push(['failed', e.id, e.attempts, e.action]));
+  const calls = {};
+  let rounds = 0;
+  const sub = client.subscribe(
+    {
+      ...spec,
+      retry: { attempts: 3, initialMs: 1, maxMs: 2 },
+      onError: (e, m, info) => {
+        if (m.id === 'drop') return 'ack';
+        if (m.id === 'again') return ++rounds < 2 ? 'retry' : 'ack';
+        return undefined; // default: park
+      },
+    },
+    (m) => {
+      calls[m.id] = (calls[m.id] ?? 0) + 1;
+      if (m.id === 'flaky' && calls[m.id] < 3) throw new Error('flaky');
+      if (m.id !== 'ok' && m.id !== 'flaky') throw new Error(`boom ${m.id}`);
+    },
+  );
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+  const acks = {};
+  for (const id of ['keep', 'drop', 'flaky', 'again', 'ok']) acks[id] = broker.last.deliver(sub.queueName, id);
+  await until('ok handled', () => calls.ok === 1);
+  await sleep(10);
+  assert.deepEqual(calls, { keep: 3, drop: 3, flaky: 3, again: 6, ok: 1 });
+  assert.deepEqual(broker.frames('ACK').map((f) => f.headers.id), [acks.drop, acks.flaky, acks.again, acks.ok]);
+  const nacks = broker.frames('NACK');
+  assert.deepEqual(nacks.map((f) => [f.headers.id, f.headers.requeue]), [[acks.keep, 'false']]);
+  assert.deepEqual(events.filter((e) => e[0] === 'failed'), [
+    ['failed', 'keep', 3, 'park'],
+    ['failed', 'drop', 3, 'ack'],
+    ['failed', 'again', 3, 'retry'],
+    ['failed', 'again', 6, 'ack'],
+  ]);
+  assert.deepEqual(events.filter((e) => e[0] === 'retry' && e[1] === 'flaky'), [['retry', 'flaky', 1, 'flaky'], ['retry', 'flaky', 2, 'flaky']]);
+  const st = sub.stats;
+  assert.equal(st.handled, 2);
+  assert.equal(st.failed, 3 + 3 + 2 + 6);
+  assert.equal(st.parked, 1);
+  assert.equal(st.dropped, 2);
+  assert.equal(st.retries, 2 + 2 + 2 + 5); // keep, drop, flaky, again (2+2 and the 'retry' verdict)
+  assert.equal(client.state, 'connected', 'a failing handler does not reconnect');
+  await client.close();
+});
+
+test('a handler that never settles times out (HandlerTimeoutError) and the subscription goes on', async () => {
+  const broker = new FakeBroker();
+  const { client } = newClient(broker);
+  const failed = [];
+  client.on('failed', (e) => failed.push(e));
+  const got = [];
+  const sub = client.subscribe({ ...spec, handlerTimeoutMs: 20, retry: { attempts: 2, initialMs: 1, maxMs: 1 } }, (m) => {
+    got.push(m.id);
+    if (m.id === 'hang') return new Promise(() => {});
   });
   await client.connect();
   await until('connected', () => client.state === 'connected');
-  broker.last.deliver(sub.queueName, 'keep');
-  const dropAck = broker.last.deliver(sub.queueName, 'drop');
-  const okAck = broker.last.deliver(sub.queueName, 'ok');
-  await until('processed', () => sub.stats.handled === 1);
-  await sleep(10);
-  assert.deepEqual(errors, ['keep', 'drop']);
-  assert.deepEqual(broker.frames('ACK').map((f) => f.headers.id), [dropAck, okAck]);
-  assert.equal(broker.frames('NACK').length, 0);
-  assert.equal(client.state, 'connected', 'a failing handler does not reconnect');
+  const hangAck = broker.last.deliver(sub.queueName, 'hang');
+  broker.last.deliver(sub.queueName, 'next');
+  await until('next handled', () => sub.stats.handled === 1);
+  assert.deepEqual(got, ['hang', 'hang', 'next']);
+  assert.equal(failed.length, 1);
+  assert.equal(failed[0].error.name, 'HandlerTimeoutError');
+  assert.match(failed[0].error.message, /hang .*within 20 ms/);
+  assert.equal(failed[0].action, 'park');
+  assert.equal(sub.stats.timeouts, 2);
+  assert.equal(broker.frames('NACK')[0].headers.id, hangAck);
+  await client.close();
+});
+
+test('retrying stops when the connection ends (the broker redelivers; no ack or nack on the new connection)', async () => {
+  const broker = new FakeBroker();
+  const { client } = newClient(broker);
+  let calls = 0;
+  const sub = client.subscribe({ ...spec, retry: { attempts: 5, initialMs: 30, maxMs: 30 } }, () => {
+    calls++;
+    throw new Error('down');
+  });
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+  broker.last.deliver(sub.queueName, 'x');
+  await until('first attempt', () => calls === 1);
+  broker.last.close(1006);
+  await until('reconnected', () => broker.sockets.length === 2 && client.state === 'connected');
+  await sleep(80);
+  assert.equal(calls, 1, 'no attempt after the connection ended');
+  assert.equal(sub.stats.stale, 1);
+  assert.equal(broker.frames('ACK').length + broker.frames('NACK').length, 0);
+  await client.close();
+});
+
+test('client.on(pattern) dispatches by routing key; unmatched messages are acked as unrouted', async () => {
+  const broker = new FakeBroker();
+  const { client } = newClient(broker);
+  const got = [];
+  const off = client.on('customer.*.order_paid', (m) => void got.push(['paid', m.id, m.routingKey]));
+  client.on('customer.#', (m) => void got.push(['all', m.id]));
+  const sub = client.subscribe(spec); // no handler of its own
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+  broker.last.deliver(sub.queueName, 'a', '{}', { destination: '/exchange/events/customer.42.order_paid' });
+  broker.last.deliver(sub.queueName, 'b', '{}', { destination: '/exchange/events/customer.42.shipped' });
+  broker.last.deliver(sub.queueName, 'c', '{}', { destination: '/exchange/events/x.y', routing_key: 'customer.7.order_paid' });
+  broker.last.deliver(sub.queueName, 'd', '{}', { destination: '/exchange/events/other.thing' });
+  await until('all acked', () => broker.frames('ACK').length === 4);
+  assert.deepEqual(got, [['paid', 'a', 'customer.42.order_paid'], ['all', 'a'], ['all', 'b'], ['paid', 'c', 'customer.7.order_paid'], ['all', 'c']]);
+  assert.equal(sub.stats.unrouted, 1);
+  off();
+  broker.last.deliver(sub.queueName, 'e', '{}', { destination: '/exchange/events/customer.1.order_paid' });
+  await until('e acked', () => broker.frames('ACK').length === 5);
+  assert.deepEqual(got.at(-1), ['all', 'e']);
+  await client.close();
+});
+
+test('ready(), on/once/off for states', async () => {
+  const broker = new FakeBroker();
+  const { client } = newClient(broker);
+  const seen = [];
+  const onceSeen = [];
+  const fn = (d) => seen.push(d.attempt);
+  client.on('connected', fn);
+  client.once('state', (s) => onceSeen.push(s));
+  client.subscribe(spec, () => {});
+  const ready = client.ready();
+  await client.connect();
+  await ready;
+  assert.equal(client.state, 'connected');
+  await client.ready(); // at once while connected
+  broker.last.close(1006);
+  await until('reconnected', () => broker.sockets.length === 2 && client.state === 'connected');
+  client.off('connected', fn);
+  broker.last.close(1006);
+  await until('reconnected again', () => broker.sockets.length === 3 && client.state === 'connected');
+  assert.deepEqual(seen, [0, 1]);
+  assert.deepEqual(onceSeen, ['connecting']);
+  assert.throws(() => client.on('connected'), /needs a function/);
   await client.close();
 });
 
@@ -381,7 +505,9 @@ test('invalid options are rejected early', () => {
   assert.throws(() => new DurableClient({ url: 'ws://x/ws', storage: memoryStorage(), queuePrefix: 'a b' }), TypeError);
   const c = new DurableClient({ url: 'ws://x/ws', storage: memoryStorage() });
   assert.throws(() => c.subscribe({ exchange: 'e', name: 'bad/name' }, () => {}), TypeError);
-  assert.throws(() => c.subscribe({ exchange: 'e', name: 'n' }), TypeError);
+  assert.throws(() => c.subscribe({ exchange: 'e', name: 'n' }, 'not a function'), TypeError);
+  assert.throws(() => c.subscribe({ exchange: 'e', name: 'n', retry: { attempts: 0 } }), /retry.attempts/);
+  assert.throws(() => c.subscribe({ exchange: 'e', name: 'n', handlerTimeoutMs: -1 }), /handlerTimeoutMs/);
 });
 
 test('close() + connect() during the duplicated-tab check opens exactly one connection', async () => {
