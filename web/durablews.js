@@ -159,7 +159,8 @@ const CHANNEL_NAME = 'durablews.tab-claims';
  *   this long resets the back-off when it ends
  * @property {number} [connectTimeoutMs=10000]  give up an attempt that has not
  *   received CONNECTED by then
- * @property {Storage} [storage=sessionStorage]  where the tab id lives
+ * @property {StorageLike} [storage=sessionStorage]  where the tab id and the
+ *   de-dup windows live
  * @property {string} [storageKey='durablews.tabId']
  * @property {string} [queuePrefix='tab']  queue names are `<queuePrefix>-<tabId>-<name>`
  * @property {number} [dedupWindow=1000]  recent message ids remembered per subscription
@@ -491,7 +492,7 @@ export class Subscription {
     try {
       const v = await this._onError(error, msg, { attempts });
       if (v === undefined) return 'park';
-      if (ACTIONS.has(v)) return /** @type {'ack'|'park'|'retry'} */ (v);
+      if (ACTIONS.has(/** @type {any} */ (v))) return /** @type {FailureAction} */ (v);
       console.error(`durablews: onError returned ${JSON.stringify(v)} for message ${msg.id}, expected 'ack', 'park' or 'retry'; parked`);
     } catch (e) {
       console.error('durablews: onError threw; message parked', e);
@@ -785,7 +786,7 @@ export class DurableClient {
     if (handler !== undefined && typeof handler !== 'function') {
       throw new TypeError('subscribe(spec, handler): handler must be a function (or left out, to use client.on(pattern, fn) handlers)');
     }
-    const norm = this._sessionOpts ? normalizeSessionSpec(spec) : normalizeSpec(spec);
+    const norm = this._sessionOpts ? normalizeSessionSpec(spec) : normalizeSpec(/** @type {any} */ (spec));
     if (this._sessionOpts && this._subs.size > 0) {
       // One queue per tab session: two consumers on it would split its messages.
       throw new Error('tab-session mode allows one subscription (the session queue)');
@@ -1166,7 +1167,7 @@ export class DurableClient {
         // Any frame or heart-beat from the broker: when the broker last knew
         // this tab (x-expires counts from when the broker sees it gone).
         this._lastHeard = Date.now();
-        stomp.webSocket?.addEventListener?.('message', () => {
+        /** @type {any} */ (stomp.webSocket)?.addEventListener?.('message', () => {
           if (gen === this._gen) this._lastHeard = Date.now();
         });
         this._connected(stomp, gen);
@@ -1262,7 +1263,7 @@ function deferred() {
   return d;
 }
 
-/** @param {Storage} storage @param {string} key */
+/** @param {StorageLike} storage @param {string} key */
 function readJSON(storage, key) {
   try {
     const v = storage.getItem(key);
@@ -1272,7 +1273,7 @@ function readJSON(storage, key) {
   }
 }
 
-/** @param {Storage} storage @param {string} key @param {any} value */
+/** @param {StorageLike} storage @param {string} key @param {any} value */
 function writeJSON(storage, key, value) {
   try {
     storage.setItem(key, JSON.stringify(value));
@@ -1290,7 +1291,18 @@ function defaultStorage() {
   return memoryStorage();
 }
 
-/** A Storage-like in-memory map (for tests, or when sessionStorage is unavailable). */
+/**
+ * The part of the Web Storage API the client uses (sessionStorage fits).
+ * @typedef {object} StorageLike
+ * @property {(key: string) => (string|null)} getItem
+ * @property {(key: string, value: string) => void} setItem
+ * @property {(key: string) => void} [removeItem]
+ */
+
+/**
+ * A Storage-like in-memory map (for tests, or when sessionStorage is unavailable).
+ * @returns {StorageLike & {removeItem: (key: string) => void}}
+ */
 export function memoryStorage() {
   const m = new Map();
   return {
