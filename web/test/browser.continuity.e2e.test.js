@@ -6,24 +6,14 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ENABLED, WS_URL, sleep, api, enc, publish, startServer, launchChromium, available } from './e2e-harness.js';
+import { ENABLED, WS_URL, sleep, api, enc, publish, e2eSetup, launchChromium, available } from './e2e-harness.js';
 
 test('continuity in headless Chromium: poison messages, reload de-dup, back/forward cache', { skip: !ENABLED && 'set DURABLEWS_E2E=1', timeout: 180000 }, async (t) => {
   const why = await available();
   if (why) throw new Error(`${why}: run \`make broker\` (scripts/rabbitmq.sh) first`);
   const ex = `dw-e2e-cont-${Math.random().toString(36).slice(2, 8)}`;
   await api('PUT', `/api/exchanges/%2F/${ex}`, { type: 'topic', durable: true });
-  const { server, events, send, port } = await startServer();
-  const browsers = [];
-  const queues = new Set();
-  t.after(async () => {
-    for (const b of browsers) b.stop();
-    server.closeAllConnections?.();
-    server.close();
-    await sleep(500);
-    for (const q of queues) await api('DELETE', `/api/queues/%2F/${enc(q)}`).catch(() => {});
-    await api('DELETE', `/api/exchanges/%2F/${ex}`).catch(() => {});
-  });
+  const { events, send, port, browsers, queues } = await e2eSetup(t, [ex]);
   const of = (tag, type) => events.filter((e) => e.tag === tag && (!type || e.type === type)).sort((a, b) => a.t - b.t || a.seq - b.seq);
   async function waitFor(what, pred, ms = 20000) {
     const end = Date.now() + ms;

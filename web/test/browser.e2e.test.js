@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  ENABLED, WS_URL, sleep, api, enc, publish, startServer, launchChromium, available,
+  ENABLED, WS_URL, sleep, api, enc, publish, e2eSetup, launchChromium, available,
 } from './e2e-harness.js';
 
 test('DurableClient in headless Chromium against RabbitMQ Web-STOMP', { skip: !ENABLED && 'set DURABLEWS_E2E=1', timeout: 240000 }, async (t) => {
@@ -24,18 +24,7 @@ test('DurableClient in headless Chromium against RabbitMQ Web-STOMP', { skip: !E
   const missing = `dw-e2e-missing-${run}`;
   await api('PUT', `/api/exchanges/%2F/${ex}`, { type: 'topic', durable: true });
 
-  const { server, events, send, port } = await startServer();
-  const browsers = [];
-  const queues = new Set();
-  t.after(async () => {
-    for (const b of browsers) b.stop();
-    server.closeAllConnections?.();
-    server.close();
-    await sleep(500);
-    for (const q of queues) await api('DELETE', `/api/queues/%2F/${enc(q)}`).catch(() => {});
-    await api('DELETE', `/api/exchanges/%2F/${ex}`).catch(() => {});
-    await api('DELETE', `/api/exchanges/%2F/${missing}`).catch(() => {});
-  });
+  const { events, send, port, browsers, queues } = await e2eSetup(t, [ex, missing]);
 
   // Reports are concurrent fetches and may arrive out of order: order them by
   // the page's clock, then its per-document sequence number.
