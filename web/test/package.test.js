@@ -25,10 +25,14 @@ async function tsc(...args) {
   }
 }
 
-test('sources type-check and types/*.d.ts are current (run `npm run types` after changing the JSDoc)', async () => {
+test('sources type-check (tsc --checkJs) and types/*.d.ts are current (run `npm run types` after changing the JSDoc)', async () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'durablews-types-'));
   try {
-    await tsc('-p', 'tsconfig.json', '--outDir', out);
+    try {
+      await run(process.execPath, [path.join(WEB, 'scripts', 'types.mjs'), out], { cwd: WEB });
+    } catch (e) {
+      throw new Error(`scripts/types.mjs (tsc --checkJs + declarations) failed:\n${e.stdout}${e.stderr}`);
+    }
     for (const f of ['durablews.d.ts', 'internal.d.ts']) {
       const want = fs.readFileSync(path.join(out, f), 'utf8');
       const have = fs.readFileSync(path.join(WEB, 'types', f), 'utf8');
@@ -39,8 +43,11 @@ test('sources type-check and types/*.d.ts are current (run `npm run types` after
   }
 });
 
-test('a TypeScript application compiles against the package (strict)', async () => {
+test('a TypeScript application compiles against the package (strict), and no private member is in the declarations', async () => {
   await tsc('-p', 'test/ts/tsconfig.json');
+  const dts = fs.readFileSync(path.join(WEB, 'types', 'durablews.d.ts'), 'utf8');
+  assert.doesNotMatch(dts, /^ {4}_/m);
+  assert.match(dts, /^ {4}ready\(\): Promise<void>;$/m);
 });
 
 test('package.json: a publishable package with @stomp/stompjs as its only runtime dependency, internals not exported', () => {

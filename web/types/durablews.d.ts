@@ -201,31 +201,6 @@ export class Subscription {
      * @param {SubscribeOptions['onError']} onError
      */
     constructor(client: DurableClient, spec: any, handler: ((msg: DurableMessage) => (void | Promise<void>)) | undefined, onError: SubscribeOptions["onError"]);
-    _client: DurableClient;
-    _spec: any;
-    _handler: (msg: DurableMessage) => (void | Promise<void>);
-    _onError: (err: any, msg: DurableMessage, info: {
-        attempts: number;
-    }) => (FailureAction | void | Promise<FailureAction | void>);
-    _retry: {
-        attempts: number;
-        initialMs: number;
-        maxMs: number;
-    };
-    _timeoutMs: number;
-    _active: boolean;
-    _seen: DedupWindow;
-    _seenKey: string;
-    /** @type {ReturnType<typeof setTimeout>|null} */
-    _saveTimer: ReturnType<typeof setTimeout> | null;
-    /** @type {{frame: any, gen: number}[]} */
-    _queue: {
-        frame: any;
-        gen: number;
-    }[];
-    _running: boolean;
-    /** @type {SubscriptionStats} */
-    _stats: SubscriptionStats;
     /** Subscription name. */
     get name(): any;
     /**
@@ -253,36 +228,6 @@ export class Subscription {
      * redelivers them if the queue is consumed again).
      */
     unsubscribe(): void;
-    /** @internal send SUBSCRIBE on a live connection; resolves on its RECEIPT */
-    _attach(stomp: any, gen: any): Promise<void>;
-    /** @internal send UNSUBSCRIBE */
-    _detach(stomp: any): void;
-    _enqueue(frame: any, gen: any): void;
-    _pump(): Promise<void>;
-    /** Whether a message of connection `gen` may still be handled and acked. */
-    _live(gen: any): boolean;
-    _process(frame: any, gen: any): Promise<void>;
-    /** @param {DurableMessage} msg */
-    _handlersFor(msg: DurableMessage): ((msg: DurableMessage) => any)[];
-    /**
-     * Call the handlers until they all succeed, with back-off between rounds;
-     * after retry.attempts failed rounds onError decides. Returns 'handled',
-     * 'ack' (drop), 'park', or 'stale' (the connection ended: the broker
-     * redelivers the message, so stop here).
-     * @returns {Promise<'handled'|'ack'|'park'|'stale'>}
-     */
-    _handleWithRetries(msg: any, handlers: any, gen: any): Promise<"handled" | "ack" | "park" | "stale">;
-    /** Run every handler once; undefined on success, else the first error. */
-    _callHandlers(msg: any, handlers: any): Promise<any>;
-    /** @returns {Promise<'ack'|'park'|'retry'>} */
-    _verdict(error: any, msg: any, attempts: any): Promise<"ack" | "park" | "retry">;
-    _remember(id: any): void;
-    /** @internal write the de-dup window to storage now */
-    _saveSeen(): void;
-    /** @internal forget the de-dup window (this tab became another tab) */
-    _clearSeen(): void;
-    _ack(frame: any, gen: any): void;
-    _nack(frame: any, gen: any): void;
 }
 /**
  * Browser client delivering messages from durable per-tab RabbitMQ queues over
@@ -307,76 +252,6 @@ export class Subscription {
 export class DurableClient {
     /** @param {ClientOptions} opts */
     constructor(opts?: ClientOptions);
-    _sessionOpts: {
-        url: string;
-        bindings: {
-            exchange: string;
-            key: string;
-        }[];
-        fetch: typeof fetch;
-        getHeaders: () => (Record<string, string> | Promise<Record<string, string>>);
-        timeoutMs: number;
-    };
-    _url: string;
-    _webSocketFactory: (url: string | undefined) => WebSocket;
-    _login: string;
-    _passcode: string;
-    _vhost: string;
-    _connectHeaders: () => Promise<{
-        login?: string;
-        passcode?: string;
-    }>;
-    _heartbeatMs: number;
-    _heartbeatWorker: boolean;
-    _reconnect: {
-        initialMs: number;
-        maxMs: number;
-    };
-    _stableMs: number;
-    _connectTimeoutMs: number;
-    _dedupSize: number;
-    _dupCheckMs: number;
-    _debugFn: (msg: string) => void;
-    _queuePrefix: string;
-    _storage: StorageLike;
-    _storageKey: string;
-    _tabId: string;
-    /** a session the server prepared at render time, for the first connection only */
-    _initialSession: import("./internal.js").ParsedSession;
-    /** @type {{match: (rk: string) => boolean, fn: (msg: DurableMessage) => any, pattern: string}[]} */
-    _routes: {
-        match: (rk: string) => boolean;
-        fn: (msg: DurableMessage) => any;
-        pattern: string;
-    }[];
-    /** @type {Map<string, Set<Function>>} */
-    _events: Map<string, Set<Function>>;
-    _ready: {
-        promise: Promise<void>;
-        resolve: () => void;
-        reject: (e: any) => void;
-    };
-    /** @type {Set<Subscription>} */
-    _subs: Set<Subscription>;
-    /** @type {ConnectionState} */
-    _state: ConnectionState;
-    _closed: boolean;
-    _gen: number;
-    _liveGen: number;
-    _stomp: Client;
-    _timer: any;
-    _attempt: number;
-    _healthySince: number;
-    _claim: Promise<void> | Promise<any>;
-    _channel: BroadcastChannel;
-    /** newest tab-session response (parsed), tab-session mode only */
-    _session: any;
-    /** a session since the previous one created the queue again; reported with the next 'connected' */
-    _queueReset: boolean;
-    /** headers mode: when the broker was last heard from on a connection that was live */
-    _lastHeard: number;
-    /** headers mode: _lastHeard of the connection that ended; 0 while connected or never connected */
-    _offlineSince: number;
     /** This tab's id (see README: duplicated tabs get a new one on connect()). */
     get tabId(): string;
     /** @returns {ConnectionState} */
@@ -455,50 +330,11 @@ export class DurableClient {
      * @returns {Promise<void>}
      */
     connect(): Promise<void>;
-    _resumeOn: "pagehide" | "freeze";
     /**
      * Disconnect and stop reconnecting. Unacked messages return to the queues.
      * @returns {Promise<void>}
      */
     close(): Promise<void>;
-    _shutdown(detail: any): Promise<void>;
-    /**
-     * On reload or navigation the old page's socket otherwise lingers for a
-     * moment, and the broker keeps handing it (up to prefetch) messages that
-     * then come back to the new page as redeliveries. Closing on pagehide
-     * hands them back at once (and writes the de-dup windows); a page restored
-     * from the back/forward cache connects again on pageshow, with the same
-     * tab id, queue and de-dup window. A frozen tab (Page Lifecycle 'freeze':
-     * its timers stop, heart-beats too) does the same on freeze/resume, rather
-     * than leave its prefetched messages with a socket that cannot answer.
-     */
-    _watchPageLifecycle(): void;
-    _pageWatched: boolean;
-    _debug(msg: any): void;
-    /**
-     * @param {ConnectionState} state
-     * @param {StateDetail} detail
-     */
-    _setState(state: ConnectionState, detail: StateDetail): void;
-    /** Call the listeners of an event; a throwing listener is logged, not fatal. */
-    _emit(name: any, ...args: any[]): void;
-    _remove(sub: any): void;
-    _loadTabId(): string;
-    _storeTabId(id: any): void;
-    _claimTabId(): Promise<void> | Promise<any>;
-    /**
-     * POST to the session endpoint; on success remembers the session and the
-     * tab id it names (sessionStorage). Throws SessionError.
-     */
-    _fetchSession(): Promise<any>;
-    /** Remember a session (fetched or prepared) and the tab id it names. */
-    _useSession(s: any): any;
-    _adoptTabId(tabId: any): void;
-    /** The prepared session if it is still good for a connection, once. */
-    _takeInitialSession(): import("./internal.js").ParsedSession;
-    _open(): Promise<void>;
-    _connected(stomp: any, gen: any): void;
-    _failed(gen: any, error: any): void;
 }
 /**
  * The part of the Web Storage API the client uses (sessionStorage fits).

@@ -205,8 +205,6 @@ export class DedupWindow {
     /** @param {number} size maximum number of ids remembered (0 disables) */
     constructor(size?: number);
     size: number;
-    /** @type {Map<string, true>} */
-    _ids: Map<string, true>;
     /** @param {string|undefined} id @returns {boolean} */
     has(id: string | undefined): boolean;
     /** Remember id (no-op for empty ids or size 0). @param {string|undefined} id */
