@@ -301,13 +301,15 @@ test('retrying stops when the connection ends (the broker redelivers; no ack or 
   let calls = 0;
   const sub = client.subscribe({ ...spec, retry: { attempts: 5, initialMs: 30, maxMs: 30 } }, () => {
     calls++;
+    // The socket's close event is queued before the retry's back-off timer
+    // (even one of 0 ms), so the retry always finds the connection gone.
+    broker.last.close(1006);
     throw new Error('down');
   });
   await client.connect();
   await until('connected', () => client.state === 'connected');
   broker.last.deliver(sub.queueName, 'x');
   await until('first attempt', () => calls === 1);
-  broker.last.close(1006);
   await until('reconnected', () => broker.sockets.length === 2 && client.state === 'connected');
   await sleep(80);
   assert.equal(calls, 1, 'no attempt after the connection ended');
@@ -433,7 +435,9 @@ test('an ERROR frame that leaves the socket open (server cancel) forces a reconn
 
 test('back-off resets only after a connection stayed healthy for stableMs', async () => {
   const broker = new FakeBroker();
-  const { client, states } = newClient(broker, { stableMs: 50 });
+  // stableMs well above a loaded host's event-loop stalls (the test suite runs
+  // tsc beside it): 50 ms failed once when the close landed 50 ms late.
+  const { client, states } = newClient(broker, { stableMs: 600 });
   client.subscribe(spec, () => {});
   await client.connect();
   await until('connected', () => client.state === 'connected');
@@ -441,7 +445,7 @@ test('back-off resets only after a connection stayed healthy for stableMs', asyn
   await until('reconnected 1', () => broker.sockets.length === 2 && client.state === 'connected');
   broker.last.close(1006); // after < stableMs: attempt keeps counting
   await until('reconnected 2', () => broker.sockets.length === 3 && client.state === 'connected');
-  await sleep(80);
+  await sleep(700);
   broker.last.close(1006); // after > stableMs: back to attempt 1
   await until('reconnected 3', () => broker.sockets.length === 4 && client.state === 'connected');
   assert.deepEqual(inState(states, 'reconnecting').map((s) => s.attempt), [1, 2, 1]);
