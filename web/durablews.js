@@ -702,7 +702,8 @@ export class DurableClient {
    * addition to the subscription's own handler. Each message is acked once all
    * its handlers resolved; if one fails, all of them run again (retries), so
    * keep them idempotent. A message no handler wants is acked
-   * (`stats.unrouted`).
+   * (`stats.unrouted`). In tab-session mode patterns need no subscribe():
+   * without one, connect() subscribes to the session queue as 'events'.
    *
    * @template {string} K
    * @param {K} name
@@ -717,6 +718,7 @@ export class DurableClient {
       set.add(fn);
     } else {
       this._routes.push({ pattern: name, match: topicMatcher(name), fn: /** @type {any} */ (fn) });
+      if (!this._closed) this._autoSubscribe();
     }
     return () => this.off(name, fn);
   }
@@ -789,7 +791,11 @@ export class DurableClient {
     const norm = this._sessionOpts ? normalizeSessionSpec(spec) : normalizeSpec(/** @type {any} */ (spec));
     if (this._sessionOpts && this._subs.size > 0) {
       // One queue per tab session: two consumers on it would split its messages.
-      throw new Error('tab-session mode allows one subscription (the session queue)');
+      throw new Error(
+        this._autoSub
+          ? 'tab-session mode allows one subscription: client.on(pattern) already consumes the session queue (call subscribe() before connect(), or use only client.on patterns)'
+          : 'tab-session mode allows one subscription (the session queue)',
+      );
     }
     for (const s of this._subs) {
       if (s.name === norm.name) throw new Error(`subscription name ${norm.name} already in use`);
@@ -814,6 +820,7 @@ export class DurableClient {
     this._closed = false;
     this._resumeOn = null;
     this._attempt = 0;
+    this._autoSubscribe();
     this._setState('connecting', { attempt: 0 });
     const gen = this._gen; // close() bumps it: a close()+connect() during the claim wins
     await this._claimTabId();
@@ -831,6 +838,16 @@ export class DurableClient {
   }
 
   // ---- internals ----
+
+  /**
+   * Tab-session mode has one queue: pattern handlers alone (no subscribe())
+   * consume it through a subscription named 'events' made here.
+   */
+  _autoSubscribe() {
+    if (!this._sessionOpts || this._subs.size > 0 || this._routes.length === 0) return;
+    this.subscribe({ name: 'events' });
+    this._autoSub = true;
+  }
 
   async _shutdown(detail) {
     if (this._closed) return;

@@ -1072,3 +1072,21 @@ test('session.initial: the first connection uses the prepared session (no reques
   );
   assert.throws(() => new DurableClient({ session: { url: '/s', fetch: srv.fetch, initial: '{nope' }, storage: memoryStorage() }), /session.initial/);
 });
+
+test('session: client.on(pattern) alone consumes the session queue (no subscribe() needed)', async () => {
+  const broker = new FakeBroker();
+  const srv = fakeSessionServer();
+  const { client } = newSessionClient(broker, srv);
+  const got = [];
+  client.on('customer.*.order_paid', (m) => void got.push(m.id));
+  await client.connect();
+  await client.ready();
+  const [s] = broker.frames('SUBSCRIBE');
+  assert.equal(s.headers.id, 'durablews-events');
+  broker.last.deliver('durablews-events', 'p', '{}', { destination: '/exchange/events/customer.42.order_paid' });
+  broker.last.deliver('durablews-events', 'q', '{}', { destination: '/exchange/events/customer.42.shipped' });
+  await until('acked', () => broker.frames('ACK').length === 2);
+  assert.deepEqual(got, ['p']);
+  assert.throws(() => client.subscribe({ name: 'other' }, () => {}), /client.on\(pattern\) already consumes/);
+  await client.close();
+});

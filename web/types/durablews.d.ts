@@ -275,7 +275,8 @@ export class DurableClient {
      * addition to the subscription's own handler. Each message is acked once all
      * its handlers resolved; if one fails, all of them run again (retries), so
      * keep them idempotent. A message no handler wants is acked
-     * (`stats.unrouted`).
+     * (`stats.unrouted`). In tab-session mode patterns need no subscribe():
+     * without one, connect() subscribes to the session queue as 'events'.
      *
      * @template {string} K
      * @param {K} name
