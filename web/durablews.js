@@ -755,10 +755,11 @@ export class DurableClient {
   }
 
   /**
-   * A promise for the next 'connected' state (at once if connected now): the
-   * subscriptions are confirmed. Rejects with the error if the client gives up
-   * (state 'closed' with `fatal`, e.g. a 401 from the session endpoint); after
-   * that, ready() waits for the next connect().
+   * A promise for the first 'connected' state: the subscriptions are
+   * confirmed. Once resolved it stays resolved (watch 'reconnecting' for
+   * later outages). Rejects with the error if the client gives up before
+   * (state 'closed' with `fatal`, e.g. a 401 from the session endpoint);
+   * after that, ready() waits for the first 'connected' of the next connect().
    * @returns {Promise<void>}
    */
   ready() {
@@ -864,6 +865,8 @@ export class DurableClient {
     this._claim = null;
     for (const sub of this._subs) sub._saveSeen();
     if (detail.fatal) {
+      // A fatal close before the first 'connected' rejects ready(); a later
+      // connect() gets a fresh promise.
       const r = this._ready;
       this._ready = deferred();
       r.reject(detail.error);

@@ -299,10 +299,11 @@ export class DurableClient {
      */
     off(name: string, fn: Function): void;
     /**
-     * A promise for the next 'connected' state (at once if connected now): the
-     * subscriptions are confirmed. Rejects with the error if the client gives up
-     * (state 'closed' with `fatal`, e.g. a 401 from the session endpoint); after
-     * that, ready() waits for the next connect().
+     * A promise for the first 'connected' state: the subscriptions are
+     * confirmed. Once resolved it stays resolved (watch 'reconnecting' for
+     * later outages). Rejects with the error if the client gives up before
+     * (state 'closed' with `fatal`, e.g. a 401 from the session endpoint);
+     * after that, ready() waits for the first 'connected' of the next connect().
      * @returns {Promise<void>}
      */
     ready(): Promise<void>;
