@@ -21,16 +21,7 @@ func TestBinaryFramesInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatalf("node is missing (%v): install Node.js 20, then `make web-deps`", err)
 	}
-	if _, err := os.Stat("node_modules/@stomp/stompjs"); err != nil {
-		t.Fatalf("web/node_modules is missing (%v): run `make web-deps`", err)
-	}
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "chromium"
-	}
-	if _, err := exec.LookPath(chromium); err != nil {
-		t.Fatalf("headless Chromium is missing (%v): run `make chromium`", err)
-	}
+	chromium := requireBrowser(t)
 
 	node := testbroker.Start(t, testbroker.Options{Config: []string{"web_stomp.ws_frame = binary"}})
 	mgmt := strings.Replace(node.ManagementURL(), "http://", "http://"+node.Username()+":"+node.Password()+"@", 1)
@@ -44,4 +35,21 @@ func TestBinaryFramesInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatalf("binary-frame browser test failed: %v", err)
 	}
+}
+
+// requireBrowser fails the test unless headless Chromium (CHROMIUM, default
+// chromium) and web/node_modules are there, and returns the Chromium command.
+func requireBrowser(t *testing.T) string {
+	t.Helper()
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "chromium"
+	}
+	if _, err := exec.LookPath(chromium); err != nil {
+		t.Fatalf("headless Chromium is missing (%v): run `make chromium`", err)
+	}
+	if _, err := os.Stat("node_modules/@stomp/stompjs/esm6/index.js"); err != nil {
+		t.Fatalf("web/node_modules is missing (%v): run `make web-deps`", err)
+	}
+	return chromium
 }

@@ -15,7 +15,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"slices"
 	"sync"
@@ -52,16 +51,7 @@ var preparedPage = template.Must(template.New("page").Parse(`<!doctype html>
 // (tabsession.Handler.Prepare) but before the browser connected are shown,
 // none twice, and the first connection needs no session request.
 func TestPreparedSessionInChromium(t *testing.T) {
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "chromium"
-	}
-	if _, err := exec.LookPath(chromium); err != nil {
-		t.Fatalf("headless Chromium is missing (%v): run `make chromium`", err)
-	}
-	if _, err := os.Stat("node_modules/@stomp/stompjs/esm6/index.js"); err != nil {
-		t.Fatalf("web/node_modules is missing (%v): run `make web-deps`", err)
-	}
+	chromium := requireBrowser(t)
 	node, files, _ := oauthbroker.Start(t, testbroker.Options{})
 	key, err := tabsession.LoadSigningKey(files.KeyFile)
 	if err != nil {
