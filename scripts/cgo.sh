@@ -29,18 +29,13 @@ NO_INSTALL=${DURABLEWS_CGO_NO_INSTALL:-0}
 readonly PKGS=(gcc libc6-dev)
 export PATH="$PATH:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-die() {
-	local what=$1
-	shift
-	{
-		echo
-		echo "cgo.sh: ERROR: $what"
-		local h
-		for h in "$@"; do echo "  -> $h"; done
-		echo
-	} >&2
-	exit 1
-}
+PKG_TOOL=cgo
+PKG_NO_INSTALL=$NO_INSTALL
+PKG_NO_INSTALL_VAR=DURABLEWS_CGO_NO_INSTALL
+PKG_WHY="go test -race needs them"
+PKG_NO_APT_HINT="install a C compiler and the C library headers so that Go's CC can build a program"
+# shellcheck source=scripts/lib/debian-pkgs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/debian-pkgs.sh"
 
 command -v "$GO" >/dev/null || die "no go command ($GO) on PATH" \
 	"install Go (https://go.dev/dl/, into /usr/local/go) or set GO=/path/to/go"
@@ -61,28 +56,6 @@ missing_pkgs() {
 		fi
 	done
 	echo "${out[*]:-}"
-}
-
-install() { # install PKG...
-	[ "$NO_INSTALL" != 1 ] || die "not installed: $* (and DURABLEWS_CGO_NO_INSTALL=1); go test -race needs them" \
-		"install: apt-get update && apt-get install -y $*"
-	[ "$(id -u)" = 0 ] || die "not installed: $*; go test -race needs them, and installing needs root" \
-		"run: sudo apt-get install -y $*   (or: sudo bash scripts/cgo.sh)"
-	command -v apt-get >/dev/null || die "not installed: $*, and there is no apt-get" \
-		"install a C compiler and the C library headers so that '$CC_CMD' can build a program"
-	echo "cgo: not installed: $*: installing Debian's packages (apt-get; go test -race needs cgo)..." >&2
-	local log=/tmp/durablews-cgo-apt.log
-	local apt=(apt-get -q -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confold)
-	export DEBIAN_FRONTEND=noninteractive
-	if ! "${apt[@]}" update >"$log" 2>&1; then
-		echo "cgo: apt-get update failed (see $log); trying the install with the package lists there are" >&2
-	fi
-	if ! "${apt[@]}" install -y --no-install-recommends "$@" >>"$log" 2>&1; then
-		tail -n 20 "$log" | sed 's/^/  | /' >&2
-		die "apt-get install -y $* failed (full log: $log)" \
-			"check the network to the Debian mirrors and the dpkg state (dpkg --configure -a), then rerun"
-	fi
-	echo "cgo: installed $*" >&2
 }
 
 # smoke — what go test -race needs: the compiler builds a C program against libc, cgo is
@@ -124,27 +97,4 @@ ready_line() {
 SMOKE_DIR=
 trap 'if [ -n "$SMOKE_DIR" ]; then rm -rf "$SMOKE_DIR"; fi' EXIT
 
-cmd=${1:-ensure}
-case $cmd in
-ensure | check)
-	missing=$(missing_pkgs)
-	if [ -n "$missing" ]; then
-		if [ "$cmd" = check ]; then
-			echo "cgo.sh: not installed: $missing (go test -race needs them)" >&2
-			echo "  -> run: bash scripts/cgo.sh   (as root; or: sudo apt-get install -y $missing)" >&2
-			exit 1
-		fi
-		# shellcheck disable=SC2086 # a list of package names
-		install $missing
-		missing=$(missing_pkgs)
-		[ -z "$missing" ] || die "still missing after apt-get install: $missing" "see /tmp/durablews-cgo-apt.log"
-	fi
-	smoke
-	ready_line
-	;;
-help | -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
-*)
-	echo "cgo.sh: unknown command '$cmd' (ensure|check|help)" >&2
-	exit 2
-	;;
-esac
+pkg_main "$@"

@@ -62,11 +62,12 @@ fail() {
 has() { # has NAME TEXT WHAT
 	grep -qF -- "$3" <<<"$2" || fail "$1: missing \"$3\""
 }
+no_apt() { [ -z "$apt" ] || fail "$1: apt-get was called: $apt"; }
 ok() { echo "ok   $1"; }
 
 c="fresh machine as root: installs gcc and libc6-dev, then ready"
 if run "$c" 0 "" STUB_UID=0 -- ensure; then
-	has "$c" "$apt" "install -y --no-install-recommends gcc libc6-dev"
+	has "$c" "$apt" "install -y gcc libc6-dev"
 	has "$c" "$err" "cgo: not installed: gcc libc6-dev: installing"
 	has "$c" "$err" "cgo: installed gcc libc6-dev"
 	has "$c" "$out" "cgo: ready (gcc:"
@@ -75,7 +76,7 @@ fi
 
 c="second run: installs nothing (idempotent)"
 if run "$c" 0 "gcc libc6-dev" STUB_UID=0 -- ensure; then
-	[ -z "$apt" ] || fail "$c: apt-get was called: $apt"
+	no_apt "$c"
 	[ -z "$err" ] || fail "$c: stderr not empty: $err"
 	has "$c" "$out" "cgo: ready"
 	ok "$c"
@@ -83,7 +84,7 @@ fi
 
 c="gcc there, libc6-dev missing: installs only libc6-dev"
 if run "$c" 0 "gcc" STUB_UID=0 -- ensure; then
-	has "$c" "$apt" "install -y --no-install-recommends libc6-dev"
+	has "$c" "$apt" "install -y libc6-dev"
 	grep -q "install.* gcc" <<<"$apt" && fail "$c: reinstalled gcc: $apt"
 	ok "$c"
 fi
@@ -92,21 +93,21 @@ c="not root: says what to run, installs nothing"
 if run "$c" 1 "" STUB_UID=1000 -- ensure; then
 	has "$c" "$err" "cgo.sh: ERROR: not installed: gcc libc6-dev; go test -race needs them, and installing needs root"
 	has "$c" "$err" "sudo apt-get install -y gcc libc6-dev"
-	[ -z "$apt" ] || fail "$c: apt-get was called: $apt"
+	no_apt "$c"
 	ok "$c"
 fi
 
 c="DURABLEWS_CGO_NO_INSTALL=1: fails, names the packages"
 if run "$c" 1 "gcc" STUB_UID=0 DURABLEWS_CGO_NO_INSTALL=1 -- ensure; then
-	has "$c" "$err" "not installed: libc6-dev (and DURABLEWS_CGO_NO_INSTALL=1)"
-	[ -z "$apt" ] || fail "$c: apt-get was called: $apt"
+	has "$c" "$err" "not installed: libc6-dev (and DURABLEWS_CGO_NO_INSTALL=1); go test -race needs them"
+	no_apt "$c"
 	ok "$c"
 fi
 
 c="check: reports, changes nothing"
 if run "$c" 1 "" STUB_UID=0 -- check; then
 	has "$c" "$err" "cgo.sh: not installed: gcc libc6-dev (go test -race needs them)"
-	[ -z "$apt" ] || fail "$c: apt-get was called: $apt"
+	no_apt "$c"
 	ok "$c"
 fi
 
