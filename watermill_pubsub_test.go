@@ -28,8 +28,10 @@ import (
 // is exercised too.
 //
 // Features, honestly: consumer groups are queues per group; RabbitMQ
-// delivers at least once; a single queue keeps the order of sequential
-// confirmed publishes; messages are durable. The suite itself skips
+// delivers at least once; a queue keeps the order of one goroutine's
+// sequential Publish calls (the README's Guarantees list when it does not:
+// concurrent publishers, a republish after a lost connection, none of
+// which the ordering tests do); messages are durable. The suite itself skips
 // TestReconnect (it would restart the broker: RestartServiceCommand is
 // empty because the shared broker must not be restarted; reconnects are
 // covered by TestPublish_RepublishesAfterConnectionCut and the chaos
