@@ -294,9 +294,8 @@ func (c *Config) exchangeFor(topic string) (e Exchange, err error) {
 	if e, ok := c.Exchanges[topic]; ok {
 		return e, nil
 	}
-	known := c.knownTopics()
 	if c.ExchangeFor == nil {
-		return Exchange{}, fmt.Errorf("durablews: unknown topic %q: configured topics are %s (add it to Config.Exchanges, or map generated topics with Config.ExchangeFor)", topic, known)
+		return Exchange{}, fmt.Errorf("durablews: unknown topic %q: configured topics are %s (add it to Config.Exchanges, or map generated topics with Config.ExchangeFor)", topic, c.knownTopics())
 	}
 	defer func() {
 		// A user ExchangeFor must not take the publisher down.
@@ -306,7 +305,7 @@ func (c *Config) exchangeFor(topic string) (e Exchange, err error) {
 	}()
 	e, ok := c.ExchangeFor(topic)
 	if !ok {
-		return Exchange{}, fmt.Errorf("durablews: unknown topic %q: not in Config.Exchanges %s and Config.ExchangeFor does not map it", topic, known)
+		return Exchange{}, fmt.Errorf("durablews: unknown topic %q: not in Config.Exchanges %s and Config.ExchangeFor does not map it", topic, c.knownTopics())
 	}
 	if e.Kind == "" {
 		e.Kind = KindTopic
