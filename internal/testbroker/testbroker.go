@@ -105,6 +105,10 @@ type Options struct {
 	// named <prefix>-<random>@localhost.
 	NamePrefix string
 
+	// Cookie is the Erlang cookie. Empty means a random one, private to the
+	// node; nodes that are to form a cluster (StartCluster) share one.
+	Cookie string
+
 	// Logf, if set, receives progress messages (boot and stop durations).
 	// Start sets it to t.Logf when nil.
 	Logf func(format string, args ...any)
@@ -226,7 +230,10 @@ func StartNode(opts Options) (*Node, error) {
 			return fail(err)
 		}
 	}
-	cookie := strings.ToUpper(randHex(10))
+	cookie := opts.Cookie
+	if cookie == "" {
+		cookie = strings.ToUpper(randHex(10))
+	}
 	if err := os.WriteFile(filepath.Join(base, "home", ".erlang.cookie"), []byte(cookie), 0o400); err != nil {
 		return fail(err)
 	}
