@@ -67,14 +67,16 @@ func TestCluster_ClassicTabQueueWhileItsNodeIsDown(t *testing.T) {
 	// and until the cluster has noticed, and record every answer.
 	type answer struct {
 		id, out string
-		at      time.Duration // since the kill
+		at      time.Time
 	}
 	var (
 		mu      sync.Mutex
 		answers []answer
-		killAt  time.Time
 		stop    = make(chan struct{})
 		done    = make(chan struct{})
+	)
+	var (
+		killAt time.Time
 	)
 	go func() {
 		defer close(done)
@@ -90,7 +92,7 @@ func TestCluster_ClassicTabQueueWhileItsNodeIsDown(t *testing.T) {
 				out = "error"
 			}
 			mu.Lock()
-			answers = append(answers, answer{id, out, time.Since(killAt)})
+			answers = append(answers, answer{id, out, time.Now()})
 			mu.Unlock()
 			if err != nil {
 				return
@@ -98,9 +100,7 @@ func TestCluster_ClassicTabQueueWhileItsNodeIsDown(t *testing.T) {
 		}
 	}()
 	time.Sleep(500 * time.Millisecond)
-	mu.Lock()
-	killAt = time.Now()
-	mu.Unlock()
+	killAt = time.Now() // read after done is closed
 	t.Logf("killing node 1 (-9) %v after the last declare/bind", time.Since(lastDeclare).Round(time.Millisecond))
 	require.NoError(t, n1.Kill())
 	waitRunning(t, c, n2, n3)
@@ -113,7 +113,7 @@ func TestCluster_ClassicTabQueueWhileItsNodeIsDown(t *testing.T) {
 	var nacked []string
 	for _, a := range answers {
 		window[a.out]++
-		if a.at < 0 {
+		if a.at.Before(killAt) {
 			beforeKill[a.out]++
 		} else {
 			afterKill[a.out]++
