@@ -78,7 +78,8 @@ prepare() {
 			web_stomp.tcp.port = 1568$n
 		EOF
 		echo "[rabbitmq_management,rabbitmq_stomp,rabbitmq_web_stomp]." >"$d/enabled_plugins"
-		: >"$d/advanced.config"
+		# Never created: an empty advanced.config does not parse; the variable only keeps
+		# /etc/rabbitmq/advanced.config out.
 	done
 }
 
@@ -92,19 +93,26 @@ boot() { # boot N — start node N in the background (own session, survives this
 		fi
 	done
 	echo "rabbitmq-cluster: starting $(name "$n")" >&2
-	env -u RABBITMQ_NODENAME $(common_env) \
+	(cd "$d" && exec env -u RABBITMQ_NODENAME $(common_env) \
 		RABBITMQ_NODENAME="$(name "$n")" RABBITMQ_DIST_PORT="2568$n" \
 		RABBITMQ_MNESIA_BASE="$d/mnesia" RABBITMQ_LOG_BASE="$d/log" \
 		RABBITMQ_CONFIG_FILE="$d/rabbitmq.conf" RABBITMQ_ADVANCED_CONFIG_FILE="$d/advanced.config" \
 		RABBITMQ_CONFIG_FILES="$d/conf.d/*.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$d/enabled_plugins" \
 		RABBITMQ_PID_FILE="$d/rabbitmq.pid" \
 		RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
-		setsid "$BIN/rabbitmq-server" >>"$d/log/console.log" 2>&1 </dev/null &
+		setsid "$BIN/rabbitmq-server" >>"$d/log/console.log" 2>&1 </dev/null) &
+	echo $! >"$d/server.pid"
 }
 
 await() { # await N — until node N's RabbitMQ application runs
 	local n=$1 deadline=$((SECONDS + TIMEOUT))
+	local pidf
+	pidf="$(ndir "$n")/server.pid"
 	until ctl "$n" -q await_startup >/dev/null 2>&1; do
+		if [ -s "$pidf" ] && ! kill -0 "$(cat "$pidf")" 2>/dev/null; then
+			tail -n 20 "$(ndir "$n")/log/console.log" >&2 || true
+			die "$(name "$n") exited while booting" "see $(ndir "$n")/log/"
+		fi
 		if [ $SECONDS -ge $deadline ]; then
 			tail -n 20 "$(ndir "$n")/log/console.log" >&2 || true
 			die "$(name "$n") did not start within ${TIMEOUT}s" "see $(ndir "$n")/log/"
@@ -124,10 +132,12 @@ cmd_start() {
 	for n in 2 3; do
 		if ! members | grep -q "\"$(name "$n")\""; then
 			echo "rabbitmq-cluster: joining $(name "$n") to $(name 1)" >&2
-			ctl "$n" -q stop_app
-			ctl "$n" -q reset
-			ctl "$n" -q join_cluster "$(name 1)"
-			ctl "$n" -q start_app
+			local step out
+			for step in stop_app reset "join_cluster $(name 1)" start_app; do
+				# shellcheck disable=SC2086 # step is a command and its argument
+				out=$(ctl "$n" -q $step 2>&1) || die "rabbitmqctl -n $(name "$n") $step failed: $out" \
+					"see $(ndir "$n")/log/; 'bash scripts/rabbitmq-cluster.sh clean' starts over"
+			done
 			await "$n"
 		fi
 	done
@@ -156,7 +166,10 @@ cmd_status() {
 	[ $up -gt 0 ] || { echo "cluster: down (start it: bash scripts/rabbitmq-cluster.sh start)"; return 3; }
 	for n in "${NODES[@]}"; do
 		if running "$n"; then
-			ctl "$n" cluster_status | sed -n '/^Running Nodes/,/^Versions/p;/^Network Partitions/,/^Listeners/p;/^Alarms/,/^Network Partitions/p' | grep -v '^$' | sort -u
+			echo "cluster view of $(name "$n"):"
+			ctl "$n" -q cluster_status | sed 's/\x1b\[[0-9;]*m//g' |
+				sed -n '/^Running Nodes/,/^Versions/p; /^Alarms/,/^Listeners/p' |
+				grep -v -e '^Versions' -e '^Listeners' -e '^$' | sed 's/^/  /' || true
 			break
 		fi
 	done
