@@ -303,6 +303,17 @@ func (d *doctor) checkCluster() {
 	}
 }
 
+// nodeDown reports whether the management API lists a node that is not
+// running.
+func (d *doctor) nodeDown() bool {
+	for _, n := range d.nodes {
+		if !n.IsRunning {
+			return true
+		}
+	}
+	return false
+}
+
 // checkWebSTOMP does what a browser does on every Web-STOMP URL (one per
 // node of a cluster): WebSocket upgrade with the v12.stomp subprotocol,
 // then STOMP CONNECT with the AMQP URL's user on its vhost.
@@ -349,6 +360,10 @@ func (d *doctor) checkWebSTOMPAt(wsURL string) {
 }
 
 func (d *doctor) webSTOMPFix(resp *http.Response, err error) string {
+	if resp == nil && d.nodeDown() {
+		return "a cluster node is down (see the cluster line): if this URL is that node's, start the node; otherwise " +
+			"check host and port in -web-stomp-url (DURABLEWS_WEB_STOMP_URL)"
+	}
 	listening := ""
 	if len(d.wsListener) > 0 {
 		ports := make([]string, len(d.wsListener))
