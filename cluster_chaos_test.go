@@ -156,6 +156,8 @@ type chaosLoad struct {
 	mu        sync.Mutex
 	confirmed map[string]bool
 	failed    map[string]int // reason -> count
+	firstFail time.Time
+	lastFail  time.Time
 	attempted atomic.Int64
 	stopCh    chan struct{}
 	wg        sync.WaitGroup
@@ -188,6 +190,12 @@ func startChaosLoad(t *testing.T, pub *durablews.Publisher, exchange, keyPrefix 
 				for _, f := range bad {
 					l.failed[reason(f.Err)]++
 				}
+				if len(bad) > 0 {
+					if l.firstFail.IsZero() {
+						l.firstFail = time.Now()
+					}
+					l.lastFail = time.Now()
+				}
 				l.mu.Unlock()
 			}
 		}()
@@ -213,6 +221,13 @@ func (l *chaosLoad) snapshot() (map[string]bool, map[string]int) {
 		f[k] = v
 	}
 	return c, f
+}
+
+// failWindow returns when the first and the last failed publish returned.
+func (l *chaosLoad) failWindow() (first, last time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.firstFail, l.lastFail
 }
 
 // waitAttempted waits until at least n publishes were attempted.
@@ -332,7 +347,9 @@ func TestClusterChaos_NothingConfirmedIsLost(t *testing.T) {
 			dups += ft.got.Stats().Duplicates
 			reconnects += int(ft.reconnects.Load())
 		}
-		t.Logf("failures by reason (not confirmed, reported to the caller): %v", failed)
+		first, last := load.failWindow()
+		t.Logf("failures by reason (not confirmed, reported to the caller): %v; first at %v, last at %v after the start",
+			failed, first.Sub(start).Round(time.Millisecond), last.Sub(start).Round(time.Millisecond))
 		line := fmt.Sprintf("cluster-chaos: published %d confirmed %d lost %d duplicates %d nacked %d node-kills 1 node-stops 1 cuts %d tab-reconnects %d queues 2 (quorum) nodes 3 in %v (%.0f confirmed msg/s)",
 			load.attempted.Load(), len(confirmed), lost, dups, failed[durablews.ErrNacked.Error()], cuts.Load(), reconnects,
 			elapsed.Round(time.Millisecond), float64(len(confirmed))/elapsed.Seconds())
@@ -357,6 +374,7 @@ func TestClusterChaos_NothingConfirmedIsLost(t *testing.T) {
 		require.Equal(t, outAck, out, "routed to the new queue and confirmed")
 		sinceDeclare := time.Since(declared)
 		require.NoError(t, n3.Kill())
+		killedAt := time.Now()
 		t.Logf("node 3 killed %v after the declare of %s began (declare + bind + one confirmed publish)", sinceDeclare.Round(time.Millisecond), q)
 		assert.Less(t, sinceDeclare, time.Second, "the kill must come within a second of the declare")
 
@@ -365,16 +383,26 @@ func TestClusterChaos_NothingConfirmedIsLost(t *testing.T) {
 		pub := newClusterPublisher(t, urls[:2])
 		load := startChaosLoad(t, pub, "chaos", "fresh", 2)
 		load.waitAttempted(t, 2000, 2*time.Minute)
+		restartAt := time.Since(killedAt)
 		require.NoError(t, n3.StartAgain())
 		waitRunning(t, c, nodes...)
-		load.waitAttempted(t, 3000, 2*time.Minute)
+		backAt := time.Since(killedAt)
+		load.waitAttempted(t, load.attempted.Load()+1000, 2*time.Minute)
 		load.stop()
 		confirmed, failed := load.snapshot()
 		confirmed["fresh-first"] = true
 		waitReceived([]*failoverTab{tab}, confirmed, time.Minute)
 		lost := tab.missing(confirmed)
-		t.Logf("fresh queue: attempted %d confirmed %d lost %d duplicates %d; failures %v; tab reconnects %d",
-			load.attempted.Load(), len(confirmed), lost, tab.got.Stats().Duplicates, failed, tab.reconnects.Load())
+		first, last := load.failWindow()
+		since := func(at time.Time) string {
+			if at.IsZero() {
+				return "-"
+			}
+			return at.Sub(killedAt).Round(time.Millisecond).String()
+		}
+		t.Logf("fresh queue: attempted %d confirmed %d lost %d duplicates %d; failures %v, the first returned %s and the last %s after the kill; node 3 restarted at %v, back in the cluster at %v; tab reconnects %d",
+			load.attempted.Load(), len(confirmed), lost, tab.got.Stats().Duplicates, failed, since(first), since(last),
+			restartAt.Round(time.Millisecond), backAt.Round(time.Millisecond), tab.reconnects.Load())
 		assert.Zero(t, lost, "a quorum queue declared and bound just before its leader's kill keeps every confirmed message")
 		assert.Greater(t, len(confirmed), 1000, "the survivors take over the queue")
 	})
