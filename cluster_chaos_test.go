@@ -65,7 +65,6 @@ type failoverTab struct {
 	urls       []string
 	got        *stomptab.Collector
 	reconnects atomic.Int64
-	nodeNow    atomic.Int64 // index into urls of the current connection
 	cancel     context.CancelFunc
 	done       chan struct{}
 }
@@ -76,9 +75,7 @@ func startFailoverTab(queue string, urls []string, first int) *failoverTab {
 	go func() {
 		defer close(ft.done)
 		for i := first; ctx.Err() == nil; i++ {
-			idx := i % len(urls)
-			ft.nodeNow.Store(int64(idx))
-			ft.consume(ctx, urls[idx])
+			ft.consume(ctx, urls[i%len(urls)])
 			if ctx.Err() == nil {
 				ft.reconnects.Add(1)
 				select {
@@ -318,10 +315,12 @@ func TestClusterChaos_NothingConfirmedIsLost(t *testing.T) {
 		if wait := 10*time.Second - time.Since(lastDeclare); wait > 0 {
 			time.Sleep(wait)
 		}
+		kills, stops := 0, 0
 		killAt := time.Since(start)
 		t.Logf("kill -9 node 1 at %v, %v after the last declare/bind, %d publishes attempted",
 			killAt.Round(time.Millisecond), time.Since(lastDeclare).Round(time.Millisecond), load.attempted.Load())
 		require.NoError(t, nodes[0].Kill())
+		kills++
 		time.Sleep(2 * time.Second)
 		require.NoError(t, nodes[0].StartAgain())
 		waitRunning(t, c, nodes...)
@@ -330,6 +329,7 @@ func TestClusterChaos_NothingConfirmedIsLost(t *testing.T) {
 		load.waitAttempted(t, minMessages*6/10, 2*time.Minute)
 		t.Logf("graceful stop of node 2 at %v, %d publishes attempted", time.Since(start).Round(time.Millisecond), load.attempted.Load())
 		require.NoError(t, nodes[1].Stop())
+		stops++
 		require.NoError(t, nodes[1].StartAgain())
 		waitRunning(t, c, nodes...)
 		t.Logf("node 2 back in the cluster at %v", time.Since(start).Round(time.Millisecond))
@@ -350,12 +350,15 @@ func TestClusterChaos_NothingConfirmedIsLost(t *testing.T) {
 		first, last := load.failWindow()
 		t.Logf("failures by reason (not confirmed, reported to the caller): %v; first at %v, last at %v after the start",
 			failed, first.Sub(start).Round(time.Millisecond), last.Sub(start).Round(time.Millisecond))
-		line := fmt.Sprintf("cluster-chaos: published %d confirmed %d lost %d duplicates %d nacked %d node-kills 1 node-stops 1 cuts %d tab-reconnects %d queues 2 (quorum) nodes 3 in %v (%.0f confirmed msg/s)",
-			load.attempted.Load(), len(confirmed), lost, dups, failed[durablews.ErrNacked.Error()], cuts.Load(), reconnects,
+		line := fmt.Sprintf("cluster-chaos: published %d confirmed %d lost %d duplicates %d nacked %d node-kills %d node-stops %d cuts %d tab-reconnects %d queues %d (quorum) nodes %d in %v (%.0f confirmed msg/s)",
+			load.attempted.Load(), len(confirmed), lost, dups, failed[durablews.ErrNacked.Error()], kills, stops, cuts.Load(), reconnects,
+			len(tabs), len(nodes),
 			elapsed.Round(time.Millisecond), float64(len(confirmed))/elapsed.Seconds())
 		fmt.Println(line)
 		t.Log(line)
 		assert.Zero(t, lost, "confirmed messages missing from a tab")
+		assert.Equal(t, 1, kills)
+		assert.Equal(t, 1, stops)
 		assert.GreaterOrEqual(t, load.attempted.Load(), int64(minMessages))
 		assert.Greater(t, len(confirmed), minMessages/2, "most messages must get through despite the faults")
 	})

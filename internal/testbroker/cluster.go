@@ -168,9 +168,6 @@ func (c *Cluster) AMQPURLs() []string { return c.collect((*Node).AMQPURL) }
 // WebSTOMPURLs returns every node's Web-STOMP URL.
 func (c *Cluster) WebSTOMPURLs() []string { return c.collect((*Node).WebSTOMPURL) }
 
-// ManagementURLs returns every node's management API base URL.
-func (c *Cluster) ManagementURLs() []string { return c.collect((*Node).ManagementURL) }
-
 func (c *Cluster) collect(f func(*Node) string) []string {
 	out := make([]string, len(c.nodes))
 	for i, n := range c.nodes {
@@ -242,17 +239,6 @@ func (c *Cluster) WaitRunning(ctx context.Context, want ...*Node) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-}
-
-// Running returns the nodes whose server process runs.
-func (c *Cluster) Running() []*Node {
-	var out []*Node
-	for _, n := range c.nodes {
-		if n.Running() {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // Close kills every node and removes its directory (see Node.Close). It is
