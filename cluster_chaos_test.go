@@ -250,10 +250,26 @@ func newClusterPublisher(t *testing.T, urls []string) *durablews.Publisher {
 	return newPublisher(t, cfg)
 }
 
-func TestClusterChaos_NothingConfirmedIsLost(t *testing.T) {
+// TestCluster shares one private 3-node cluster (a boot costs about a
+// minute on a loaded 2-core machine) between the classic-queue measurement
+// and the two chaos runs. Each subtest leaves every node running.
+func TestCluster(t *testing.T) {
 	c := testbroker.StartCluster(t, testbroker.ClusterOptions{})
 	nodes := c.Nodes()
 	t.Logf("cluster boot time: %v", c.BootTime().Round(time.Millisecond))
+	heal := func() {
+		for _, n := range nodes {
+			if !n.Running() {
+				require.NoError(t, n.StartAgain())
+			}
+		}
+		waitRunning(t, c, nodes...)
+	}
+
+	t.Run("classic tab queue while its node is down", func(t *testing.T) {
+		testClassicTabQueueNodeDown(t, c)
+	})
+	heal()
 
 	admin := dialNode(t, nodes[0])
 	ach, err := admin.Channel()
@@ -271,7 +287,7 @@ func TestClusterChaos_NothingConfirmedIsLost(t *testing.T) {
 		urls[i] = "amqp://guest:guest@" + p.Addr() + "/"
 	}
 
-	t.Run("kill -9 and graceful stop", func(t *testing.T) {
+	t.Run("chaos: kill -9 and graceful stop", func(t *testing.T) {
 		// Two quorum tab queues, leaders on node 1 (the one killed) and on
 		// node 2 (the one stopped). maxLen is far above what is published:
 		// drop-head must not drop anything here.
@@ -363,7 +379,8 @@ func TestClusterChaos_NothingConfirmedIsLost(t *testing.T) {
 		assert.Greater(t, len(confirmed), minMessages/2, "most messages must get through despite the faults")
 	})
 
-	t.Run("kill -9 within a second of declaring a tab queue", func(t *testing.T) {
+	heal()
+	t.Run("chaos: kill -9 within a second of declaring a tab queue", func(t *testing.T) {
 		// The queue is declared and bound through node 3 (its leader), one
 		// message is confirmed through it from node 1, and node 3 is killed
 		// at once. Publishing goes on through nodes 1 and 2; a tab reads

@@ -1,7 +1,7 @@
 package durablews_test
 
 // What RabbitMQ 3.10.8 does with a classic tab queue whose node is down, on a
-// private 3-node cluster (internal/testbroker). The assertions state the
+// private 3-node cluster (internal/testbroker; TestCluster runs it). The assertions state the
 // broker's behaviour, so this test fails if a RabbitMQ upgrade changes it and
 // the README's "what is and is not guaranteed when a node dies" must be
 // revisited.
@@ -23,8 +23,8 @@ import (
 	"github.com/durablews/durablews/internal/testbroker"
 )
 
-func TestCluster_ClassicTabQueueWhileItsNodeIsDown(t *testing.T) {
-	c := testbroker.StartCluster(t, testbroker.ClusterOptions{})
+// testClassicTabQueueNodeDown runs as a subtest of TestCluster.
+func testClassicTabQueueNodeDown(t *testing.T, c *testbroker.Cluster) {
 	n1, n2, n3 := c.Node(0), c.Node(1), c.Node(2)
 	const ex = "cl"
 

@@ -133,7 +133,7 @@ cmd_start() {
 		if ! members | grep -q "\"$(name "$n")\""; then
 			echo "rabbitmq-cluster: joining $(name "$n") to $(name 1)" >&2
 			local step out
-			for step in stop_app reset "join_cluster $(name 1)" start_app; do
+			for step in stop_app "join_cluster $(name 1)" start_app; do
 				# shellcheck disable=SC2086 # step is a command and its argument
 				out=$(ctl "$n" -q $step 2>&1) || die "rabbitmqctl -n $(name "$n") $step failed: $out" \
 					"see $(ndir "$n")/log/; 'bash scripts/rabbitmq-cluster.sh clean' starts over"
