@@ -13,6 +13,8 @@
 #   make tab-sessions-broker  configure the shared broker for tab sessions (restarts it if its config changed)
 #   make tab-sessions-plan    what that would change (read-only)
 #   make doctor     go run ./cmd/durablews doctor (checks the local broker, read-only)
+#   make cluster    a local 3-node cluster beside the machine's broker (scripts/rabbitmq-cluster.sh start;
+#                   AMQP 5681-5683, Web-STOMP 15681-15683); make cluster-status / cluster-stop
 #   make sizing     broker memory per tab queue / message / connected tab on a private node (~3 min)
 #   make fmt / vet / fmt-check / gotest / fuzz
 #
@@ -36,7 +38,7 @@ WEB_E2E      ?= 1
 .NOTPARALLEL:
 .DEFAULT_GOAL := help
 
-.PHONY: help test cgo broker chromium web-deps web-test demo bench fmt fmt-check vet gotest fuzz doctor sizing tab-sessions-broker tab-sessions-plan
+.PHONY: help test cgo broker chromium web-deps web-test demo bench fmt fmt-check vet gotest fuzz doctor sizing tab-sessions-broker tab-sessions-plan cluster cluster-status cluster-stop
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -62,6 +64,15 @@ cgo:
 
 broker:
 	@bash scripts/rabbitmq.sh
+
+cluster:
+	@bash scripts/rabbitmq-cluster.sh start
+
+cluster-status:
+	@bash scripts/rabbitmq-cluster.sh status
+
+cluster-stop:
+	@bash scripts/rabbitmq-cluster.sh stop
 
 chromium:
 	@bash scripts/chromium.sh
