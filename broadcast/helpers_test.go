@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -169,3 +170,5 @@ func dialTab(t *testing.T, url string) *stomptab.Tab {
 	t.Cleanup(tab.Drop)
 	return tab
 }
+
+func itoa(i int64) string { return strconv.FormatInt(i, 10) }
