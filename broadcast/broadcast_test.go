@@ -61,6 +61,7 @@ func TestPositionWire(t *testing.T) {
 		{broadcast.LastPosition(1234), "offset=1234", `{"last":1234}`},
 		{broadcast.TimestampPosition(ts), "timestamp=1795838400", `{"timestamp":1795838400}`},
 		{broadcast.Position{}, "first", `{"first":true}`},
+		{broadcast.Position{Kind: broadcast.KindNext}, "next", `{"next":true}`},
 	} {
 		assert.Equal(t, c.header, c.pos.Header())
 		b, err := json.Marshal(c.pos)

@@ -172,3 +172,26 @@ func dialTab(t *testing.T, url string) *stomptab.Tab {
 }
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }
+
+// readAll reads the whole stream over AMQP, until no delivery came for 2 s.
+func (e *env) readAll(stream string) (offsets []int64, ids []string) {
+	e.t.Helper()
+	ch, err := e.conn.Channel()
+	require.NoError(e.t, err)
+	defer ch.Close()
+	require.NoError(e.t, ch.Qos(500, 0, false))
+	ds, err := ch.Consume(stream, "", false, false, false, false, amqp.Table{"x-stream-offset": "first"})
+	require.NoError(e.t, err)
+	for {
+		select {
+		case d := <-ds:
+			off, err := broadcast.DeliveryOffset(d.Headers)
+			require.NoError(e.t, err)
+			offsets = append(offsets, off)
+			ids = append(ids, d.MessageId)
+			require.NoError(e.t, d.Ack(false))
+		case <-time.After(2 * time.Second):
+			return offsets, ids
+		}
+	}
+}

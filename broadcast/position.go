@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -21,6 +22,9 @@ const (
 	KindTimestamp = "timestamp"
 	// KindFirst: start at the oldest message the stream still holds.
 	KindFirst = "first"
+	// KindNext: only what is published from now on (a page without a
+	// server position).
+	KindNext = "next"
 )
 
 // DefaultEndWait is how long EndPosition waits for the stream's last chunk
@@ -48,26 +52,30 @@ func TimestampPosition(t time.Time) Position {
 }
 
 // Header is the value of the SUBSCRIBE header x-stream-offset for p:
-// offset=<Offset>, timestamp=<unix seconds> or first.
+// offset=<Offset>, timestamp=<unix seconds>, next or first.
 func (p Position) Header() string {
 	switch p.Kind {
 	case KindLast:
 		return "offset=" + strconv.FormatInt(p.Offset, 10)
 	case KindTimestamp:
 		return "timestamp=" + strconv.FormatInt(p.Time.Unix(), 10)
+	case KindNext:
+		return KindNext
 	default:
 		return KindFirst
 	}
 }
 
 // MarshalJSON gives what the page reads: {"last":N}, {"timestamp":S}
-// (unix seconds) or {"first":true}.
+// (unix seconds), {"next":true} or {"first":true}.
 func (p Position) MarshalJSON() ([]byte, error) {
 	switch p.Kind {
 	case KindLast:
 		return json.Marshal(map[string]int64{"last": p.Offset})
 	case KindTimestamp:
 		return json.Marshal(map[string]int64{"timestamp": p.Time.Unix()})
+	case KindNext:
+		return []byte(`{"next":true}`), nil
 	default:
 		return []byte(`{"first":true}`), nil
 	}
@@ -140,5 +148,41 @@ func DeliveryOffset(h amqp.Table) (int64, error) {
 		return 0, errors.New("delivery has no x-stream-offset header: is the queue a stream?")
 	default:
 		return 0, fmt.Errorf("x-stream-offset header of unexpected type %T", v)
+	}
+}
+
+// WaitReady waits until the stream can be read on the node conn is
+// connected to: a consumer on it is accepted (a stream whose replica on
+// that node is still starting, after a broker restart, refuses consumers
+// with "does not have a replica on the local node", or with NOT_FOUND
+// "home node ... is down or inaccessible" while it recovers).
+//
+// Publish to a stream only once it is ready after a broker restart:
+// RabbitMQ 3.10.8 was seen confirming messages routed to a stream that
+// was still recovering without storing them (see the package doc).
+func WaitReady(ctx context.Context, conn Channeler, stream string) error {
+	for {
+		err := withChannel(ctx, conn, func(ch *amqp.Channel) error {
+			if err := ch.Qos(1, 0, false); err != nil {
+				return err
+			}
+			_, err := ch.Consume(stream, "", false, false, false, false, amqp.Table{"x-stream-offset": KindNext})
+			return err
+		})
+		recovering := isCode(err, amqp.PreconditionFailed) || errors.Is(err, amqp.ErrClosed) ||
+			(isCode(err, amqp.NotFound) && strings.Contains(reason(err), "is down or inaccessible"))
+		switch {
+		case err == nil:
+			return nil
+		case isCode(err, amqp.NotFound) && !recovering:
+			return fmt.Errorf("broadcast: stream %q does not exist: declare it (broadcast.Declare, durablews setup -streams): %v", stream, reason(err))
+		case !recovering && ctx.Err() == nil:
+			return fmt.Errorf("broadcast: wait for stream %q: %w", stream, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("broadcast: stream %q not ready: %w (last: %v)", stream, ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }

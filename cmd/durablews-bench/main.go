@@ -15,6 +15,7 @@
 //	pipelined-q1/q10   batches of 100 from one goroutine; 16 goroutines × 1 message
 //	e2e-1tab/10tabs   publish → Web-STOMP → Go tab client (acking), fixed rate
 //	fanout-N           every message to N durable tab queues (-fanout)
+//	streams            K tab queues vs one stream, K away subscribers (-streams-k)
 //
 // See RESULTS.md next to this file for a full run and what bounds each figure.
 package main
@@ -51,6 +52,7 @@ func run(args []string) int {
 	e2eRuns := fs.Int("e2e-runs", 0, "runs of the 1-tab latency scenario, median reported (default 5; at least -runs)")
 	e2eRate := fs.Int("e2e-rate", 0, "offered msg/s in the end-to-end scenarios (default 1000)")
 	fanout := fs.String("fanout", "", "comma-separated tab-queue counts for the fan-out scenarios (default 1,10,100,1000)")
+	streamsK := fs.String("streams-k", "", "comma-separated away-subscriber counts K for the streams scenario (default 1,10,100,1000; -short 1,10)")
 	payload := fs.Int("payload", 0, "message body size in bytes (default 256)")
 	scen := fs.String("scenarios", "", "regexp: run only matching scenarios (one-by-one-q1, pipelined-q10, e2e-10tabs, fanout-1000, ...)")
 	cont := fs.String("contenders", "", "regexp: run only matching contenders (durablews-16x1, wamqp-pool1-1x1, raw-inflight256, ...); each scenario's anchor always runs")
@@ -111,6 +113,17 @@ func run(args []string) int {
 				return 2
 			}
 			o.FanoutQueues = append(o.FanoutQueues, n)
+		}
+	}
+	if *streamsK != "" {
+		o.StreamSubscribers = nil
+		for _, f := range strings.Split(*streamsK, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || (len(o.StreamSubscribers) > 0 && n <= o.StreamSubscribers[len(o.StreamSubscribers)-1]) {
+				fmt.Fprintf(os.Stderr, "durablews-bench: -streams-k: %q: want ascending positive numbers\n", f)
+				return 2
+			}
+			o.StreamSubscribers = append(o.StreamSubscribers, n)
 		}
 	}
 	var err error

@@ -1,0 +1,306 @@
+package main
+
+// The streams scenario: the same durablews Publisher, broker and payload
+// publishing to K per-tab queues (every message written K times) and to
+// one broadcast stream read by K tabs (written once; a tab's position is
+// an offset the tab keeps), with K away subscribers in both designs.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/durablews/durablews/broadcast"
+	"github.com/durablews/durablews/internal/stomptab"
+)
+
+// streamsRun is the runtime state the streams contenders share: the
+// stream, and how many away tabs have read it so far.
+type streamsRun struct {
+	o      *Options
+	topo   *topology
+	prefix string
+	stream string
+
+	mu   sync.Mutex
+	away int // tabs that subscribed to the stream and left
+}
+
+func streamContenderID(k int) string { return fmt.Sprintf("stream-k%d", k) }
+func queuesContenderID(k int) string { return fmt.Sprintf("queues-k%d", k) }
+
+// streamsScenario compares both designs at each K in o.StreamSubscribers.
+func streamsScenario(o *Options) scenarioDef {
+	ks := o.StreamSubscribers
+	def := scenarioDef{
+		name:   "streams",
+		title:  "broadcast to K away subscribers: K per-tab queues vs one stream (durablews Publisher, 16 goroutines × 1 message)",
+		kind:   kindStreams,
+		anchor: streamContenderID(ks[0]),
+	}
+	base := durablewsContender(16, 1)
+	for _, k := range ks {
+		def.contenders = append(def.contenders, withTarget(base, queuesContenderID(k),
+			fmt.Sprintf("durablews → %s (bound, no tab attached)", plural(k, "tab queue")),
+			func(ctx context.Context, e *env) (string, func() error, error) { return e.streams.queues(ctx, k) }))
+		def.contenders = append(def.contenders, withTarget(base, streamContenderID(k),
+			fmt.Sprintf("durablews → 1 stream, %s away (offsets kept by the tabs)", plural(k, "tab")),
+			func(ctx context.Context, e *env) (string, func() error, error) { return e.streams.streamKey(ctx, k) }))
+	}
+	last := ks[len(ks)-1]
+	if last != ks[0] {
+		def.targets = append(def.targets, targetDef{num: streamContenderID(last), den: streamContenderID(ks[0]), metric: "rate", min: 0.9,
+			label: fmt.Sprintf("stream with %d away tabs vs with %d", last, ks[0])})
+	}
+	for _, k := range ks {
+		t := targetDef{num: streamContenderID(k), den: queuesContenderID(k), metric: "rate",
+			label: fmt.Sprintf("one stream vs %s, %d away subscribers", plural(k, "tab queue"), k)}
+		if k >= 1000 {
+			t.min = 500
+		}
+		def.targets = append(def.targets, t)
+	}
+	return def
+}
+
+// withTarget is c publishing to the routing key that setup returns (after
+// declaring what it routes to); teardown runs after the measurement.
+func withTarget(c contender, id, name string, setup func(ctx context.Context, e *env) (key string, teardown func() error, err error)) contender {
+	return contender{id: id, name: name, shape: c.shape, start: func(ctx context.Context, e *env) (instance, error) {
+		key, teardown, err := setup(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		e2 := *e
+		e2.key = key
+		inst, err := c.start(ctx, &e2)
+		if err != nil {
+			return nil, errors.Join(err, teardown())
+		}
+		return tornDown{inst, teardown}, nil
+	}}
+}
+
+type tornDown struct {
+	instance
+	teardown func() error
+}
+
+func (t tornDown) close() error { return errors.Join(t.instance.close(), t.teardown()) }
+
+// queues declares k fresh tab queues bound to a key of their own; they are
+// deleted after the measurement.
+func (s *streamsRun) queues(_ context.Context, k int) (string, func() error, error) {
+	p := fmt.Sprintf("%s-q%d-%s", s.prefix, k, randomHex(3))
+	names, err := s.topo.declareQueues(p, k, p+".#", true)
+	if err != nil {
+		return "", nil, err
+	}
+	return p + ".bench", func() error { return s.topo.deleteQueues(names) }, nil
+}
+
+// streamKey makes sure k tabs have read the stream and left, and returns
+// the stream's routing key.
+func (s *streamsRun) streamKey(ctx context.Context, k int) (string, func() error, error) {
+	if err := s.awayTabs(ctx, k); err != nil {
+		return "", nil, err
+	}
+	return s.prefix + "-stream.bench", func() error { return nil }, nil
+}
+
+// awayTabs brings the number of tabs that subscribed to the stream over
+// Web-STOMP (from "next", as a new page without a server position does)
+// and then dropped their connection up to k.
+func (s *streamsRun) awayTabs(ctx context.Context, k int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	need := k - s.away
+	if need <= 0 {
+		return nil
+	}
+	var (
+		next  atomic.Int64
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		first error
+	)
+	for range min(16, need) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(need) {
+				if err := s.awayTab(ctx); err != nil {
+					errMu.Lock()
+					first = errors.Join(first, err)
+					errMu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return fmt.Errorf("away stream tabs: %w", first)
+	}
+	s.away = k
+	return nil
+}
+
+func (s *streamsRun) awayTab(ctx context.Context) error {
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tab, err := stomptab.Dial(dctx, stomptab.Options{URL: s.o.WSURL})
+	if err != nil {
+		return err
+	}
+	defer tab.Drop()
+	r := stomptab.NewStreamReader(s.stream, broadcast.Position{Kind: broadcast.KindNext}, 10)
+	_, err = r.Subscribe(dctx, tab)
+	return err
+}
+
+// runStreams declares the stream, measures broker memory per away
+// subscriber in both designs, then measures throughput like any other
+// scenario.
+func runStreams(ctx context.Context, o *Options, topo *topology, meter *cpuMeter, def scenarioDef, sr *ScenarioResult, e *env, prefix string, progress io.Writer) {
+	s := &streamsRun{o: o, topo: topo, prefix: prefix, stream: topo.exchange + "-" + prefix + "-stream"}
+	cfg := broadcast.Config{Stream: s.stream, Exchange: topo.exchange, BindingKeys: []string{prefix + "-stream.#"},
+		MaxLengthBytes: 256 << 20, MaxSegmentSizeBytes: 16 << 20}
+	if err := broadcast.Declare(ctx, topo.conn, cfg); err != nil {
+		sr.Errs = append(sr.Errs, err)
+		return
+	}
+	topo.track(s.stream)
+	e.streams = s
+
+	kmax := o.StreamSubscribers[len(o.StreamSubscribers)-1]
+	mem, err := newBrokerMemory(ctx, o.AMQPURL)
+	if err == nil {
+		var lines []string
+		lines, err = s.memoryPerSubscriber(ctx, mem, kmax)
+		sr.Notes = append(sr.Notes, lines...)
+		for _, l := range lines {
+			fmt.Fprintf(progress, "   %s\n", l)
+		}
+	}
+	if err != nil {
+		sr.Errs = append(sr.Errs, fmt.Errorf("memory per away subscriber: %w", err))
+	}
+	runThroughput(ctx, o, topo, meter, def, sr, e, prefix, progress)
+}
+
+// brokerMemory reads the broker node's memory from the management API.
+type brokerMemory struct {
+	base, user, pass string
+	node             string
+}
+
+// newBrokerMemory uses the management API on the AMQP URL's host, port
+// 15672, with the AMQP URL's credentials.
+func newBrokerMemory(ctx context.Context, amqpURL string) (*brokerMemory, error) {
+	u, err := url.Parse(amqpURL)
+	if err != nil {
+		return nil, err
+	}
+	pw, _ := u.User.Password()
+	m := &brokerMemory{base: "http://" + net.JoinHostPort(u.Hostname(), "15672"), user: u.User.Username(), pass: pw}
+	var ov struct {
+		Node string `json:"node"`
+	}
+	if err := m.get(ctx, "/api/overview", &ov); err != nil {
+		return nil, err
+	}
+	m.node = ov.Node
+	return m, nil
+}
+
+func (m *brokerMemory) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.base+path, nil)
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(m.user, m.pass)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("management API: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("management API %s: %s", path, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// used is the node's Erlang memory (erlang:memory(total), read live with
+// ?memory=true; mem_used is only sampled every few seconds) after a short
+// settle, in bytes.
+func (m *brokerMemory) used(ctx context.Context) (float64, error) {
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(time.Second):
+	}
+	var n struct {
+		Memory struct {
+			Total struct {
+				Erlang float64 `json:"erlang"`
+			} `json:"total"`
+		} `json:"memory"`
+	}
+	if err := m.get(ctx, "/api/nodes/"+url.PathEscape(m.node)+"?memory=true", &n); err != nil {
+		return 0, err
+	}
+	return n.Memory.Total.Erlang, nil
+}
+
+// memoryPerSubscriber is the broker memory k away subscribers cost in
+// each design: k empty tab queues bound to the exchange, and k tabs that
+// subscribed to the stream and left. Node-wide, so other work on the same
+// broker shows up as noise.
+func (s *streamsRun) memoryPerSubscriber(ctx context.Context, m *brokerMemory, k int) ([]string, error) {
+	before, err := m.used(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := fmt.Sprintf("%s-mem-%s", s.prefix, randomHex(3))
+	names, err := s.topo.declareQueues(p, k, p+".#", true)
+	if err != nil {
+		return nil, err
+	}
+	withQueues, err := m.used(ctx)
+	if derr := s.topo.deleteQueues(names); err == nil {
+		err = derr
+	}
+	if err != nil {
+		return nil, err
+	}
+	afterDelete, err := m.used(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.awayTabs(ctx, k); err != nil {
+		return nil, err
+	}
+	withTabs, err := m.used(ctx)
+	if err != nil {
+		return nil, err
+	}
+	kib := func(d float64) string { return strconv.FormatFloat(d/float64(k)/1024, 'f', 1, 64) }
+	return []string{
+		fmt.Sprintf("memory: per away subscriber, tab queue design: %s KiB (%d empty tab queues bound: node memory %s → %s MiB)",
+			kib(withQueues-before), k, mib(before), mib(withQueues)),
+		fmt.Sprintf("memory: per away subscriber, stream design: %s KiB (%d tabs subscribed to the stream and left: node memory %s → %s MiB; nothing of theirs stays on the broker)",
+			kib(withTabs-afterDelete), k, mib(afterDelete), mib(withTabs)),
+	}, nil
+}
+
+func mib(b float64) string { return strconv.FormatFloat(b/(1<<20), 'f', 1, 64) }
