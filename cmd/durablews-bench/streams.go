@@ -241,25 +241,32 @@ func (m *brokerMemory) get(ctx context.Context, path string, v any) error {
 }
 
 // used is the node's Erlang memory (erlang:memory(total), read live with
-// ?memory=true; mem_used is only sampled every few seconds) after a short
-// settle, in bytes.
+// ?memory=true; mem_used is only sampled every few seconds): the lowest
+// of five readings a second apart, so that connection processes still
+// ending and garbage not yet collected count less.
 func (m *brokerMemory) used(ctx context.Context) (float64, error) {
-	select {
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-time.After(time.Second):
+	low := 0.0
+	for i := range 5 {
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(time.Second):
+		}
+		var n struct {
+			Memory struct {
+				Total struct {
+					Erlang float64 `json:"erlang"`
+				} `json:"total"`
+			} `json:"memory"`
+		}
+		if err := m.get(ctx, "/api/nodes/"+url.PathEscape(m.node)+"?memory=true", &n); err != nil {
+			return 0, err
+		}
+		if i == 0 || n.Memory.Total.Erlang < low {
+			low = n.Memory.Total.Erlang
+		}
 	}
-	var n struct {
-		Memory struct {
-			Total struct {
-				Erlang float64 `json:"erlang"`
-			} `json:"total"`
-		} `json:"memory"`
-	}
-	if err := m.get(ctx, "/api/nodes/"+url.PathEscape(m.node)+"?memory=true", &n); err != nil {
-		return 0, err
-	}
-	return n.Memory.Total.Erlang, nil
+	return low, nil
 }
 
 // memoryPerSubscriber is the broker memory k away subscribers cost in
