@@ -104,8 +104,8 @@
 // every message of the stream, and read access is per stream. Use streams
 // for audiences that share everything, per-tab queues for private events;
 // one tab can hold both kinds of subscription. Retention removes whole
-// segment files (x-stream-max-segment-size-bytes, 500 MB by default), and
-// only when a new segment starts, so a stream keeps somewhat more than its
-// limits say. A reader needs a replica of the stream on the node it is
+// segment files (x-stream-max-segment-size-bytes, 500 MB by default), in
+// the background after a new segment starts, so a stream keeps somewhat
+// more than its limits say. A reader needs a replica of the stream on the node it is
 // connected to; by default every node present at declare time gets one.
 package broadcast

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"testing"
 	"time"
@@ -135,13 +136,29 @@ func confirmedOf(t *testing.T, b []*message.Message, err error) []string {
 // int64 offset) until it has n messages and returns their offsets and ids.
 func (e *env) readAMQP(stream string, spec any, n int) (offsets []int64, ids []string) {
 	e.t.Helper()
+	offsets, ids = e.consume(stream, spec, n, 30*time.Second)
+	if len(ids) < n {
+		e.t.Fatalf("read %d of %d messages of stream %s from %v", len(ids), n, stream, spec)
+	}
+	return offsets, ids
+}
+
+// readAll reads the whole stream over AMQP, until no delivery came for 2 s.
+func (e *env) readAll(stream string) (offsets []int64, ids []string) {
+	e.t.Helper()
+	return e.consume(stream, "first", math.MaxInt, 2*time.Second)
+}
+
+// consume reads up to n messages from offset spec, acking each, and stops
+// early when no delivery comes for idle.
+func (e *env) consume(stream string, spec any, n int, idle time.Duration) (offsets []int64, ids []string) {
+	e.t.Helper()
 	ch, err := e.conn.Channel()
 	require.NoError(e.t, err)
 	defer ch.Close()
-	require.NoError(e.t, ch.Qos(100, 0, false))
+	require.NoError(e.t, ch.Qos(500, 0, false))
 	ds, err := ch.Consume(stream, "", false, false, false, false, amqp.Table{"x-stream-offset": spec})
 	require.NoError(e.t, err)
-	timeout := time.After(30 * time.Second)
 	for len(ids) < n {
 		select {
 		case d := <-ds:
@@ -150,8 +167,8 @@ func (e *env) readAMQP(stream string, spec any, n int) (offsets []int64, ids []s
 			offsets = append(offsets, off)
 			ids = append(ids, d.MessageId)
 			require.NoError(e.t, d.Ack(false))
-		case <-timeout:
-			e.t.Fatalf("read %d of %d messages of stream %s from %v", len(ids), n, stream, spec)
+		case <-time.After(idle):
+			return offsets, ids
 		}
 	}
 	return offsets, ids
@@ -172,26 +189,3 @@ func dialTab(t *testing.T, url string) *stomptab.Tab {
 }
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }
-
-// readAll reads the whole stream over AMQP, until no delivery came for 2 s.
-func (e *env) readAll(stream string) (offsets []int64, ids []string) {
-	e.t.Helper()
-	ch, err := e.conn.Channel()
-	require.NoError(e.t, err)
-	defer ch.Close()
-	require.NoError(e.t, ch.Qos(500, 0, false))
-	ds, err := ch.Consume(stream, "", false, false, false, false, amqp.Table{"x-stream-offset": "first"})
-	require.NoError(e.t, err)
-	for {
-		select {
-		case d := <-ds:
-			off, err := broadcast.DeliveryOffset(d.Headers)
-			require.NoError(e.t, err)
-			offsets = append(offsets, off)
-			ids = append(ids, d.MessageId)
-			require.NoError(e.t, d.Ack(false))
-		case <-time.After(2 * time.Second):
-			return offsets, ids
-		}
-	}
-}

@@ -142,10 +142,24 @@ func (r *StreamReader) count() int {
 // total (over all its subscriptions). It returns the first error from the
 // connection, or a protocol error (a MESSAGE without x-stream-offset).
 func (s *StreamSubscription) Receive(ctx context.Context, n int) error {
-	for s.r.count() < n {
+	return s.receive(ctx, fmt.Sprintf("%d messages", n), func() bool { return s.r.count() >= n })
+}
+
+// ReceiveID handles messages until the message with id has been handled.
+func (s *StreamSubscription) ReceiveID(ctx context.Context, id string) error {
+	return s.receive(ctx, "message "+id, func() bool {
+		s.r.mu.Lock()
+		defer s.r.mu.Unlock()
+		_, ok := s.r.seen[id]
+		return ok
+	})
+}
+
+func (s *StreamSubscription) receive(ctx context.Context, what string, done func() bool) error {
+	for !done() {
 		m, err := s.sub.Next(ctx)
 		if err != nil {
-			return fmt.Errorf("stomptab: stream %s: handled %d of %d: %w", s.r.stream, s.r.count(), n, err)
+			return fmt.Errorf("stomptab: stream %s: waiting for %s, handled %d: %w", s.r.stream, what, s.r.count(), err)
 		}
 		if err := s.handle(m); err != nil {
 			return err
