@@ -177,14 +177,22 @@ func (s *StreamSubscription) handle(m Message) error {
 	if err != nil {
 		return fmt.Errorf("%w: %q", ErrNoOffset, m.Headers["x-stream-offset"])
 	}
-	r := s.r
+	s.r.observe(s.want, s.first, m, off)
+	s.first = false
+	// ACK returns credit only (the broker stores no offset); a stream
+	// subscription never NACKs, which would close the STOMP session.
+	return s.sub.Ack(m)
+}
+
+// observe applies the wire protocol's rules to one MESSAGE at offset off:
+// the gap rule on a subscription's first frame, then skip by offset,
+// skip by id, or handle.
+func (r *StreamReader) observe(want broadcast.Position, first bool, m Message, off int64) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.stats.Deliveries++
-	if s.first {
-		s.first = false
-		if s.want.Kind == broadcast.KindLast && off > s.want.Offset+1 {
-			r.gaps = append(r.gaps, Gap{From: s.want.Offset + 1, To: off - 1})
-		}
+	if first && want.Kind == broadcast.KindLast && off > want.Offset+1 {
+		r.gaps = append(r.gaps, Gap{From: want.Offset + 1, To: off - 1})
 	}
 	switch _, dup := r.seen[m.ID]; {
 	case r.pos.Kind == broadcast.KindLast && off <= r.pos.Offset:
@@ -200,8 +208,4 @@ func (s *StreamSubscription) handle(m Message) error {
 		r.stats.Handled++
 		r.pos = broadcast.LastPosition(off)
 	}
-	r.mu.Unlock()
-	// ACK returns credit only (the broker stores no offset); a stream
-	// subscription never NACKs, which would close the STOMP session.
-	return s.sub.Ack(m)
 }
