@@ -51,6 +51,9 @@ type Options struct {
 	// StreamSubscribers are the away-subscriber counts K of the streams
 	// scenario (ascending; the first is its anchor).
 	StreamSubscribers []int
+	// ConnectedTabs are the tab counts of the connected-K scenarios (tab
+	// queues vs one stream, Web-STOMP tabs acking).
+	ConnectedTabs []int
 
 	E2ERate   int           // offered msg/s in the end-to-end scenarios
 	E2EWarmup time.Duration // first messages not counted in the latencies
@@ -86,6 +89,7 @@ func DefaultOptions() Options {
 		PayloadBytes:      256,
 		FanoutQueues:      []int{1, 10, 100, 1000},
 		StreamSubscribers: []int{1, 10, 100, 1000},
+		ConnectedTabs:     []int{10, 100, 1000},
 		E2ERate:           1000,
 		E2EWarmup:         time.Second,
 		E2EWindow:         5 * time.Second,
@@ -113,6 +117,7 @@ func (o *Options) ApplyShort() {
 	o.E2EDrain = 20 * time.Second
 	o.E2ELatencyRuns = 1
 	o.StreamSubscribers = []int{1, 10}
+	o.ConnectedTabs = []int{2}
 }
 
 type kind int
@@ -137,6 +142,7 @@ type scenarioDef struct {
 	queues      int  // bound queues (throughput, fan-out)
 	tabQueues   bool // declared like a browser tab's SUBSCRIBE does
 	tabs        int  // e2e: connected tabs
+	rate        int  // e2e: offered msg/s instead of Options.E2ERate
 	contenders  []contender
 	e2e         []e2eContender
 	anchor      string // contender id the ×anchor column divides by
@@ -224,7 +230,8 @@ func scenarios(o *Options) []scenarioDef {
 			},
 		})
 	}
-	return append(out, streamsScenario(o))
+	out = append(out, streamsScenario(o))
+	return append(out, connectedScenarios(o)...)
 }
 
 func plural(n int, what string) string {

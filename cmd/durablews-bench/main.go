@@ -16,6 +16,7 @@
 //	e2e-1tab/10tabs   publish → Web-STOMP → Go tab client (acking), fixed rate
 //	fanout-N           every message to N durable tab queues (-fanout)
 //	streams            K tab queues vs one stream, K away subscribers (-streams-k)
+//	connected-K        K Web-STOMP tabs (acking): a queue each vs one stream (-connected-k)
 //
 // See RESULTS.md next to this file for a full run and what bounds each figure.
 package main
@@ -52,6 +53,7 @@ func run(args []string) int {
 	e2eRuns := fs.Int("e2e-runs", 0, "runs of the 1-tab latency scenario, median reported (default 5; at least -runs)")
 	e2eRate := fs.Int("e2e-rate", 0, "offered msg/s in the end-to-end scenarios (default 1000)")
 	fanout := fs.String("fanout", "", "comma-separated tab-queue counts for the fan-out scenarios (default 1,10,100,1000)")
+	connectedK := fs.String("connected-k", "", "comma-separated tab counts K for the connected-K scenarios (default 10,100,1000; -short 2)")
 	streamsK := fs.String("streams-k", "", "comma-separated away-subscriber counts K for the streams scenario (default 1,10,100,1000; -short 1,10)")
 	payload := fs.Int("payload", 0, "message body size in bytes (default 256)")
 	scen := fs.String("scenarios", "", "regexp: run only matching scenarios (one-by-one-q1, pipelined-q10, e2e-10tabs, fanout-1000, ...)")
@@ -104,27 +106,19 @@ func run(args []string) int {
 	if *payload > 0 {
 		o.PayloadBytes = *payload
 	}
-	if *fanout != "" {
-		o.FanoutQueues = nil
-		for _, f := range strings.Split(*fanout, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 1 {
-				fmt.Fprintf(os.Stderr, "durablews-bench: -fanout: %q is not a positive number\n", f)
-				return 2
-			}
-			o.FanoutQueues = append(o.FanoutQueues, n)
+	for _, l := range []struct {
+		flag, value string
+		to          *[]int
+	}{{"fanout", *fanout, &o.FanoutQueues}, {"streams-k", *streamsK, &o.StreamSubscribers}, {"connected-k", *connectedK, &o.ConnectedTabs}} {
+		if l.value == "" {
+			continue
 		}
-	}
-	if *streamsK != "" {
-		o.StreamSubscribers = nil
-		for _, f := range strings.Split(*streamsK, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 1 || (len(o.StreamSubscribers) > 0 && n <= o.StreamSubscribers[len(o.StreamSubscribers)-1]) {
-				fmt.Fprintf(os.Stderr, "durablews-bench: -streams-k: %q: want ascending positive numbers\n", f)
-				return 2
-			}
-			o.StreamSubscribers = append(o.StreamSubscribers, n)
+		counts, err := parseCounts(l.value)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "durablews-bench: -%s: %v\n", l.flag, err)
+			return 2
 		}
+		*l.to = counts
 	}
 	var err error
 	if o.Scenarios, err = optRegexp(*scen); err != nil {
@@ -204,4 +198,17 @@ func optRegexp(s string) (*regexp.Regexp, error) {
 		return nil, nil
 	}
 	return regexp.Compile(s)
+}
+
+// parseCounts parses "1,10,100": ascending positive numbers.
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || (len(out) > 0 && n <= out[len(out)-1]) {
+			return nil, fmt.Errorf("%q: want ascending positive numbers, comma-separated", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -311,3 +312,54 @@ func (s *streamsRun) memoryPerSubscriber(ctx context.Context, m *brokerMemory, k
 }
 
 func mib(b float64) string { return strconv.FormatFloat(b/(1<<20), 'f', 1, 64) }
+
+// streamE2E is durablewsE2E publishing into a stream the tabs read.
+func streamE2E() e2eContender {
+	c := durablewsE2E()
+	c.id, c.name, c.stream = "durablews-stream-e2e", "durablews Publisher (defaults) → 1 stream", true
+	return c
+}
+
+// connectedScenarios: K connected Web-STOMP tabs (acking each message),
+// each with its own queue vs all reading one stream. The offered rate is
+// o.E2ERate deliveries/s in total (o.E2ERate/K messages/s), so that every
+// K is measured at the same delivery load.
+func connectedScenarios(o *Options) []scenarioDef {
+	var out []scenarioDef
+	for _, k := range o.ConnectedTabs {
+		// At least 10 messages over warm-up and window, or there is nothing to measure.
+		rate := max(o.E2ERate/k, int(math.Ceil(10/(o.E2EWarmup+o.E2EWindow).Seconds())))
+		out = append(out, scenarioDef{
+			name:  fmt.Sprintf("connected-%d", k),
+			title: fmt.Sprintf("%s connected over Web-STOMP (acking), %d msg/s offered (%d deliveries/s): tab queues vs one stream", plural(k, "tab"), rate, rate*k),
+			kind:  kindE2E, tabs: k, rate: rate,
+			e2e:    []e2eContender{durablewsE2E(), streamE2E()},
+			anchor: "durablews-e2e",
+			targets: []targetDef{
+				{num: "durablews-stream-e2e", den: "durablews-e2e", metric: "p99", label: fmt.Sprintf("end-to-end p99, one stream vs %s", plural(k, "tab queue"))},
+				{num: "durablews-stream-e2e", den: "durablews-e2e", metric: "rate", label: fmt.Sprintf("deliveries/s, one stream vs %s", plural(k, "tab queue"))},
+			},
+		})
+	}
+	return out
+}
+
+// declareStream declares a stream for one measurement, bound with binding;
+// the caller deletes it like a queue.
+func declareStream(ctx context.Context, topo *topology, key, binding string) (string, error) {
+	name := topo.exchange + "-" + key + "-stream"
+	topo.track(name)
+	err := broadcast.Declare(ctx, topo.conn, broadcast.Config{Stream: name, Exchange: topo.exchange, BindingKeys: []string{binding},
+		MaxLengthBytes: 256 << 20, MaxSegmentSizeBytes: 16 << 20})
+	return name, err
+}
+
+// subscribeStream subscribes a tab to the stream from "next" (what is
+// published from now on), prefetch as the queue tabs have.
+func subscribeStream(ctx context.Context, tab *stomptab.Tab, stream string) (*stomptab.Subscription, error) {
+	ss, err := stomptab.NewStreamReader(stream, broadcast.Position{Kind: broadcast.KindNext}, stomptab.DefaultPrefetch).Subscribe(ctx, tab)
+	if err != nil {
+		return nil, err
+	}
+	return ss.Subscription(), nil
+}

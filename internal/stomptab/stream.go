@@ -209,3 +209,7 @@ func (r *StreamReader) observe(want broadcast.Position, first bool, m Message, o
 		r.pos = broadcast.LastPosition(off)
 	}
 }
+
+// Subscription is the underlying STOMP subscription, for callers that
+// read and ACK frames themselves (never NACK on a stream).
+func (s *StreamSubscription) Subscription() *Subscription { return s.sub }
