@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/durablews/durablews/broadcast"
 	"github.com/durablews/durablews/internal/stomptab"
 )
@@ -285,6 +287,10 @@ func (s *streamsRun) memoryPerSubscriber(ctx context.Context, m *brokerMemory, k
 		return nil, err
 	}
 	withQueues, err := m.used(ctx)
+	var procs float64
+	if err == nil {
+		procs, err = m.queueProcesses(ctx, names)
+	}
 	if derr := s.topo.deleteQueues(names); err == nil {
 		err = derr
 	}
@@ -302,13 +308,66 @@ func (s *streamsRun) memoryPerSubscriber(ctx context.Context, m *brokerMemory, k
 	if err != nil {
 		return nil, err
 	}
+	// The management API's consumer count is a statistic (sampled every
+	// 5 s); give it up to a minute to show the tabs gone.
+	var q struct {
+		Consumers int `json:"consumers"`
+	}
+	left := time.Now()
+	for {
+		if err := m.get(ctx, "/api/queues/"+url.PathEscape(vhostOf(s.o.AMQPURL))+"/"+url.PathEscape(s.stream), &q); err != nil {
+			return nil, err
+		}
+		if q.Consumers == 0 || time.Since(left) > time.Minute {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 	kib := func(d float64) string { return strconv.FormatFloat(d/float64(k)/1024, 'f', 1, 64) }
 	return []string{
-		fmt.Sprintf("memory: per away subscriber, tab queue design: %s KiB (%d empty tab queues bound: node memory %s → %s MiB)",
-			kib(withQueues-before), k, mib(before), mib(withQueues)),
-		fmt.Sprintf("memory: per away subscriber, stream design: %s KiB (%d tabs subscribed to the stream and left: node memory %s → %s MiB; nothing of theirs stays on the broker)",
-			kib(withTabs-afterDelete), k, mib(afterDelete), mib(withTabs)),
+		fmt.Sprintf("memory: per away subscriber, tab queue design: %s KiB node-wide (%d empty tab queues bound: node memory %s → %s MiB), of which the queue processes %s KiB",
+			kib(withQueues-before), k, mib(before), mib(withQueues), kib(procs)),
+		fmt.Sprintf("memory: per away subscriber, stream design: %s KiB node-wide (%d tabs subscribed to the stream and left: node memory %s → %s MiB); consumers left on the stream: %d (after %v more)",
+			kib(withTabs-afterDelete), k, mib(afterDelete), mib(withTabs), q.Consumers, time.Since(left).Round(time.Second)),
 	}, nil
+}
+
+// queueProcesses sums the memory the management API reports for the
+// named queues' processes (statistics, so it first waits for a fresh
+// sample). Unlike the node-wide figure, other clients of the broker do not
+// move it.
+func (m *brokerMemory) queueProcesses(ctx context.Context, names []string) (float64, error) {
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(6 * time.Second): // collect_statistics_interval is 5 s
+	}
+	var qs []struct {
+		Name   string  `json:"name"`
+		Memory float64 `json:"memory"`
+	}
+	if err := m.get(ctx, "/api/queues?columns=name,memory", &qs); err != nil {
+		return 0, err
+	}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	sum, found := 0.0, 0
+	for _, q := range qs {
+		if want[q.Name] {
+			sum += q.Memory
+			found++
+		}
+	}
+	if found != len(names) {
+		return 0, fmt.Errorf("management API listed %d of the %d tab queues", found, len(names))
+	}
+	return sum, nil
 }
 
 func mib(b float64) string { return strconv.FormatFloat(b/(1<<20), 'f', 1, 64) }
@@ -362,4 +421,12 @@ func subscribeStream(ctx context.Context, tab *stomptab.Tab, stream string) (*st
 		return nil, err
 	}
 	return ss.Subscription(), nil
+}
+
+// vhostOf is the vhost of an AMQP URL ("/" when it names none).
+func vhostOf(amqpURL string) string {
+	if u, err := amqp.ParseURI(amqpURL); err == nil && u.Vhost != "" {
+		return u.Vhost
+	}
+	return "/"
 }
