@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,10 +22,11 @@ const closeTimeout = 5 * time.Second
 // connection (declared exchanges, channels) lives here so it is naturally
 // reset on reconnect.
 type session struct {
-	url    string
-	conn   *amqp.Connection
-	logger watermill.LoggerAdapter
-	cfg    *Config
+	url     string
+	conn    *amqp.Connection
+	netConn net.Conn // under conn, to drop it when the broker does not answer a close
+	logger  watermill.LoggerAdapter
+	cfg     *Config
 
 	lost    chan struct{} // closed when the connection closes
 	lostErr atomic.Pointer[amqp.Error]
@@ -95,16 +97,23 @@ func withConnectionName(c amqp.Config, name string) amqp.Config {
 
 func dialSession(cfg *Config, url string, logger watermill.LoggerAdapter) (*session, error) {
 	ac := withConnectionName(cfg.AMQP, "durablews-publisher")
-	if ac.Dial == nil {
+	dial := ac.Dial
+	if dial == nil {
 		// amqp091-go's default gives each attempt 30 s, too long to walk a list of URLs.
-		ac.Dial = amqp.DefaultDial(cfg.DialTimeout)
+		dial = amqp.DefaultDial(cfg.DialTimeout)
+	}
+	var netConn net.Conn
+	ac.Dial = func(network, addr string) (net.Conn, error) {
+		c, err := dial(network, addr)
+		netConn = c
+		return c, err
 	}
 	conn, err := amqp.DialConfig(url, ac)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", redactURL(url), err)
 	}
 	s := &session{
-		url: url, conn: conn, logger: logger, cfg: cfg,
+		url: url, conn: conn, netConn: netConn, logger: logger, cfg: cfg,
 		lost:      make(chan struct{}),
 		exchanges: make(map[string]*exchangeState),
 		changed:   make(chan struct{}),
@@ -135,7 +144,24 @@ func (s *session) close() error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	err := s.conn.CloseDeadline(time.Now().Add(closeTimeout))
+	// Not amqp091-go's CloseDeadline: every frame the broker sends (its
+	// heartbeats too) moves the read deadline again.
+	wait := closeTimeout
+	if blocked, _ := s.blockState(); blocked {
+		wait = 0 // a blocked connection is not read: connection.close would go unanswered
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.conn.Close() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(wait):
+		_ = s.netConn.Close() // the broker does not answer: drop the TCP connection
+		err = <-done
+		if err == nil || errors.Is(err, amqp.ErrClosed) {
+			err = fmt.Errorf("no answer to connection.close within %v; dropped the TCP connection", wait)
+		}
+	}
 	s.watchers.Wait()
 	if err != nil && !errors.Is(err, amqp.ErrClosed) {
 		return err

@@ -555,7 +555,11 @@ func (p *Publisher) result(topic string, msgs []*message.Message, results []erro
 func failOut(out []outgoing, results []error, err error) {
 	for _, o := range out {
 		if o.sent {
-			results[o.idx] = fmt.Errorf("%w (its confirm was lost with a channel or the connection; the broker may have it)", err)
+			e := err
+			if !errors.Is(e, ErrConfirmTimeout) && !errors.Is(e, ErrConnectionLost) && !errors.Is(e, ErrPublisherClosed) {
+				e = fmt.Errorf("%w, not republished: %w", ErrConnectionLost, e)
+			}
+			results[o.idx] = fmt.Errorf("%w (its confirm was lost with a channel or the connection; the broker may have it)", e)
 		} else {
 			results[o.idx] = fmt.Errorf("%w: %w", ErrNotSent, err)
 		}
@@ -574,11 +578,12 @@ func (p *Publisher) InFlight() int { return len(p.slots) }
 // Close stops accepting messages, lets Publish calls in progress finish
 // (each within its Config.ConfirmTimeout), then closes the connection,
 // waiting at most 5 s for the broker to answer. While the broker blocks
-// the connection (memory or disk alarm) nothing in progress can finish, so
-// those calls end at once: their unconfirmed messages fail with
-// ErrPublisherClosed. Calls waiting for a reconnect end the same way. So
-// Close returns within ConfirmTimeout + 5 s, and within about 5 s when the
-// broker blocks the connection.
+// the connection (memory or disk alarm) nothing in progress can finish and
+// the broker reads nothing, so those calls end at once (their unconfirmed
+// messages fail with ErrPublisherClosed) and the connection is dropped
+// without waiting. Calls waiting for a reconnect end at once too. So Close
+// returns within ConfirmTimeout + 5 s, and at once when the broker blocks
+// the connection.
 //
 // It is idempotent; Publish after Close returns ErrPublisherClosed.
 func (p *Publisher) Close() error {
