@@ -234,7 +234,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		}
 	}()
 	var avoid *session
-	channelRetries := 0
+	channelRetries, notFound := 0, 0
 	for len(out) > 0 {
 		s, err := p.session(timer.C, avoid)
 		if err != nil {
@@ -261,7 +261,21 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			continue
 		}
 		if chanErr != nil && chanErr.Code == amqp.NotFound {
-			s.forget(ex.Name) // the exchange was deleted under us: declare (or check) it again
+			// The exchange was deleted under us: declare (or check) it
+			// again. While the broker is still deleting it, it answers a
+			// declare without acting on it (rabbit_exchange:declare), so
+			// the exchange can be gone again: back off, until the deadline.
+			s.forget(ex.Name)
+			p.logger.Info("Exchange gone; declaring it again", watermill.LogFields{"topic": topic, "exchange": ex.Name, "passive": ex.Passive})
+			if notFound > 0 {
+				if err := p.sleep(10*time.Millisecond<<min(notFound-1, 6), timer.C); err != nil {
+					failOut(out, results, fmt.Errorf("%w: exchange %q kept disappearing: %v", err, ex.Name, chanErr))
+					break
+				}
+			}
+			notFound++
+			avoid = nil
+			continue
 		}
 		channelRetries++
 		if channelRetries > maxChannelRetries {
@@ -271,6 +285,21 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		avoid = nil
 	}
 	return p.result(topic, msgs, results)
+}
+
+// sleep waits d, or returns ErrConfirmTimeout at the deadline or
+// ErrPublisherClosed on Close.
+func (p *Publisher) sleep(d time.Duration, deadline <-chan time.Time) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-deadline:
+		return ErrConfirmTimeout
+	case <-p.closing:
+		return ErrPublisherClosed
+	}
 }
 
 // logRepublish logs, at debug, that messages whose confirm was lost with a

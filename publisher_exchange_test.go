@@ -115,8 +115,14 @@ func testExchangeDeleted(t *testing.T, passive bool) {
 
 	if !passive {
 		assert.Empty(t, errsA, "the deleted exchange is declared again and publishing goes on")
-		assert.Equal(t, 2, countLogs(logger, "Declared exchange", watermill.LogFields{"exchange": exA}),
-			"declared at first use and once more after the deletion")
+		// RabbitMQ answers a declare that races the deletion without acting
+		// on it, so the publisher may find the exchange gone more than once;
+		// it declares it again each time, and only then.
+		gone := countLogs(logger, "Exchange gone; declaring it again", watermill.LogFields{"exchange": exA})
+		assert.GreaterOrEqual(t, gone, 1)
+		assert.Equal(t, 1+gone, countLogs(logger, "Declared exchange", watermill.LogFields{"exchange": exA}),
+			"declared at first use and once after each 404")
+		t.Logf("found the exchange gone %d time(s)", gone)
 		return
 	}
 	require.NotEmpty(t, errsA, "a passive exchange that is gone is an error")
