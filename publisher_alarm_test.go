@@ -97,4 +97,3 @@ func TestPublish_BoundedWhileTheBrokerBlocks(t *testing.T) {
 		t.Error("the waiting Publish did not end with Close")
 	}
 }
-
