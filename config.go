@@ -111,9 +111,10 @@ type Config struct {
 	RoutingKey RoutingKeyFunc
 
 	// Marshaler turns Watermill messages into AMQP publishings. Default:
-	// Marshaler{}. A custom one must keep DeliveryMode persistent for the
-	// guarantee to hold; the publisher fills MessageId from the UUID when
-	// the marshaler leaves it empty.
+	// Marshaler{}. Publish rejects (ErrInvalidMessage) a publishing that is
+	// not persistent, since the guarantee needs it, or that AMQP cannot
+	// encode (e.g. a uint header value); it fills MessageId from the UUID
+	// when the marshaler leaves it empty.
 	Marshaler wamqp.Marshaler
 
 	// ConfirmTimeout bounds how long Publish waits for all of its messages
@@ -129,8 +130,11 @@ type Config struct {
 	// blocks (within ConfirmTimeout) when the limit is reached. Default 256.
 	MaxInFlight int
 
-	// Channels is how many AMQP channels publish in parallel on the one
-	// connection. Default 1, which already pipelines MaxInFlight messages.
+	// Channels is how many AMQP channels publish in parallel to each
+	// exchange on the one connection. Default 1, which already pipelines
+	// MaxInFlight messages. Exchanges never share a channel, so an exchange
+	// deleted under the publisher (a channel error) does not disturb the
+	// others.
 	Channels int
 
 	// Reconnect is the back-off between reconnect attempts.

@@ -24,8 +24,18 @@ const maxChannelRetries = 3
 //
 // All messages of a Publish call are in flight at once (up to
 // Config.MaxInFlight across all callers) and concurrent callers share the
-// connection's confirm channels, so throughput is bounded by the broker
-// rather than by round trips.
+// connection's confirm channels of an exchange, so throughput is bounded by
+// the broker rather than by round trips.
+//
+// With Config.Mandatory, a message the broker returns (no queue bound for
+// its routing key) fails with ErrUnroutable. A return is matched to one
+// publish by message id, exchange and routing key, in publish order, so
+// copies of one message (same UUID) sent with different keys each get
+// their own outcome.
+//
+// If an exchange is deleted while the publisher runs, the next publish to
+// it finds it gone (404), declares it again (or, when Passive, fails with
+// an error saying it does not exist) and republishes what was lost.
 //
 // When the connection is lost, the publisher reconnects in the background
 // with back-off, moving on to the next of Config.URLs. Messages whose
