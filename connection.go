@@ -437,7 +437,14 @@ func (cc *confirmChannel) isClosed() bool { return cc.ch.IsClosed() }
 // (isClosed, or a confirm lost with it): amqp091-go then delivers the
 // reason, or closes the chan, right away.
 func (cc *confirmChannel) closeReason() *amqp.Error {
-	cc.reasonOnce.Do(func() { cc.reason = <-cc.closes })
+	cc.reasonOnce.Do(func() {
+		t := time.NewTimer(time.Second) // only if amqp091-go changed its order
+		defer t.Stop()
+		select {
+		case cc.reason = <-cc.closes:
+		case <-t.C:
+		}
+	})
 	return cc.reason
 }
 

@@ -537,6 +537,9 @@ func (p *Publisher) pipeline(s *session, cc *confirmChannel, topic string, ex Ex
 			return nil, nil
 		}
 	}
+	if chanErr == nil && cc.isClosed() {
+		chanErr = cc.closeReason() // closed before any confirm of ours told us why
+	}
 	return retry, chanErr
 }
 
