@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/faultproxy"
 	"github.com/durablews/durablews/internal/testbroker"
 )
 
@@ -96,4 +97,24 @@ func TestPublish_BoundedWhileTheBrokerBlocks(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Error("the waiting Publish did not end with Close")
 	}
+}
+
+// A broker that stops answering (here: the network stalls) gets 5 s to
+// answer connection.close; then the publisher drops the TCP connection.
+// amqp091-go's own close would wait for its heartbeat timeout (30 s), and
+// its CloseDeadline is moved on by every frame the heartbeater sees.
+func TestPublisher_CloseIsBoundedWhenTheBrokerDoesNotAnswer(t *testing.T) {
+	b := newBroker(t)
+	ex := uniqueName(t, "closebound")
+	b.exchange(ex, "topic")
+	proxy, err := faultproxy.New(brokerAddr(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	pub, err := durablews.NewPublisher(durablews.NewConfig(proxied(t, proxy.Addr()), durablews.Exchange{Name: ex}), watermill.NopLogger{})
+	require.NoError(t, err)
+	require.NoError(t, pub.Publish(ex, newMsg("k")))
+
+	proxy.Stall(true)
+	t.Cleanup(func() { proxy.Stall(false) })
+	within(t, 5*time.Second+time.Second, "Close", pub.Close)
 }
