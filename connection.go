@@ -297,13 +297,16 @@ func (s *session) declaration(topic string, e Exchange) *rpc {
 	return r
 }
 
-// forget drops the declaration of exchange name, e.g. after a publish found
-// it gone (404), so the next publish declares or checks it again.
-func (s *session) forget(name string) {
-	x := s.exchange(name)
+// forget drops decl, the declaration of exchange name, e.g. after a
+// publish found the exchange gone (404), so the next publish declares or
+// checks it again. A newer declaration (another caller saw the 404 first)
+// is kept.
+func (s *session) forget(name string, decl *rpc) {
 	s.mu.Lock()
-	x.decl = nil
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if x := s.exchangeLocked(name); x.decl == decl {
+		x.decl = nil
+	}
 }
 
 // declare makes sure exchange e exists: declared (durable) or, when

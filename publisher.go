@@ -251,7 +251,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			failOut(out, results, err)
 			break
 		}
-		cc, err := p.exchangeChannel(s, topic, ex, timer.C)
+		cc, decl, err := p.exchangeChannel(s, topic, ex, timer.C)
 		if errors.Is(err, errReconnect) {
 			avoid = s
 			continue
@@ -275,7 +275,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			// again. While the broker is still deleting it, it answers a
 			// declare without acting on it (rabbit_exchange:declare), so
 			// the exchange can be gone again: back off, until the deadline.
-			s.forget(ex.Name)
+			s.forget(ex.Name, decl)
 			p.logger.Info("Exchange gone; declaring it again", watermill.LogFields{"topic": topic, "exchange": ex.Name, "passive": ex.Passive})
 			if notFound > 0 {
 				if err := p.sleep(10*time.Millisecond<<min(notFound-1, 6), timer.C); err != nil {
@@ -340,18 +340,19 @@ var errDeadline = errors.New("deadline")
 
 // exchangeChannel declares (or checks) ex on s if not done yet and returns
 // a confirm channel for it, opening one if needed; both within the call's
-// deadline.
-func (p *Publisher) exchangeChannel(s *session, topic string, ex Exchange, deadline <-chan time.Time) (*confirmChannel, error) {
-	if err := p.await(s, s.declaration(topic, ex), deadline); err != nil {
-		return nil, roundTripError(s, err, fmt.Sprintf("declaring exchange %q", ex.Name))
+// deadline. It also returns the declaration it relied on.
+func (p *Publisher) exchangeChannel(s *session, topic string, ex Exchange, deadline <-chan time.Time) (*confirmChannel, *rpc, error) {
+	decl := s.declaration(topic, ex)
+	if err := p.await(s, decl, deadline); err != nil {
+		return nil, nil, roundTripError(s, err, fmt.Sprintf("declaring exchange %q", ex.Name))
 	}
 	for {
 		cc, opening := s.channel(ex.Name)
 		if cc != nil {
-			return cc, nil
+			return cc, decl, nil
 		}
 		if err := p.await(s, opening, deadline); err != nil {
-			return nil, roundTripError(s, err, "opening a confirm channel")
+			return nil, nil, roundTripError(s, err, "opening a confirm channel")
 		}
 	}
 }
