@@ -61,7 +61,12 @@ func testExchangeDeleted(t *testing.T, passive bool) {
 	p, err := durablews.NewPublisher(durablews.NewConfig(amqpURL(),
 		durablews.Exchange{Name: exA, Passive: passive}, durablews.Exchange{Name: exB}), logger)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = p.Close() })
+	t.Cleanup(func() {
+		_ = p.Close()
+		if t.Failed() {
+			logger.PrintCaptured(t)
+		}
+	})
 
 	var stop, deleted atomic.Bool
 	var callsA, callsAfterDelete atomic.Int32
