@@ -194,6 +194,10 @@ type flight struct {
 // ErrConnectionLost, ErrInvalidMessage, ErrNotSent, ErrPublisherClosed or
 // the message context's error).
 //
+// Publish with no messages returns nil and does nothing, as Watermill
+// publishers do. The topic is looked up in Config.Exchanges, then in
+// Config.ExchangeFor.
+//
 // Messages are validated before anything is sent: if one is invalid
 // (nil, no routing key, not deliverable to a browser, not persistent,
 // a header AMQP cannot carry), none is published. Each message's Context
@@ -212,15 +216,15 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	p.closedMu.RUnlock()
 	defer p.calls.Done()
 
-	if topic == "" {
-		return fmt.Errorf("durablews: empty topic: pass one of the configured topics %s", p.knownTopics())
-	}
-	ex, ok := p.cfg.Exchanges[topic]
-	if !ok {
-		return fmt.Errorf("durablews: unknown topic %q: configured topics are %s (add it to Config.Exchanges)", topic, p.knownTopics())
-	}
 	if len(msgs) == 0 {
-		return fmt.Errorf("durablews: publish to topic %q: no messages given", topic)
+		return nil // nothing to confirm, as with every Watermill publisher
+	}
+	if topic == "" {
+		return fmt.Errorf("durablews: empty topic: pass one of the configured topics %s", p.cfg.knownTopics())
+	}
+	ex, err := p.cfg.exchangeFor(topic)
+	if err != nil {
+		return err
 	}
 
 	results := make([]error, len(msgs))
@@ -607,11 +611,6 @@ func failOut(out []outgoing, results []error, err error) {
 			results[o.idx] = fmt.Errorf("%w: %w", ErrNotSent, err)
 		}
 	}
-}
-
-func (p *Publisher) knownTopics() string {
-	keys := sortedKeys(p.cfg.Exchanges)
-	return "[" + strings.Join(keys, ", ") + "]"
 }
 
 // InFlight returns how many messages currently await their confirm (or a
