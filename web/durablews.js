@@ -378,8 +378,8 @@ export class Subscription {
 
   /**
    * Stream subscriptions: the offset of the last message this tab handled
-   * (kept in storage per tab and stream), null before the first; undefined
-   * for a per-tab queue.
+   * (kept in storage per tab and stream), or of a server position `{last: N}`
+   * once subscribed with it; null before either; undefined for a per-tab queue.
    * @returns {number|null|undefined}
    */
   get lastOffset() {
@@ -434,6 +434,8 @@ export class Subscription {
       // (a newer end of the stream) must not skip what this tab has not read.
       this._pos = this._nextPosition();
       this._want = this._pos;
+      // A server position {last: N} means the page's state includes N: like a handled offset.
+      if (this._pos.kind === 'last') this._last = this._pos.offset;
       this._firstGen = gen;
     }
     const { destination, ...headers } = /** @type {Record<string, string>} */ (this.headers);
@@ -769,8 +771,9 @@ export class DurableClient {
     /** headers mode: the Web-STOMP URLs (one per node); empty with only a webSocketFactory */
     this._urls = this._sessionOpts || (opts.webSocketFactory && opts.url === undefined) ? [] : urlList(opts.url, 'DurableClient: ');
     // A random first node spreads a fleet of tabs over the cluster; every
-    // failed attempt moves on to the next one (see _failed).
-    this._urlIndex = Math.floor(Math.random() * 0x100000);
+    // failed attempt moves on to the next one (see _failed, _pickUrl).
+    this._urlSpread = Math.random();
+    this._urlIndex = 0;
     /** the URL of the current (or last) connection attempt */
     this._attemptUrl = undefined;
     this._webSocketFactory = opts.webSocketFactory;
@@ -1110,6 +1113,15 @@ export class DurableClient {
     }
   }
 
+  /**
+   * The URL for this attempt: a random start (the same for every list this
+   * client gets), then one step further after every failed attempt.
+   * @param {string[]} urls
+   */
+  _pickUrl(urls) {
+    return urls[(Math.floor(this._urlSpread * urls.length) + this._urlIndex) % urls.length];
+  }
+
   /** The per-tab queue subscriptions (not streams). */
   _queueSubs() {
     return [...this._subs].filter((s) => s._streamName === undefined);
@@ -1297,7 +1309,7 @@ export class DurableClient {
   async _open() {
     const gen = ++this._gen;
     let creds = {};
-    let url = this._urls.length ? this._urls[this._urlIndex % this._urls.length] : undefined;
+    let url = this._urls.length ? this._pickUrl(this._urls) : undefined;
     let vhost = this._vhost;
     if (this._sessionOpts) {
       // A fresh token for every connection attempt: the broker checks it at
@@ -1323,7 +1335,7 @@ export class DurableClient {
         return;
       }
       creds = { login: '', passcode: s.token }; // the broker names the connection after the token's sub
-      url = s.urls[this._urlIndex % s.urls.length];
+      url = this._pickUrl(s.urls);
       vhost = s.vhost;
     } else if (this._connectHeaders) {
       try {
