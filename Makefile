@@ -1,8 +1,9 @@
 # durablews developer entry points. `make test` is the project's test command; CI runs
 # it through .ci/run (a fresh clone, as root, CI=true, no stdin).
 #
-#   make test       broker + chromium + web deps, go vet, gofmt check, go test -race,
+#   make test       cgo + broker + chromium + web deps, go vet, gofmt check, go test -race,
 #                   web tests (node, incl. the headless-Chromium e2e), short fuzz runs
+#   make cgo        install gcc + libc6-dev if missing: go test -race needs cgo (scripts/cgo.sh)
 #   make broker     make the shared RabbitMQ ready (scripts/rabbitmq.sh)
 #   make chromium   install Debian's chromium/chromium-driver if missing (scripts/chromium.sh)
 #   make web-deps   npm ci in web/ (when web/package.json exists and node_modules is stale)
@@ -12,6 +13,8 @@
 #   make tab-sessions-broker  configure the shared broker for tab sessions (restarts it if its config changed)
 #   make tab-sessions-plan    what that would change (read-only)
 #   make doctor     go run ./cmd/durablews doctor (checks the local broker, read-only)
+#   make cluster    a local 3-node cluster beside the machine's broker (scripts/rabbitmq-cluster.sh start;
+#                   AMQP 5681-5683, Web-STOMP 15681-15683); make cluster-status / cluster-stop
 #   make sizing     broker memory per tab queue / message / connected tab on a private node (~3 min)
 #   make fmt / vet / fmt-check / gotest / fuzz
 #
@@ -35,14 +38,14 @@ WEB_E2E      ?= 1
 .NOTPARALLEL:
 .DEFAULT_GOAL := help
 
-.PHONY: help test broker chromium web-deps web-test demo bench fmt fmt-check vet gotest fuzz doctor sizing tab-sessions-broker tab-sessions-plan
+.PHONY: help test cgo broker chromium web-deps web-test demo bench fmt fmt-check vet gotest fuzz doctor sizing tab-sessions-broker tab-sessions-plan cluster cluster-status cluster-stop
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
 
 # Every step runs even in `make -n test`'s listing; the first failing one stops the run
 # with a line naming it.
-TEST_STEPS := broker chromium web-deps vet fmt-check gotest web-test fuzz
+TEST_STEPS := cgo broker chromium web-deps vet fmt-check gotest web-test fuzz
 
 test:
 	@for step in $(TEST_STEPS); do \
@@ -55,8 +58,21 @@ test:
 	done; \
 	echo "make test: OK: all steps passed ($(TEST_STEPS))"
 
+# go test -race needs cgo, and cgo a C compiler with libc headers: a fresh Debian has none.
+cgo:
+	@GO=$(GO) bash scripts/cgo.sh
+
 broker:
 	@bash scripts/rabbitmq.sh
+
+cluster:
+	@bash scripts/rabbitmq-cluster.sh start
+
+cluster-status:
+	@bash scripts/rabbitmq-cluster.sh status
+
+cluster-stop:
+	@bash scripts/rabbitmq-cluster.sh stop
 
 chromium:
 	@bash scripts/chromium.sh

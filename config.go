@@ -103,8 +103,19 @@ type Config struct {
 	// exchange's name to itself.
 	Exchanges map[string]Exchange
 
+	// ExchangeFor, when set, maps topics that are not in Exchanges, for
+	// code that generates topic names (Watermill's CQRS component does).
+	// Return false for a topic that is not yours: Publish then fails with
+	// an error naming the known topics. It is called on every Publish to
+	// such a topic, so keep it cheap and deterministic; the Exchange it
+	// returns is checked like an entry of Exchanges (Kind defaults to
+	// KindTopic).
+	ExchangeFor func(topic string) (Exchange, bool)
+
 	// RoutingKey computes a message's routing key. Default:
-	// RoutingKeyFromMetadata. Fanout and headers exchanges ignore keys.
+	// RoutingKeyFromMetadata. Fanout and headers exchanges do not route by
+	// it, but a key given is still sent: consumers see it on the delivery
+	// and STOMP clients in the destination header.
 	RoutingKey RoutingKeyFunc
 
 	// Marshaler turns Watermill messages into AMQP publishings. Default:
@@ -219,25 +230,12 @@ func (c Config) Validate() error {
 			bad("URLs[%d] %q: %v", i, redactURL(u), err)
 		}
 	}
-	if len(c.Exchanges) == 0 {
-		bad("Exchanges is empty: map at least one topic to an Exchange (NewConfig(url, durablews.Exchange{Name: \"events\"}))")
+	if len(c.Exchanges) == 0 && c.ExchangeFor == nil {
+		bad("Exchanges is empty and ExchangeFor is nil: map at least one topic to an Exchange (NewConfig(url, durablews.Exchange{Name: \"events\"}))")
 	}
 	for _, topic := range sortedKeys(c.Exchanges) {
-		e := c.Exchanges[topic]
-		switch {
-		case topic == "":
-			bad("Exchanges has an empty topic: topics must be non-empty")
-		case e.Name == "":
-			bad("Exchanges[%q].Name is empty: the default exchange cannot be declared; name an exchange", topic)
-		case len(e.Name) > maxShortString:
-			bad("Exchanges[%q].Name is %d bytes, over the AMQP limit of %d", topic, len(e.Name), maxShortString)
-		case strings.HasPrefix(e.Name, "amq.") && !e.Passive:
-			bad("Exchanges[%q].Name %q uses the reserved amq. prefix: set Passive: true to use a built-in exchange", topic, e.Name)
-		}
-		switch e.Kind {
-		case KindTopic, KindDirect, KindFanout, KindHeaders:
-		default:
-			bad("Exchanges[%q].Kind %q is not one of topic, direct, fanout, headers", topic, e.Kind)
+		if err := checkExchange(topic, c.Exchanges[topic], "Exchanges"); err != nil {
+			bad("%v", err)
 		}
 	}
 	if c.RoutingKey == nil {
@@ -265,6 +263,61 @@ func (c Config) Validate() error {
 		bad("AMQP.Recovery is set: the publisher reconnects and republishes itself, and amqp091-go's recovery would compete with it; remove it")
 	}
 	return errors.Join(errs...)
+}
+
+// checkExchange reports what is wrong with the exchange e for topic; from
+// names where it came from (Exchanges or ExchangeFor).
+func checkExchange(topic string, e Exchange, from string) error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch {
+	case topic == "":
+		bad("%s has an empty topic: topics must be non-empty", from)
+	case e.Name == "":
+		bad("%s[%q].Name is empty: the default exchange cannot be declared; name an exchange", from, topic)
+	case len(e.Name) > maxShortString:
+		bad("%s[%q].Name is %d bytes, over the AMQP limit of %d", from, topic, len(e.Name), maxShortString)
+	case strings.HasPrefix(e.Name, "amq.") && !e.Passive:
+		bad("%s[%q].Name %q uses the reserved amq. prefix: set Passive: true to use a built-in exchange", from, topic, e.Name)
+	}
+	switch e.Kind {
+	case KindTopic, KindDirect, KindFanout, KindHeaders:
+	default:
+		bad("%s[%q].Kind %q is not one of topic, direct, fanout, headers", from, topic, e.Kind)
+	}
+	return errors.Join(errs...)
+}
+
+// exchangeFor resolves topic: Exchanges first, then ExchangeFor. The error
+// says what to do and names the known topics.
+func (c *Config) exchangeFor(topic string) (e Exchange, err error) {
+	if e, ok := c.Exchanges[topic]; ok {
+		return e, nil
+	}
+	if c.ExchangeFor == nil {
+		return Exchange{}, fmt.Errorf("durablews: unknown topic %q: configured topics are %s (add it to Config.Exchanges, or map generated topics with Config.ExchangeFor)", topic, c.knownTopics())
+	}
+	defer func() {
+		// A user ExchangeFor must not take the publisher down.
+		if r := recover(); r != nil {
+			e, err = Exchange{}, fmt.Errorf("durablews: topic %q: Config.ExchangeFor panicked: %v", topic, r)
+		}
+	}()
+	e, ok := c.ExchangeFor(topic)
+	if !ok {
+		return Exchange{}, fmt.Errorf("durablews: unknown topic %q: not in Config.Exchanges %s and Config.ExchangeFor does not map it", topic, c.knownTopics())
+	}
+	if e.Kind == "" {
+		e.Kind = KindTopic
+	}
+	if err := checkExchange(topic, e, "ExchangeFor"); err != nil {
+		return Exchange{}, fmt.Errorf("durablews: topic %q: %w", topic, err)
+	}
+	return e, nil
+}
+
+func (c *Config) knownTopics() string {
+	return "[" + strings.Join(sortedKeys(c.Exchanges), ", ") + "]"
 }
 
 func validateURL(raw string) error {

@@ -15,9 +15,10 @@
 //
 // # Publishing
 //
-// A Watermill topic maps onto a named durable exchange (Config.Exchanges);
-// the routing key of each message comes from its metadata
-// (RoutingKeyMetadataKey) or from Config.RoutingKey:
+// A Watermill topic maps onto a named durable exchange (Config.Exchanges, or
+// Config.ExchangeFor for generated topic names); the routing key of each
+// message comes from its metadata (RoutingKeyMetadataKey) or from
+// Config.RoutingKey:
 //
 //	cfg := durablews.NewConfig("amqp://guest:guest@127.0.0.1:5672/", durablews.Exchange{Name: "events"})
 //	pub, err := durablews.NewPublisher(cfg, logger)
@@ -30,15 +31,19 @@
 // flight together, so confirmed throughput is bounded by the broker, not by
 // round trips. An error is a *PublishError naming each unconfirmed message
 // and why (ErrNacked, ErrUnroutable, ErrConfirmTimeout, ErrConnectionLost,
-// ErrInvalidMessage, ...).
+// ErrInvalidMessage, ...). Publisher.Ping and Publisher.Connected tell a
+// readiness probe whether the publisher is connected.
 //
 // # Wire format
 //
 // Marshaler writes persistent messages whose AMQP message_id is the Watermill
 // UUID (the browser sees it as amqp-message-id and drops redeliveries by it)
-// and whose metadata become string headers. It implements watermill-amqp's
-// Marshaler; Config.WatermillAMQPConfig gives a watermill-amqp configuration
-// that shares exchanges and wire format with the Publisher.
+// and whose metadata become string headers; the UUID is also in the
+// _watermill_message_uuid header, so watermill-amqp's DefaultMarshaler reads
+// it too. It implements watermill-amqp's Marshaler;
+// Config.WatermillAMQPConfig gives a watermill-amqp configuration that
+// shares exchanges and wire format with the Publisher (Watermill's pubsub
+// test suite passes with that pair).
 //
 // # Tab sessions
 //

@@ -1,6 +1,6 @@
 module github.com/durablews/durablews
 
-go 1.26.8
+go 1.25
 
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1

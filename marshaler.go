@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
 	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -20,8 +21,10 @@ const (
 const DefaultContentType = "application/json"
 
 // watermillUUIDHeader is where watermill-amqp's DefaultMarshaler keeps the
-// UUID; Unmarshal reads it so messages from such producers keep their UUID.
-const watermillUUIDHeader = "_watermill_message_uuid"
+// UUID. Marshal writes it too, so a watermill-amqp subscriber with its
+// default marshaler reads the right UUID; Unmarshal reads it from
+// messages of watermill-amqp producers.
+const watermillUUIDHeader = wamqp.DefaultMessageUUIDHeaderKey
 
 // Marshaler is the wire format between Watermill messages and AMQP. It
 // implements watermill-amqp's Marshaler interface, so a watermill-amqp
@@ -36,9 +39,14 @@ const watermillUUIDHeader = "_watermill_message_uuid"
 //   - CorrelationId from metadata correlation_id, when present;
 //   - Timestamp = now;
 //   - every metadata entry as a string header (the only header type, with
-//     integers, that reaches STOMP clients).
+//     integers, that reaches STOMP clients);
+//   - the UUID again in the _watermill_message_uuid header, where
+//     watermill-amqp's DefaultMarshaler looks for it.
 //
-// Unmarshal restores UUID, metadata and payload exactly.
+// Metadata cannot use the _watermill_message_uuid key (Marshal refuses it).
+// Unmarshal restores UUID, metadata and payload exactly. watermill-amqp's
+// DefaultMarshaler reads the same UUID, metadata and payload, so either
+// marshaler works on the consuming side.
 type Marshaler struct {
 	// Now returns the publishing timestamp; default time.Now. Tests set it.
 	Now func() time.Time
@@ -52,13 +60,14 @@ func (m Marshaler) Marshal(msg *message.Message) (amqp.Publishing, error) {
 	if err := checkShortString("message UUID", msg.UUID); err != nil {
 		return amqp.Publishing{}, err
 	}
-	headers := make(amqp.Table, len(msg.Metadata))
+	headers := make(amqp.Table, len(msg.Metadata)+1)
 	for k, v := range msg.Metadata {
 		if err := checkHeaderName(k); err != nil {
 			return amqp.Publishing{}, err
 		}
 		headers[k] = v
 	}
+	headers[watermillUUIDHeader] = msg.UUID
 	contentType := msg.Metadata.Get(ContentTypeMetadataKey)
 	if contentType == "" {
 		contentType = DefaultContentType
@@ -81,15 +90,12 @@ func (m Marshaler) Marshal(msg *message.Message) (amqp.Publishing, error) {
 // Unmarshal implements watermill-amqp's Marshaler.
 func (m Marshaler) Unmarshal(d amqp.Delivery) (*message.Message, error) {
 	uuid := d.MessageId
-	fromHeader := false
 	if uuid == "" {
-		if s, ok := d.Headers[watermillUUIDHeader].(string); ok {
-			uuid, fromHeader = s, true
-		}
+		uuid, _ = d.Headers[watermillUUIDHeader].(string)
 	}
 	msg := message.NewMessage(uuid, d.Body)
 	for k, v := range d.Headers {
-		if fromHeader && k == watermillUUIDHeader {
+		if k == watermillUUIDHeader {
 			continue
 		}
 		switch v := v.(type) {
@@ -110,6 +116,9 @@ func (m Marshaler) Unmarshal(d amqp.Delivery) (*message.Message, error) {
 func checkHeaderName(k string) error {
 	if k == "" {
 		return fmt.Errorf("durablews: metadata key is empty: AMQP headers need a name")
+	}
+	if k == watermillUUIDHeader {
+		return fmt.Errorf("durablews: metadata key %q is reserved: the marshaler writes the message UUID there", k)
 	}
 	if len(k) > maxShortString { // describe the key only when it fails
 		return checkShortString(fmt.Sprintf("metadata key %.40q", k), k)

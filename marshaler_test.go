@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
 	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
@@ -36,7 +37,7 @@ func TestMarshaler_Marshal(t *testing.T) {
 	assert.Equal(t, "application/json", p.ContentType)
 	assert.Equal(t, "c-1", p.CorrelationId)
 	assert.Equal(t, now, p.Timestamp)
-	assert.Equal(t, amqp.Table{"routing_key": "customer.1.x", "correlation_id": "c-1"}, p.Headers)
+	assert.Equal(t, amqp.Table{"routing_key": "customer.1.x", "correlation_id": "c-1", "_watermill_message_uuid": "uuid-1"}, p.Headers)
 	for k, v := range p.Headers {
 		_, isString := v.(string)
 		assert.True(t, isString, "header %s must be a string to reach STOMP clients", k)
@@ -68,6 +69,34 @@ func TestMarshaler_RejectsWhatAMQPCannotCarry(t *testing.T) {
 	msg.Metadata.Set("", "v")
 	_, err = m.Marshal(msg)
 	assert.ErrorContains(t, err, "metadata key is empty")
+
+	msg = message.NewMessage("id", nil)
+	msg.Metadata.Set("_watermill_message_uuid", "other-id")
+	_, err = m.Marshal(msg)
+	assert.ErrorContains(t, err, `metadata key "_watermill_message_uuid" is reserved`)
+}
+
+// A watermill-amqp consumer with its DefaultMarshaler reads the UUID and
+// metadata durablews wrote; durablews reads what watermill-amqp wrote.
+func TestMarshaler_InteropWithWatermillAMQPDefaultMarshaler(t *testing.T) {
+	msg := message.NewMessage("uuid-2", []byte(`{"b":2}`))
+	msg.Metadata.Set("routing_key", "customer.2.x")
+	msg.Metadata.Set("correlation_id", "c-2")
+
+	pub, err := durablews.Marshaler{}.Marshal(msg)
+	require.NoError(t, err)
+	got, err := wamqp.DefaultMarshaler{}.Unmarshal(deliveryOf(pub))
+	require.NoError(t, err)
+	assert.Equal(t, "uuid-2", got.UUID)
+	assert.Equal(t, msg.Metadata, got.Metadata)
+	assert.Equal(t, msg.Payload, got.Payload)
+
+	pub, err = wamqp.DefaultMarshaler{}.Marshal(msg)
+	require.NoError(t, err)
+	got, err = durablews.Marshaler{}.Unmarshal(deliveryOf(pub))
+	require.NoError(t, err)
+	assert.Equal(t, "uuid-2", got.UUID)
+	assert.Equal(t, msg.Metadata, got.Metadata)
 }
 
 func TestMarshaler_UnmarshalReadsWatermillAMQPProducers(t *testing.T) {
@@ -93,7 +122,8 @@ func FuzzMarshalerRoundTrip(f *testing.F) {
 		pub, err := m.Marshal(msg)
 		if err != nil {
 			// Only inputs AMQP cannot carry may be refused.
-			bad := uuid == "" || len(uuid) > 255 || k1 == "" || k2 == "" || len(k1) > 255 || len(k2) > 255
+			reserved := k1 == "_watermill_message_uuid" || k2 == "_watermill_message_uuid"
+			bad := uuid == "" || len(uuid) > 255 || k1 == "" || k2 == "" || len(k1) > 255 || len(k2) > 255 || reserved
 			require.True(t, bad, "valid message refused: %v", err)
 			return
 		}
@@ -103,5 +133,11 @@ func FuzzMarshalerRoundTrip(f *testing.F) {
 		require.Equal(t, msg.UUID, got.UUID)
 		require.Equal(t, []byte(msg.Payload), []byte(got.Payload))
 		require.Equal(t, msg.Metadata, got.Metadata)
+
+		// watermill-amqp's DefaultMarshaler reads the same message.
+		wm, err := wamqp.DefaultMarshaler{}.Unmarshal(deliveryOf(pub))
+		require.NoError(t, err)
+		require.Equal(t, msg.UUID, wm.UUID)
+		require.Equal(t, msg.Metadata, wm.Metadata)
 	})
 }

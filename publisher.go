@@ -186,6 +186,10 @@ type flight struct {
 // ErrConnectionLost, ErrInvalidMessage, ErrNotSent, ErrPublisherClosed or
 // the message context's error).
 //
+// Publish with no messages returns nil and does nothing, as Watermill
+// publishers do. The topic is looked up in Config.Exchanges, then in
+// Config.ExchangeFor.
+//
 // Messages are validated before anything is sent: if one is invalid
 // (nil, no routing key, not deliverable to a browser), none is published.
 // Each message's Context is honoured: a cancelled message is not sent, or
@@ -200,15 +204,15 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	p.closedMu.RUnlock()
 	defer p.calls.Done()
 
-	if topic == "" {
-		return fmt.Errorf("durablews: empty topic: pass one of the configured topics %s", p.knownTopics())
-	}
-	ex, ok := p.cfg.Exchanges[topic]
-	if !ok {
-		return fmt.Errorf("durablews: unknown topic %q: configured topics are %s (add it to Config.Exchanges)", topic, p.knownTopics())
-	}
 	if len(msgs) == 0 {
-		return fmt.Errorf("durablews: publish to topic %q: no messages given", topic)
+		return nil // nothing to confirm, as with every Watermill publisher
+	}
+	if topic == "" {
+		return fmt.Errorf("durablews: empty topic: pass one of the configured topics %s", p.cfg.knownTopics())
+	}
+	ex, err := p.cfg.exchangeFor(topic)
+	if err != nil {
+		return err
 	}
 
 	results := make([]error, len(msgs))
@@ -465,11 +469,6 @@ func failAll(out []outgoing, results []error, err error) {
 	for _, o := range out {
 		results[o.idx] = err
 	}
-}
-
-func (p *Publisher) knownTopics() string {
-	keys := sortedKeys(p.cfg.Exchanges)
-	return "[" + strings.Join(keys, ", ") + "]"
 }
 
 // InFlight returns how many messages currently await their confirm (or a

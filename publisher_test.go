@@ -183,11 +183,6 @@ func TestPublish_BadInputIsReportedPerMessage(t *testing.T) {
 		assert.Contains(t, err.Error(), `unknown topic "nope"`)
 		assert.Contains(t, err.Error(), ex)
 	})
-	t.Run("no messages", func(t *testing.T) {
-		err := p.Publish(ex)
-		require.Error(t, err)
-		assert.Contains(t, err.Error(), "no messages")
-	})
 	t.Run("nil message spoils the batch, others not sent", func(t *testing.T) {
 		good := newMsg("k")
 		err := p.Publish(ex, good, nil)

@@ -35,7 +35,8 @@ type Forward struct {
 	// guarantee depends on Publish returning nil only after the broker
 	// confirmed.
 	Publisher message.Publisher
-	// Topic of Publisher to forward to (a Config.Exchanges key). Required.
+	// Topic of Publisher to forward to (in Config.Exchanges or mapped by
+	// Config.ExchangeFor). Required.
 	Topic string
 	// RoutingKey computes a forwarded message's routing key, e.g. from its
 	// payload. Default: the message's RoutingKeyMetadataKey metadata; a

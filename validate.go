@@ -56,12 +56,11 @@ func (c *Config) routingKey(topic string, e Exchange, msg *message.Message) (key
 	if err != nil {
 		return "", fmt.Errorf("Config.RoutingKey: %w", err)
 	}
-	if !e.needsRoutingKey() {
-		return "", nil // fanout and headers exchanges ignore the key
-	}
-	if key == "" {
+	if key == "" && e.needsRoutingKey() {
 		return "", fmt.Errorf("no routing key for %s exchange %q: set metadata %q (or Config.RoutingKey)", e.Kind, e.Name, RoutingKeyMetadataKey)
 	}
+	// Fanout and headers exchanges do not route by the key, but consumers
+	// read it (delivery routing key, STOMP destination), so it is kept.
 	if len(key) > maxShortString {
 		return "", fmt.Errorf("routing key is %d bytes, over the AMQP limit of %d", len(key), maxShortString)
 	}

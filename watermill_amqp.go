@@ -2,6 +2,8 @@ package durablews
 
 import (
 	"fmt"
+	"maps"
+	"sync"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
@@ -9,8 +11,8 @@ import (
 )
 
 // WatermillAMQPConfig returns a watermill-amqp configuration that shares
-// this Config's first broker URL, exchanges (name and kind per topic,
-// durable, Passive honoured), marshaler (so a watermill-amqp subscriber
+// this Config's first broker URL, exchanges (name and kind per topic from
+// Exchanges or ExchangeFor, durable, Passive honoured), marshaler (so a watermill-amqp subscriber
 // reads exactly what the Publisher wrote), persistent delivery and
 // publisher confirms. Use it for backend services that consume the same
 // events with watermill-amqp's Subscriber:
@@ -26,6 +28,7 @@ import (
 // cannot take a routing key per message, so its routing key is
 // bindingKey(topic); publish browser events with Publisher instead.
 func (c Config) WatermillAMQPConfig(queueName wamqp.QueueNameGenerator, bindingKey func(topic string) string) wamqp.Config {
+	c.Exchanges = maps.Clone(c.Exchanges) // setDefaults writes to it; the caller's map stays as it was
 	c.setDefaults()
 	if bindingKey == nil {
 		bindingKey = func(string) string { return "" }
@@ -35,21 +38,12 @@ func (c Config) WatermillAMQPConfig(queueName wamqp.QueueNameGenerator, bindingK
 		url = c.URLs[0]
 	}
 	amqpCfg := c.AMQP
-	byName := make(map[string]topicExchange, len(c.Exchanges))
-	for topic, e := range c.Exchanges {
-		byName[e.Name] = topicExchange{topic: topic, Exchange: e}
-	}
-	exchangeName := func(topic string) string {
-		if e, ok := c.Exchanges[topic]; ok {
-			return e.Name
-		}
-		return topic
-	}
+	topo := &topologyBuilder{cfg: c, bindingKey: bindingKey}
 	return wamqp.Config{
 		Connection: wamqp.ConnectionConfig{AmqpURI: url, AmqpConfig: &amqpCfg},
 		Marshaler:  c.Marshaler,
 		Exchange: wamqp.ExchangeConfig{
-			GenerateName: exchangeName,
+			GenerateName: topo.exchangeName,
 			Type:         KindTopic, // per-exchange kinds come from the topology builder
 			Durable:      true,
 		},
@@ -62,7 +56,7 @@ func (c Config) WatermillAMQPConfig(queueName wamqp.QueueNameGenerator, bindingK
 			ChannelPoolSize:    1, // without a pool it opens a channel per publish
 		},
 		Consume:         wamqp.ConsumeConfig{Qos: wamqp.QosConfig{PrefetchCount: 10}},
-		TopologyBuilder: topologyBuilder{byName: byName, bindingKey: bindingKey},
+		TopologyBuilder: topo,
 	}
 }
 
@@ -74,15 +68,36 @@ type topicExchange struct {
 // topologyBuilder declares each exchange with its own kind (watermill-amqp's
 // default builder has one kind for all) and binds with the topic's key
 // (watermill-amqp v2.1.3 passes the queue name to GenerateRoutingKey).
+// watermill-amqp names the exchange from the topic and later asks to
+// declare it by name, so exchangeName remembers which topic a name came
+// from (topics from Config.ExchangeFor are not known in advance).
 type topologyBuilder struct {
-	byName     map[string]topicExchange
+	cfg        Config
 	bindingKey func(topic string) string
+	byName     sync.Map // exchange name -> topicExchange
 }
 
-func (b topologyBuilder) ExchangeDeclare(ch *amqp.Channel, name string, _ wamqp.Config) error {
-	e, ok := b.byName[name]
-	if !ok {
-		return fmt.Errorf("durablews: exchange %q is not in Config.Exchanges", name)
+func (b *topologyBuilder) exchangeName(topic string) string {
+	e, err := b.cfg.exchangeFor(topic)
+	if err != nil {
+		return topic // ExchangeDeclare then says the topic is unknown
+	}
+	b.byName.LoadOrStore(e.Name, topicExchange{topic: topic, Exchange: e})
+	return e.Name
+}
+
+func (b *topologyBuilder) exchange(name string) (topicExchange, error) {
+	if e, ok := b.byName.Load(name); ok {
+		return e.(topicExchange), nil
+	}
+	_, err := b.cfg.exchangeFor(name)
+	return topicExchange{}, fmt.Errorf("durablews: no exchange for %q: %w", name, err)
+}
+
+func (b *topologyBuilder) ExchangeDeclare(ch *amqp.Channel, name string, _ wamqp.Config) error {
+	e, err := b.exchange(name)
+	if err != nil {
+		return err
 	}
 	if e.Passive {
 		return ch.ExchangeDeclarePassive(e.Name, e.Kind, true, false, false, false, nil)
@@ -90,14 +105,14 @@ func (b topologyBuilder) ExchangeDeclare(ch *amqp.Channel, name string, _ wamqp.
 	return ch.ExchangeDeclare(e.Name, e.Kind, true, false, false, false, nil)
 }
 
-func (b topologyBuilder) BuildTopology(ch *amqp.Channel, queueName, exchangeName string, cfg wamqp.Config, logger watermill.LoggerAdapter) error {
+func (b *topologyBuilder) BuildTopology(ch *amqp.Channel, queueName, exchangeName string, cfg wamqp.Config, logger watermill.LoggerAdapter) error {
 	if _, err := ch.QueueDeclare(queueName, true, false, false, false, cfg.Queue.Arguments); err != nil {
 		return fmt.Errorf("durablews: declare queue %q: %w", queueName, err)
 	}
 	if err := b.ExchangeDeclare(ch, exchangeName, cfg); err != nil {
 		return fmt.Errorf("durablews: declare exchange %q: %w", exchangeName, err)
 	}
-	e := b.byName[exchangeName]
+	e, _ := b.exchange(exchangeName) // declared just above
 	key := ""
 	if e.needsRoutingKey() {
 		key = b.bindingKey(e.topic)

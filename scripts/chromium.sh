@@ -27,18 +27,13 @@ SMOKE=${DURABLEWS_CHROMIUM_SMOKE:-1}
 NO_INSTALL=${DURABLEWS_CHROMIUM_NO_INSTALL:-0}
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 
-die() {
-	local what=$1
-	shift
-	{
-		echo
-		echo "chromium.sh: ERROR: $what"
-		local h
-		for h in "$@"; do echo "  -> $h"; done
-		echo
-	} >&2
-	exit 1
-}
+PKG_TOOL=chromium
+PKG_NO_INSTALL=$NO_INSTALL
+PKG_NO_INSTALL_VAR=DURABLEWS_CHROMIUM_NO_INSTALL
+PKG_WHY=
+PKG_NO_APT_HINT="install Chromium so that $CHROMIUM exists"
+# shellcheck source=scripts/lib/debian-pkgs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/debian-pkgs.sh"
 
 missing_pkgs() {
 	local out=()
@@ -47,31 +42,9 @@ missing_pkgs() {
 	echo "${out[*]:-}"
 }
 
-install() { # install PKG...
-	[ "$NO_INSTALL" != 1 ] || die "not installed: $* (and DURABLEWS_CHROMIUM_NO_INSTALL=1)" \
-		"install: apt-get update && apt-get install -y $*"
-	[ "$(id -u)" = 0 ] || die "installing $* needs root" "run: sudo bash scripts/chromium.sh"
-	command -v apt-get >/dev/null || die "not installed: $*, and there is no apt-get" \
-		"install Chromium so that $CHROMIUM exists"
-	echo "chromium: not installed: $*: installing Debian's packages (apt-get)..." >&2
-	local log=/tmp/durablews-chromium-apt.log
-	local apt=(apt-get -q -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confold)
-	export DEBIAN_FRONTEND=noninteractive
-	# One machine-wide lock with scripts/rabbitmq.sh is not needed: apt's own lock
-	# (DPkg::Lock::Timeout) serialises concurrent installs.
-	if ! "${apt[@]}" update >"$log" 2>&1; then
-		echo "chromium: apt-get update failed (see $log); trying the install with the package lists there are" >&2
-	fi
-	if ! "${apt[@]}" install -y "$@" >>"$log" 2>&1; then
-		tail -n 20 "$log" | sed 's/^/  | /' >&2
-		die "apt-get install -y $* failed (full log: $log)" \
-			"check the network to the Debian mirrors and the dpkg state (dpkg --configure -a), then rerun"
-	fi
-	echo "chromium: installed $*" >&2
-}
-
 # smoke — start it headless, as the e2e test does, and render a tiny page.
 smoke() {
+	[ "$SMOKE" != 0 ] || return 0
 	local dir out rc=0
 	dir=$(mktemp -d "${TMPDIR:-/tmp}/durablews-chromium.XXXXXX")
 	out=$(timeout 60 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic \
@@ -98,27 +71,4 @@ ready_line() {
 	fi
 }
 
-cmd=${1:-ensure}
-case $cmd in
-ensure | check)
-	missing=$(missing_pkgs)
-	if [ -n "$missing" ]; then
-		if [ "$cmd" = check ]; then
-			echo "chromium.sh: not installed: $missing" >&2
-			echo "  -> run: bash scripts/chromium.sh" >&2
-			exit 1
-		fi
-		# shellcheck disable=SC2086 # a list of package names
-		install $missing
-		missing=$(missing_pkgs)
-		[ -z "$missing" ] || die "still missing after apt-get install: $missing" "see /tmp/durablews-chromium-apt.log"
-	fi
-	if [ "$SMOKE" != 0 ]; then smoke; fi
-	ready_line
-	;;
-help | -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
-*)
-	echo "chromium.sh: unknown command '$cmd' (ensure|check|help)" >&2
-	exit 2
-	;;
-esac
+pkg_main "$@"

@@ -7,6 +7,7 @@
 //	go run ./cmd/durablews-bench -short          # smoke run (CI), numbers meaningless
 //	go run ./cmd/durablews-bench -markdown       # README-ready tables
 //	go run ./cmd/durablews-bench -scenarios 'pipelined' -contenders 'durablews|raw' -cpuprofile cpu.out
+//	go run ./cmd/durablews-bench -cluster        # classic vs quorum tab queues on a private 3-node cluster (cluster.go)
 //
 // Scenarios (each on fresh queues, contenders interleaved and rotated
 // across runs, median of -runs reported):
@@ -62,6 +63,7 @@ func run(args []string) int {
 	quietCores := fs.Float64("quiet-cores", o.QuietCores, "CPU cores other processes may use before a measurement starts")
 	retries := fs.Int("retries", -1, "repeat a measurement up to this many times when other processes used more than -quiet-cores during it (default 2; -short 0)")
 	quiet := fs.Bool("q", false, "no per-measurement progress on stderr")
+	cluster := fs.Bool("cluster", false, "instead of the scenarios: the cost of classic vs quorum tab queues on a private 3-node cluster (with -short: a smoke run)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -136,6 +138,17 @@ func run(args []string) int {
 	}
 	if !*quiet {
 		o.Progress = os.Stderr
+	}
+	if *cluster {
+		co := defaultClusterCost(*short)
+		co.Progress = o.Progress
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := runClusterCost(ctx, co, os.Stdout, *markdown); err != nil {
+			fmt.Fprintf(os.Stderr, "durablews-bench: -cluster: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 
 	if *memprofile != "" {

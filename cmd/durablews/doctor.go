@@ -62,7 +62,8 @@ type doctor struct {
 	mc         *rabbithole.Client
 	mgmtOK     bool
 	overview   *rabbithole.Overview
-	wsListener []int // Web-STOMP ports the broker listens on, from the overview
+	nodes      []rabbithole.NodeInfo // from checkPlugins
+	wsListener []int                 // Web-STOMP ports the broker listens on, from the overview
 }
 
 func runDoctor(ctx context.Context, args []string, env lookupEnv, stdout, stderr io.Writer) int {
@@ -76,10 +77,11 @@ func runDoctor(ctx context.Context, args []string, env lookupEnv, stdout, stderr
 	}
 	d := &doctor{ctx: ctx, o: o, out: stdout, logger: o.logger}
 	fmt.Fprintf(stdout, "doctor: broker %s, management %s, Web-STOMP %s, vhost %s\n",
-		strings.Join(redactAll(o.urls), ", "), o.mgmt, o.ws, o.vhost)
+		strings.Join(redactAll(o.urls), ", "), o.mgmt, strings.Join(o.wsList, ", "), o.vhost)
 	d.checkAMQP()
 	d.checkManagement()
 	d.checkPlugins()
+	d.checkCluster()
 	d.checkWebSTOMP()
 	d.checkAlarms()
 	d.checkExchanges()
@@ -205,6 +207,7 @@ func (d *doctor) checkPlugins() {
 		d.report(statusFail, "plugins", fmt.Sprintf("cannot list nodes: %v", err), "the management user needs the monitoring or administrator tag to read nodes")
 		return
 	}
+	d.nodes = nodes
 	listening := map[string]map[string]bool{} // node -> protocol
 	for _, l := range d.overview.Listeners {
 		if listening[l.Node] == nil {
@@ -260,20 +263,77 @@ func (d *doctor) checkPlugins() {
 	d.report(statusOK, "plugins", fmt.Sprintf("%s running on %s", strings.Join(requiredPlugins, ", "), strings.Join(names, ", ")), "")
 }
 
-// checkWebSTOMP does what a browser does: WebSocket upgrade with the
-// v12.stomp subprotocol on the Web-STOMP URL, then STOMP CONNECT with the
-// AMQP URL's user on its vhost.
+// checkCluster reports the cluster's members as the management API sees
+// them: every node running, no network partition, and browsers told about
+// more than one Web-STOMP endpoint when there is more than one node.
+func (d *doctor) checkCluster() {
+	if d.nodes == nil {
+		if !d.mgmtOK {
+			d.skip("cluster")
+		}
+		return
+	}
+	var names, down, partitioned []string
+	for _, n := range d.nodes {
+		names = append(names, n.Name)
+		if !n.IsRunning {
+			down = append(down, n.Name)
+		}
+		if len(n.Partitions) > 0 {
+			partitioned = append(partitioned, fmt.Sprintf("%s cannot reach %s", n.Name, strings.Join(n.Partitions, ", ")))
+		}
+	}
+	sort.Strings(names)
+	switch {
+	case len(partitioned) > 0:
+		d.report(statusFail, "cluster", "network partition: "+strings.Join(partitioned, "; "),
+			"the nodes disagree about the cluster: restart the nodes of the minority side (`rabbitmqctl stop_app && rabbitmqctl start_app`), see https://www.rabbitmq.com/partitions.html")
+	case len(down) > 0:
+		d.report(statusFail, "cluster", fmt.Sprintf("%d of %d nodes down: %s. Classic tab queues on them are unavailable, and a message routed only to them is confirmed and dropped (returned when Config.Mandatory is set)",
+			len(down), len(names), strings.Join(down, ", ")),
+			"start the stopped node(s); they rejoin the cluster by themselves")
+	case len(names) == 1:
+		d.report(statusInfo, "cluster", "single node "+names[0], "")
+	default:
+		d.report(statusOK, "cluster", fmt.Sprintf("%d nodes running, no partitions: %s", len(names), strings.Join(names, ", ")), "")
+		if len(d.o.wsList) == 1 {
+			d.report(statusInfo, "cluster", fmt.Sprintf("browsers are told about one Web-STOMP endpoint (%s) for %d nodes", d.o.ws, len(names)),
+				"give every node's Web-STOMP URL (-web-stomp-url, comma-separated) or put a load balancer in front of them, so a tab can reconnect elsewhere when its node dies")
+		}
+	}
+}
+
+// nodeDown reports whether the management API lists a node that is not
+// running.
+func (d *doctor) nodeDown() bool {
+	for _, n := range d.nodes {
+		if !n.IsRunning {
+			return true
+		}
+	}
+	return false
+}
+
+// checkWebSTOMP does what a browser does on every Web-STOMP URL (one per
+// node of a cluster): WebSocket upgrade with the v12.stomp subprotocol,
+// then STOMP CONNECT with the AMQP URL's user on its vhost.
 func (d *doctor) checkWebSTOMP() {
+	for _, u := range d.o.wsList {
+		d.checkWebSTOMPAt(u)
+	}
+}
+
+func (d *doctor) checkWebSTOMPAt(wsURL string) {
 	ctx, cancel := context.WithTimeout(d.ctx, d.o.timeout)
 	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, d.o.ws, &websocket.DialOptions{Subprotocols: []string{"v12.stomp"}})
+	ws, resp, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{Subprotocols: []string{"v12.stomp"}})
 	if err != nil {
-		d.report(statusFail, "web-stomp", fmt.Sprintf("%s: WebSocket upgrade failed: %v", d.o.ws, err), d.webSTOMPFix(resp, err))
+		d.report(statusFail, "web-stomp", fmt.Sprintf("%s: WebSocket upgrade failed: %v", wsURL, err), d.webSTOMPFix(resp, err))
 		return
 	}
 	defer ws.CloseNow()
 	if ws.Subprotocol() != "v12.stomp" {
-		d.report(statusFail, "web-stomp", fmt.Sprintf("%s: upgraded, but the server did not accept subprotocol v12.stomp (got %q)", d.o.ws, ws.Subprotocol()),
+		d.report(statusFail, "web-stomp", fmt.Sprintf("%s: upgraded, but the server did not accept subprotocol v12.stomp (got %q)", wsURL, ws.Subprotocol()),
 			"-web-stomp-url does not point at RabbitMQ's Web-STOMP (web_stomp.ws_path, default /ws), or a proxy drops Sec-WebSocket-Protocol")
 		return
 	}
@@ -289,17 +349,21 @@ func (d *doctor) checkWebSTOMP() {
 		stomp.ConnOpt.Logger(stompLogger{d.logger}),
 	)
 	if err != nil {
-		d.report(statusFail, "web-stomp", fmt.Sprintf("%s: WebSocket ok, STOMP CONNECT failed: %v", d.o.ws, err),
+		d.report(statusFail, "web-stomp", fmt.Sprintf("%s: WebSocket ok, STOMP CONNECT failed: %v", wsURL, err),
 			"STOMP logs in with the user and vhost of -url: check that user's password and permissions on the vhost; the broker log names the reason")
 		return
 	}
 	server, version := conn.Server(), conn.Version()
 	_ = conn.Disconnect()
-	d.logger.Info("Connected to Web-STOMP", watermill.LogFields{"url": d.o.ws, "server": server})
-	d.report(statusOK, "web-stomp", fmt.Sprintf("%s: WebSocket + STOMP CONNECT ok (%s, STOMP %s)", d.o.ws, server, version), "")
+	d.logger.Info("Connected to Web-STOMP", watermill.LogFields{"url": wsURL, "server": server})
+	d.report(statusOK, "web-stomp", fmt.Sprintf("%s: WebSocket + STOMP CONNECT ok (%s, STOMP %s)", wsURL, server, version), "")
 }
 
 func (d *doctor) webSTOMPFix(resp *http.Response, err error) string {
+	if resp == nil && d.nodeDown() {
+		return "a cluster node is down (see the cluster line): if this URL is that node's, start the node; otherwise " +
+			"check host and port in -web-stomp-url (DURABLEWS_WEB_STOMP_URL)"
+	}
 	listening := ""
 	if len(d.wsListener) > 0 {
 		ports := make([]string, len(d.wsListener))

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,7 +53,7 @@ type options struct {
 	managementURL string
 	managementUsr string
 	managementPwd string
-	webSTOMPURL   string
+	webSTOMPURL   stringList
 
 	policyName     string
 	policyPriority int
@@ -71,7 +72,8 @@ type options struct {
 	mgmt         string // management URL without trailing slash
 	mgmtUser     string
 	mgmtPassword string
-	ws           string
+	ws           string   // first of wsList
+	wsList       []string // every Web-STOMP URL browsers may use (one per node, or a load balancer)
 	logger       watermill.LoggerAdapter
 }
 
@@ -110,7 +112,7 @@ func newFlagSet(command, argsUsage, about string, stderr io.Writer) (*flag.FlagS
 	fs.StringVar(&o.managementURL, "management-url", "", "management HTTP API, e.g. `http://host:15672` (default: the AMQP host, port 15672; https and 15671 for amqps)")
 	fs.StringVar(&o.managementUsr, "management-user", "", "management API user (default: the user of -url); setup needs the policymaker tag, doctor monitoring (administrator has both)")
 	fs.StringVar(&o.managementPwd, "management-password", "", "management API password (default: the password of -url)")
-	fs.StringVar(&o.webSTOMPURL, "web-stomp-url", "", "Web-STOMP endpoint browsers use, e.g. `ws://host:15674/ws` (default: the AMQP host, port 15674, path /ws)")
+	fs.Var(&o.webSTOMPURL, "web-stomp-url", "Web-STOMP endpoint browsers use, e.g. `ws://host:15674/ws`; comma-separated or repeated for\nseveral nodes (default: each -url host, port 15674, path /ws)")
 	fs.StringVar(&o.policyName, "policy-name", defaultPolicyName, "name of the tab-queue policy")
 	fs.IntVar(&o.policyPriority, "policy-priority", 0, "priority of the tab-queue policy (the highest-priority matching policy is the only one applied)")
 	fs.StringVar(&o.tabPattern, "tab-queue-pattern", defaultTabPattern, "regular expression matching tab queue names (the browser client names them tab-<tabId>-<name>)")
@@ -196,15 +198,29 @@ func (o *options) finish(stderr io.Writer) error {
 	if o.mgmtPassword == "" {
 		o.mgmtPassword = o.uri.Password
 	}
-	o.ws = o.webSTOMPURL
-	if o.ws == "" {
+	o.wsList = o.webSTOMPURL
+	if len(o.wsList) == 0 {
 		scheme, port := "ws", "15674"
 		if o.uri.Scheme == "amqps" {
 			scheme, port = "wss", "15673"
 		}
-		o.ws = scheme + "://" + net.JoinHostPort(host, port) + "/ws"
-	} else if u, err := url.Parse(o.ws); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
-		bad("-web-stomp-url (DURABLEWS_WEB_STOMP_URL) %q: want ws(s)://host:port/path", o.webSTOMPURL)
+		for _, u := range o.urls {
+			h := "127.0.0.1"
+			if uri, err := amqp.ParseURI(u); err == nil && uri.Host != "" {
+				h = uri.Host
+			}
+			if ws := scheme + "://" + net.JoinHostPort(h, port) + "/ws"; !slices.Contains(o.wsList, ws) {
+				o.wsList = append(o.wsList, ws)
+			}
+		}
+	}
+	for _, ws := range o.webSTOMPURL {
+		if u, err := url.Parse(ws); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+			bad("-web-stomp-url (DURABLEWS_WEB_STOMP_URL) %q: want ws(s)://host:port/path", ws)
+		}
+	}
+	if len(o.wsList) > 0 {
+		o.ws = o.wsList[0]
 	}
 
 	if o.policyName == "" {

@@ -55,6 +55,12 @@ func TestOptions_EnvironmentAndFlags(t *testing.T) {
 	assert.Equal(t, []string{"amqps://a:b@h1", "amqps://a:b@h2"}, []string(o.urls))
 	assert.Equal(t, "https://h1:15671", o.mgmt)
 	assert.Equal(t, "wss://h1:15673/ws", o.ws)
+	assert.Equal(t, []string{"wss://h1:15673/ws", "wss://h2:15673/ws"}, o.wsList, "one Web-STOMP URL per -url host")
+
+	o, err = parseShared(t, nil, "-url", "amqp://a:b@h:5681/,amqp://a:b@h:5682/", "-web-stomp-url", "ws://h:15681/ws, ws://h:15682/ws")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ws://h:15681/ws", "ws://h:15682/ws"}, o.wsList)
+	assert.Equal(t, "ws://h:15681/ws", o.ws)
 }
 
 func TestOptions_Errors(t *testing.T) {

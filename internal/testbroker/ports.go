@@ -22,6 +22,8 @@ const (
 
 var reservedPorts = map[int]bool{
 	25672: true, // shared broker's Erlang distribution port
+	// scripts/rabbitmq-cluster.sh's Erlang distribution ports (dws1-3)
+	25681: true, 25682: true, 25683: true,
 }
 
 // portLock is a cross-process reservation of one TCP port: an flock(2) on

@@ -41,12 +41,18 @@ func dial(t *testing.T, n *Node) *amqp.Connection {
 	return c
 }
 
-func publishPersistent(t *testing.T, c *amqp.Connection, queue, body string) {
+// publishPersistent declares the durable queue (with the optional
+// arguments) and publishes body to it with a confirm.
+func publishPersistent(t *testing.T, c *amqp.Connection, queue, body string, args ...amqp.Table) {
 	t.Helper()
 	ch, err := c.Channel()
 	require.NoError(t, err)
 	defer ch.Close()
-	_, err = ch.QueueDeclare(queue, true, false, false, false, nil)
+	var qargs amqp.Table
+	if len(args) > 0 {
+		qargs = args[0]
+	}
+	_, err = ch.QueueDeclare(queue, true, false, false, false, qargs)
 	require.NoError(t, err)
 	require.NoError(t, ch.Confirm(false))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -165,17 +171,7 @@ func TestCustomOptionsAndCleanup(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, 200, resp.StatusCode)
 
-	// Web-STOMP: CONNECT over a websocket gets CONNECTED.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ws, _, err := websocket.Dial(ctx, n.WebSTOMPURL(), &websocket.DialOptions{Subprotocols: []string{"v12.stomp"}})
-	require.NoError(t, err)
-	require.NoError(t, ws.Write(ctx, websocket.MessageText,
-		[]byte("CONNECT\naccept-version:1.2\nhost:/\nlogin:alice\npasscode:s3cret\n\n\x00")))
-	_, frame, err := ws.Read(ctx)
-	require.NoError(t, err)
-	require.True(t, strings.HasPrefix(string(frame), "CONNECTED"), "got %q", frame)
-	_ = ws.Close(websocket.StatusNormalClosure, "")
+	requireWebSTOMP(t, n.WebSTOMPURL(), "alice", "s3cret")
 
 	// STOMP TCP listener answers.
 	sc, err := net.DialTimeout("tcp", n.STOMPAddr(), time.Second)
@@ -193,6 +189,23 @@ func TestCustomOptionsAndCleanup(t *testing.T) {
 	l, ok := tryLockPort(portLockDir(), ports.AMQP)
 	require.True(t, ok)
 	l.release()
+}
+
+// requireWebSTOMP checks that a STOMP CONNECT over a websocket to url gets
+// CONNECTED.
+func requireWebSTOMP(t *testing.T, url, login, passcode string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{"v12.stomp"}})
+	require.NoError(t, err)
+	defer ws.CloseNow()
+	require.NoError(t, ws.Write(ctx, websocket.MessageText,
+		[]byte("CONNECT\naccept-version:1.2\nhost:/\nlogin:"+login+"\npasscode:"+passcode+"\n\n\x00")))
+	_, frame, err := ws.Read(ctx)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(frame), "CONNECTED"), "%s: got %q", url, frame)
+	_ = ws.Close(websocket.StatusNormalClosure, "")
 }
 
 // orphanChild runs in a child test binary: it starts a node and blocks until
