@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -408,6 +409,17 @@ func chaosNodeState(node *testbroker.Node) string {
 	} {
 		out, err := node.Ctl(args...)
 		fmt.Fprintf(&b, "--- rabbitmqctl %s (err %v) ---\n%s\n", strings.Join(args, " "), err, out)
+	}
+	// list_bindings shows rabbit_route (what routing uses); the durable
+	// records are what the restart recovered from.
+	for _, tab := range []string{"rabbit_durable_route", "rabbit_semi_durable_route", "rabbit_route", "rabbit_topic_trie_binding", "rabbit_durable_queue"} {
+		out, err := node.Ctl("eval", "ets:tab2list("+tab+").")
+		fmt.Fprintf(&b, "--- %s (err %v) ---\n%s\n", tab, err, out)
+	}
+	if dir := os.Getenv("DURABLEWS_CHAOS_KEEP"); dir != "" {
+		dst := filepath.Join(dir, node.Name())
+		out, err := exec.Command("cp", "-a", node.BaseDir(), dst).CombinedOutput()
+		fmt.Fprintf(&b, "--- node directory copied to %s (err %v %s) ---\n", dst, err, out)
 	}
 	logFile := filepath.Join(node.LogDir(), node.Name()+".log")
 	data, err := os.ReadFile(logFile)

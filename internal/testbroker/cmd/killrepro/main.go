@@ -37,8 +37,17 @@ func main() {
 	delay := flag.Duration("delay", 0, "wait between the last confirm and the kill")
 	load := flag.Int("load", runtime.NumCPU(), "busy goroutines occupying the CPUs during the run (0 = none)")
 	bind := flag.Bool("bind", false, "bind each queue to a durable exchange, publish through it, and check the bindings after the restart")
+	floodMode := flag.Bool("flood", false, "the chaos test's shape: kill while 8 goroutines publish to -queues queues bound to one topic exchange, then check each queue takes every message confirmed after the restart")
+	fresh := flag.Bool("fresh", false, "with -flood: a new node for every round (the chaos test starts a fresh node)")
+	killAfter := flag.Duration("kill-after", 0, "with -flood: publish this long before the kill (0 = random 0.5-1.5 s)")
 	flag.Parse()
-	if err := run(*rounds, *queues, *delay, *load, *bind); err != nil {
+	var err error
+	if *floodMode {
+		err = flood(*rounds, *queues, *fresh, *killAfter)
+	} else {
+		err = run(*rounds, *queues, *delay, *load, *bind)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "killrepro:", err)
 		os.Exit(1)
 	}
