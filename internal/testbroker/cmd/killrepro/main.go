@@ -38,14 +38,17 @@ func main() {
 	load := flag.Int("load", runtime.NumCPU(), "busy goroutines occupying the CPUs during the run (0 = none)")
 	bind := flag.Bool("bind", false, "bind each queue to a durable exchange, publish through it, and check the bindings after the restart")
 	floodMode := flag.Bool("flood", false, "the chaos test's shape: kill while 8 goroutines publish to -queues queues bound to one topic exchange, then check each queue takes every message confirmed after the restart")
-	fresh := flag.Bool("fresh", false, "with -flood: a new node for every round (the chaos test starts a fresh node)")
+	fresh := flag.Bool("fresh", false, "a new node for every round (the chaos test starts a fresh node)")
 	killAfter := flag.Duration("kill-after", 0, "with -flood: publish this long before the kill (0 = random 0.5-1.5 s)")
+	trapMode := flag.Bool("trap", false, "show deterministically why a binding made just before a kill -9 can vanish (its Mnesia commit decision is logged after bind-ok)")
 	flag.Parse()
 	var err error
-	if *floodMode {
+	if *trapMode {
+		err = trap()
+	} else if *floodMode {
 		err = flood(*rounds, *queues, *fresh, *killAfter)
 	} else {
-		err = run(*rounds, *queues, *delay, *load, *bind)
+		err = run(*rounds, *queues, *delay, *load, *bind, *fresh)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "killrepro:", err)
@@ -55,12 +58,13 @@ func main() {
 
 const exchange = "killrepro"
 
-func run(rounds, queues int, delay time.Duration, load int, bind bool) error {
-	n, err := testbroker.StartNode(testbroker.Options{Plugins: []string{}, NamePrefix: "killrepro"})
-	if err != nil {
-		return err
-	}
-	defer n.Close()
+func run(rounds, queues int, delay time.Duration, load int, bind, fresh bool) error {
+	var n *testbroker.Node
+	defer func() {
+		if n != nil {
+			_ = n.Close()
+		}
+	}()
 
 	var stop atomic.Bool
 	defer stop.Store(true)
@@ -72,23 +76,17 @@ func run(rounds, queues int, delay time.Duration, load int, bind bool) error {
 		}()
 	}
 
-	if bind {
-		c, err := amqp.Dial(n.AMQPURL())
-		if err != nil {
-			return err
-		}
-		ch, err := c.Channel()
-		if err == nil {
-			err = ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, nil)
-		}
-		_ = c.Close()
-		if err != nil {
-			return err
-		}
-	}
-
 	lostQueues, lostLast, lostMsgs, lostBindings := 0, 0, 0, 0
 	for r := range rounds {
+		if n == nil || fresh {
+			if n != nil {
+				_ = n.Close()
+			}
+			var err error
+			if n, err = startNode(bind); err != nil {
+				return err
+			}
+		}
 		names := make([]string, queues)
 		c, err := amqp.Dial(n.AMQPURL())
 		if err != nil {
@@ -142,13 +140,17 @@ func run(rounds, queues int, delay time.Duration, load int, bind bool) error {
 				if !routed {
 					lostBindings++
 					fmt.Printf("round %d: queue %d of %d (%s) lost its binding to %q\n", r+1, i+1, len(names), q, exchange)
+					for _, tab := range []string{"rabbit_durable_route", "rabbit_route"} {
+						out, err := n.Ctl("eval", "ets:tab2list("+tab+").")
+						fmt.Printf("%s (err %v):\n%s\n", tab, err, out)
+					}
 				}
 			}
 		}
 		_ = c.Close()
 	}
-	fmt.Printf("killrepro: %d rounds x %d queues, delay %v, load %d, bind %v: %d queues lost (%d of them the last declared before the kill), %d messages lost from surviving queues, %d bindings lost\n",
-		rounds, queues, delay, load, bind, lostQueues, lostLast, lostMsgs, lostBindings)
+	fmt.Printf("killrepro: %d rounds x %d queues, delay %v, load %d, bind %v, fresh %v: %d queues lost (%d of them the last declared before the kill), %d messages lost from surviving queues, %d bindings lost\n",
+		rounds, queues, delay, load, bind, fresh, lostQueues, lostLast, lostMsgs, lostBindings)
 	return nil
 }
 
@@ -218,4 +220,25 @@ func probeBinding(c *amqp.Connection, q string) (bool, error) {
 	}
 	_, err = ch.QueuePurge(q, false)
 	return true, err
+}
+
+// startNode starts a private node and, with bind, declares the exchange.
+func startNode(bind bool) (*testbroker.Node, error) {
+	n, err := testbroker.StartNode(testbroker.Options{Plugins: []string{}, NamePrefix: "killrepro"})
+	if err != nil || !bind {
+		return n, err
+	}
+	c, err := amqp.Dial(n.AMQPURL())
+	if err == nil {
+		var ch *amqp.Channel
+		if ch, err = c.Channel(); err == nil {
+			err = ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, nil)
+		}
+		_ = c.Close()
+	}
+	if err != nil {
+		_ = n.Close()
+		return nil, err
+	}
+	return n, nil
 }
