@@ -99,6 +99,14 @@ func TestChaos_NothingConfirmedIsLost(t *testing.T) {
 		require.NoError(t, sch.QueueBind(tabQueues[i], "customer.#", ex, false, nil))
 	}
 	_ = setup.Close()
+	// The tab queues stand for queues bound long before the crash. RabbitMQ
+	// 3.10.8 answers bind-ok before the binding's Mnesia commit decision is
+	// on disk (testbroker.SyncMetadata); the kill comes ~1 s after this
+	// setup, and in 1 of ~50 runs it undid the last binding: that queue got
+	// nothing confirmed after the restart (lost ~16,000; list_bindings
+	// lacked chaos -> tab-chaos-2). That broker trap is documented in the
+	// README and shown by killrepro -trap; this test is about the publisher.
+	require.NoError(t, node.SyncMetadata())
 
 	cfg := durablews.NewConfig("amqp://guest:guest@"+proxy.Addr()+"/", durablews.Exchange{Name: ex, Passive: true})
 	cfg.ConfirmTimeout = 5 * time.Second
@@ -304,12 +312,12 @@ type chaosPhase int32
 
 const (
 	chaosBeforeKill chaosPhase = iota
-	chaosKilled                // kill -9 sent, node not ready again yet
-	chaosRestarted             // the restarted node answered await_startup
+	chaosKilled                // kill -9 sent, StartAgain not returned yet (the node may already accept connections)
+	chaosRestarted             // StartAgain returned
 )
 
 func (p chaosPhase) String() string {
-	return [...]string{"before-kill", "killed", "restarted"}[p]
+	return [...]string{"before-kill", "until-restart-returned", "restarted"}[p]
 }
 
 // confirmation is when a confirmed message's Publish call started (from)
