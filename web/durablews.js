@@ -14,11 +14,15 @@ import {
   generateTabId,
   isValidTabId,
   messageKey,
+  normalizeRetry,
   normalizeSessionSpec,
   normalizeSpec,
+  normalizeTimeout,
   onClaim,
   parseSession,
   queueName,
+  routingKeyOf,
+  topicMatcher,
   sessionErrorIsFatal,
   sessionSubscribeHeaders,
   subscribeHeaders,
@@ -49,22 +53,88 @@ const CHANNEL_NAME = 'durablews.tab-claims';
  *   least the shortest subscription's expiresMs (the queue has expired, or is
  *   about to); a deleted or lost queue cannot be seen there.
  *
+ * @property {'pagehide'|'freeze'} [reason] 'closed' only: the page was hidden
+ *   (navigation, back/forward cache) or frozen; the client connects again by
+ *   itself on pageshow/resume
+ *
  * @typedef {object} DurableMessage
  * @property {string|undefined} id  `amqp-message-id` (the Watermill UUID), or the
  *   `_watermill_message_uuid` header; used for de-duplication
- * @property {string} body          UTF-8 body
- * @property {() => any} json       JSON.parse(body)
+ * @property {string} body          the body decoded as UTF-8
+ * @property {() => Uint8Array} bytes  the body's bytes as received (binary
+ *   WebSocket frames, `web_stomp.ws_frame = binary`, keep non-UTF-8 bytes intact)
+ * @property {() => any} json       JSON.parse(body); works detached (`const {json} = msg`)
  * @property {Record<string,string>} headers all STOMP headers (AMQP properties
  *   and the Go side's metadata, e.g. `routing_key`, `correlation_id`)
+ * @property {string} routingKey    the routing key it was published with ('' if unknown)
  * @property {boolean} redelivered  the broker delivered it before (unacked then)
  * @property {string} subscription the subscription name
+ *
+ * @typedef {'ack'|'park'|'retry'} FailureAction
+ *   what happens to a message whose handler failed retry.attempts times:
+ *   'ack' acknowledge and drop it; 'park' NACK it without requeue (the broker
+ *   dead-letters it to the queue's dead-letter exchange, or discards it) and go
+ *   on; 'retry' keep it and try another round
+ *
+ * @typedef {object} SubscribeOptions
+ * @property {string} name  [A-Za-z0-9_.-], unique per client, part of the queue name
+ * @property {string} [exchange]    headers mode: the exchange (must exist)
+ * @property {string} [bindingKey]  headers mode: e.g. 'customer.42.#' ('' for fanout)
+ * @property {number} [expiresMs]   headers mode: x-expires of the queue (default 3600000)
+ * @property {number} [prefetch]    unacked messages in flight (default 10, 1..1000)
+ * @property {{attempts?: number, initialMs?: number, maxMs?: number}} [retry]
+ *   handler calls per message before onError decides (default 3) and the
+ *   back-off between them (default 200 ms .. 5 s, full jitter)
+ * @property {number} [handlerTimeoutMs=30000]  a handler that has not settled
+ *   by then counts as failed with a {@link HandlerTimeoutError} (0: no limit)
+ * @property {(err: any, msg: DurableMessage, info: {attempts: number}) =>
+ *   (FailureAction|void|Promise<FailureAction|void>)} [onError]
+ *   decides after the last attempt; undefined (or no onError) parks the message
+ *
+ * @typedef {object} SubscriptionStats
+ * @property {number} delivered  MESSAGE frames received
+ * @property {number} handled    messages whose handlers resolved
+ * @property {number} duplicates dropped (and acked) as already handled
+ * @property {number} failed     failed handler attempts (time-outs included)
+ * @property {number} timeouts   attempts that hit handlerTimeoutMs
+ * @property {number} retries    attempts repeated after a failure
+ * @property {number} dropped    acked without success (onError said 'ack')
+ * @property {number} parked     NACKed without requeue after failing
+ * @property {number} unrouted   acked because no handler or pattern wanted them
+ * @property {number} acked      ACK frames sent
+ * @property {number} stale      dropped because their connection ended (the broker redelivers them)
+ *
+ * @typedef {object} RetryEvent  the 'retry' event: a handler attempt failed, another follows
+ * @property {string} subscription
+ * @property {string|undefined} id
+ * @property {number} attempt   the attempt that failed (1-based)
+ * @property {number} delayMs   wait before the next attempt
+ * @property {any} error
+ * @property {DurableMessage} message
+ *
+ * @typedef {object} FailedEvent  the 'failed' event: every attempt failed; `action` is what happened
+ * @property {string} subscription
+ * @property {string|undefined} id
+ * @property {number} attempts
+ * @property {FailureAction} action
+ * @property {any} error
+ * @property {DurableMessage} message
  *
  * @typedef {object} SessionOptions
  * @property {string} url  the application's tab-session endpoint (same origin),
  *   e.g. '/api/tab-session'; see the Go package's TabSessions
  * @property {{exchange: string, key: string}[]} [bindings]  ask for only these of
  *   the bindings the server allows (default: all of them); one not allowed is 403
- * @property {typeof fetch} [fetch]  instead of globalThis.fetch (tests)
+ * @property {typeof fetch} [fetch]  instead of globalThis.fetch (tests, or to wrap it)
+ * @property {() => (Record<string, string>|Promise<Record<string, string>>)} [getHeaders]
+ *   extra request headers for every session request (a CSRF token, a bearer
+ *   token); a rejection counts as a failed attempt
+ * @property {number} [timeoutMs=10000]  a session request not answered by then
+ *   is abandoned and retried with back-off
+ * @property {object|string} [initial]  a session the server prepared while
+ *   rendering the page (the session endpoint's JSON, as object or string): the
+ *   first connection uses it, so events published after the render are
+ *   delivered; reconnects fetch fresh sessions from url
  *
  * @typedef {object} ClientOptions
  * @property {string} [url]         e.g. 'ws://127.0.0.1:15674/ws' (not with session:
@@ -89,7 +159,8 @@ const CHANNEL_NAME = 'durablews.tab-claims';
  *   this long resets the back-off when it ends
  * @property {number} [connectTimeoutMs=10000]  give up an attempt that has not
  *   received CONNECTED by then
- * @property {Storage} [storage=sessionStorage]  where the tab id lives
+ * @property {StorageLike} [storage=sessionStorage]  where the tab id and the
+ *   de-dup windows live
  * @property {string} [storageKey='durablews.tabId']
  * @property {string} [queuePrefix='tab']  queue names are `<queuePrefix>-<tabId>-<name>`
  * @property {number} [dedupWindow=1000]  recent message ids remembered per subscription
@@ -98,7 +169,18 @@ const CHANNEL_NAME = 'durablews.tab-claims';
  * @property {(msg: string) => void} [debug]  stompjs debug log
  * @property {(url: string|undefined) => WebSocket} [webSocketFactory]  instead of
  *   opening url (tests, or to wrap the socket); gets the URL to open (the session's
- *   url in tab-session mode)
+ *   url in tab-session mode); a throw counts as a failed attempt
+ */
+
+/**
+ * @typedef {object} ClientEvents  what {@link DurableClient#on} can listen to
+ * @property {[ConnectionState, StateDetail]} state  every state change
+ * @property {[StateDetail]} connecting
+ * @property {[StateDetail]} connected
+ * @property {[StateDetail]} reconnecting
+ * @property {[StateDetail]} closed
+ * @property {[RetryEvent]} retry
+ * @property {[FailedEvent]} failed
  */
 
 /**
@@ -108,6 +190,10 @@ const CHANNEL_NAME = 'durablews.tab-claims';
  * (4xx other than 408/429) instead of retrying with back-off.
  */
 export class SessionError extends Error {
+  /**
+   * @param {string} message
+   * @param {{status?: number, code?: string, fatal?: boolean, cause?: any}} [opts]
+   */
   constructor(message, { status = 0, code, fatal = false, cause } = {}) {
     super(message, cause ? { cause } : undefined);
     this.name = 'SessionError';
@@ -117,23 +203,74 @@ export class SessionError extends Error {
   }
 }
 
+/** Handler time-out: the error a handler that did not settle in time fails with. */
+export class HandlerTimeoutError extends Error {
+  /** @param {string} message @param {number} timeoutMs */
+  constructor(message, timeoutMs) {
+    super(message);
+    this.name = 'HandlerTimeoutError';
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+const ACTIONS = new Set(['ack', 'park', 'retry']);
+
+/**
+ * @param {any} frame stompjs IMessage
+ * @param {string} subscription
+ * @returns {DurableMessage}
+ */
+function makeMessage(frame, subscription) {
+  const headers = frame.headers;
+  return {
+    id: messageKey(headers),
+    // Lazy: stompjs decodes a binary frame's bytes only when asked.
+    get body() {
+      return frame.body;
+    },
+    bytes: () => frame.binaryBody,
+    // Not `this.body`: `const { json } = msg; json()` must work too.
+    json: () => JSON.parse(frame.body),
+    headers,
+    routingKey: routingKeyOf(headers),
+    redelivered: headers.redelivered === 'true',
+    subscription,
+  };
+}
+
 /**
  * A durable subscription: a per-tab queue bound to an exchange. Create with
  * {@link DurableClient#subscribe}.
  */
 export class Subscription {
-  /** @internal */
+  /**
+   * @internal
+   * @param {DurableClient} client
+   * @param {any} spec normalised spec
+   * @param {((msg: DurableMessage) => (void|Promise<void>))|undefined} handler
+   * @param {SubscribeOptions['onError']} onError
+   */
   constructor(client, spec, handler, onError) {
     this._client = client;
     this._spec = spec;
     this._handler = handler;
     this._onError = onError;
+    this._retry = normalizeRetry(spec.retry);
+    this._timeoutMs = normalizeTimeout(spec.handlerTimeoutMs ?? 30000);
     this._active = true;
     this._seen = new DedupWindow(client._dedupSize);
+    this._seenKey = `${client._storageKey}.seen.${spec.name}`;
+    this._seen.load(readJSON(client._storage, this._seenKey));
+    /** @type {ReturnType<typeof setTimeout>|null} */
+    this._saveTimer = null;
     /** @type {{frame: any, gen: number}[]} */
     this._queue = [];
     this._running = false;
-    this._stats = { delivered: 0, handled: 0, duplicates: 0, failed: 0, acked: 0, stale: 0 };
+    /** @type {SubscriptionStats} */
+    this._stats = {
+      delivered: 0, handled: 0, duplicates: 0, failed: 0, timeouts: 0, retries: 0,
+      dropped: 0, parked: 0, unrouted: 0, acked: 0, stale: 0,
+    };
   }
 
   /** Subscription name. */
@@ -144,6 +281,7 @@ export class Subscription {
   /**
    * The RabbitMQ queue name, `<prefix>-<tabId>-<name>`. It can change once,
    * during the first connect(), if this tab turns out to be a duplicated tab.
+   * @returns {string|null}
    */
   get queueName() {
     if (this._spec.session) return this._client._session?.queue ?? null;
@@ -154,20 +292,19 @@ export class Subscription {
    * The exact SUBSCRIBE headers (all strings), identical on every reconnect. In
    * tab-session mode: destination (from the session), id, ack, prefetch-count;
    * null before the first session response.
+   * @returns {Record<string, string>|null}
    */
   get headers() {
     if (this._spec.session) {
       const s = this._client._session;
       return s ? sessionSubscribeHeaders(this._spec, s.destination) : null;
     }
-    return subscribeHeaders(this._spec, this.queueName);
+    return subscribeHeaders(this._spec, /** @type {string} */ (this.queueName));
   }
 
   /**
-   * Counters since creation: delivered (MESSAGE frames), handled (handler
-   * resolved), duplicates (dropped and acked), failed (handler threw), acked
-   * (ACK frames sent), stale (dropped because their connection ended; they will
-   * be redelivered).
+   * Counters since creation (see {@link SubscriptionStats}).
+   * @returns {SubscriptionStats}
    */
   get stats() {
     return { ...this._stats };
@@ -188,8 +325,9 @@ export class Subscription {
 
   /** @internal send SUBSCRIBE on a live connection; resolves on its RECEIPT */
   _attach(stomp, gen) {
-    const { destination, ...headers } = this.headers;
+    const { destination, ...headers } = /** @type {Record<string, string>} */ (this.headers);
     const receipt = `${headers.id}@${gen}`;
+    /** @type {Promise<void>} */
     const confirmed = new Promise((resolve) => stomp.watchForReceipt(receipt, () => resolve()));
     stomp.subscribe(destination, (frame) => this._enqueue(frame, gen), { ...headers, receipt });
     return confirmed;
@@ -198,7 +336,7 @@ export class Subscription {
   /** @internal send UNSUBSCRIBE */
   _detach(stomp) {
     try {
-      stomp.unsubscribe(this.headers.id);
+      stomp.unsubscribe(/** @type {Record<string, string>} */ (this.headers).id);
     } catch {
       // not connected: nothing to cancel
     }
@@ -215,12 +353,17 @@ export class Subscription {
     this._running = true;
     try {
       while (this._queue.length > 0) {
-        const { frame, gen } = this._queue.shift();
+        const { frame, gen } = /** @type {{frame: any, gen: number}} */ (this._queue.shift());
         await this._process(frame, gen);
       }
     } finally {
       this._running = false;
     }
+  }
+
+  /** Whether a message of connection `gen` may still be handled and acked. */
+  _live(gen) {
+    return this._active && gen === this._client._liveGen;
   }
 
   async _process(frame, gen) {
@@ -232,43 +375,149 @@ export class Subscription {
       this._stats.stale++;
       return;
     }
-    const headers = frame.headers;
-    const msg = {
-      id: messageKey(headers),
-      body: frame.body,
-      json() {
-        return JSON.parse(this.body);
-      },
-      headers,
-      redelivered: headers.redelivered === 'true',
-      subscription: this._spec.name,
-    };
+    const msg = makeMessage(frame, this._spec.name);
     if (this._seen.has(msg.id)) {
       this._stats.duplicates++;
       this._ack(frame, gen);
       return;
     }
-    try {
-      await this._handler(msg);
-      this._stats.handled++;
-    } catch (err) {
-      this._stats.failed++;
-      let verdict;
-      if (this._onError) {
-        try {
-          verdict = await this._onError(err, msg);
-        } catch (e) {
-          console.error('durablews: onError threw', e);
-        }
-      } else {
-        console.error(`durablews: handler failed for message ${msg.id} on ${this._spec.name}; left unacked`, err);
-      }
-      if (verdict !== 'ack') return; // left unacked: redelivered after the next reconnect
+    const handlers = this._handlersFor(msg);
+    if (handlers.length === 0) {
+      // Nothing wants it (no subscription handler, no client.on pattern
+      // matches): ack it rather than hold a prefetch slot for ever.
+      this._stats.unrouted++;
+      client._debug(`message ${msg.id} (${msg.routingKey}) on ${this._spec.name}: no handler matches; acked`);
+      this._ack(frame, gen);
+      return;
     }
-    // Remember it even if its connection died meanwhile: the redelivery is then
-    // recognised as a duplicate and acked without calling the handler again.
-    this._seen.add(msg.id);
+    const outcome = await this._handleWithRetries(msg, handlers, gen);
+    if (outcome === 'stale') {
+      this._stats.stale++;
+      return;
+    }
+    if (outcome === 'park') {
+      this._nack(frame, gen);
+      return;
+    }
+    // handled, or 'ack' (dropped). Remember it even if its connection died
+    // meanwhile: the redelivery is then recognised as a duplicate and acked
+    // without calling the handler again.
+    this._remember(msg.id);
     this._ack(frame, gen);
+  }
+
+  /** @param {DurableMessage} msg */
+  _handlersFor(msg) {
+    /** @type {((msg: DurableMessage) => any)[]} */
+    const hs = this._handler ? [this._handler] : [];
+    for (const r of this._client._routes) if (r.match(msg.routingKey)) hs.push(r.fn);
+    return hs;
+  }
+
+  /**
+   * Call the handlers until they all succeed, with back-off between rounds;
+   * after retry.attempts failed rounds onError decides. Returns 'handled',
+   * 'ack' (drop), 'park', or 'stale' (the connection ended: the broker
+   * redelivers the message, so stop here).
+   * @returns {Promise<'handled'|'ack'|'park'|'stale'>}
+   */
+  async _handleWithRetries(msg, handlers, gen) {
+    const client = this._client;
+    const { attempts, initialMs, maxMs } = this._retry;
+    for (let round = 1; ; round++) {
+      let error;
+      for (let attempt = 1; attempt <= attempts; attempt++) {
+        error = await this._callHandlers(msg, handlers);
+        if (error === undefined) {
+          this._stats.handled++;
+          return 'handled';
+        }
+        this._stats.failed++;
+        if (error instanceof HandlerTimeoutError) this._stats.timeouts++;
+        if (!this._live(gen)) return 'stale';
+        if (attempt === attempts) break;
+        const delayMs = backoffDelay(attempt, { initialMs, maxMs });
+        this._stats.retries++;
+        client._emit('retry', { subscription: this._spec.name, id: msg.id, attempt, delayMs, error, message: msg });
+        await sleep(delayMs);
+        if (!this._live(gen)) return 'stale';
+      }
+      const action = await this._verdict(error, msg, round * attempts);
+      if (!this._live(gen)) return 'stale';
+      if (action === 'ack') this._stats.dropped++;
+      if (action === 'park') this._stats.parked++;
+      client._emit('failed', { subscription: this._spec.name, id: msg.id, attempts: round * attempts, action, error, message: msg });
+      if (action !== 'retry') return action;
+      // 'retry': another round, after the longest back-off.
+      this._stats.retries++;
+      await sleep(maxMs);
+      if (!this._live(gen)) return 'stale';
+    }
+  }
+
+  /** Run every handler once; undefined on success, else the first error. */
+  async _callHandlers(msg, handlers) {
+    const ms = this._timeoutMs;
+    let timer;
+    try {
+      const run = (async () => {
+        for (const h of handlers) await h(msg);
+      })();
+      if (ms > 0) {
+        const timeout = new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new HandlerTimeoutError(`handler for message ${msg.id} on ${this._spec.name} did not settle within ${ms} ms`, ms)),
+            ms,
+          );
+        });
+        run.catch(() => {}); // a late rejection after the time-out is not unhandled
+        await Promise.race([run, timeout]);
+      } else {
+        await run;
+      }
+      return undefined;
+    } catch (e) {
+      return e ?? new Error(`handler for message ${msg.id} rejected with ${e}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** @returns {Promise<'ack'|'park'|'retry'>} */
+  async _verdict(error, msg, attempts) {
+    if (!this._onError) {
+      console.error(`durablews: handler failed ${attempts} times for message ${msg.id} on ${this._spec.name}; parked`, error);
+      return 'park';
+    }
+    try {
+      const v = await this._onError(error, msg, { attempts });
+      if (v === undefined) return 'park';
+      if (ACTIONS.has(/** @type {any} */ (v))) return /** @type {FailureAction} */ (v);
+      console.error(`durablews: onError returned ${JSON.stringify(v)} for message ${msg.id}, expected 'ack', 'park' or 'retry'; parked`);
+    } catch (e) {
+      console.error('durablews: onError threw; message parked', e);
+    }
+    return 'park';
+  }
+
+  _remember(id) {
+    if (id === undefined) return;
+    this._seen.add(id);
+    // Written a moment later (one write for a burst), and at once on pagehide/close.
+    if (!this._saveTimer) this._saveTimer = setTimeout(() => this._saveSeen(), 0);
+  }
+
+  /** @internal write the de-dup window to storage now */
+  _saveSeen() {
+    if (this._saveTimer) clearTimeout(this._saveTimer);
+    this._saveTimer = null;
+    writeJSON(this._client._storage, this._seenKey, this._seen.ids());
+  }
+
+  /** @internal forget the de-dup window (this tab became another tab) */
+  _clearSeen() {
+    this._seen.clear();
+    this._saveSeen();
   }
 
   _ack(frame, gen) {
@@ -279,6 +528,19 @@ export class Subscription {
       this._stats.acked++;
     } catch (e) {
       client._debug(`ack failed: ${e}`);
+    }
+  }
+
+  // NACK without requeue: the broker dead-letters the message (the queue's
+  // x-dead-letter-exchange) or, without one, discards it. A requeueing NACK
+  // would hand it straight back: a hot loop.
+  _nack(frame, gen) {
+    const client = this._client;
+    if (gen !== client._liveGen || !client._stomp || !client._stomp.connected) return;
+    try {
+      frame.nack({ requeue: 'false' });
+    } catch (e) {
+      client._debug(`nack failed: ${e}`);
     }
   }
 }
@@ -321,10 +583,19 @@ export class DurableClient {
       if (so.fetch === undefined && typeof globalThis.fetch !== 'function') {
         throw new TypeError('DurableClient: session mode needs fetch');
       }
+      if (so.getHeaders !== undefined && typeof so.getHeaders !== 'function') {
+        throw new TypeError('DurableClient: session.getHeaders must be a function returning (a promise of) a headers object');
+      }
       // Called as a plain function: window.fetch throws "Illegal invocation"
       // when called as a method of another object.
-      const f = so.fetch ?? ((...args) => globalThis.fetch(...args));
-      this._sessionOpts = { url: so.url, bindings: so.bindings, fetch: f };
+      const f = so.fetch ?? ((input, init) => globalThis.fetch(input, init));
+      this._sessionOpts = {
+        url: so.url,
+        bindings: so.bindings,
+        fetch: f,
+        getHeaders: so.getHeaders,
+        timeoutMs: normalizeTimeout(so.timeoutMs ?? 10000, 'session.timeoutMs'),
+      };
     } else if (!opts.webSocketFactory) {
       let u;
       try {
@@ -357,11 +628,27 @@ export class DurableClient {
     this._storageKey = opts.storageKey ?? 'durablews.tabId';
     this._tabId = this._loadTabId();
     queueName(this._queuePrefix, this._tabId, 'x'); // validate prefix
+    /** a session the server prepared at render time, for the first connection only */
+    this._initialSession = null;
+    if (this._sessionOpts && opts.session?.initial !== undefined) {
+      let init = opts.session.initial;
+      try {
+        if (typeof init === 'string') init = JSON.parse(init);
+        this._initialSession = parseSession(init);
+      } catch (e) {
+        throw new TypeError(`DurableClient: session.initial is not a usable tab session: ${e.message}`);
+      }
+      // Its queue is this tab's from now on (the server made it for this page).
+      this._adoptTabId(this._initialSession.tabId);
+    }
+    /** @type {{match: (rk: string) => boolean, fn: (msg: DurableMessage) => any, pattern: string}[]} */
+    this._routes = [];
+    /** @type {Map<string, Set<Function>>} */
+    this._events = new Map();
+    this._ready = deferred();
 
     /** @type {Set<Subscription>} */
     this._subs = new Set();
-    /** @type {Set<(state: ConnectionState, detail: StateDetail) => void>} */
-    this._listeners = new Set();
     /** @type {ConnectionState} */
     this._state = 'closed';
     this._closed = true;
@@ -394,39 +681,127 @@ export class DurableClient {
   }
 
   /**
-   * Listen to connection state changes.
+   * Listen to connection state changes (the same as `on('state', fn)`).
    * @param {(state: ConnectionState, detail: StateDetail) => void} fn
    * @returns {() => void} call to stop listening
    */
   onState(fn) {
-    this._listeners.add(fn);
-    return () => this._listeners.delete(fn);
+    return this.on('state', fn);
+  }
+
+  /**
+   * Listen to an event, or handle messages by routing-key pattern.
+   *
+   * Events: 'state' `(state, detail)`; 'connecting', 'connected',
+   * 'reconnecting', 'closed' `(detail)`; 'retry' {@link RetryEvent}; 'failed'
+   * {@link FailedEvent}.
+   *
+   * Any other name is an AMQP topic pattern (`*` one word, `#` any number):
+   * `client.on('customer.*.order_paid', async (msg) => ...)` calls the handler
+   * for every message of every subscription whose routing key matches, in
+   * addition to the subscription's own handler. Each message is acked once all
+   * its handlers resolved; if one fails, all of them run again (retries), so
+   * keep them idempotent. A message no handler wants is acked
+   * (`stats.unrouted`). In tab-session mode patterns need no subscribe():
+   * without one, connect() subscribes to the session queue as 'events'.
+   *
+   * @template {string} K
+   * @param {K} name
+   * @param {K extends keyof ClientEvents ? (...args: ClientEvents[K]) => void : (msg: DurableMessage) => (void|Promise<void>)} fn
+   * @returns {() => void} call to stop listening (or use off)
+   */
+  on(name, fn) {
+    if (typeof fn !== 'function') throw new TypeError(`on(${JSON.stringify(name)}): needs a function`);
+    if (EVENT_NAMES.has(name)) {
+      let set = this._events.get(name);
+      if (!set) this._events.set(name, (set = new Set()));
+      set.add(fn);
+    } else {
+      this._routes.push({ pattern: name, match: topicMatcher(name), fn: /** @type {any} */ (fn) });
+      if (!this._closed) this._autoSubscribe();
+    }
+    return () => this.off(name, fn);
+  }
+
+  /**
+   * Like {@link DurableClient#on}, once: the listener is removed after its first call.
+   * @template {string} K
+   * @param {K} name
+   * @param {K extends keyof ClientEvents ? (...args: ClientEvents[K]) => void : (msg: DurableMessage) => (void|Promise<void>)} fn
+   * @returns {() => void}
+   */
+  once(name, fn) {
+    const wrapped = /** @type {any} */ ((...args) => {
+      off();
+      return /** @type {any} */ (fn)(...args);
+    });
+    wrapped._orig = fn;
+    const off = this.on(name, wrapped);
+    return off;
+  }
+
+  /**
+   * Stop a listener or pattern handler added with on() or once().
+   * @param {string} name
+   * @param {Function} fn
+   */
+  off(name, fn) {
+    const set = this._events.get(name);
+    if (set) {
+      for (const f of set) if (f === fn || /** @type {any} */ (f)._orig === fn) set.delete(f);
+      return;
+    }
+    this._routes = this._routes.filter((r) => !(r.pattern === name && (r.fn === fn || /** @type {any} */ (r.fn)._orig === fn)));
+  }
+
+  /**
+   * A promise for the first 'connected' state: the subscriptions are
+   * confirmed. Once resolved it stays resolved (watch 'reconnecting' for
+   * later outages). Rejects with the error if the client gives up before
+   * (state 'closed' with `fatal`, e.g. a 401 from the session endpoint);
+   * after that, ready() waits for the first 'connected' of the next connect().
+   * @returns {Promise<void>}
+   */
+  ready() {
+    if (this._state === 'connected') return Promise.resolve();
+    return this._ready.promise;
   }
 
   /**
    * Subscribe to an exchange through a durable per-tab queue. May be called
    * before or after connect(). Names must be unique per client.
    *
-   * @param {{exchange: string, bindingKey?: string, name: string,
-   *          expiresMs?: number, prefetch?: number,
-   *          onError?: (err: any, msg: DurableMessage) => ('ack'|void|Promise<'ack'|void>)}} spec
-   *   expiresMs (default 3600000) and prefetch (default 10, max 1000) become
-   *   queue arguments / consumer settings: keep them the same across releases,
-   *   a changed x-expires makes RabbitMQ refuse the SUBSCRIBE.
-   * @param {(msg: DurableMessage) => (void|Promise<void>)} handler  acked once it resolves
+   * A message is acked once its handler (and every matching client.on
+   * pattern handler) resolved. A failing one is retried in the tab with
+   * back-off (spec.retry, 'retry' events); after the last attempt onError
+   * decides (a 'failed' event either way), so the subscription never waits on
+   * a poison message.
+   *
+   * @param {SubscribeOptions} spec  expiresMs (default 3600000) and prefetch
+   *   (default 10, max 1000) become queue arguments / consumer settings: keep
+   *   them the same across releases, a changed x-expires makes RabbitMQ refuse
+   *   the SUBSCRIBE. In tab-session mode only name, prefetch, retry,
+   *   handlerTimeoutMs and onError.
+   * @param {(msg: DurableMessage) => (void|Promise<void>)} [handler]  acked once it resolves
    * @returns {Subscription}
    */
   subscribe(spec, handler) {
-    if (typeof handler !== 'function') throw new TypeError('subscribe() needs a handler function');
-    const norm = this._sessionOpts ? normalizeSessionSpec(spec) : normalizeSpec(spec);
+    if (handler !== undefined && typeof handler !== 'function') {
+      throw new TypeError('subscribe(spec, handler): handler must be a function (or left out, to use client.on(pattern, fn) handlers)');
+    }
+    const norm = this._sessionOpts ? normalizeSessionSpec(spec) : normalizeSpec(/** @type {any} */ (spec));
     if (this._sessionOpts && this._subs.size > 0) {
       // One queue per tab session: two consumers on it would split its messages.
-      throw new Error('tab-session mode allows one subscription (the session queue)');
+      throw new Error(
+        this._autoSub
+          ? 'tab-session mode allows one subscription: client.on(pattern) already consumes the session queue (call subscribe() before connect(), or use only client.on patterns)'
+          : 'tab-session mode allows one subscription (the session queue)',
+      );
     }
     for (const s of this._subs) {
       if (s.name === norm.name) throw new Error(`subscription name ${norm.name} already in use`);
     }
-    const sub = new Subscription(this, norm, handler, spec.onError);
+    const sub = new Subscription(this, { ...norm, retry: spec.retry, handlerTimeoutMs: spec.handlerTimeoutMs }, handler, spec.onError);
     this._subs.add(sub);
     if (this._liveGen !== 0 && this._stomp && sub.headers) {
       const gen = this._liveGen;
@@ -444,7 +819,9 @@ export class DurableClient {
     if (!this._closed) return;
     this._watchPageLifecycle();
     this._closed = false;
+    this._resumeOn = null;
     this._attempt = 0;
+    this._autoSubscribe();
     this._setState('connecting', { attempt: 0 });
     const gen = this._gen; // close() bumps it: a close()+connect() during the claim wins
     await this._claimTabId();
@@ -457,10 +834,21 @@ export class DurableClient {
    * @returns {Promise<void>}
    */
   async close() {
+    this._resumeOn = null; // closed on purpose: pageshow/resume must not reopen it
     await this._shutdown({ attempt: this._attempt });
   }
 
   // ---- internals ----
+
+  /**
+   * Tab-session mode has one queue: pattern handlers alone (no subscribe())
+   * consume it through a subscription named 'events' made here.
+   */
+  _autoSubscribe() {
+    if (!this._sessionOpts || this._subs.size > 0 || this._routes.length === 0) return;
+    this.subscribe({ name: 'events' });
+    this._autoSub = true;
+  }
 
   async _shutdown(detail) {
     if (this._closed) return;
@@ -475,6 +863,14 @@ export class DurableClient {
     if (this._channel) this._channel.close();
     this._channel = null;
     this._claim = null;
+    for (const sub of this._subs) sub._saveSeen();
+    if (detail.fatal) {
+      // A fatal close before the first 'connected' rejects ready(); a later
+      // connect() gets a fresh promise.
+      const r = this._ready;
+      this._ready = deferred();
+      r.reject(detail.error);
+    }
     this._setState('closed', detail);
     if (stomp) await stomp.deactivate();
   }
@@ -483,36 +879,62 @@ export class DurableClient {
    * On reload or navigation the old page's socket otherwise lingers for a
    * moment, and the broker keeps handing it (up to prefetch) messages that
    * then come back to the new page as redeliveries. Closing on pagehide
-   * hands them back at once; a page restored from the back/forward cache
-   * reconnects.
+   * hands them back at once (and writes the de-dup windows); a page restored
+   * from the back/forward cache connects again on pageshow, with the same
+   * tab id, queue and de-dup window. A frozen tab (Page Lifecycle 'freeze':
+   * its timers stop, heart-beats too) does the same on freeze/resume, rather
+   * than leave its prefetched messages with a socket that cannot answer.
    */
   _watchPageLifecycle() {
-    if (this._pageWatched || typeof window === 'undefined' || !window.addEventListener) return;
+    if (this._pageWatched) return;
+    const win = typeof window !== 'undefined' ? window : undefined;
+    const doc = typeof document !== 'undefined' ? document : undefined;
+    if (!win?.addEventListener) return;
     this._pageWatched = true;
-    window.addEventListener('pagehide', () => {
+    /** @param {'pagehide'|'freeze'} reason */
+    const pause = (reason) => {
       if (this._closed) return;
-      this._resumeOnShow = true;
-      void this.close();
+      void this._shutdown({ attempt: this._attempt, reason });
+      this._resumeOn = reason;
+    };
+    /** @param {'pagehide'|'freeze'} reason */
+    const resume = (reason) => {
+      if (this._resumeOn !== reason || !this._closed) return;
+      this._resumeOn = null;
+      void this.connect();
+    };
+    win.addEventListener('pagehide', () => pause('pagehide'));
+    win.addEventListener('pageshow', (ev) => {
+      if (/** @type {PageTransitionEvent} */ (ev).persisted) resume('pagehide');
     });
-    window.addEventListener('pageshow', (ev) => {
-      if (ev.persisted && this._resumeOnShow) {
-        this._resumeOnShow = false;
-        void this.connect();
-      }
-    });
+    doc?.addEventListener?.('freeze', () => pause('freeze'));
+    doc?.addEventListener?.('resume', () => resume('freeze'));
   }
 
   _debug(msg) {
     if (this._debugFn) this._debugFn(msg);
   }
 
+  /**
+   * @param {ConnectionState} state
+   * @param {StateDetail} detail
+   */
   _setState(state, detail) {
     this._state = state;
-    for (const fn of [...this._listeners]) {
+    if (state === 'connected') this._ready.resolve();
+    this._emit('state', state, detail);
+    this._emit(state, detail);
+  }
+
+  /** Call the listeners of an event; a throwing listener is logged, not fatal. */
+  _emit(name, ...args) {
+    const set = this._events.get(name);
+    if (!set) return;
+    for (const fn of [...set]) {
       try {
-        fn(state, detail);
+        fn(...args);
       } catch (e) {
-        console.error('durablews: onState listener threw', e);
+        console.error(`durablews: ${name} listener threw`, e);
       }
     }
   }
@@ -569,6 +991,10 @@ export class DurableClient {
         this._tabId = generateTabId();
         this._storeTabId(this._tabId);
         me.tabId = this._tabId;
+        // The ids the original tab handled are not this tab's, and a session
+        // prepared for the original's page is the original's queue.
+        for (const sub of this._subs) sub._clearSeen();
+        this._initialSession = null;
         this._debug(`duplicated tab detected: tab id ${old} -> ${this._tabId}`);
         own(); // a fresh 128-bit random id cannot collide
       };
@@ -597,26 +1023,46 @@ export class DurableClient {
    * tab id it names (sessionStorage). Throws SessionError.
    */
   async _fetchSession() {
-    const so = this._sessionOpts;
+    const so = /** @type {NonNullable<DurableClient['_sessionOpts']>} */ (this._sessionOpts);
+    /** @type {{tab_id: string, bindings?: {exchange: string, key: string}[]}} */
     const body = { tab_id: this._tabId };
     if (so.bindings) body.bindings = so.bindings;
-    let res;
-    try {
-      res = await so.fetch(so.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json' },
-        body: JSON.stringify(body),
-        credentials: 'same-origin',
-        cache: 'no-store',
-      });
-    } catch (e) {
-      throw new SessionError(`tab session request failed: ${e?.message ?? e}`, { cause: e });
+    /** @type {Record<string, string>} */
+    let extra = {};
+    if (so.getHeaders) {
+      try {
+        extra = (await so.getHeaders()) ?? {};
+      } catch (e) {
+        throw new SessionError(`tab session request: getHeaders() failed: ${e?.message ?? e}`, { cause: e });
+      }
     }
+    const abort = typeof AbortController === 'function' ? new AbortController() : null;
+    let timedOut = false;
+    const timer = so.timeoutMs > 0 ? setTimeout(() => ((timedOut = true), abort?.abort()), so.timeoutMs) : null;
+    let res;
     let data = null;
     try {
-      data = await res.json();
-    } catch {
-      // not JSON: reported below
+      try {
+        res = await so.fetch(so.url, {
+          method: 'POST',
+          headers: { ...extra, 'content-type': 'application/json', accept: 'application/json' },
+          body: JSON.stringify(body),
+          credentials: 'same-origin',
+          cache: 'no-store',
+          signal: abort?.signal,
+        });
+      } catch (e) {
+        if (timedOut) throw timeoutError(so.timeoutMs, e);
+        throw new SessionError(`tab session request failed: ${e?.message ?? e}`, { cause: e });
+      }
+      try {
+        data = await res.json();
+      } catch (e) {
+        if (timedOut) throw timeoutError(so.timeoutMs, e);
+        // not JSON: reported below
+      }
+    } finally {
+      if (timer) clearTimeout(timer);
     }
     if (!res.ok) {
       const code = typeof data?.error === 'string' ? data.error : undefined;
@@ -631,17 +1077,44 @@ export class DurableClient {
     try {
       s = parseSession(data);
     } catch (e) {
-      throw new SessionError(e.message, { status: res.status, cause: e });
+      const unsupported = !!e.unsupportedVersion;
+      throw new SessionError(e.message, {
+        status: res.status,
+        cause: e,
+        code: unsupported ? 'unsupported_version' : undefined,
+        fatal: unsupported, // retrying the same server cannot help
+      });
     }
-    if (s.tabId !== this._tabId) {
-      this._debug(`tab session: tab id ${this._tabId} -> ${s.tabId}`);
-      this._tabId = s.tabId;
-      this._storeTabId(s.tabId);
-    }
+    return this._useSession(s);
+  }
+
+  /** Remember a session (fetched or prepared) and the tab id it names. */
+  _useSession(s) {
+    this._adoptTabId(s.tabId);
     // The first session of this client creating the queue is normal; a
     // later one means the queue had been lost in between.
     if (s.queueCreated && this._session !== null) this._queueReset = true;
     this._session = s;
+    return s;
+  }
+
+  _adoptTabId(tabId) {
+    if (tabId === this._tabId) return;
+    this._debug(`tab session: tab id ${this._tabId} -> ${tabId}`);
+    this._tabId = tabId;
+    this._storeTabId(tabId);
+  }
+
+  /** The prepared session if it is still good for a connection, once. */
+  _takeInitialSession() {
+    const s = this._initialSession;
+    this._initialSession = null;
+    // A page kept open (or restored) long after its render: the token may be
+    // gone, so ask for a fresh session instead of failing one attempt.
+    if (s && !(s.expiresAt - Date.now() > 5000)) {
+      this._debug('prepared tab session expired; requesting a new one');
+      return null;
+    }
     return s;
   }
 
@@ -653,9 +1126,9 @@ export class DurableClient {
     if (this._sessionOpts) {
       // A fresh token for every connection attempt: the broker checks it at
       // CONNECT and SUBSCRIBE only, so an open connection outlives it.
-      let s;
+      let s = this._takeInitialSession();
       try {
-        s = await this._fetchSession();
+        s = s ? this._useSession(s) : await this._fetchSession();
       } catch (e) {
         if (gen !== this._gen || this._closed) return;
         if (e.fatal) {
@@ -684,10 +1157,23 @@ export class DurableClient {
     if (login !== undefined) connectHeaders.login = String(login);
     if (passcode !== undefined) connectHeaders.passcode = String(passcode);
 
+    // The socket is opened here rather than by stompjs: a constructor that
+    // throws (a URL the browser refuses, a throwing webSocketFactory) would
+    // reject inside stompjs where nobody hears it, leaving 'connecting' for ever.
+    let ws;
+    try {
+      ws = this._webSocketFactory ? this._webSocketFactory(url) : new WebSocket(/** @type {string} */ (url), STOMP_PROTOCOLS);
+      if (!ws) throw new TypeError('webSocketFactory returned no WebSocket');
+    } catch (e) {
+      const err = e instanceof Error ? e : new Error(String(e));
+      this._debug(`opening the WebSocket failed: ${err.message}`);
+      this._failed(gen, err);
+      return;
+    }
+    /** @type {Error|undefined} */
     let lastError;
     const stomp = new Client({
-      brokerURL: this._webSocketFactory ? undefined : url,
-      webSocketFactory: this._webSocketFactory ? () => this._webSocketFactory(url) : undefined,
+      webSocketFactory: () => ws,
       connectHeaders,
       reconnectDelay: 0, // reconnects are driven here, see _failed()
       connectionTimeout: this._connectTimeoutMs,
@@ -701,7 +1187,7 @@ export class DurableClient {
         // Any frame or heart-beat from the broker: when the broker last knew
         // this tab (x-expires counts from when the broker sees it gone).
         this._lastHeard = Date.now();
-        stomp.webSocket?.addEventListener?.('message', () => {
+        /** @type {any} */ (stomp.webSocket)?.addEventListener?.('message', () => {
           if (gen === this._gen) this._lastHeard = Date.now();
         });
         this._connected(stomp, gen);
@@ -709,15 +1195,16 @@ export class DurableClient {
       onStompError: (frame) => {
         if (gen !== this._gen) return;
         const text = [frame.headers.message, frame.body].filter(Boolean).join(': ');
-        lastError = new Error(`STOMP ERROR ${text}`);
-        lastError.frame = frame;
+        lastError = Object.assign(new Error(`STOMP ERROR ${text}`), { frame });
         // The server usually closes after an ERROR, but on 3.10.8 a
         // "Server cancelled subscription" ERROR leaves the socket open.
         stomp.forceDisconnect();
       },
       onWebSocketClose: (evt) => {
         if (gen !== this._gen) return;
-        const err = lastError ?? new Error(`WebSocket closed: ${evt.code} ${evt.reason || ''}`.trim());
+        const err = /** @type {Error & {code?: number, reason?: string}} */ (
+          lastError ?? new Error(`WebSocket closed: ${evt.code} ${evt.reason || ''}`.trim())
+        );
         err.code = evt.code;
         err.reason = evt.reason;
         this._failed(gen, err);
@@ -769,6 +1256,52 @@ export class DurableClient {
   }
 }
 
+/** Subprotocols stompjs offers when it opens the socket itself. */
+const STOMP_PROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'];
+
+/** Names on() treats as events; anything else is a routing-key pattern. */
+const EVENT_NAMES = new Set(['state', 'connecting', 'connected', 'reconnecting', 'closed', 'retry', 'failed']);
+
+/** @param {number} ms */
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** @param {number} ms @param {any} cause */
+function timeoutError(ms, cause) {
+  return new SessionError(`tab session request timed out after ${ms} ms`, { code: 'timeout', cause });
+}
+
+/**
+ * A promise with its resolve/reject; a rejection nobody awaits is not reported
+ * as unhandled (ready() may never be called).
+ * @returns {{promise: Promise<void>, resolve: () => void, reject: (e: any) => void}}
+ */
+function deferred() {
+  /** @type {any} */
+  const d = {};
+  d.promise = new Promise((resolve, reject) => Object.assign(d, { resolve, reject }));
+  d.promise.catch(() => {});
+  return d;
+}
+
+/** @param {StorageLike} storage @param {string} key */
+function readJSON(storage, key) {
+  try {
+    const v = storage.getItem(key);
+    return v === null ? null : JSON.parse(v);
+  } catch {
+    return null; // unavailable or not ours
+  }
+}
+
+/** @param {StorageLike} storage @param {string} key @param {any} value */
+function writeJSON(storage, key, value) {
+  try {
+    storage.setItem(key, JSON.stringify(value));
+  } catch {
+    // full or unavailable: the window lives as long as this page
+  }
+}
+
 function defaultStorage() {
   try {
     if (globalThis.sessionStorage) return globalThis.sessionStorage;
@@ -778,7 +1311,18 @@ function defaultStorage() {
   return memoryStorage();
 }
 
-/** A Storage-like in-memory map (for tests, or when sessionStorage is unavailable). */
+/**
+ * The part of the Web Storage API the client uses (sessionStorage fits).
+ * @typedef {object} StorageLike
+ * @property {(key: string) => (string|null)} getItem
+ * @property {(key: string, value: string) => void} setItem
+ * @property {(key: string) => void} [removeItem]
+ */
+
+/**
+ * A Storage-like in-memory map (for tests, or when sessionStorage is unavailable).
+ * @returns {StorageLike & {removeItem: (key: string) => void}}
+ */
 export function memoryStorage() {
   const m = new Map();
   return {

@@ -63,6 +63,27 @@ export class DedupWindow {
     }
   }
 
+  /** Forget every id. */
+  clear() {
+    this._ids.clear();
+  }
+
+  /** The ids, oldest first (what {@link DedupWindow#load} takes back). @returns {string[]} */
+  ids() {
+    return [...this._ids.keys()];
+  }
+
+  /**
+   * Add ids saved by {@link DedupWindow#ids}, oldest first; anything that is
+   * not an array of non-empty strings is ignored (storage written by another
+   * version, or by hand).
+   * @param {unknown} ids
+   */
+  load(ids) {
+    if (!Array.isArray(ids)) return;
+    for (const id of ids) if (typeof id === 'string') this.add(id);
+  }
+
   get length() {
     return this._ids.size;
   }
@@ -310,15 +331,40 @@ export function sessionErrorIsFatal(status) {
   return status >= 400 && status < 500 && status !== 408 && status !== 429;
 }
 
+/** Major version of the tab-session JSON this client understands (the `v` field). */
+export const SESSION_VERSION = 1;
+
+/**
+ * @typedef {object} ParsedSession
+ * @property {string} tabId
+ * @property {string} url
+ * @property {string} vhost
+ * @property {string} queue
+ * @property {string} destination
+ * @property {string} token
+ * @property {number} expiresAt   ms since the epoch (NaN if absent)
+ * @property {number} renewInMs
+ * @property {boolean} queueCreated
+ */
+
 /**
  * Checks a 200 session response (see TabSessions in the Go package) and
  * returns the fields the client uses. Throws a TypeError naming the bad field.
  * @param {any} s
- * @returns {{tabId: string, url: string, vhost: string, queue: string,
- *   destination: string, token: string, expiresAt: number, renewInMs: number}}
+ * @returns {ParsedSession}
  */
 export function parseSession(s) {
   if (s === null || typeof s !== 'object') throw new TypeError('tab session response is not a JSON object');
+  // No v: a server from before the field existed, same contract as v 1.
+  if (s.v !== undefined && s.v !== SESSION_VERSION) {
+    const err = new TypeError(
+      `tab session response has version ${JSON.stringify(s.v)}, this client understands version ${SESSION_VERSION}: ` +
+        'deploy the @durablews/web release that matches the server (or pin the server to version 1)',
+    );
+    // @ts-ignore a marker for the caller: retrying cannot help
+    err.unsupportedVersion = true;
+    throw err;
+  }
   const str = (k) => {
     if (typeof s[k] !== 'string' || s[k] === '') throw new TypeError(`tab session response: ${k} missing or not a string`);
     return s[k];
@@ -345,4 +391,75 @@ export function parseSession(s) {
     // true: the server had to create the queue (first session, or it was gone)
     queueCreated: s.queue_created === true,
   };
+}
+
+/**
+ * The routing key a message was published with: the Go side's `routing_key`
+ * metadata header if present, otherwise taken from the STOMP `destination`
+ * RabbitMQ sets on every MESSAGE (`/exchange/<exchange>/<routing key>`,
+ * `/topic/<key>`, or `/queue/<key>` for the default exchange). '' if unknown.
+ * @param {Record<string, string>} headers
+ * @returns {string}
+ */
+export function routingKeyOf(headers) {
+  if (typeof headers.routing_key === 'string' && headers.routing_key !== '') return headers.routing_key;
+  const d = headers.destination ?? '';
+  let m = /^\/exchange\/[^/]*\/(.*)$/.exec(d) ?? /^\/(?:topic|queue|amq\/queue)\/(.*)$/.exec(d);
+  return m ? m[1].replace(/%2F/gi, '/') : '';
+}
+
+/**
+ * Compile an AMQP topic pattern (`*` one word, `#` zero or more words, words
+ * separated by '.') into a predicate on routing keys, as a topic exchange
+ * matches them.
+ * @param {string} pattern e.g. 'customer.*.order_paid' or 'customer.42.#'
+ * @returns {(routingKey: string) => boolean}
+ */
+export function topicMatcher(pattern) {
+  if (typeof pattern !== 'string' || pattern === '') throw new TypeError('a routing-key pattern must be a non-empty string');
+  const p = pattern.split('.');
+  return (routingKey) => {
+    const k = routingKey.split('.');
+    // ok[j]: p[0..i) matches k[0..j); rolled over i.
+    let ok = new Array(k.length + 1).fill(false);
+    ok[0] = true;
+    for (const w of p) {
+      const next = new Array(k.length + 1).fill(false);
+      for (let j = 0; j <= k.length; j++) {
+        if (w === '#') next[j] = ok[j] || (j > 0 && next[j - 1]);
+        else if (j > 0 && ok[j - 1] && (w === '*' || w === k[j - 1])) next[j] = true;
+      }
+      ok = next;
+    }
+    return ok[k.length];
+  };
+}
+
+/**
+ * Retry settings of a subscription, validated, with defaults.
+ * @param {{attempts?: number, initialMs?: number, maxMs?: number}|undefined} r
+ * @returns {{attempts: number, initialMs: number, maxMs: number}}
+ */
+export function normalizeRetry(r = {}) {
+  if (r === null || typeof r !== 'object') throw new TypeError('retry must be an object {attempts?, initialMs?, maxMs?}');
+  const out = { attempts: r.attempts ?? 3, initialMs: r.initialMs ?? 200, maxMs: r.maxMs ?? 5000 };
+  if (!Number.isInteger(out.attempts) || out.attempts < 1 || out.attempts > 100) {
+    throw new TypeError(`retry.attempts must be an integer in 1..100 (handler calls before onError), got ${r.attempts}`);
+  }
+  for (const k of /** @type {const} */ (['initialMs', 'maxMs'])) {
+    if (!Number.isFinite(out[k]) || out[k] < 0) throw new TypeError(`retry.${k} must be a number >= 0, got ${r[k]}`);
+  }
+  return out;
+}
+
+/**
+ * The handler time-out: a non-negative integer of milliseconds, 0 = none.
+ * @param {unknown} ms
+ * @returns {number}
+ */
+export function normalizeTimeout(ms, name = 'handlerTimeoutMs') {
+  if (!Number.isInteger(ms) || /** @type {number} */ (ms) < 0 || /** @type {number} */ (ms) > 2 ** 31 - 1) {
+    throw new TypeError(`${name} must be an integer of milliseconds >= 0 (0 disables), got ${ms}`);
+  }
+  return /** @type {number} */ (ms);
 }

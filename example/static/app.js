@@ -28,12 +28,12 @@ const MAX_ROWS = 300; // rows in the table
 
 // ---- page state, kept per customer across reloads of this tab ----
 // The tab's queue survives a reload (same tab id in sessionStorage), so the
-// list does too; an event the old page showed but could not ack before it
-// unloaded comes back redelivered and is dropped here as a duplicate.
+// list does too. An event the old page showed but could not ack before it
+// unloaded comes back redelivered: the client drops it (its de-dup window is
+// kept in sessionStorage too), so the page needs no de-dup of its own.
 const storeKey = `durablews-demo.${customer}`;
 const saved = load();
 const events = saved.events; // [{id, event, order, at, receivedAt, redelivered, rk}]
-const seen = new Set(events.map((e) => e.id));
 const shown = events.map((e) => e.id); // ids in the order shown (restored ones first)
 const counts = { duplicates: saved.duplicates, shownTotal: saved.shownTotal };
 const loads = saved.loads + 1;
@@ -99,6 +99,7 @@ const client = sessionMode
       session: { url: cfg.sessionUrl, ...(bindKey ? { bindings: [{ exchange: cfg.exchange, key: bindKey }] } : {}) },
       webSocketFactory: openSocket,
       reconnect: { initialMs: 500, maxMs: 5000 },
+      dedupWindow: MAX_KEPT,
     })
   : new DurableClient({
       // TRUSTED MODE ONLY: shared credentials from /api/config, and the page
@@ -108,6 +109,7 @@ const client = sessionMode
       login: cfg.login,
       passcode: cfg.passcode,
       reconnect: { initialMs: 500, maxMs: 5000 },
+      dedupWindow: MAX_KEPT,
     });
 
 const sub = client.subscribe(
@@ -155,14 +157,12 @@ client.onState((state, detail) => {
   }
 });
 
+// A handler that keeps failing is retried, then reported here (the client
+// parks it and goes on): the page says so instead of waiting silently.
+client.on('failed', (e) => setStatus('err', `event ${e.id} could not be shown after ${e.attempts} attempts (${e.error?.message ?? e.error}); ${e.action === 'park' ? 'skipped' : e.action}`));
+
 // ---- messages ----
 function show(msg) {
-  if (msg.id !== undefined && seen.has(msg.id)) {
-    counts.duplicates++;
-    save();
-    renderCounters();
-    return;
-  }
   let body = {};
   try {
     body = msg.json() ?? {};
@@ -178,11 +178,10 @@ function show(msg) {
     redelivered: msg.redelivered,
     rk: msg.headers.routing_key,
   };
-  if (msg.id !== undefined) seen.add(msg.id);
   events.push(ev);
   counts.shownTotal++;
   shown.push(ev.id);
-  while (events.length > MAX_KEPT) seen.delete(events.shift().id);
+  while (events.length > MAX_KEPT) events.shift();
   save(); // before the handler returns, i.e. before the ack
   addRow(ev, counts.shownTotal, true);
   renderCounters();

@@ -110,6 +110,27 @@ export function startServer() {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, events, send, port: server.address().port })));
 }
 
+/**
+ * The setup the browser tests share: a harness server, and after the test the
+ * browsers stopped, the server closed, the queues and exchanges deleted.
+ * Returns the server's {events, send, port} plus the browsers array and the
+ * queues set to fill.
+ */
+export async function e2eSetup(t, exchanges) {
+  const { server, events, send, port } = await startServer();
+  const browsers = [];
+  const queues = new Set();
+  t.after(async () => {
+    for (const b of browsers) b.stop();
+    server.closeAllConnections?.();
+    server.close();
+    await sleep(500);
+    for (const q of queues) await api('DELETE', `/api/queues/%2F/${enc(q)}`).catch(() => {});
+    for (const x of exchanges) await api('DELETE', `/api/exchanges/%2F/${enc(x)}`).catch(() => {});
+  });
+  return { events, send, port, browsers, queues };
+}
+
 export function launchChromium(url) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'durablews-chromium-'));
   const args = [

@@ -9,8 +9,11 @@ import {
   messageKey,
   normalizeSpec,
   onClaim,
+  parseSession,
   queueName,
+  routingKeyOf,
   subscribeHeaders,
+  topicMatcher,
 } from '../internal.js';
 
 test('backoffDelay: cap doubles from initialMs and stops at maxMs', () => {
@@ -170,4 +173,51 @@ test('onClaim: owner answers, lower nonce wins between claimants, others ignored
   assert.equal(onClaim({ tabId: 't1', nonce: 'z', owned: true }, claim), 'reply-taken');
   assert.equal(onClaim({ tabId: 't1', nonce: 'a', owned: false }, claim), 'reply-taken');
   assert.equal(onClaim({ tabId: 't1', nonce: 'z', owned: false }, claim), 'yield');
+});
+
+test('topicMatcher: * is one word, # zero or more, as a topic exchange matches', () => {
+  const cases = [
+    ['customer.*.order_paid', 'customer.42.order_paid', true],
+    ['customer.*.order_paid', 'customer.42.x.order_paid', false],
+    ['customer.*.order_paid', 'customer.order_paid', false],
+    ['customer.#', 'customer', true],
+    ['customer.#', 'customer.42.order_paid', true],
+    ['customer.#', 'customers.42', false],
+    ['#', '', true],
+    ['#', 'a.b.c', true],
+    ['#.paid', 'a.b.paid', true],
+    ['#.paid', 'paid', true],
+    ['a.#.z', 'a.z', true],
+    ['a.#.z', 'a.b.c.z', true],
+    ['a.#.z', 'a.b.c', false],
+    ['*', 'a', true],
+    ['*', 'a.b', false],
+    ['a.*.#', 'a', false],
+    ['a.*.#', 'a.b', true],
+    ['exact', 'exact', true],
+    ['exact', 'exactly', false],
+  ];
+  for (const [p, k, want] of cases) assert.equal(topicMatcher(p)(k), want, `${p} ~ ${k}`);
+  assert.throws(() => topicMatcher(''), TypeError);
+});
+
+test('routingKeyOf: routing_key header first, else from the MESSAGE destination', () => {
+  assert.equal(routingKeyOf({ routing_key: 'a.b', destination: '/exchange/ex/x.y' }), 'a.b');
+  assert.equal(routingKeyOf({ destination: '/exchange/ex/customer.42.paid' }), 'customer.42.paid');
+  assert.equal(routingKeyOf({ destination: '/exchange/ex/a%2Fb' }), 'a/b');
+  assert.equal(routingKeyOf({ destination: '/queue/q1' }), 'q1');
+  assert.equal(routingKeyOf({ destination: '/topic/t.x' }), 't.x');
+  assert.equal(routingKeyOf({}), '');
+});
+
+test('parseSession: v 1 or absent accepted; another version refused naming both', () => {
+  const ok = {
+    tab_id: 'abcdefgh12', url: 'wss://h/ws', vhost: 'v', queue: 'q', destination: '/amq/queue/q', token: 't',
+    expires_at: '2030-01-01T00:00:00Z', renew_in: 10, queue_created: true,
+  };
+  assert.equal(parseSession({ ...ok, v: 1 }).queue, 'q');
+  assert.equal(parseSession(ok).queueCreated, true);
+  for (const v of [2, 0, '1', null]) {
+    assert.throws(() => parseSession({ ...ok, v }), (e) => e.unsupportedVersion === true && /version .* understands version 1/.test(e.message));
+  }
 });

@@ -1,0 +1,55 @@
+// A TypeScript application using the published package, compiled (not run)
+// by test/package.test.js against the generated declarations: it resolves
+// '@durablews/web' through package.json "exports"/"types", as an app would.
+import { DurableClient, SessionError, HandlerTimeoutError, type DurableMessage, type FailedEvent } from '@durablews/web';
+
+declare const preparedSession: object; // e.g. JSON the server embedded in the page
+
+const client = new DurableClient({
+  session: {
+    url: '/api/tab-session',
+    initial: preparedSession,
+    getHeaders: () => ({ 'x-csrf-token': 'token' }),
+    timeoutMs: 5000,
+  },
+});
+
+type OrderPaid = { order: string; amount: number };
+
+client.on('customer.*.order_paid', async (msg: DurableMessage) => {
+  const { json, bytes, routingKey } = msg;
+  const paid = json() as OrderPaid;
+  const raw: Uint8Array = bytes();
+  console.log(routingKey, paid.order, paid.amount, raw.length);
+});
+
+client.on('failed', (e: FailedEvent) => {
+  const action: 'ack' | 'park' | 'retry' = e.action;
+  console.warn(`message ${e.id} on ${e.subscription}: ${action} after ${e.attempts} attempts`, e.error instanceof HandlerTimeoutError);
+});
+client.on('retry', (e) => console.info(e.id, e.attempt, e.delayMs));
+client.on('state', (state, detail) => {
+  if (state === 'closed' && detail.fatal && detail.error instanceof SessionError) console.error(detail.error.status, detail.error.code);
+  if (state === 'connected' && detail.queueReset) location.reload();
+});
+client.once('connected', (detail) => console.log('first connection after', detail.attempt, 'failed attempts'));
+
+const sub = client.subscribe({
+  name: 'events',
+  prefetch: 10,
+  retry: { attempts: 3, initialMs: 200, maxMs: 5000 },
+  handlerTimeoutMs: 10000,
+  onError: (err, msg, { attempts }) => (attempts >= 3 && msg.redelivered ? 'park' : 'retry'),
+});
+
+async function main(): Promise<void> {
+  await client.connect();
+  await client.ready();
+  const n: number = sub.stats.parked + sub.stats.dropped + sub.stats.timeouts;
+  console.log(sub.queueName, n, client.tabId);
+  await client.close();
+}
+void main();
+
+// @ts-expect-error: an unknown failure action does not type-check
+client.subscribe({ name: 'x', onError: () => 'nack' });
