@@ -14,6 +14,15 @@
 //
 //	go run ./internal/testbroker/cmd/killrepro -rounds 12 -load 2
 //
+// -trap shows the cause deterministically: RabbitMQ answers bind-ok (and
+// declare-ok) before Mnesia's commit decision for the change is on disk,
+// so a kill -9 in that window undoes it (see testbroker's SyncMetadata).
+// -flood runs the chaos test's shape without the publisher under test
+// (8 goroutines publishing with confirms to three bound queues while the
+// node is killed) and checks every queue takes every message confirmed
+// after the restart; -fresh starts a new node for every round, as the
+// chaos test does.
+//
 // The result on RabbitMQ 3.10.8 is in the README (Guarantees).
 package main
 
