@@ -3,7 +3,9 @@ package durablews
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -34,6 +36,7 @@ const (
 	DefaultMaxInFlight     = 256
 	DefaultChannels        = 1
 	DefaultMaxPayloadBytes = 16 << 20
+	DefaultDialTimeout     = 5 * time.Second
 )
 
 // maxShortString is the AMQP 0-9-1 limit for exchange names, routing keys
@@ -119,9 +122,10 @@ type Config struct {
 	RoutingKey RoutingKeyFunc
 
 	// Marshaler turns Watermill messages into AMQP publishings. Default:
-	// Marshaler{}. A custom one must keep DeliveryMode persistent for the
-	// guarantee to hold; the publisher fills MessageId from the UUID when
-	// the marshaler leaves it empty.
+	// Marshaler{}. Publish rejects (ErrInvalidMessage) a publishing that is
+	// not persistent, since the guarantee needs it, or that AMQP cannot
+	// encode (e.g. a uint header value); it fills MessageId from the UUID
+	// when the marshaler leaves it empty.
 	Marshaler wamqp.Marshaler
 
 	// ConfirmTimeout bounds how long Publish waits for all of its messages
@@ -137,13 +141,21 @@ type Config struct {
 	// blocks (within ConfirmTimeout) when the limit is reached. Default 256.
 	MaxInFlight int
 
-	// Channels is how many AMQP channels publish in parallel on the one
-	// connection. Default 1, which already pipelines MaxInFlight messages.
+	// Channels is how many AMQP channels publish in parallel to each
+	// exchange on the one connection. Default 1, which already pipelines
+	// MaxInFlight messages. Exchanges never share a channel, so an exchange
+	// deleted under the publisher (a channel error) does not disturb the
+	// others.
 	Channels int
 
 	// Reconnect is the back-off between reconnect attempts.
 	// Default 100ms doubling up to 10s.
 	Reconnect Backoff
+
+	// DialTimeout bounds each connection attempt, TCP connect and AMQP
+	// handshake, so an unreachable URL in URLs costs little. Default 5s.
+	// Not used when AMQP.Dial is set: that dialer bounds itself.
+	DialTimeout time.Duration
 
 	// AMQP is passed to amqp091-go's DialConfig (TLS, heartbeat, vhost,
 	// client properties, a custom net dialer). Leave Recovery unset.
@@ -210,6 +222,9 @@ func (c *Config) setDefaults() {
 	if c.MaxPayloadBytes == 0 {
 		c.MaxPayloadBytes = DefaultMaxPayloadBytes
 	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
@@ -258,6 +273,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPayloadBytes <= 0 {
 		bad("MaxPayloadBytes %d must be positive", c.MaxPayloadBytes)
+	}
+	if c.DialTimeout <= 0 {
+		bad("DialTimeout %v must be positive", c.DialTimeout)
 	}
 	if c.AMQP.Recovery != nil {
 		bad("AMQP.Recovery is set: the publisher reconnects and republishes itself, and amqp091-go's recovery would compete with it; remove it")
@@ -350,4 +368,31 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// clone copies the maps and slices of c (and of its AMQP config), so the
+// caller may change its Config after handing it over.
+func (c Config) clone() Config {
+	c.URLs = slices.Clone(c.URLs)
+	c.Exchanges = maps.Clone(c.Exchanges)
+	c.AMQP.SASL = slices.Clone(c.AMQP.SASL)
+	c.AMQP.Properties = cloneTable(c.AMQP.Properties)
+	if c.AMQP.TLSClientConfig != nil {
+		c.AMQP.TLSClientConfig = c.AMQP.TLSClientConfig.Clone()
+	}
+	return c
+}
+
+func cloneTable(t amqp.Table) amqp.Table {
+	if t == nil {
+		return nil
+	}
+	out := make(amqp.Table, len(t))
+	for k, v := range t {
+		if nested, ok := v.(amqp.Table); ok {
+			v = cloneTable(nested)
+		}
+		out[k] = v
+	}
+	return out
 }

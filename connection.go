@@ -1,58 +1,82 @@
 package durablews
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// session is one AMQP connection and the confirm-mode channels on it. A
-// new session replaces it after the connection is lost; everything cached
-// per connection (declared exchanges, channels) lives here so it is
-// naturally reset on reconnect.
+// closeTimeout bounds closing a connection: a broker that blocks the
+// connection (resource alarm) reads nothing, not even connection.close.
+const closeTimeout = 5 * time.Second
+
+// session is one AMQP connection and what is set up on it. A new session
+// replaces it after the connection is lost; everything cached per
+// connection (declared exchanges, channels) lives here so it is naturally
+// reset on reconnect.
 type session struct {
-	gen    uint64
-	url    string
-	conn   *amqp.Connection
-	logger watermill.LoggerAdapter
-	cfg    *Config
+	url     string
+	conn    *amqp.Connection
+	netConn net.Conn // under conn, to drop it when the broker does not answer a close
+	logger  watermill.LoggerAdapter
+	cfg     *Config
 
-	lost     chan struct{} // closed when the connection closes
-	lostErr  atomic.Pointer[amqp.Error]
-	channels []*channelSlot
-	next     atomic.Uint32
+	lost    chan struct{} // closed when the connection closes
+	lostErr atomic.Pointer[amqp.Error]
 
-	topoMu   sync.Mutex
-	topo     *amqp.Channel
-	declared map[string]bool // topic -> exchange declared/checked on this connection
+	mu        sync.Mutex
+	closed    bool                      // close started: start no more goroutines
+	exchanges map[string]*exchangeState // by exchange name
 
 	blockedMu sync.Mutex
-	unblocked chan struct{} // nil while not blocked; closed on unblock
-	watchers  sync.WaitGroup
+	blocked   bool
+	changed   chan struct{} // closed and replaced when blocked changes
+
+	watchers sync.WaitGroup
 }
 
-// channelSlot holds the current confirm channel of one of the session's
+// exchangeState is what the session set up for one exchange. Each exchange
+// has its own confirm channels: a publish to an exchange deleted under us
+// closes its channel (404), and that must not cost other exchanges' callers
+// their confirms.
+type exchangeState struct {
+	decl  *rpc // declaration in progress or done; nil: not declared
+	slots []*channelSlot
+	next  atomic.Uint32
+}
+
+// rpc is a broker round trip run in its own goroutine, so a caller can stop
+// waiting for it (deadline, Close) while amqp091-go, which cannot cancel
+// a round trip, waits on.
+type rpc struct {
+	done chan struct{}
+	err  error // valid once done is closed
+}
+
+func (r *rpc) finish(err error) {
+	r.err = err
+	close(r.done)
+}
+
+func failedRPC(err error) *rpc {
+	r := &rpc{done: make(chan struct{})}
+	r.finish(err)
+	return r
+}
+
+// channelSlot holds the current confirm channel of one of an exchange's
 // slots, reopened on demand after a channel-level error.
 type channelSlot struct {
-	mu  sync.Mutex
-	cur *confirmChannel
-}
-
-// confirmChannel is one AMQP channel in confirm mode with its returns.
-type confirmChannel struct {
-	ch      *amqp.Channel
-	returns chan amqp.Return
-
-	mu       sync.Mutex
-	returned map[string][]amqp.Return // by MessageId, not yet claimed
-	closeErr atomic.Pointer[amqp.Error]
-	closed   chan struct{}
+	mu      sync.Mutex
+	cur     *confirmChannel
+	opening *rpc // open in progress; its result goes to cur
 }
 
 // withConnectionName returns c with the client property connection_name
@@ -71,15 +95,28 @@ func withConnectionName(c amqp.Config, name string) amqp.Config {
 	return c
 }
 
-func dialSession(cfg *Config, url string, gen uint64, logger watermill.LoggerAdapter) (*session, error) {
-	conn, err := amqp.DialConfig(url, withConnectionName(cfg.AMQP, "durablews-publisher"))
+func dialSession(cfg *Config, url string, logger watermill.LoggerAdapter) (*session, error) {
+	ac := withConnectionName(cfg.AMQP, "durablews-publisher")
+	dial := ac.Dial
+	if dial == nil {
+		// amqp091-go's default gives each attempt 30 s, too long to walk a list of URLs.
+		dial = amqp.DefaultDial(cfg.DialTimeout)
+	}
+	var netConn net.Conn
+	ac.Dial = func(network, addr string) (net.Conn, error) {
+		c, err := dial(network, addr)
+		netConn = c
+		return c, err
+	}
+	conn, err := amqp.DialConfig(url, ac)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", redactURL(url), err)
 	}
 	s := &session{
-		gen: gen, url: url, conn: conn, logger: logger, cfg: cfg,
-		lost:     make(chan struct{}),
-		declared: make(map[string]bool),
+		url: url, conn: conn, netConn: netConn, logger: logger, cfg: cfg,
+		lost:      make(chan struct{}),
+		exchanges: make(map[string]*exchangeState),
+		changed:   make(chan struct{}),
 	}
 	closes := conn.NotifyClose(make(chan *amqp.Error, 1))
 	blocks := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
@@ -98,22 +135,59 @@ func dialSession(cfg *Config, url string, gen uint64, logger watermill.LoggerAda
 		}
 		s.setBlocked(amqp.Blocking{Active: false})
 	}()
-
-	s.channels = make([]*channelSlot, cfg.Channels)
-	for i := range s.channels {
-		s.channels[i] = &channelSlot{}
-		if _, err := s.channels[i].get(s); err != nil {
-			s.close()
-			return nil, fmt.Errorf("open confirm channel on %s: %w", redactURL(url), err)
-		}
-	}
 	return s, nil
 }
 
-// close closes the connection and waits for the session's goroutines.
-func (s *session) close() {
-	_ = s.conn.Close()
+// close closes the connection, at most closeTimeout waiting for the broker,
+// and waits for the session's goroutines (they end with the connection).
+func (s *session) close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	// Not amqp091-go's CloseDeadline: every frame the broker sends (its
+	// heartbeats too) moves the read deadline again.
+	wait := closeTimeout
+	if blocked, _ := s.blockState(); blocked {
+		wait = 0 // a blocked connection is not read: connection.close would go unanswered
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.conn.Close() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(wait):
+		_ = s.netConn.Close() // the broker does not answer: drop the TCP connection
+		err = <-done
+		if err == nil || errors.Is(err, amqp.ErrClosed) {
+			err = fmt.Errorf("no answer to connection.close within %v; dropped the TCP connection", wait)
+		}
+	}
 	s.watchers.Wait()
+	if err != nil && !errors.Is(err, amqp.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+// goAsync runs fn as an rpc tied to the session: close waits for it, and
+// none starts once close began.
+func (s *session) goAsync(fn func() error) *rpc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.goLocked(fn)
+}
+
+func (s *session) goLocked(fn func() error) *rpc {
+	if s.closed {
+		return failedRPC(fmt.Errorf("%w: connection closed", ErrConnectionLost))
+	}
+	r := &rpc{done: make(chan struct{})}
+	s.watchers.Add(1)
+	go func() {
+		defer s.watchers.Done()
+		r.finish(fn())
+	}()
+	return r
 }
 
 func (s *session) isLost() bool {
@@ -131,6 +205,21 @@ func (s *session) isLost() bool {
 // before s.lost is closed.
 func (s *session) dead() bool { return s.isLost() || s.conn.IsClosed() }
 
+// lostConnection reports whether err means the connection is gone, so the
+// caller should retry on the next one. A hard error the broker sent about
+// what we asked for (other than a forced close) is not a lost connection:
+// reconnecting would only repeat it.
+func (s *session) lostConnection(err error) bool {
+	if !s.dead() {
+		return false
+	}
+	var ae *amqp.Error
+	if errors.As(err, &ae) && ae.Server && ae.Code != amqp.ConnectionForced {
+		return false
+	}
+	return true
+}
+
 func (s *session) lostReason() string {
 	if e := s.lostErr.Load(); e != nil {
 		return e.Error()
@@ -141,52 +230,143 @@ func (s *session) lostReason() string {
 func (s *session) setBlocked(b amqp.Blocking) {
 	s.blockedMu.Lock()
 	defer s.blockedMu.Unlock()
-	switch {
-	case b.Active && s.unblocked == nil:
-		s.unblocked = make(chan struct{})
+	if b.Active == s.blocked {
+		return
+	}
+	s.blocked = b.Active
+	close(s.changed)
+	s.changed = make(chan struct{})
+	if b.Active {
 		s.logger.Info("Broker blocked the connection (resource alarm); publishing waits", watermill.LogFields{"reason": b.Reason})
-	case !b.Active && s.unblocked != nil:
-		close(s.unblocked)
-		s.unblocked = nil
+	} else {
 		s.logger.Info("Broker unblocked the connection", nil)
 	}
 }
 
-// whenUnblocked returns nil when the connection may publish, otherwise a
-// channel that closes when it may.
-func (s *session) whenUnblocked() <-chan struct{} {
+// blockState reports whether the broker blocks the connection, and a
+// channel that closes when that changes.
+func (s *session) blockState() (blocked bool, changed <-chan struct{}) {
 	s.blockedMu.Lock()
 	defer s.blockedMu.Unlock()
-	return s.unblocked
+	return s.blocked, s.changed
 }
 
-// pick returns a confirm channel, round robin over the slots.
-func (s *session) pick() (*confirmChannel, error) {
-	n := s.next.Add(1)
-	return s.channels[int(n)%len(s.channels)].get(s)
+func (s *session) exchange(name string) *exchangeState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exchangeLocked(name)
 }
 
-func (slot *channelSlot) get(s *session) (*confirmChannel, error) {
+func (s *session) exchangeLocked(name string) *exchangeState {
+	x := s.exchanges[name]
+	if x == nil {
+		x = &exchangeState{slots: make([]*channelSlot, s.cfg.Channels)}
+		for i := range x.slots {
+			x.slots[i] = &channelSlot{}
+		}
+		s.exchanges[name] = x
+	}
+	return x
+}
+
+// declaration returns the declaration of e on this connection: done if it
+// succeeded before, else in progress (started now if needed). A failed
+// declaration is forgotten, so the next caller tries again.
+func (s *session) declaration(topic string, e Exchange) *rpc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	x := s.exchangeLocked(e.Name)
+	if x.decl != nil {
+		return x.decl
+	}
+	var r *rpc
+	r = s.goLocked(func() error {
+		err := s.declare(topic, e)
+		if err != nil {
+			s.mu.Lock() // also orders this read of r after its assignment
+			if x.decl == r {
+				x.decl = nil
+			}
+			s.mu.Unlock()
+		}
+		return err
+	})
+	if !s.closed {
+		x.decl = r
+	}
+	return r
+}
+
+// forget drops decl, the declaration of exchange name, e.g. after a
+// publish found the exchange gone (404), so the next publish declares or
+// checks it again. A newer declaration (another caller saw the 404 first)
+// is kept.
+func (s *session) forget(name string, decl *rpc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if x := s.exchangeLocked(name); x.decl == decl {
+		x.decl = nil
+	}
+}
+
+// declare makes sure exchange e exists: declared (durable) or, when
+// Passive, checked. It uses a channel of its own: a failed declare closes
+// its channel.
+func (s *session) declare(topic string, e Exchange) error {
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open a channel to declare exchange %q: %w", e.Name, err)
+	}
+	if e.Passive {
+		err = ch.ExchangeDeclarePassive(e.Name, e.Kind, true, false, false, false, nil)
+	} else {
+		err = ch.ExchangeDeclare(e.Name, e.Kind, true, false, false, false, nil)
+	}
+	if err == nil {
+		_ = ch.Close()
+		s.logger.Debug("Declared exchange", watermill.LogFields{"topic": topic, "exchange": e.Name, "passive": e.Passive})
+		return nil
+	}
+	var ae *amqp.Error
+	if errors.As(err, &ae) {
+		switch ae.Code {
+		case amqp.NotFound:
+			return fmt.Errorf("exchange %q for topic %q does not exist and Passive is set: create it or set Passive: false: %w", e.Name, topic, err)
+		case amqp.PreconditionFailed:
+			return fmt.Errorf("exchange %q for topic %q exists with other settings than durable %s: delete it or change Exchange.Kind: %w", e.Name, topic, e.Kind, err)
+		case amqp.AccessRefused:
+			return fmt.Errorf("not allowed to declare exchange %q for topic %q: grant configure permission or set Passive: true: %w", e.Name, topic, err)
+		}
+	}
+	return fmt.Errorf("declare exchange %q for topic %q: %w", e.Name, topic, err)
+}
+
+// channel returns the next of the exchange's confirm channels, or, while
+// it is being opened, the rpc to wait for before asking again.
+func (s *session) channel(exchange string) (*confirmChannel, *rpc) {
+	x := s.exchange(exchange)
+	slot := x.slots[int(x.next.Add(1))%len(x.slots)]
 	slot.mu.Lock()
 	defer slot.mu.Unlock()
 	if slot.cur != nil && !slot.cur.isClosed() {
 		return slot.cur, nil
 	}
-	if s.isLost() {
-		return nil, fmt.Errorf("%w: %s", ErrConnectionLost, s.lostReason())
+	if slot.opening == nil {
+		slot.opening = s.goAsync(func() error {
+			cc, err := s.openConfirmChannel()
+			slot.mu.Lock()
+			slot.cur, slot.opening = cc, nil
+			slot.mu.Unlock()
+			return err
+		})
 	}
-	cc, err := s.openConfirmChannel()
-	if err != nil {
-		return nil, err
-	}
-	slot.cur = cc
-	return cc, nil
+	return nil, slot.opening
 }
 
 func (s *session) openConfirmChannel() (*confirmChannel, error) {
 	ch, err := s.conn.Channel()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open channel: %w", err)
 	}
 	if err := ch.Confirm(false); err != nil {
 		_ = ch.Close()
@@ -194,109 +374,188 @@ func (s *session) openConfirmChannel() (*confirmChannel, error) {
 	}
 	cc := &confirmChannel{
 		ch: ch,
-		// Every return precedes its message's ack and at most maxInFlight
-		// messages await an ack, so this buffer never fills (amqp091-go
-		// drops notifications on a chan that stays full for 5 s).
-		returns:  ch.NotifyReturn(make(chan amqp.Return, s.cfg.MaxInFlight+1)),
-		returned: make(map[string][]amqp.Return),
-		closed:   make(chan struct{}),
+		// amqp091-go puts the close reason in this buffer, then fails the
+		// pending confirms: whoever sees a confirm lost with the channel
+		// finds the reason here.
+		closes:   ch.NotifyClose(make(chan *amqp.Error, 1)),
+		awaiting: make(map[returnKey][]*awaitedReturn),
 	}
-	closes := ch.NotifyClose(make(chan *amqp.Error, 1))
-	s.watchers.Add(1)
-	go func() {
-		defer s.watchers.Done()
-		if e, ok := <-closes; ok && e != nil {
-			cc.closeErr.Store(e)
+	if s.cfg.Mandatory {
+		// amqp091-go hands each basic.return to both chans in turn before
+		// it reads the next frame. Attributing it between the two makes
+		// the attribution happen before the ack that follows the return.
+		rets := ch.NotifyReturn(make(chan amqp.Return))
+		barrier := ch.NotifyReturn(make(chan amqp.Return))
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			_ = ch.Close()
+			return nil, fmt.Errorf("%w: connection closed", ErrConnectionLost)
 		}
-		close(cc.closed)
-	}()
+		s.watchers.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.watchers.Done()
+			for r := range rets {
+				cc.returned(r)
+				<-barrier
+			}
+		}()
+	}
 	return cc, nil
+}
+
+// confirmChannel is one AMQP channel in confirm mode, with the returns of
+// its mandatory publishes.
+type confirmChannel struct {
+	ch     *amqp.Channel
+	closes chan *amqp.Error
+
+	reasonOnce sync.Once
+	reason     *amqp.Error // why the channel closed; nil: closed by us or with the connection
+
+	// pubMu makes "register the awaited return, then publish" one step, so
+	// awaiting is in publish order even with concurrent callers.
+	pubMu sync.Mutex
+
+	retMu     sync.Mutex
+	awaiting  map[returnKey][]*awaitedReturn // mandatory publishes by what a return names, in publish order
+	abandoned []*awaitedReturn               // given up before their confirm came
+}
+
+// returnKey is what a basic.return tells about the message it returns.
+type returnKey struct{ messageID, exchange, routingKey string }
+
+// awaitedReturn is a mandatory publish whose confirm has not been handled.
+type awaitedReturn struct {
+	key returnKey
+	dc  *amqp.DeferredConfirmation
+	ret *amqp.Return // set when the broker returned it
 }
 
 func (cc *confirmChannel) isClosed() bool { return cc.ch.IsClosed() }
 
-// claimReturn reports whether the broker returned a message with this id.
-// amqp091-go hands the basic.return to our buffered chan before it
-// processes the ack that follows it, so draining the chan after the ack
-// is observed is enough to see every return that belongs to the message.
-func (cc *confirmChannel) claimReturn(messageID string) (amqp.Return, bool) {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	for drained := false; !drained; {
+// closeReason explains why the channel closed, e.g. a 404 for an exchange
+// deleted while the publisher ran. Call it only once the channel is closed
+// (isClosed, or a confirm lost with it): amqp091-go then delivers the
+// reason, or closes the chan, right away.
+func (cc *confirmChannel) closeReason() *amqp.Error {
+	cc.reasonOnce.Do(func() {
+		t := time.NewTimer(time.Second) // only if amqp091-go changed its order
+		defer t.Stop()
 		select {
-		case r, ok := <-cc.returns:
-			if !ok {
-				drained = true
-				break
-			}
-			cc.returned[r.MessageId] = append(cc.returned[r.MessageId], r)
-		default:
-			drained = true
+		case cc.reason = <-cc.closes:
+		case <-t.C:
 		}
-	}
-	rs := cc.returned[messageID]
-	if len(rs) == 0 {
-		return amqp.Return{}, false
-	}
-	if len(rs) == 1 {
-		delete(cc.returned, messageID)
-	} else {
-		cc.returned[messageID] = rs[1:]
-	}
-	return rs[0], true
+	})
+	return cc.reason
 }
 
-// closeReason explains why the channel closed, e.g. a 404 for an exchange
-// deleted while the publisher ran.
-func (cc *confirmChannel) closeReason() *amqp.Error { return cc.closeErr.Load() }
+// publish sends pub and, when mandatory, registers it to be matched with a
+// return.
+func (cc *confirmChannel) publish(exchange, key string, mandatory bool, pub amqp.Publishing) (*amqp.DeferredConfirmation, *awaitedReturn, error) {
+	cc.pubMu.Lock()
+	defer cc.pubMu.Unlock()
+	var a *awaitedReturn
+	if mandatory {
+		a = &awaitedReturn{key: returnKey{pub.MessageId, exchange, key}}
+		cc.retMu.Lock()
+		cc.awaiting[a.key] = append(cc.awaiting[a.key], a)
+		cc.retMu.Unlock()
+	}
+	dc, err := cc.ch.PublishWithDeferredConfirm(exchange, key, mandatory, false, pub)
+	if err == nil && dc == nil {
+		err = errors.New("channel is not in confirm mode")
+	}
+	if a != nil {
+		cc.retMu.Lock()
+		if err != nil {
+			cc.removeLocked(a)
+			a = nil
+		} else {
+			a.dc = dc
+		}
+		cc.retMu.Unlock()
+	}
+	return dc, a, err
+}
 
-// declare makes sure the exchange for topic exists on this connection:
-// declared (durable) or, when Passive, checked. Done once per connection.
-func (s *session) declare(ctx context.Context, topic string, e Exchange) error {
-	s.topoMu.Lock()
-	defer s.topoMu.Unlock()
-	if s.declared[topic] {
+// returned attributes a basic.return to the earliest publish it can
+// belong to: same message id, exchange and routing key, not returned yet,
+// and not confirmed yet (a return precedes its message's ack). A return
+// nobody awaits is dropped.
+func (cc *confirmChannel) returned(r amqp.Return) {
+	cc.retMu.Lock()
+	defer cc.retMu.Unlock()
+	cc.pruneLocked()
+	for _, a := range cc.awaiting[returnKey{r.MessageId, r.Exchange, r.RoutingKey}] {
+		if a.ret == nil && (a.dc == nil || !isDone(a.dc.Done())) {
+			a.ret = &r
+			return
+		}
+	}
+}
+
+// settle ends the wait for a's return once its confirm came, and returns
+// the return if the broker sent one.
+func (cc *confirmChannel) settle(a *awaitedReturn) *amqp.Return {
+	if a == nil {
 		return nil
 	}
-	if s.topo == nil || s.topo.IsClosed() {
-		if s.isLost() {
-			return fmt.Errorf("%w: %s", ErrConnectionLost, s.lostReason())
-		}
-		ch, err := s.conn.Channel()
-		if err != nil {
-			return fmt.Errorf("%w: open topology channel: %v", ErrConnectionLost, err)
-		}
-		s.topo = ch
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	var err error
-	if e.Passive {
-		err = s.topo.ExchangeDeclarePassive(e.Name, e.Kind, true, false, false, false, nil)
-	} else {
-		err = s.topo.ExchangeDeclare(e.Name, e.Kind, true, false, false, false, nil)
-	}
-	if err != nil {
-		var ae *amqp.Error
-		switch {
-		case errors.As(err, &ae) && ae.Code == amqp.NotFound:
-			return fmt.Errorf("exchange %q for topic %q does not exist and Passive is set: create it (durablews setup) or set Passive: false: %w", e.Name, topic, err)
-		case errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed:
-			return fmt.Errorf("exchange %q for topic %q exists with other settings than durable %s: delete it or change Exchange.Kind: %w", e.Name, topic, e.Kind, err)
-		case errors.As(err, &ae) && ae.Code == amqp.AccessRefused:
-			return fmt.Errorf("not allowed to declare exchange %q for topic %q: grant configure permission or set Passive: true: %w", e.Name, topic, err)
-		}
-		return fmt.Errorf("%w: declare exchange %q: %v", ErrConnectionLost, e.Name, err)
-	}
-	s.declared[topic] = true
-	return nil
+	cc.retMu.Lock()
+	defer cc.retMu.Unlock()
+	cc.removeLocked(a)
+	return a.ret
 }
 
-// forget drops the declared mark, e.g. after a publish found the exchange
-// gone (404), so the next publish declares or checks it again.
-func (s *session) forget(topic string) {
-	s.topoMu.Lock()
-	defer s.topoMu.Unlock()
-	delete(s.declared, topic)
+// abandon gives up on a before its confirm came. It stays registered until
+// the confirm comes, so a late return is matched to it, and dropped, rather
+// than to a later publish of the same message.
+func (cc *confirmChannel) abandon(a *awaitedReturn) {
+	if a == nil {
+		return
+	}
+	cc.retMu.Lock()
+	defer cc.retMu.Unlock()
+	cc.abandoned = append(cc.abandoned, a)
+	cc.pruneLocked()
+}
+
+// pruneLocked removes abandoned publishes whose confirm came: no return
+// can follow an ack.
+func (cc *confirmChannel) pruneLocked() {
+	kept := cc.abandoned[:0]
+	for _, a := range cc.abandoned {
+		if isDone(a.dc.Done()) {
+			cc.removeLocked(a)
+		} else {
+			kept = append(kept, a)
+		}
+	}
+	clear(cc.abandoned[len(kept):])
+	cc.abandoned = kept
+}
+
+func (cc *confirmChannel) removeLocked(a *awaitedReturn) {
+	list := cc.awaiting[a.key]
+	for i, b := range list {
+		if b == a {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(cc.awaiting, a.key)
+	} else {
+		cc.awaiting[a.key] = list
+	}
+}
+
+func isDone(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }

@@ -11,7 +11,8 @@ import (
 // MessageError.Err.
 var (
 	// ErrPublisherClosed: Publish was called after Close, or Close
-	// interrupted a publish that was waiting to reconnect.
+	// interrupted a publish that was waiting to reconnect or waiting on a
+	// connection the broker blocks (resource alarm).
 	ErrPublisherClosed = errors.New("durablews: publisher is closed")
 	// ErrNacked: the broker refused the message (basic.nack), e.g. a queue
 	// with x-overflow reject-publish is full. Other queues may still have
@@ -24,14 +25,20 @@ var (
 	// broker may still have the message.
 	ErrConfirmTimeout = errors.New("no confirm within Config.ConfirmTimeout")
 	// ErrConnectionLost: the connection or channel closed before the
-	// confirm came and the publisher could not republish in time. The
-	// broker may still have the message.
+	// confirm came and the publisher could not republish it (in time, or
+	// at all: the wrapped reason says why). The broker may still have the
+	// message.
 	ErrConnectionLost = errors.New("connection lost before the broker confirmed")
-	// ErrInvalidMessage: the message was rejected before sending; see the
-	// MessageError text for what to fix.
+	// ErrInvalidMessage: the message was rejected before sending, because
+	// of the message itself or of what Config.Marshaler made of it (not
+	// persistent, a header value AMQP cannot carry); see the MessageError
+	// text for what to fix.
 	ErrInvalidMessage = errors.New("invalid message")
-	// ErrNotSent: the message was valid but not sent because another
-	// message of the same batch was invalid, or the batch could not start.
+	// ErrNotSent: the message was valid but not sent: another message of
+	// the same batch was invalid, or the reason it wraps (e.g.
+	// ErrConfirmTimeout while declaring the exchange, or an exchange that
+	// does not exist) stopped it before it was sent. The broker does not
+	// have it.
 	ErrNotSent = errors.New("not sent")
 )
 

@@ -1,7 +1,6 @@
 package durablews
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -25,8 +24,18 @@ const maxChannelRetries = 3
 //
 // All messages of a Publish call are in flight at once (up to
 // Config.MaxInFlight across all callers) and concurrent callers share the
-// connection's confirm channels, so throughput is bounded by the broker
-// rather than by round trips.
+// connection's confirm channels of an exchange, so throughput is bounded by
+// the broker rather than by round trips.
+//
+// With Config.Mandatory, a message the broker returns (no queue bound for
+// its routing key) fails with ErrUnroutable. A return is matched to one
+// publish by message id, exchange and routing key, in publish order, so
+// copies of one message (same UUID) sent with different keys each get
+// their own outcome.
+//
+// If an exchange is deleted while the publisher runs, the next publish to
+// it finds it gone (404), declares it again (or, when Passive, fails with
+// an error saying it does not exist) and republishes what was lost.
 //
 // When the connection is lost, the publisher reconnects in the background
 // with back-off, moving on to the next of Config.URLs. Messages whose
@@ -44,7 +53,6 @@ type Publisher struct {
 	mu    sync.Mutex
 	sess  *session      // current session; may be lost while reconnecting
 	ready chan struct{} // closed when the next session is installed
-	gen   uint64
 
 	slots  chan struct{} // in-flight semaphore, one token per unconfirmed message
 	timers sync.Pool     // *time.Timer for ConfirmTimeout, reused across calls
@@ -54,7 +62,6 @@ type Publisher struct {
 	calls    sync.WaitGroup // Publish calls in progress
 	closing  chan struct{}
 	runDone  chan struct{}
-	closeErr error
 	once     sync.Once
 }
 
@@ -65,6 +72,7 @@ var _ message.Publisher = (*Publisher)(nil)
 // error naming each URL and why, and starts nothing. A nil logger logs
 // nothing.
 func NewPublisher(config Config, logger watermill.LoggerAdapter) (*Publisher, error) {
+	config = config.clone() // the caller may change its maps and slices afterwards
 	config.setDefaults()
 	if err := config.Validate(); err != nil {
 		return nil, err
@@ -85,17 +93,17 @@ func NewPublisher(config Config, logger watermill.LoggerAdapter) (*Publisher, er
 	}
 	var errs []string
 	for i, u := range config.URLs {
-		s, err := dialSession(&p.cfg, u, 1, logger)
+		s, err := dialSession(&p.cfg, u, logger)
 		if err != nil {
 			errs = append(errs, err.Error())
 			continue
 		}
-		p.sess, p.gen = s, 1
+		p.sess = s
 		logger.Info("Connected to broker", watermill.LogFields{"url": redactURL(u)})
 		go p.run(i)
 		return p, nil
 	}
-	return nil, fmt.Errorf("durablews: cannot connect to any broker (is RabbitMQ running and are the credentials right? `make broker` starts a local one): %s", strings.Join(errs, "; "))
+	return nil, fmt.Errorf("durablews: cannot connect to any broker (is RabbitMQ running, reachable within Config.DialTimeout, and are the credentials right?): %s", strings.Join(errs, "; "))
 }
 
 // run replaces a lost session with a new one, with back-off, rotating
@@ -112,7 +120,7 @@ func (p *Publisher) run(urlIdx int) {
 			return
 		}
 		p.logger.Error("Connection to broker lost; reconnecting", errors.New(s.lostReason()), watermill.LogFields{"url": redactURL(s.url)})
-		s.close()
+		_ = s.close()
 		for attempt := 0; ; attempt++ {
 			delay := p.cfg.Reconnect.Delay(attempt)
 			delay = delay/2 + rand.N(delay/2+1) // jitter, so a fleet does not reconnect in lockstep
@@ -125,13 +133,12 @@ func (p *Publisher) run(urlIdx int) {
 			}
 			urlIdx = (urlIdx + 1) % len(p.cfg.URLs)
 			u := p.cfg.URLs[urlIdx]
-			ns, err := dialSession(&p.cfg, u, p.gen+1, p.logger)
+			ns, err := dialSession(&p.cfg, u, p.logger)
 			if err != nil {
 				p.logger.Error("Reconnect failed", err, watermill.LogFields{"attempt": attempt + 1, "retry_in": p.cfg.Reconnect.Delay(attempt + 1).String()})
 				continue
 			}
 			p.mu.Lock()
-			p.gen++
 			p.sess = ns
 			close(p.ready)
 			p.ready = make(chan struct{})
@@ -165,17 +172,18 @@ func (p *Publisher) session(deadline <-chan time.Time, avoid *session) (*session
 
 // outgoing is one prepared message of a Publish call.
 type outgoing struct {
-	idx int
-	msg *message.Message
-	key string
-	pub amqp.Publishing
+	idx  int
+	msg  *message.Message
+	key  string
+	pub  amqp.Publishing
+	sent bool // sent at least once: the broker may have it
 }
 
 // flight is a sent message awaiting its confirm.
 type flight struct {
 	out  *outgoing
-	cc   *confirmChannel
 	dc   *amqp.DeferredConfirmation
+	ret  *awaitedReturn // nil unless Mandatory
 	sent time.Time
 }
 
@@ -191,9 +199,13 @@ type flight struct {
 // Config.ExchangeFor.
 //
 // Messages are validated before anything is sent: if one is invalid
-// (nil, no routing key, not deliverable to a browser), none is published.
-// Each message's Context is honoured: a cancelled message is not sent, or
-// if already sent, no longer waited for.
+// (nil, no routing key, not deliverable to a browser, not persistent,
+// a header AMQP cannot carry), none is published. Each message's Context
+// is honoured: a cancelled message is not sent, or if already sent, no
+// longer waited for.
+//
+// Every wait, including declaring the exchange and opening a channel on a
+// connection the broker blocks, ends when Config.ConfirmTimeout runs out.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	p.closedMu.RLock()
 	if p.closed {
@@ -236,37 +248,156 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		}
 	}()
 	var avoid *session
-	channelRetries := 0
+	channelRetries, notFound := 0, 0
 	for len(out) > 0 {
 		s, err := p.session(timer.C, avoid)
 		if err != nil {
-			failAll(out, results, err)
+			failOut(out, results, err)
 			break
 		}
-		if err := s.declare(context.Background(), topic, ex); err != nil {
-			if errors.Is(err, ErrConnectionLost) && !errors.Is(err, ErrPublisherClosed) {
-				avoid = s
-				continue
-			}
-			failAll(out, results, fmt.Errorf("%w: %v", ErrNotSent, err))
-			break
-		}
-		retry, connLost, chanErr := p.pipeline(s, topic, ex, out, results, timer.C)
-		out = retry
-		switch {
-		case len(out) == 0:
-		case connLost:
+		cc, decl, err := p.exchangeChannel(s, topic, ex, timer.C)
+		if errors.Is(err, errReconnect) {
 			avoid = s
-		default:
-			channelRetries++
-			if channelRetries > maxChannelRetries {
-				failAll(out, results, fmt.Errorf("%w: channel closed %d times: %v", ErrConnectionLost, channelRetries, chanErr))
-				out = nil
-			}
-			avoid = nil
+			continue
 		}
+		if err != nil {
+			failOut(out, results, err)
+			break
+		}
+		retry, chanErr := p.pipeline(s, cc, topic, ex, out, results, timer.C)
+		out = retry
+		if len(out) == 0 {
+			break
+		}
+		p.logRepublish(topic, out, chanErr)
+		if s.dead() {
+			avoid = s
+			continue
+		}
+		if chanErr != nil && chanErr.Code == amqp.NotFound {
+			// The exchange was deleted under us: declare (or check) it
+			// again. While the broker is still deleting it, it answers a
+			// declare without acting on it (rabbit_exchange:declare), so
+			// the exchange can be gone again: back off, until the deadline.
+			s.forget(ex.Name, decl)
+			p.logger.Info("Exchange gone; declaring it again", watermill.LogFields{"topic": topic, "exchange": ex.Name, "passive": ex.Passive})
+			if notFound > 0 {
+				if err := p.sleep(10*time.Millisecond<<min(notFound-1, 6), timer.C); err != nil {
+					failOut(out, results, fmt.Errorf("%w: exchange %q kept disappearing: %v", err, ex.Name, chanErr))
+					break
+				}
+			}
+			notFound++
+			avoid = nil
+			continue
+		}
+		channelRetries++
+		if channelRetries > maxChannelRetries {
+			failOut(out, results, fmt.Errorf("%w: channel closed %d times: %v", ErrConnectionLost, channelRetries, chanErr))
+			break
+		}
+		avoid = nil
 	}
 	return p.result(topic, msgs, results)
+}
+
+// sleep waits d, or returns ErrConfirmTimeout at the deadline or
+// ErrPublisherClosed on Close.
+func (p *Publisher) sleep(d time.Duration, deadline <-chan time.Time) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-deadline:
+		return ErrConfirmTimeout
+	case <-p.closing:
+		return ErrPublisherClosed
+	}
+}
+
+// logRepublish logs, at debug, that messages whose confirm was lost with a
+// channel or the connection are about to be sent again.
+func (p *Publisher) logRepublish(topic string, out []outgoing, chanErr *amqp.Error) {
+	n := 0
+	for _, o := range out {
+		if o.sent {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	fields := watermill.LogFields{"topic": topic, "messages": n}
+	if chanErr != nil {
+		fields["reason"] = chanErr.Error()
+	}
+	p.logger.Debug("Republishing messages whose confirm was lost", fields)
+}
+
+// errReconnect marks a round trip that failed because the connection is
+// gone: retry on the next one.
+var errReconnect = errors.New("connection lost")
+
+// errDeadline: the call's Config.ConfirmTimeout ran out.
+var errDeadline = errors.New("deadline")
+
+// exchangeChannel declares (or checks) ex on s if not done yet and returns
+// a confirm channel for it, opening one if needed; both within the call's
+// deadline. It also returns the declaration it relied on.
+func (p *Publisher) exchangeChannel(s *session, topic string, ex Exchange, deadline <-chan time.Time) (*confirmChannel, *rpc, error) {
+	decl := s.declaration(topic, ex)
+	if err := p.await(s, decl, deadline); err != nil {
+		return nil, nil, roundTripError(s, err, fmt.Sprintf("declaring exchange %q", ex.Name))
+	}
+	for {
+		cc, opening := s.channel(ex.Name)
+		if cc != nil {
+			return cc, decl, nil
+		}
+		if err := p.await(s, opening, deadline); err != nil {
+			return nil, nil, roundTripError(s, err, "opening a confirm channel")
+		}
+	}
+}
+
+// await waits for r until the deadline, or until Close while the broker
+// blocks the connection (then nothing will end the wait sooner).
+func (p *Publisher) await(s *session, r *rpc, deadline <-chan time.Time) error {
+	for {
+		blocked, changed := s.blockState()
+		var closing <-chan struct{}
+		if blocked {
+			closing = p.closing
+		}
+		select {
+		case <-r.done:
+			return r.err
+		case <-changed:
+		case <-closing:
+			return ErrPublisherClosed
+		case <-deadline:
+			return errDeadline
+		}
+	}
+}
+
+// roundTripError says what became of a declare or channel open on s.
+func roundTripError(s *session, err error, what string) error {
+	blocked, _ := s.blockState()
+	hint := ""
+	if blocked {
+		hint = " (the broker blocks the connection: a memory or disk alarm)"
+	}
+	switch {
+	case errors.Is(err, errDeadline):
+		return fmt.Errorf("%w: %s got no answer from the broker%s", ErrConfirmTimeout, what, hint)
+	case errors.Is(err, ErrPublisherClosed):
+		return fmt.Errorf("%w while %s%s", ErrPublisherClosed, what, hint)
+	case s.lostConnection(err):
+		return fmt.Errorf("%w: %s: %w", errReconnect, what, err)
+	}
+	return err
 }
 
 // confirmTimer returns a timer running for Config.ConfirmTimeout. Timers
@@ -315,36 +446,39 @@ func (p *Publisher) prepare(topic string, ex Exchange, msgs []*message.Message, 
 			fail(errors.New("message has no UUID: create it with message.NewMessage(watermill.NewUUID(), payload)"))
 			continue
 		}
+		if err := checkPublishing(pub); err != nil {
+			fail(fmt.Errorf("Config.Marshaler: %w", err))
+			continue
+		}
 		out = append(out, outgoing{idx: i, msg: msg, key: key, pub: pub})
 	}
 	return out, invalid
 }
 
-// pipeline sends out on s with many messages in flight and collects their
-// confirms in order. It returns the messages to republish (their confirm
-// was lost with a channel or the connection) and whether the connection
-// itself was lost.
-func (p *Publisher) pipeline(s *session, topic string, ex Exchange, out []outgoing, results []error, deadline <-chan time.Time) (retry []outgoing, connLost bool, chanErr error) {
+// pipeline sends out on cc with many messages in flight and collects their
+// confirms in order. It returns the messages to send again on another
+// channel (their confirm was lost with cc or the connection, or cc closed
+// before they were sent) and, when the broker closed cc, why.
+func (p *Publisher) pipeline(s *session, cc *confirmChannel, topic string, ex Exchange, out []outgoing, results []error, deadline <-chan time.Time) (retry []outgoing, chanErr *amqp.Error) {
 	queue := make([]flight, 0, min(len(out), p.cfg.MaxInFlight))
 	release := func() { <-p.slots }
-	resend := func(o *outgoing, err error) {
-		retry = append(retry, *o)
-		if s.dead() {
-			connLost = true
-		} else {
-			chanErr = err
-		}
-	}
-	var cc *confirmChannel
-	var err error
 	next := 0
 	for next < len(out) || len(queue) > 0 {
+		if next < len(out) && cc.isClosed() {
+			// Whatever closed it (a deleted exchange: 404) would close the
+			// next channel too; the caller finds out and retries.
+			retry = append(retry, out[next:]...)
+			next = len(out)
+			continue
+		}
+		blocked, changed := s.blockState()
 		var acquire chan struct{}
-		var unblocked <-chan struct{}
-		if next < len(out) {
-			if unblocked = s.whenUnblocked(); unblocked == nil {
-				acquire = p.slots
-			}
+		if next < len(out) && !blocked {
+			acquire = p.slots
+		}
+		var closing <-chan struct{}
+		if blocked {
+			closing = p.closing // nothing moves until the alarm clears
 		}
 		var oldestDone, oldestCtx <-chan struct{}
 		if len(queue) > 0 {
@@ -360,78 +494,75 @@ func (p *Publisher) pipeline(s *session, topic string, ex Exchange, out []outgoi
 				results[o.idx] = fmt.Errorf("%w: message context done before sending: %w", ErrNotSent, err)
 				continue
 			}
-			// One channel per call keeps the batch in order on the broker.
-			if cc == nil || cc.isClosed() {
-				if cc, err = s.pick(); err != nil {
-					release()
-					resend(o, err)
-					continue
-				}
-			}
-			dc, err := cc.ch.PublishWithDeferredConfirm(ex.Name, o.key, p.cfg.Mandatory, false, o.pub)
-			if err != nil || dc == nil {
+			dc, ret, err := cc.publish(ex.Name, o.key, p.cfg.Mandatory, o.pub)
+			if err != nil {
+				// Messages are checked before sending, so this is the
+				// channel or the connection failing.
 				release()
-				resend(o, fmt.Errorf("publish: %v", err))
+				retry = append(retry, *o)
+				retry = append(retry, out[next:]...)
+				next = len(out)
 				continue
 			}
-			queue = append(queue, flight{out: o, cc: cc, dc: dc, sent: time.Now()})
-		case <-unblocked:
+			o.sent = true
+			queue = append(queue, flight{out: o, dc: dc, ret: ret, sent: time.Now()})
+		case <-changed:
 		case <-oldestDone:
 			f := queue[0]
 			queue = queue[1:]
 			release()
-			if err := p.outcome(s, topic, f); err != nil {
-				if errors.Is(err, errResend) {
-					resend(f.out, err)
-					continue
-				}
-				results[f.out.idx] = err
-			} else {
+			r := cc.settle(f.ret)
+			switch {
+			case f.dc.Acked() && r != nil:
+				results[f.out.idx] = fmt.Errorf("%w (%d %s, exchange %q, routing key %q)", ErrUnroutable, r.ReplyCode, r.ReplyText, r.Exchange, r.RoutingKey)
+			case f.dc.Acked():
 				p.cfg.Observer.Confirmed(topic, time.Since(f.sent))
+			case cc.isClosed():
+				// amqp091-go completes every pending confirm with ack=false
+				// when its channel closes; that is no nack, the confirm is
+				// just lost.
+				retry = append(retry, *f.out)
+				if e := cc.closeReason(); e != nil {
+					chanErr = e
+				}
+			default:
+				results[f.out.idx] = ErrNacked
 			}
 		case <-oldestCtx:
 			f := queue[0]
 			queue = queue[1:]
 			release()
+			cc.abandon(f.ret)
 			results[f.out.idx] = fmt.Errorf("message context done before the confirm (the broker may still deliver it): %w", f.out.msg.Context().Err())
+		case <-closing:
+			p.abandon(cc, queue, out[next:], retry, results, ErrPublisherClosed, "closed while the broker blocked the connection")
+			return nil, nil
 		case <-deadline:
-			for _, f := range queue {
-				release()
-				results[f.out.idx] = ErrConfirmTimeout
-			}
-			for _, o := range out[next:] {
-				results[o.idx] = fmt.Errorf("%w: %w before it could be sent", ErrNotSent, ErrConfirmTimeout)
-			}
-			for _, o := range retry {
-				results[o.idx] = fmt.Errorf("%w after its confirm was lost with the channel", ErrConfirmTimeout)
-			}
-			return nil, false, nil
+			p.abandon(cc, queue, out[next:], retry, results, ErrConfirmTimeout, "")
+			return nil, nil
 		}
 	}
-	return retry, connLost, chanErr
+	if chanErr == nil && cc.isClosed() {
+		chanErr = cc.closeReason() // closed before any confirm of ours told us why
+	}
+	return retry, chanErr
 }
 
-// errResend marks a confirm lost with its channel: republish the message.
-var errResend = errors.New("confirm lost with the channel")
-
-// outcome turns a completed deferred confirmation into nil (confirmed),
-// errResend, or the message's error.
-func (p *Publisher) outcome(s *session, topic string, f flight) error {
-	if f.dc.Acked() {
-		if r, returned := f.cc.claimReturn(f.out.pub.MessageId); returned {
-			return fmt.Errorf("%w (%d %s, exchange %q, routing key %q)", ErrUnroutable, r.ReplyCode, r.ReplyText, r.Exchange, r.RoutingKey)
-		}
-		return nil
+// abandon ends a pipeline early with reason: the messages in flight get
+// reason, the others reason wrapped by ErrNotSent unless a confirm of
+// theirs was lost before (the broker may have them).
+func (p *Publisher) abandon(cc *confirmChannel, queue []flight, unsent, retry []outgoing, results []error, reason error, detail string) {
+	err := reason
+	if detail != "" {
+		err = fmt.Errorf("%w: %s", reason, detail)
 	}
-	if f.cc.isClosed() {
-		// amqp091-go completes every pending confirm with ack=false when
-		// its channel closes; that is no nack, the confirm is just lost.
-		if e := f.cc.closeReason(); e != nil && e.Code == amqp.NotFound {
-			s.forget(topic) // exchange deleted under us: declare it again
-		}
-		return errResend
+	for _, f := range queue {
+		<-p.slots
+		cc.abandon(f.ret)
+		results[f.out.idx] = fmt.Errorf("%w (the broker may still deliver it)", err)
 	}
-	return ErrNacked
+	failOut(unsent, results, err)
+	failOut(retry, results, err)
 }
 
 func (p *Publisher) result(topic string, msgs []*message.Message, results []error) error {
@@ -465,9 +596,20 @@ func (p *Publisher) result(topic string, msgs []*message.Message, results []erro
 	return pe
 }
 
-func failAll(out []outgoing, results []error, err error) {
+// failOut ends messages that are not in flight with err. One never sent
+// also gets ErrNotSent; one sent before lost its confirm with a channel or
+// the connection, and the broker may have it.
+func failOut(out []outgoing, results []error, err error) {
 	for _, o := range out {
-		results[o.idx] = err
+		if o.sent {
+			e := err
+			if !errors.Is(e, ErrConfirmTimeout) && !errors.Is(e, ErrConnectionLost) && !errors.Is(e, ErrPublisherClosed) {
+				e = fmt.Errorf("%w, not republished: %w", ErrConnectionLost, e)
+			}
+			results[o.idx] = fmt.Errorf("%w (its confirm was lost with a channel or the connection; the broker may have it)", e)
+		} else {
+			results[o.idx] = fmt.Errorf("%w: %w", ErrNotSent, err)
+		}
 	}
 }
 
@@ -475,9 +617,16 @@ func failAll(out []outgoing, results []error, err error) {
 // free in-flight slot), across all callers.
 func (p *Publisher) InFlight() int { return len(p.slots) }
 
-// Close stops accepting messages, waits for Publish calls in progress to
-// get their confirms (each at most Config.ConfirmTimeout; calls waiting
-// for a reconnect return ErrPublisherClosed), then closes the connection.
+// Close stops accepting messages, lets Publish calls in progress finish
+// (each within its Config.ConfirmTimeout), then closes the connection,
+// waiting at most 5 s for the broker to answer. While the broker blocks
+// the connection (memory or disk alarm) nothing in progress can finish and
+// the broker reads nothing, so those calls end at once (their unconfirmed
+// messages fail with ErrPublisherClosed) and the connection is dropped
+// without waiting. Calls waiting for a reconnect end at once too. So Close
+// returns within ConfirmTimeout + 5 s, and at once when the broker blocks
+// the connection.
+//
 // It is idempotent; Publish after Close returns ErrPublisherClosed.
 func (p *Publisher) Close() error {
 	p.once.Do(func() {
@@ -490,11 +639,12 @@ func (p *Publisher) Close() error {
 		p.mu.Lock()
 		s := p.sess
 		p.mu.Unlock()
-		if err := s.conn.Close(); err != nil && !errors.Is(err, amqp.ErrClosed) {
-			p.closeErr = fmt.Errorf("durablews: close connection: %w", err)
+		if err := s.close(); err != nil {
+			// The connection is closed either way; the broker did not
+			// answer (e.g. it blocks the connection during an alarm).
+			p.logger.Info("Broker did not confirm closing the connection", watermill.LogFields{"error": err.Error()})
 		}
-		s.watchers.Wait()
 		p.logger.Info("Publisher closed", nil)
 	})
-	return p.closeErr
+	return nil
 }

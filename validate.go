@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // stompReservedHeaders are header names RabbitMQ's STOMP adapter writes
@@ -68,4 +69,43 @@ func (c *Config) routingKey(topic string, e Exchange, msg *message.Message) (key
 		return "", fmt.Errorf("routing key %q is not valid UTF-8", key)
 	}
 	return key, nil
+}
+
+// checkPublishing rejects what a marshaler produced that amqp091-go could
+// not encode, or that would break the guarantee, before anything is sent.
+func checkPublishing(pub amqp.Publishing) error {
+	if pub.DeliveryMode != amqp.Persistent {
+		return fmt.Errorf("DeliveryMode is %d, not amqp.Persistent (2): a transient message is lost when the broker restarts although it was confirmed; set DeliveryMode: amqp.Persistent", pub.DeliveryMode)
+	}
+	if err := pub.Headers.Validate(); err != nil {
+		return fmt.Errorf("headers cannot be sent over AMQP (use string, integer, bool, float, []byte, time.Time or amqp.Table values): %w", err)
+	}
+	if err := checkTableKeys(pub.Headers); err != nil {
+		return err
+	}
+	for _, f := range []struct{ name, v string }{
+		{"ContentType", pub.ContentType}, {"ContentEncoding", pub.ContentEncoding},
+		{"CorrelationId", pub.CorrelationId}, {"ReplyTo", pub.ReplyTo},
+		{"Expiration", pub.Expiration}, {"MessageId", pub.MessageId},
+		{"Type", pub.Type}, {"UserId", pub.UserId}, {"AppId", pub.AppId},
+	} {
+		if len(f.v) > maxShortString {
+			return fmt.Errorf("%s is %d bytes, over the AMQP limit of %d", f.name, len(f.v), maxShortString)
+		}
+	}
+	return nil
+}
+
+func checkTableKeys(t amqp.Table) error {
+	for k, v := range t {
+		if len(k) > maxShortString {
+			return fmt.Errorf("header name %.40q... is %d bytes, over the AMQP limit of %d", k, len(k), maxShortString)
+		}
+		if nested, ok := v.(amqp.Table); ok {
+			if err := checkTableKeys(nested); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -48,6 +48,12 @@ type Options struct {
 
 	PayloadBytes int
 	FanoutQueues []int
+	// StreamSubscribers are the away-subscriber counts K of the streams
+	// scenario (ascending; the first is its anchor).
+	StreamSubscribers []int
+	// ConnectedTabs are the tab counts of the connected-K scenarios (tab
+	// queues vs one stream, Web-STOMP tabs acking).
+	ConnectedTabs []int
 
 	E2ERate   int           // offered msg/s in the end-to-end scenarios
 	E2EWarmup time.Duration // first messages not counted in the latencies
@@ -78,14 +84,16 @@ func DefaultOptions() Options {
 		QuietBudget: 10 * time.Minute,
 		Retries:     2,
 
-		BrokerIdleCores: 0.1,
-		BrokerSettle:    20 * time.Second,
-		PayloadBytes:    256,
-		FanoutQueues:    []int{1, 10, 100, 1000},
-		E2ERate:         1000,
-		E2EWarmup:       time.Second,
-		E2EWindow:       5 * time.Second,
-		E2EDrain:        20 * time.Second,
+		BrokerIdleCores:   0.1,
+		BrokerSettle:      20 * time.Second,
+		PayloadBytes:      256,
+		FanoutQueues:      []int{1, 10, 100, 1000},
+		StreamSubscribers: []int{1, 10, 100, 1000},
+		ConnectedTabs:     []int{10, 100, 1000},
+		E2ERate:           1000,
+		E2EWarmup:         time.Second,
+		E2EWindow:         5 * time.Second,
+		E2EDrain:          20 * time.Second,
 
 		E2ELatencyRuns: 5,
 	}
@@ -108,6 +116,8 @@ func (o *Options) ApplyShort() {
 	o.E2EWindow = 150 * time.Millisecond
 	o.E2EDrain = 20 * time.Second
 	o.E2ELatencyRuns = 1
+	o.StreamSubscribers = []int{1, 10}
+	o.ConnectedTabs = []int{2}
 }
 
 type kind int
@@ -116,6 +126,7 @@ const (
 	kindThroughput kind = iota
 	kindFanout
 	kindE2E
+	kindStreams
 )
 
 type targetDef struct {
@@ -131,6 +142,7 @@ type scenarioDef struct {
 	queues      int  // bound queues (throughput, fan-out)
 	tabQueues   bool // declared like a browser tab's SUBSCRIBE does
 	tabs        int  // e2e: connected tabs
+	rate        int  // e2e: offered msg/s instead of Options.E2ERate
 	contenders  []contender
 	e2e         []e2eContender
 	anchor      string // contender id the ×anchor column divides by
@@ -218,7 +230,8 @@ func scenarios(o *Options) []scenarioDef {
 			},
 		})
 	}
-	return out
+	out = append(out, streamsScenario(o))
+	return append(out, connectedScenarios(o)...)
 }
 
 func plural(n int, what string) string {
@@ -306,7 +319,8 @@ type ScenarioResult struct {
 	Anchor      string
 	Contenders  []*ContenderResult
 	Ratios      []Ratio
-	Errs        []error // setup/teardown errors
+	Notes       []string // extra result lines (streams: memory per away subscriber)
+	Errs        []error  // setup/teardown errors
 }
 
 func (s *ScenarioResult) contender(id string) *ContenderResult {
@@ -405,6 +419,8 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			runThroughput(ctx, &o, topo, meter, def, sr, e, prefix, progress)
 		case kindE2E:
 			runE2E(ctx, &o, topo, meter, def, sr, e, prefix, progress)
+		case kindStreams:
+			runStreams(ctx, &o, topo, meter, def, sr, e, prefix, progress)
 		}
 		sr.Ratios = ratios(def, sr)
 	}
@@ -433,13 +449,17 @@ func runThroughput(ctx context.Context, o *Options, topo *topology, meter *cpuMe
 			sr.Contenders = append(sr.Contenders, &ContenderResult{ID: c.id, Name: c.name, Shape: c.shape})
 		}
 	}
-	t0 := time.Now()
-	queues, err := topo.declareQueues(prefix, def.queues, prefix+".#", def.tabQueues)
-	if err != nil {
-		sr.Errs = append(sr.Errs, err)
-		return
+	var queues []string
+	if def.queues > 0 { // the streams scenario's contenders declare their own
+		t0 := time.Now()
+		var err error
+		queues, err = topo.declareQueues(prefix, def.queues, prefix+".#", def.tabQueues)
+		if err != nil {
+			sr.Errs = append(sr.Errs, err)
+			return
+		}
+		fmt.Fprintf(progress, "   declared %s in %v\n", plural(def.queues, "queue"), time.Since(t0).Round(time.Millisecond))
 	}
-	fmt.Fprintf(progress, "   declared %s in %v\n", plural(def.queues, "queue"), time.Since(t0).Round(time.Millisecond))
 	defer func() {
 		if err := topo.deleteQueues(queues); err != nil {
 			sr.Errs = append(sr.Errs, err)

@@ -19,9 +19,10 @@ import (
 // env is what a contender publishes to in one scenario.
 type env struct {
 	amqpURL  string
-	exchange string // durable topic exchange, same for every contender
-	key      string // routing key; the scenario's queues are bound to it
-	payload  []byte // the message body (256 bytes by default)
+	exchange string      // durable topic exchange, same for every contender
+	key      string      // routing key; the scenario's queues are bound to it
+	payload  []byte      // the message body (256 bytes by default)
+	streams  *streamsRun // the streams scenario's stream and away tabs
 }
 
 // instance is one connected contender, ready to publish.

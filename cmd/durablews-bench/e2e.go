@@ -26,6 +26,7 @@ import (
 type e2eContender struct {
 	id, name, shape string
 	start           func(ctx context.Context, e *env) (e2ePublisher, error)
+	stream          bool // the tabs read one broadcast stream instead of a queue each
 }
 
 type e2ePublisher interface {
@@ -208,6 +209,12 @@ func parseE2EBody(b []byte) (i int, sched int64, ok bool) {
 }
 
 func runE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter, def scenarioDef, sr *ScenarioResult, e *env, prefix string, progress io.Writer) {
+	if def.rate > 0 { // the scenario offers its own rate
+		orig, oc := o, *o
+		oc.E2ERate = def.rate
+		o = &oc
+		defer func() { orig.quietSpent = oc.quietSpent }()
+	}
 	var cs []e2eContender
 	for _, c := range def.e2e {
 		if selected(o, c.id) || c.id == def.anchor {
@@ -278,6 +285,14 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 	}
 	var ts []tabSub
 	var queues []string
+	stream := ""
+	if c.stream {
+		s, err := declareStream(ctx, topo, key, binding)
+		if err != nil {
+			return sample{}, err
+		}
+		stream, queues = s, append(queues, s)
+	}
 	defer func() {
 		for _, t := range ts {
 			_ = t.tab.Close()
@@ -293,10 +308,15 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 			cancel()
 			return sample{}, err
 		}
-		q := stomptab.RandomQueueName("bench")
-		topo.track(q)
-		queues = append(queues, q)
-		sub, err := tab.Subscribe(dctx, stomptab.Sub{Exchange: e.exchange, BindingKey: binding, QueueName: q, Expires: leakGuard})
+		var sub *stomptab.Subscription
+		if stream != "" {
+			sub, err = subscribeStream(dctx, tab, stream)
+		} else {
+			q := stomptab.RandomQueueName("bench")
+			topo.track(q)
+			queues = append(queues, q)
+			sub, err = tab.Subscribe(dctx, stomptab.Sub{Exchange: e.exchange, BindingKey: binding, QueueName: q, Expires: leakGuard})
+		}
 		cancel()
 		if err != nil {
 			tab.Drop()

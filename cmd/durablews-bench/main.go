@@ -16,6 +16,8 @@
 //	pipelined-q1/q10   batches of 100 from one goroutine; 16 goroutines × 1 message
 //	e2e-1tab/10tabs   publish → Web-STOMP → Go tab client (acking), fixed rate
 //	fanout-N           every message to N durable tab queues (-fanout)
+//	streams            K tab queues vs one stream, K away subscribers (-streams-k)
+//	connected-K        K Web-STOMP tabs (acking): a queue each vs one stream (-connected-k)
 //
 // See RESULTS.md next to this file for a full run and what bounds each figure.
 package main
@@ -52,6 +54,8 @@ func run(args []string) int {
 	e2eRuns := fs.Int("e2e-runs", 0, "runs of the 1-tab latency scenario, median reported (default 5; at least -runs)")
 	e2eRate := fs.Int("e2e-rate", 0, "offered msg/s in the end-to-end scenarios (default 1000)")
 	fanout := fs.String("fanout", "", "comma-separated tab-queue counts for the fan-out scenarios (default 1,10,100,1000)")
+	connectedK := fs.String("connected-k", "", "comma-separated tab counts K for the connected-K scenarios (default 10,100,1000; -short 2)")
+	streamsK := fs.String("streams-k", "", "comma-separated away-subscriber counts K for the streams scenario (default 1,10,100,1000; -short 1,10)")
 	payload := fs.Int("payload", 0, "message body size in bytes (default 256)")
 	scen := fs.String("scenarios", "", "regexp: run only matching scenarios (one-by-one-q1, pipelined-q10, e2e-10tabs, fanout-1000, ...)")
 	cont := fs.String("contenders", "", "regexp: run only matching contenders (durablews-16x1, wamqp-pool1-1x1, raw-inflight256, ...); each scenario's anchor always runs")
@@ -104,16 +108,19 @@ func run(args []string) int {
 	if *payload > 0 {
 		o.PayloadBytes = *payload
 	}
-	if *fanout != "" {
-		o.FanoutQueues = nil
-		for _, f := range strings.Split(*fanout, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 1 {
-				fmt.Fprintf(os.Stderr, "durablews-bench: -fanout: %q is not a positive number\n", f)
-				return 2
-			}
-			o.FanoutQueues = append(o.FanoutQueues, n)
+	for _, l := range []struct {
+		flag, value string
+		to          *[]int
+	}{{"fanout", *fanout, &o.FanoutQueues}, {"streams-k", *streamsK, &o.StreamSubscribers}, {"connected-k", *connectedK, &o.ConnectedTabs}} {
+		if l.value == "" {
+			continue
 		}
+		counts, err := parseCounts(l.value)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "durablews-bench: -%s: %v\n", l.flag, err)
+			return 2
+		}
+		*l.to = counts
 	}
 	var err error
 	if o.Scenarios, err = optRegexp(*scen); err != nil {
@@ -204,4 +211,17 @@ func optRegexp(s string) (*regexp.Regexp, error) {
 		return nil, nil
 	}
 	return regexp.Compile(s)
+}
+
+// parseCounts parses "1,10,100": ascending positive numbers.
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || (len(out) > 0 && n <= out[len(out)-1]) {
+			return nil, fmt.Errorf("%q: want ascending positive numbers, comma-separated", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

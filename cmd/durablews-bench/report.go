@@ -179,6 +179,12 @@ func (r *Report) Print(w io.Writer, markdown bool) {
 		fmt.Fprintln(w)
 	}
 	for _, s := range r.Scenarios {
+		for _, n := range s.Notes {
+			if markdown {
+				n = "- " + n
+			}
+			fmt.Fprintln(w, n)
+		}
 		for _, rt := range s.Ratios {
 			line := rt.String()
 			if markdown {

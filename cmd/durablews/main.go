@@ -1,7 +1,7 @@
 // Command durablews sets up, checks and pokes the RabbitMQ broker behind
 // durablews.
 //
-//	durablews setup   [flags]            declare the exchanges and the tab-queue policy (idempotent; -dry-run)
+//	durablews setup   [flags]            declare the exchanges, the tab-queue policy and -streams (idempotent; -dry-run)
 //	durablews doctor  [flags]            check the broker, plugins, Web-STOMP, exchanges, policy and tab queues
 //	durablews publish [flags] <topic> <routing-key> [payload|-]
 //	                                     publish one message and print its confirmation
@@ -54,7 +54,7 @@ type command struct {
 }
 
 var commands = []command{
-	{"setup", "declare the configured exchanges and apply the tab-queue policy (idempotent; -dry-run prints the changes)", runSetup},
+	{"setup", "declare the configured exchanges, apply the tab-queue policy, declare -streams (idempotent; -dry-run prints the changes)", runSetup},
 	{"doctor", "check broker, plugins, Web-STOMP, exchanges, tab-queue policy and tab queues; exit 1 if something is wrong", runDoctor},
 	{"publish", "publish one message: publish [flags] <topic> <routing-key> [payload|-]; prints the confirmation", runPublish},
 }

@@ -13,17 +13,28 @@ import (
 	rabbithole "github.com/michaelklishin/rabbit-hole/v3"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/broadcast"
 )
 
 const setupAbout = `Declares the configured exchanges (durable, of their kind) and applies the tab-queue policy
 (expires, max-length, overflow for queues matching -tab-queue-pattern) through the management
-HTTP API. Idempotent: what already matches is left alone. -dry-run prints what would change.
-An exchange that exists with another kind or durability is reported, never deleted.`
+HTTP API, and the broadcast streams of -streams with their retention and bindings.
+Idempotent: what already matches is left alone. -dry-run prints what would change.
+An exchange or stream that exists with other settings is reported, never deleted.`
 
 func runSetup(ctx context.Context, args []string, env lookupEnv, stdout, stderr io.Writer) int {
 	fs, o := newFlagSet("setup", "", setupAbout, stderr)
 	dryRun := fs.Bool("dry-run", false, "print what would change and change nothing")
+	sf := addStreamFlags(fs)
 	if err := parse(fs, o, args, env, stderr); err != nil {
+		return usageError(err, stderr)
+	}
+	defaultExchange := ""
+	if len(o.exchangeList) == 1 {
+		defaultExchange = o.exchangeList[0].Name
+	}
+	streams, err := sf.configs(defaultExchange)
+	if err != nil {
 		return usageError(err, stderr)
 	}
 	if fs.NArg() > 0 {
@@ -34,7 +45,7 @@ func runSetup(ctx context.Context, args []string, env lookupEnv, stdout, stderr 
 		fmt.Fprintf(stderr, "durablews setup: %v\n", err)
 		return exitFail
 	}
-	s := &setup{o: o, mc: mc, dryRun: *dryRun, out: stdout}
+	s := &setup{o: o, mc: mc, dryRun: *dryRun, out: stdout, streams: streams}
 	if err := s.run(ctx); err != nil {
 		fmt.Fprintf(stderr, "durablews setup: %v\n", err)
 		return exitFail
@@ -54,6 +65,7 @@ type setup struct {
 	o       *options
 	mc      *rabbithole.Client
 	dryRun  bool
+	streams []broadcast.Config
 	out     io.Writer
 	changes int
 	errs    []error
@@ -79,6 +91,9 @@ func (s *setup) run(ctx context.Context) error {
 		s.exchange(ex)
 	}
 	s.policy()
+	for _, st := range s.streams {
+		s.stream(st)
+	}
 
 	switch {
 	case len(s.errs) > 0:

@@ -1,0 +1,147 @@
+package durablews_test
+
+import (
+	"context"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/faultproxy"
+)
+
+// copyWithKey returns a copy of m (same UUID) with another routing key.
+func copyWithKey(m *message.Message, key string) *message.Message {
+	c := m.Copy()
+	c.Metadata.Set(durablews.RoutingKeyMetadataKey, key)
+	return c
+}
+
+// A return names the message id, exchange and routing key. Two copies of
+// one message (same UUID), one routed and one not, must each get their own
+// outcome, whether published in one call or in two concurrent calls.
+func TestPublish_MandatoryReturnMatchesTheRightCopy(t *testing.T) {
+	b := newBroker(t)
+	ex := uniqueName(t, "copies")
+	b.exchange(ex, "topic")
+	bound := b.queue(ex, "bound.#", nil)
+	cfg := durablews.NewConfig(amqpURL(), durablews.Exchange{Name: ex})
+	cfg.Mandatory = true
+	p := newPublisher(t, cfg)
+
+	for _, routedFirst := range []bool{true, false} {
+		routed := newMsg("bound.1")
+		lost := copyWithKey(routed, "nobody.listens")
+		batch, lostIdx := []*message.Message{routed, lost}, 1
+		if !routedFirst {
+			batch, lostIdx = []*message.Message{lost, routed}, 0
+		}
+		err := p.Publish(ex, batch...)
+		var pe *durablews.PublishError
+		require.ErrorAs(t, err, &pe, "routed first: %v", routedFirst)
+		require.Len(t, pe.Failed, 1, "%v", err)
+		assert.Equal(t, lostIdx, pe.Failed[0].Index, "the unroutable copy is the one reported: %v", err)
+		assert.ErrorIs(t, pe.Failed[0].Err, durablews.ErrUnroutable)
+		assert.Contains(t, pe.Failed[0].Err.Error(), "nobody.listens")
+		assert.Equal(t, []string{routed.UUID}, pe.Confirmed)
+	}
+	assert.Len(t, b.drain(bound), 2)
+
+	// Two concurrent calls, one copy each.
+	for range 20 {
+		routed := newMsg("bound.2")
+		lost := copyWithKey(routed, "nobody.listens")
+		var wg sync.WaitGroup
+		var routedErr, lostErr error
+		wg.Add(2)
+		go func() { defer wg.Done(); routedErr = p.Publish(ex, routed) }()
+		go func() { defer wg.Done(); lostErr = p.Publish(ex, lost) }()
+		wg.Wait()
+		require.NoError(t, routedErr, "the routed copy was confirmed")
+		require.ErrorIs(t, lostErr, durablews.ErrUnroutable)
+	}
+	assert.Len(t, b.drain(bound), 20)
+}
+
+// proxied returns amqpURL() with its host replaced by addr.
+func proxied(t *testing.T, addr string) string {
+	u, err := url.Parse(amqpURL())
+	require.NoError(t, err)
+	u.Host = addr
+	return u.String()
+}
+
+func brokerAddr(t *testing.T) string {
+	u, err := url.Parse(amqpURL())
+	require.NoError(t, err)
+	return u.Host
+}
+
+// Returns of publishes given up (their context was cancelled before the
+// confirm) arrive later. They must neither be blamed on a later publish of
+// the same message nor fill a buffer and stall the connection's reader
+// (amqp091-go then blocks 5 s per return and drops it).
+func TestPublish_ReturnsOfAbandonedPublishesAreDropped(t *testing.T) {
+	b := newBroker(t)
+	ex := uniqueName(t, "abandoned")
+	b.exchange(ex, "topic")
+	bound := b.queue(ex, "bound.#", nil)
+	proxy, err := faultproxy.New(brokerAddr(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+
+	cfg := durablews.NewConfig(proxied(t, proxy.Addr()), durablews.Exchange{Name: ex})
+	cfg.Mandatory = true
+	cfg.MaxInFlight = 4
+	cfg.ConfirmTimeout = 20 * time.Second
+	p := newPublisher(t, cfg)
+	require.NoError(t, p.Publish(ex, newMsg("bound.warmup")))
+
+	// While the link is stalled, five calls each send four unroutable
+	// messages and give up on them: 20 returns will arrive at once, far
+	// more than MaxInFlight.
+	proxy.Stall(true)
+	reused := newMsg("nobody.listens")
+	for call := range 5 {
+		ctx, cancel := context.WithCancel(context.Background())
+		batch := make([]*message.Message, 4)
+		for i := range batch {
+			batch[i] = newMsg("nobody.listens")
+			if call == 0 && i == 0 {
+				batch[i] = reused
+			}
+			batch[i].SetContext(ctx)
+		}
+		done := make(chan error, 1)
+		go func() { done <- p.Publish(ex, batch...) }()
+		require.Eventually(t, func() bool { return p.InFlight() == 4 }, 5*time.Second, time.Millisecond)
+		cancel()
+		select {
+		case err := <-done:
+			require.ErrorIs(t, err, context.Canceled)
+		case <-time.After(5 * time.Second):
+			t.Fatal("Publish did not return after its messages' context was cancelled")
+		}
+	}
+	proxy.Stall(false)
+
+	// The same message, now to a bound key: confirmed, not blamed for the
+	// stale return of its abandoned copy.
+	start := time.Now()
+	require.NoError(t, p.Publish(ex, copyWithKey(reused, "bound.1")))
+	t.Logf("publish after 20 abandoned returns took %v", time.Since(start).Round(time.Millisecond))
+	// Returns are still attributed to the right messages afterwards.
+	routed, lost := newMsg("bound.2"), newMsg("nobody.listens")
+	err = p.Publish(ex, routed, lost)
+	var pe *durablews.PublishError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, []string{routed.UUID}, pe.Confirmed)
+	assert.Equal(t, []string{lost.UUID}, pe.NotConfirmed())
+	assert.ErrorIs(t, err, durablews.ErrUnroutable)
+	assert.Equal(t, 3, b.count(bound))
+}
