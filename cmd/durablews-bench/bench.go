@@ -55,10 +55,14 @@ type Options struct {
 	// queues vs one stream, Web-STOMP tabs acking).
 	ConnectedTabs []int
 
-	E2ERate   int           // offered msg/s in the end-to-end scenarios
-	E2EWarmup time.Duration // first messages not counted in the latencies
-	E2EWindow time.Duration // measured part
-	E2EDrain  time.Duration // how long to wait for tabs to catch up after the last publish
+	E2ERate int // offered msg/s in the end-to-end scenarios
+	// SaturationRate is the offered load, in deliveries/s over all tabs,
+	// of the connected-K-sat scenarios: above what the broker can deliver,
+	// so that delivered/s is its ceiling.
+	SaturationRate int
+	E2EWarmup      time.Duration // first messages not counted in the latencies
+	E2EWindow      time.Duration // measured part
+	E2EDrain       time.Duration // how long to wait for tabs to catch up after the last publish
 	// E2ELatencyRuns: runs of the 1-tab latency scenario (at least Runs).
 	E2ELatencyRuns int
 
@@ -91,6 +95,7 @@ func DefaultOptions() Options {
 		StreamSubscribers: []int{1, 10, 100, 1000},
 		ConnectedTabs:     []int{10, 100, 1000},
 		E2ERate:           1000,
+		SaturationRate:    20000,
 		E2EWarmup:         time.Second,
 		E2EWindow:         5 * time.Second,
 		E2EDrain:          20 * time.Second,
@@ -112,6 +117,7 @@ func (o *Options) ApplyShort() {
 	o.QuietWait = 0
 	o.Retries = 0
 	o.E2ERate = 200
+	o.SaturationRate = 1000
 	o.E2EWarmup = 50 * time.Millisecond
 	o.E2EWindow = 150 * time.Millisecond
 	o.E2EDrain = 20 * time.Second
@@ -143,6 +149,7 @@ type scenarioDef struct {
 	tabQueues   bool // declared like a browser tab's SUBSCRIBE does
 	tabs        int  // e2e: connected tabs
 	rate        int  // e2e: offered msg/s instead of Options.E2ERate
+	saturate    bool // e2e: offered above capacity; rate over all deliveries, broker memory per tab
 	contenders  []contender
 	e2e         []e2eContender
 	anchor      string // contender id the ×anchor column divides by
@@ -254,6 +261,7 @@ type sample struct {
 	P50, P99  time.Duration
 	Backlog   int // deliveries still missing when the drain timeout ran out
 	Published int64
+	TabKiB    float64 // saturation: broker memory per connected tab (node-wide growth ÷ tabs)
 }
 
 // ContenderResult is every run of one contender in one scenario.
@@ -288,6 +296,7 @@ func (c *ContenderResult) Median() (sample, bool) {
 		P50:     time.Duration(med(func(s sample) float64 { return float64(s.P50) })),
 		P99:     time.Duration(med(func(s sample) float64 { return float64(s.P99) })),
 		Backlog: int(med(func(s sample) float64 { return float64(s.Backlog) })),
+		TabKiB:  med(func(s sample) float64 { return s.TabKiB }),
 		CPU: cpuUse{
 			Client:      med(func(s sample) float64 { return s.CPU.Client }),
 			Broker:      med(func(s sample) float64 { return s.CPU.Broker }),

@@ -243,7 +243,7 @@ func runE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter, de
 			for attempt := 0; ; attempt++ {
 				waitQuiet(ctx, o, meter, progress)
 				pprof.Do(ctx, pprof.Labels("scenario", def.name, "contender", cs[i].id), func(ctx context.Context) {
-					s, err = measureE2E(ctx, o, topo, meter, cs[i], def.tabs, e, fmt.Sprintf("%s.r%d%d%d", prefix, r, i, attempt))
+					s, err = measureE2E(ctx, o, topo, meter, cs[i], def.tabs, def.saturate, e, fmt.Sprintf("%s.r%d%d%d", prefix, r, i, attempt))
 				})
 				if !disturbed(o, err, s, attempt, cs[i].id, progress) {
 					break
@@ -256,8 +256,8 @@ func runE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter, de
 				continue
 			}
 			cr.Samples = append(cr.Samples, s)
-			fmt.Fprintf(progress, "   run %d/%d %-20s offered %6.0f msg/s  delivered %7.0f msg/s  p50 %6.2f ms  p99 %7.2f ms  backlog %d  cpu client %.2f broker %.2f other %.2f\n",
-				r+1, runs, cs[i].id, s.Offered, s.Rate, ms(s.P50), ms(s.P99), s.Backlog, s.CPU.Client, s.CPU.Broker, s.CPU.Other)
+			fmt.Fprintf(progress, "   run %d/%d %-20s offered %6.0f msg/s  delivered %7.0f msg/s  p50 %6.2f ms  p99 %7.2f ms  backlog %d  broker KiB/tab %s  cpu client %.2f broker %.2f other %.2f\n",
+				r+1, runs, cs[i].id, s.Offered, s.Rate, ms(s.P50), ms(s.P99), s.Backlog, tabKiB(s.TabKiB), s.CPU.Client, s.CPU.Broker, s.CPU.Other)
 		}
 	}
 }
@@ -265,16 +265,22 @@ func runE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter, de
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 type tabResult struct {
-	lats []time.Duration
-	got  int // deliveries, all messages
-	last time.Time
-	err  error
+	lats    []time.Duration
+	got     int // deliveries, all messages
+	last    time.Time
+	lastAny time.Time // last delivery of any message, warm-up included
+	err     error
 }
 
 // measureE2E opens tabs (each a Web-STOMP connection with a durable
 // per-tab queue, like the browser client), publishes rate msg/s for
 // warm-up + window, and records when each tab received each message.
-func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter, c e2eContender, tabs int, base *env, key string) (sample, error) {
+//
+// saturate: the offered load is above what the broker delivers, so the
+// rate is every delivery (warm-up included) from the first send to the
+// last delivery, and the broker's memory is read before and after the tabs
+// connect (node-wide, lowest of five readings; 10 s more per measurement).
+func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter, c e2eContender, tabs int, saturate bool, base *env, key string) (sample, error) {
 	e := *base
 	e.key = key + ".m"
 	binding := key + ".#"
@@ -301,6 +307,17 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 			_ = topo.deleteQueues(queues)
 		}
 	}()
+	var mem *brokerMemory
+	var memBefore float64
+	if saturate {
+		var err error
+		if mem, err = newBrokerMemory(ctx, o.AMQPURL); err == nil {
+			memBefore, err = mem.used(ctx)
+		}
+		if err != nil {
+			return sample{}, fmt.Errorf("broker memory before the tabs connect: %w", err)
+		}
+	}
 	for range tabs {
 		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		tab, err := stomptab.Dial(dctx, stomptab.Options{URL: o.WSURL})
@@ -323,6 +340,14 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 			return sample{}, err
 		}
 		ts = append(ts, tabSub{tab, sub})
+	}
+	tabKiB := 0.0
+	if saturate {
+		memTabs, err := mem.used(ctx)
+		if err != nil {
+			return sample{}, fmt.Errorf("broker memory with %d tabs connected: %w", tabs, err)
+		}
+		tabKiB = (memTabs - memBefore) / float64(tabs) / 1024
 	}
 
 	pub, err := c.start(ctx, &e)
@@ -364,6 +389,7 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 					res.last = now
 				}
 				res.got++
+				res.lastAny = now
 				if err := ts[t].sub.Ack(m); err != nil {
 					res.err = err
 					return
@@ -411,8 +437,8 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 		return sample{}, fmt.Errorf("publish: %d of %d confirmed", confirmed, n)
 	}
 	var all []time.Duration
-	var last time.Time
-	backlog := 0
+	var last, lastAny time.Time
+	backlog, delivered := 0, 0
 	var errs []error
 	for _, r := range results {
 		if r.err != nil {
@@ -422,7 +448,11 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 		if r.last.After(last) {
 			last = r.last
 		}
+		if r.lastAny.After(lastAny) {
+			lastAny = r.lastAny
+		}
 		backlog += n - r.got
+		delivered += r.got
 	}
 	if len(errs) > 0 {
 		return sample{}, fmt.Errorf("tab: %w", errors.Join(errs...))
@@ -435,8 +465,13 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 		k := int(float64(len(all))*p+0.999999) - 1
 		return all[max(0, min(k, len(all)-1))]
 	}
+	rate := float64(len(all)) / last.Sub(firstMeasured).Seconds()
+	if saturate {
+		rate = float64(delivered) / lastAny.Sub(start).Seconds()
+	}
 	return sample{
-		Rate:      float64(len(all)) / last.Sub(firstMeasured).Seconds(),
+		Rate:      rate,
+		TabKiB:    tabKiB,
 		Msgs:      int64(len(all)),
 		Offered:   float64(n-warm) / pubEnd.Sub(firstMeasured).Seconds(),
 		P50:       pct(0.50),

@@ -18,6 +18,7 @@
 //	fanout-N           every message to N durable tab queues (-fanout)
 //	streams            K tab queues vs one stream, K away subscribers (-streams-k)
 //	connected-K        K Web-STOMP tabs (acking): a queue each vs one stream (-connected-k)
+//	connected-K-sat    the same above capacity (-saturation-rate): deliveries/s ceiling, broker KiB per tab
 //
 // See RESULTS.md next to this file for a full run and what bounds each figure.
 package main
@@ -53,6 +54,7 @@ func run(args []string) int {
 	e2eDur := fs.Duration("e2e-duration", 0, "measured part of each end-to-end run (default 5s)")
 	e2eRuns := fs.Int("e2e-runs", 0, "runs of the 1-tab latency scenario, median reported (default 5; at least -runs)")
 	e2eRate := fs.Int("e2e-rate", 0, "offered msg/s in the end-to-end scenarios (default 1000)")
+	satRate := fs.Int("saturation-rate", 0, "offered deliveries/s (all tabs) in the connected-K-sat scenarios (default 20000; -short 1000)")
 	fanout := fs.String("fanout", "", "comma-separated tab-queue counts for the fan-out scenarios (default 1,10,100,1000)")
 	connectedK := fs.String("connected-k", "", "comma-separated tab counts K for the connected-K scenarios (default 10,100,1000; -short 2)")
 	streamsK := fs.String("streams-k", "", "comma-separated away-subscriber counts K for the streams scenario (default 1,10,100,1000; -short 1,10)")
@@ -104,6 +106,9 @@ func run(args []string) int {
 	}
 	if *e2eRate > 0 {
 		o.E2ERate = *e2eRate
+	}
+	if *satRate > 0 {
+		o.SaturationRate = *satRate
 	}
 	if *payload > 0 {
 		o.PayloadBytes = *payload

@@ -103,7 +103,7 @@ func (r *Report) Print(w io.Writer, markdown bool) {
 	}
 
 	tp := &table{head: []string{"scenario", "contender", "shape", "msg/s", "min–max", "× anchor", "allocs/msg", "B/msg", "client µs/msg", "client CPU", "broker CPU", "other CPU"}}
-	e2e := &table{head: []string{"scenario", "contender", "shape", "offered msg/s", "delivered msg/s (all tabs)", "p50 ms", "p99 ms", "p99 × anchor", "backlog", "client CPU", "broker CPU", "other CPU"}}
+	e2e := &table{head: []string{"scenario", "contender", "shape", "offered msg/s", "delivered msg/s (all tabs)", "p50 ms", "p99 ms", "p99 × anchor", "backlog", "broker KiB/tab", "client CPU", "broker CPU", "other CPU"}}
 	for _, s := range r.Scenarios {
 		anchor := s.contender(s.Anchor)
 		var as sample
@@ -126,7 +126,7 @@ func (r *Report) Print(w io.Writer, markdown bool) {
 					errText = "ERROR: " + c.Errs[0].Error()
 				}
 				if s.Kind == kindE2E {
-					e2e.add(s.Name, name, c.Shape, errText, "", "", "", "", "", "", "", "")
+					e2e.add(s.Name, name, c.Shape, errText, "", "", "", "", "", "", "", "", "")
 				} else {
 					tp.add(s.Name, name, c.Shape, errText, "", "", "", "", "", "", "", "")
 				}
@@ -139,7 +139,7 @@ func (r *Report) Print(w io.Writer, markdown bool) {
 				if aok && as.P99 > 0 {
 					ratio = fmt.Sprintf("%.2f", float64(med.P99)/float64(as.P99))
 				}
-				e2e.add(s.Name, name, c.Shape, num(med.Offered), num(med.Rate), fmt.Sprintf("%.2f", ms(med.P50)), fmt.Sprintf("%.2f", ms(med.P99)), ratio, fmt.Sprint(med.Backlog), cl, br, ot)
+				e2e.add(s.Name, name, c.Shape, num(med.Offered), num(med.Rate), fmt.Sprintf("%.2f", ms(med.P50)), fmt.Sprintf("%.2f", ms(med.P99)), ratio, fmt.Sprint(med.Backlog), tabKiB(med.TabKiB), cl, br, ot)
 			default:
 				lo, hi := c.RangeRate()
 				ratio := "-"
@@ -237,4 +237,12 @@ func (rt Ratio) String() string {
 		verdict = "PASS"
 	}
 	return fmt.Sprintf("ratio: %s: %s: %s (%s) %s", rt.Scenario, rt.Label, what, target, verdict)
+}
+
+// tabKiB is the broker-memory-per-tab cell ("-" where not measured).
+func tabKiB(k float64) string {
+	if k == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", k)
 }

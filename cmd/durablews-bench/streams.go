@@ -380,25 +380,39 @@ func streamE2E() e2eContender {
 }
 
 // connectedScenarios: K connected Web-STOMP tabs (acking each message),
-// each with its own queue vs all reading one stream. The offered rate is
-// o.E2ERate deliveries/s in total (o.E2ERate/K messages/s), so that every
-// K is measured at the same delivery load.
+// each with its own queue vs all reading one stream, twice per K:
+// connected-K at o.E2ERate deliveries/s in total (o.E2ERate/K messages/s,
+// the same delivery load at every K) for the latencies, and
+// connected-K-sat at o.SaturationRate deliveries/s, above what the broker
+// delivers, for its ceiling and the broker memory per connected tab.
 func connectedScenarios(o *Options) []scenarioDef {
 	var out []scenarioDef
 	for _, k := range o.ConnectedTabs {
-		// At least 10 messages over warm-up and window, or there is nothing to measure.
-		rate := max(o.E2ERate/k, int(math.Ceil(10/(o.E2EWarmup+o.E2EWindow).Seconds())))
-		out = append(out, scenarioDef{
-			name:  fmt.Sprintf("connected-%d", k),
-			title: fmt.Sprintf("%s connected over Web-STOMP (acking), %d msg/s offered (%d deliveries/s): tab queues vs one stream", plural(k, "tab"), rate, rate*k),
-			kind:  kindE2E, tabs: k, rate: rate,
-			e2e:    []e2eContender{durablewsE2E(), streamE2E()},
-			anchor: "durablews-e2e",
-			targets: []targetDef{
-				{num: "durablews-stream-e2e", den: "durablews-e2e", metric: "p99", label: fmt.Sprintf("end-to-end p99, one stream vs %s", plural(k, "tab queue"))},
-				{num: "durablews-stream-e2e", den: "durablews-e2e", metric: "rate", label: fmt.Sprintf("deliveries/s, one stream vs %s", plural(k, "tab queue"))},
-			},
-		})
+		for _, sat := range []bool{false, true} {
+			total, name, what := o.E2ERate, fmt.Sprintf("connected-%d", k), "p99"
+			if sat {
+				total, name, what = o.SaturationRate, name+"-sat", "rate"
+			}
+			// At least 10 messages over warm-up and window, or there is nothing to measure.
+			rate := max(total/k, int(math.Ceil(10/(o.E2EWarmup+o.E2EWindow).Seconds())))
+			title := fmt.Sprintf("%s connected over Web-STOMP (acking), %d msg/s offered (%d deliveries/s): tab queues vs one stream", plural(k, "tab"), rate, rate*k)
+			if sat {
+				title += "; saturation: delivered/s = every delivery ÷ first send to last delivery"
+			}
+			targets := []targetDef{{num: "durablews-stream-e2e", den: "durablews-e2e", metric: "rate", label: fmt.Sprintf("deliveries/s, one stream vs %s", plural(k, "tab queue"))}}
+			if what == "p99" {
+				targets = append([]targetDef{{num: "durablews-stream-e2e", den: "durablews-e2e", metric: "p99", label: fmt.Sprintf("end-to-end p99, one stream vs %s", plural(k, "tab queue"))}}, targets...)
+			} else {
+				targets[0].label += " (saturation)"
+			}
+			out = append(out, scenarioDef{
+				name: name, title: title,
+				kind: kindE2E, tabs: k, rate: rate, saturate: sat,
+				e2e:     []e2eContender{durablewsE2E(), streamE2E()},
+				anchor:  "durablews-e2e",
+				targets: targets,
+			})
+		}
 	}
 	return out
 }
