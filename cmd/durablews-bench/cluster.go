@@ -57,11 +57,20 @@ type queueKind struct {
 	args func() amqp.Table
 }
 
+// tabQueueArgs are the arguments tabsession declares a tab queue with
+// (default QueueMaxLength), so both columns measure the same queue and
+// differ only in x-queue-type.
+func tabQueueArgs() amqp.Table {
+	return amqp.Table{"x-expires": int64(3600000), "x-max-length": int64(10000),
+		"x-overflow": "drop-head", "x-single-active-consumer": true}
+}
+
 var queueKinds = []queueKind{
-	{"classic", func() amqp.Table { return amqp.Table{"x-expires": int64(3600000)} }},
+	{"classic", tabQueueArgs},
 	{"quorum", func() amqp.Table {
-		return amqp.Table{"x-queue-type": "quorum", "x-expires": int64(3600000),
-			"x-max-length": int64(10000), "x-overflow": "drop-head", "x-single-active-consumer": true}
+		a := tabQueueArgs()
+		a["x-queue-type"] = "quorum"
+		return a
 	}},
 }
 
