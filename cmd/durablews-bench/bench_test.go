@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
 )
 
 func amqpURL() string {
@@ -159,5 +163,34 @@ func TestRatioVerdicts(t *testing.T) {
 	}
 	if !got[4].Missing {
 		t.Error("a missing contender must give a MISSING ratio")
+	}
+}
+
+// TestCheckFDs: a connected-K measurement that would run the broker out of
+// file descriptors is refused before any tab connects, with what to do.
+func TestCheckFDs(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/nodes/rabbit@x" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprint(w, `{"fd_used":200,"fd_total":1024}`)
+	}))
+	defer srv.Close()
+	m := &brokerMemory{base: srv.URL, node: "rabbit@x"}
+	ctx := context.Background()
+	for _, c := range []struct {
+		tabs   int
+		stream bool
+		ok     bool
+	}{{100, false, true}, {700, false, true}, {1000, false, false}, {200, true, true}, {300, true, false}} {
+		err := m.checkFDs(ctx, c.tabs, c.stream)
+		if c.ok {
+			require.NoError(t, err, "%d tabs, stream %v", c.tabs, c.stream)
+			continue
+		}
+		require.Error(t, err, "%d tabs, stream %v", c.tabs, c.stream)
+		require.Contains(t, err.Error(), "200 of 1024 in use")
+		require.Contains(t, err.Error(), "-connected-k")
 	}
 }

@@ -309,13 +309,16 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 	}()
 	var mem *brokerMemory
 	var memBefore float64
-	if saturate {
+	if saturate || tabs > 10 {
 		var err error
 		if mem, err = newBrokerMemory(ctx, o.AMQPURL); err == nil {
+			err = mem.checkFDs(ctx, tabs, c.stream)
+		}
+		if err == nil && saturate {
 			memBefore, err = mem.used(ctx)
 		}
 		if err != nil {
-			return sample{}, fmt.Errorf("broker memory before the tabs connect: %w", err)
+			return sample{}, fmt.Errorf("before the tabs connect: %w", err)
 		}
 	}
 	for range tabs {

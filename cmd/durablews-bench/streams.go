@@ -370,6 +370,39 @@ func (m *brokerMemory) queueProcesses(ctx context.Context, names []string) (floa
 	return sum, nil
 }
 
+// fdsFor is a conservative count of the broker file descriptors k
+// connected tabs hold: a socket each, and for a stream reader also the
+// segment and index files it reads the log from (each consumer opens its
+// own).
+func fdsFor(k int, stream bool) int {
+	if stream {
+		return 3 * k
+	}
+	return k
+}
+
+// checkFDs fails when tabs connected tabs would not fit in the broker's
+// file descriptors (management API fd_total/fd_used, 100 kept spare). A
+// broker that runs out (the default ulimit -n 1024 with ~1,000 tabs)
+// does not just refuse connections: RabbitMQ 3.10.8's memory monitor
+// crashes on EMFILE and the node stops declaring queues until restarted,
+// for every client of it.
+func (m *brokerMemory) checkFDs(ctx context.Context, tabs int, stream bool) error {
+	var n struct {
+		FDUsed  int `json:"fd_used"`
+		FDTotal int `json:"fd_total"`
+	}
+	if err := m.get(ctx, "/api/nodes/"+url.PathEscape(m.node), &n); err != nil {
+		return err
+	}
+	if need := fdsFor(tabs, stream); n.FDTotal > 0 && n.FDUsed+need > n.FDTotal-100 {
+		return fmt.Errorf("%d tabs need about %d file descriptors on the broker, which has %d of %d in use: "+
+			"raise the broker's open-files limit (ulimit -n / LimitNOFILE, then restart it) or pass a smaller -connected-k",
+			tabs, need, n.FDUsed, n.FDTotal)
+	}
+	return nil
+}
+
 func mib(b float64) string { return strconv.FormatFloat(b/(1<<20), 'f', 1, 64) }
 
 // streamE2E is durablewsE2E publishing into a stream the tabs read.
