@@ -55,6 +55,10 @@ type Options struct {
 	// queues vs one stream, Web-STOMP tabs acking).
 	ConnectedTabs []int
 
+	// MgmtURL is the broker's management API ("" = the AMQP URL's host,
+	// port 15672; credentials always from the AMQP URL).
+	MgmtURL string
+
 	E2ERate int // offered msg/s in the end-to-end scenarios
 	// SaturationRate is the offered load, in deliveries/s over all tabs,
 	// of the connected-K-sat scenarios: above what the broker can deliver,

@@ -35,6 +35,7 @@ func TestBenchShort(t *testing.T) {
 	if u := os.Getenv("DURABLEWS_WS_URL"); u != "" {
 		o.WSURL = u
 	}
+	o.MgmtURL = os.Getenv("DURABLEWS_MGMT_URL")
 	var progress bytes.Buffer
 	o.Progress = &progress
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)

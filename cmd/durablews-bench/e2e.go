@@ -311,7 +311,7 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 	var memBefore float64
 	if saturate || tabs > 10 {
 		var err error
-		if mem, err = newBrokerMemory(ctx, o.AMQPURL); err == nil {
+		if mem, err = newBrokerMemory(ctx, o.AMQPURL, o.MgmtURL); err == nil {
 			err = mem.checkFDs(ctx, tabs, c.stream)
 		}
 		if err == nil && saturate {

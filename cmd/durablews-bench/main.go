@@ -8,6 +8,7 @@
 //	go run ./cmd/durablews-bench -markdown       # README-ready tables
 //	go run ./cmd/durablews-bench -scenarios 'pipelined' -contenders 'durablews|raw' -cpuprofile cpu.out
 //	go run ./cmd/durablews-bench -cluster        # classic vs quorum tab queues on a private 3-node cluster (cluster.go)
+//	go run ./cmd/durablews-bench -private-broker -scenarios connected   # on a private node (its own open-files limit)
 //
 // Scenarios (each on fresh queues, contenders interleaved and rotated
 // across runs, median of -runs reported):
@@ -27,6 +28,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"regexp"
@@ -35,6 +37,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/durablews/durablews/internal/testbroker"
 )
 
 func main() {
@@ -47,6 +51,8 @@ func run(args []string) int {
 	short := fs.Bool("short", false, "smoke run: 1 run, a handful of messages per contender (for CI; numbers are meaningless)")
 	fs.StringVar(&o.AMQPURL, "amqp", envOr("DURABLEWS_AMQP_URL", o.AMQPURL), "AMQP URL of the broker")
 	fs.StringVar(&o.WSURL, "ws", envOr("DURABLEWS_WS_URL", o.WSURL), "Web-STOMP URL of the same broker")
+	fs.StringVar(&o.MgmtURL, "mgmt", envOr("DURABLEWS_MGMT_URL", ""), "management API of the same broker (default: the AMQP host, port 15672)")
+	private := fs.Bool("private-broker", false, "start a private RabbitMQ node (internal/testbroker: management, Web-STOMP, the open-files limit of this shell) and run the scenarios on it instead of -amqp/-ws/-mgmt")
 	runs := fs.Int("runs", 0, "repetitions per contender, median reported (default 3; -short 1)")
 	dur := fs.Duration("duration", 0, "measured window per contender and run (default 2s; -short 50ms)")
 	warm := fs.Duration("warmup", 0, "publishing before each window opens (default 500ms)")
@@ -183,6 +189,19 @@ func run(args []string) int {
 	// Ctrl-C stops the run and still deletes what it created.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *private {
+		logw := o.Progress
+		if logw == nil {
+			logw = io.Discard
+		}
+		n, err := testbroker.StartNode(testbroker.Options{NamePrefix: "dwsbench", Logf: func(f string, a ...any) { fmt.Fprintf(logw, f+"\n", a...) }})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "durablews-bench: -private-broker: %v\n", err)
+			return 1
+		}
+		defer n.Close()
+		o.AMQPURL, o.WSURL, o.MgmtURL = n.AMQPURL(), n.WebSTOMPURL(), n.ManagementURL()
+	}
 	rep, err := Run(ctx, o)
 	if rep != nil {
 		rep.Print(os.Stdout, *markdown)

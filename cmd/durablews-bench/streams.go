@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,7 +187,7 @@ func runStreams(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 	e.streams = s
 
 	kmax := o.StreamSubscribers[len(o.StreamSubscribers)-1]
-	mem, err := newBrokerMemory(ctx, o.AMQPURL)
+	mem, err := newBrokerMemory(ctx, o.AMQPURL, o.MgmtURL)
 	if err == nil {
 		var lines []string
 		lines, err = s.memoryPerSubscriber(ctx, mem, kmax)
@@ -207,15 +208,18 @@ type brokerMemory struct {
 	node             string
 }
 
-// newBrokerMemory uses the management API on the AMQP URL's host, port
-// 15672, with the AMQP URL's credentials.
-func newBrokerMemory(ctx context.Context, amqpURL string) (*brokerMemory, error) {
+// newBrokerMemory uses the management API at mgmtURL ("" = the AMQP URL's
+// host, port 15672), with the AMQP URL's credentials.
+func newBrokerMemory(ctx context.Context, amqpURL, mgmtURL string) (*brokerMemory, error) {
 	u, err := url.Parse(amqpURL)
 	if err != nil {
 		return nil, err
 	}
 	pw, _ := u.User.Password()
-	m := &brokerMemory{base: "http://" + net.JoinHostPort(u.Hostname(), "15672"), user: u.User.Username(), pass: pw}
+	if mgmtURL == "" {
+		mgmtURL = "http://" + net.JoinHostPort(u.Hostname(), "15672")
+	}
+	m := &brokerMemory{base: strings.TrimRight(mgmtURL, "/"), user: u.User.Username(), pass: pw}
 	var ov struct {
 		Node string `json:"node"`
 	}
