@@ -64,6 +64,18 @@ type Config struct {
 	// 500 (logged, not shown to the client). Required.
 	Bindings func(ctx context.Context, user string) ([]Binding, error)
 
+	// Streams, optional, returns the broadcast streams (see package
+	// broadcast) the user's tabs may read. Every session grants all of them:
+	// the token gets read on each, and the session lists them. Declare them
+	// first (broadcast.Declare): Prepare fails with 500 on a stream that
+	// does not exist. An error wrapping ErrForbidden is HTTP 403, another
+	// error HTTP 500. Nil grants no streams.
+	Streams func(ctx context.Context, user string) ([]string, error)
+	// StreamEndWait bounds how long Prepare waits for each granted stream's
+	// end position (broadcast.EndPosition, all streams at once); an empty
+	// stream always takes this long. Default broadcast.DefaultEndWait.
+	StreamEndWait time.Duration
+
 	// SigningKey is the HS256 key shared with the broker's
 	// rabbitmq_auth_backend_oauth2 (at least MinSigningKeyBytes; see
 	// LoadSigningKey). Required.
@@ -138,6 +150,9 @@ func (c Config) Validate() error {
 	}
 	if c.Bindings == nil {
 		bad("Bindings is nil: give a func that returns the exchange/key bindings a user may have")
+	}
+	if c.StreamEndWait < 0 {
+		bad("StreamEndWait %v is negative: give how long Prepare waits for a stream's end, or 0 for the default", c.StreamEndWait)
 	}
 	if len(c.SigningKey) < MinSigningKeyBytes {
 		bad("SigningKey is %d bytes; need at least %d (the broker's HS256 key; see LoadSigningKey)", len(c.SigningKey), MinSigningKeyBytes)
