@@ -64,6 +64,9 @@ type appConfig struct {
 	// Exchange is the durable topic exchange events are published to and
 	// browser tabs bind their queues to.
 	Exchange string
+	// Stream is the broadcast stream of announcements every page shows
+	// (declared at startup, bound to Exchange with key announcementsKey).
+	Stream string
 	// WebDir is the browser client's directory (durablews.js and
 	// node_modules/@stomp/stompjs), served under /web/.
 	WebDir string
@@ -111,6 +114,7 @@ func defaultAppConfig() appConfig {
 		AMQPURL:         "amqp://guest:guest@127.0.0.1:5672/",
 		WebSTOMPURL:     "ws://127.0.0.1:15674/ws",
 		Exchange:        "durablews-demo",
+		Stream:          "durablews-demo.announcements",
 		WebDir:          "web",
 		BrowserLogin:    "guest",
 		BrowserPasscode: "guest",
@@ -131,6 +135,7 @@ func (c *appConfig) setDefaults() {
 	set(&c.AMQPURL, d.AMQPURL)
 	set(&c.WebSTOMPURL, d.WebSTOMPURL)
 	set(&c.Exchange, d.Exchange)
+	set(&c.Stream, d.Stream)
 	set(&c.WebDir, d.WebDir)
 	set(&c.BrowserLogin, d.BrowserLogin)
 	set(&c.BrowserPasscode, d.BrowserPasscode)
@@ -187,7 +192,7 @@ func newApp(cfg appConfig) (*app, error) {
 	// Browser tabs bind their queues to the exchange as soon as they open,
 	// and the Publisher declares it only on its first publish: declare it now
 	// (same arguments as the Publisher) so a tab opened first can subscribe.
-	if err := declareExchange(cfg.AMQPURL, cfg.Exchange); err != nil {
+	if err := declareTopology(cfg); err != nil {
 		return nil, err
 	}
 	a := &app{cfg: cfg, logger: cfg.Logger, runDone: make(chan struct{})}
@@ -288,6 +293,8 @@ func newTabSessions(cfg appConfig) (*tabsession.Handler, error) {
 		Bindings: func(_ context.Context, customer string) ([]tabsession.Binding, error) {
 			return []tabsession.Binding{{Exchange: cfg.Exchange, Key: "customer." + customer + ".#"}}, nil
 		},
+		// Every customer reads the announcements stream.
+		Streams: func(context.Context, string) ([]string, error) { return []string{cfg.Stream}, nil },
 	}, cfg.Logger)
 }
 
@@ -330,8 +337,10 @@ func checkWebDir(dir string) error {
 	return nil
 }
 
-func declareExchange(url, name string) error {
-	conn, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+// declareTopology declares the exchange and the announcements stream bound
+// to it.
+func declareTopology(cfg appConfig) error {
+	conn, err := amqp.DialConfig(cfg.AMQPURL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
 		return fmt.Errorf("cannot connect to RabbitMQ (run `make broker`): %w", err)
 	}
@@ -340,10 +349,13 @@ func declareExchange(url, name string) error {
 	if err != nil {
 		return fmt.Errorf("open AMQP channel: %w", err)
 	}
-	if err := ch.ExchangeDeclare(name, durablews.KindTopic, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("declare exchange %q: %w", name, err)
+	if err := ch.ExchangeDeclare(cfg.Exchange, durablews.KindTopic, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %q: %w", cfg.Exchange, err)
 	}
-	return ch.Close()
+	if err := ch.Close(); err != nil {
+		return err
+	}
+	return declareAnnouncements(conn, cfg)
 }
 
 func routingKey(customer, eventType string) (string, error) {
@@ -418,6 +430,7 @@ func (a *app) settle(h message.HandlerFunc) message.HandlerFunc {
 //	POST /api/login      the demo's pretend login: sets the customer cookie
 //	POST /api/tab-session tabsession.Handler (not in Trusted mode)
 //	POST /api/events     publish test events; returns their UUIDs once confirmed
+//	POST /api/announcements publish an announcement to the broadcast stream
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(staticFiles, "static")
@@ -441,6 +454,7 @@ func (a *app) routes() http.Handler {
 		mux.Handle(tabSessionPath, a.sessions)
 	}
 	mux.HandleFunc("POST /api/events", a.handleEvents)
+	mux.HandleFunc("POST /api/announcements", a.handleAnnounce)
 	return mux
 }
 
@@ -491,6 +505,7 @@ type browserConfig struct {
 	Login          string   `json:"login,omitempty"`
 	Passcode       string   `json:"passcode,omitempty"`
 	Exchange       string   `json:"exchange"`
+	Stream         string   `json:"stream"`
 	QueueExpiresMs int      `json:"queueExpiresMs"`
 	EventTypes     []string `json:"eventTypes"`
 }
@@ -500,6 +515,7 @@ func (a *app) handleConfig(w http.ResponseWriter, _ *http.Request) {
 		Mode:           "session",
 		SessionURL:     tabSessionPath,
 		Exchange:       a.cfg.Exchange,
+		Stream:         a.cfg.Stream,
 		QueueExpiresMs: a.cfg.QueueExpiresMs,
 		EventTypes:     demoEvents,
 	}
@@ -510,6 +526,7 @@ func (a *app) handleConfig(w http.ResponseWriter, _ *http.Request) {
 			Login:          a.cfg.BrowserLogin,
 			Passcode:       a.cfg.BrowserPasscode,
 			Exchange:       a.cfg.Exchange,
+			Stream:         a.cfg.Stream,
 			QueueExpiresMs: a.cfg.QueueExpiresMs,
 			EventTypes:     demoEvents,
 		}

@@ -101,6 +101,7 @@ func TestBrowser(t *testing.T) {
 		AMQPURL:     h.amqpURL,
 		WebSTOMPURL: h.wsURL,
 		Exchange:    h.exchange,
+		Stream:      h.exchange + ".announcements",
 		WebDir:      "../web",
 		SigningKey:  key,
 		KeyID:       oauthbroker.KeyID,
@@ -141,6 +142,7 @@ func TestBrowser(t *testing.T) {
 	t.Run("b3_queue_lost", h.testQueueLost)
 	t.Run("c_two_tabs_and_other_customer", h.testTwoTabs)
 	t.Run("d_other_customers_binding_refused", h.testForeignBinding)
+	t.Run("e_announcements_survive_reloads", h.testAnnouncements)
 	if path := os.Getenv("DURABLEWS_DEMO_SCREENSHOT"); path != "" {
 		t.Run("docs_screenshot", func(t *testing.T) { h.docsScreenshot(t, path) })
 	}
