@@ -7,7 +7,8 @@
 // bindings the user may have (Config.Bindings), declares the tab's queue
 // with the service's own AMQP user — durable, x-expires,
 // x-single-active-consumer, bounded by x-max-length with drop-head — binds
-// it, and returns a short-lived JWT whose only scope is read on that queue.
+// it, and returns a short-lived JWT whose only scope is read on that queue
+// (and on the broadcast streams Config.Streams allows).
 // RabbitMQ's OAuth 2 backend verifies the token
 // (scripts/rabbitmq-tab-sessions.sh configures a broker). A tab holding it
 // can consume and ack its queue, and nothing else: no declare, no bind, no
@@ -58,7 +59,9 @@
 //	  "expires_in":  600,                             // seconds from now
 //	  "renew_in":    450,                             // renew after this many seconds
 //	  "bindings":    [{"exchange": "events", "key": "customer.42.#"}],
-//	  "queue_created": false                          // true: the queue did not exist
+//	  "queue_created": false,                         // true: the queue did not exist
+//	  "streams":     [{"name": "prices", "destination": "/amq/queue/prices",
+//	                   "start": {"last": 1234}}]      // only with Config.Streams; start: Prepare only
 //	}
 //
 // The queue name is tab-<16 hex of HMAC-SHA256(Config.QueueNameKey,
@@ -106,6 +109,40 @@
 // rendering, before loading the state, and embed the Session in the page;
 // the browser client starts from it (web/README.md), so every event
 // published after Prepare is delivered, once. See the example of Prepare.
+//
+// # Broadcast streams
+//
+// What many tabs share (prices, a tenant's feed, announcements) belongs on
+// a RabbitMQ stream (package broadcast), not in every tab's queue.
+// Config.Streams names the streams a user's tabs may read:
+//
+//	Streams: func(ctx context.Context, user string) ([]string, error) {
+//		return []string{"announcements", "tenant-" + tenantOf(user)}, nil
+//	},
+//
+// Every session of the user then grants all of them: the token gets one
+// more scope per stream, read on that stream and nothing else (no declare,
+// no bind, no publish), and the session lists them as "streams" with the
+// destination the browser client subscribes to (subscribe({stream})). A
+// client cannot ask for more: the request has no streams field (it is
+// refused as unknown), and the broker refuses a SUBSCRIBE to any stream the
+// token does not name. Stream names are 1 to 255 of [A-Za-z0-9_.-] and may
+// not start with "tab-" (the tab queues' names); the callback returning
+// another name is a 500.
+//
+// Prepare also puts each stream's current end in the session
+// ("start", broadcast.EndPosition, one AMQP consumer per stream, all at
+// once, waiting up to Config.StreamEndWait on an empty stream): a page that
+// embeds it receives everything published to the stream after it was
+// rendered. Endpoint answers carry no start: a tab resumes at the offset it
+// kept itself (browser client: sessionStorage), and a tab without one
+// starts where its page said (or at "next"). A stream that does not exist
+// makes Prepare fail with 500: declare it first (broadcast.Declare).
+//
+// Read access is per stream: every reader gets every message of a stream
+// (RabbitMQ 3.10.8 cannot filter a stream per consumer). Keep private
+// events on the tab's queue (Bindings); grant streams only to audiences
+// that share everything in them.
 //
 // # CSRF
 //
