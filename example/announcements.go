@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -58,24 +57,16 @@ type announcement struct {
 // RabbitMQ confirmed that the stream stored it. A real application would
 // check that the caller may announce; the demo lets anyone.
 func (a *app) handleAnnounce(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Text string `json:"text"`
+	text, ok := readField(w, r, "text", 4<<10)
+	if !ok {
+		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad JSON body: " + err.Error()})
-			return
-		}
-	} else {
-		req.Text = r.FormValue("text")
-	}
-	req.Text = strings.TrimSpace(req.Text)
-	if req.Text == "" || !utf8.ValidString(req.Text) || utf8.RuneCountInString(req.Text) > maxAnnouncementRunes {
+	text = strings.TrimSpace(text)
+	if text == "" || !utf8.ValidString(text) || utf8.RuneCountInString(text) > maxAnnouncementRunes {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("text: want 1 to %d characters of UTF-8", maxAnnouncementRunes)})
 		return
 	}
-	payload, err := json.Marshal(announcement{Text: req.Text, At: time.Now().UTC()})
+	payload, err := json.Marshal(announcement{Text: text, At: time.Now().UTC()})
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return

@@ -303,24 +303,39 @@ func newTabSessions(cfg appConfig) (*tabsession.Handler, error) {
 // endpoint authenticates. Anyone can be any customer here; it stands in for
 // the application's real login and session check.
 func (a *app) handleLogin(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Customer string `json:"customer"`
+	customer, ok := readField(w, r, "customer", 1<<10)
+	if !ok {
+		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<10)
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad JSON: " + err.Error()})
-			return
-		}
-	} else {
-		req.Customer = r.FormValue("customer")
-	}
-	if !customerRE.MatchString(req.Customer) {
+	if !customerRE.MatchString(customer) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "customer must be 1-32 of A-Z a-z 0-9 _ -"})
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: req.Customer, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
-	writeJSON(w, http.StatusOK, map[string]string{"customer": req.Customer})
+	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: customer, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	writeJSON(w, http.StatusOK, map[string]string{"customer": customer})
+}
+
+// readField reads the one field of a small request body: JSON
+// {"<name>": "..."} or a form field of that name, at most limit bytes. On a
+// malformed body it answers 400 itself and returns false.
+func readField(w http.ResponseWriter, r *http.Request, name string, limit int64) (string, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		return r.FormValue(name), true
+	}
+	var body map[string]json.RawMessage
+	var v string
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad JSON: " + err.Error()})
+		return "", false
+	}
+	if raw, ok := body[name]; ok {
+		if err := json.Unmarshal(raw, &v); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("bad JSON: %s: %v", name, err)})
+			return "", false
+		}
+	}
+	return v, true
 }
 
 // checkWebDir fails with what to run when the browser client or its
