@@ -123,13 +123,18 @@ func (h *harness) announce(t *testing.T, what string, n int) []string {
 	t.Helper()
 	ids := make([]string, n)
 	for i := range ids {
-		id, err := h.postAnnouncement(what + " " + strconv.Itoa(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = id
+		ids[i] = h.postAnnouncementOK(t, what+" "+strconv.Itoa(i))
 	}
 	return ids
+}
+
+func (h *harness) postAnnouncementOK(t *testing.T, text string) string {
+	t.Helper()
+	id, err := h.postAnnouncement(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 func (h *harness) postAnnouncement(text string) (string, error) {

@@ -381,7 +381,7 @@ func (h *harness) testForeignBinding(t *testing.T) {
 // with the demo's own exchange: a few live events, then Drop connection while
 // events flow and more during the cut. Events in flight when the socket
 // closes come back marked redelivered; it tries a few fresh tabs until one
-// shows that.
+// shows that. Two announcements fill the feed column.
 func (h *harness) docsScreenshot(t *testing.T, path string) {
 	exchange := defaultAppConfig().Exchange
 	a, err := newApp(appConfig{Addr: "127.0.0.1:0", AMQPURL: h.amqpURL, WebSTOMPURL: h.app.cfg.WebSTOMPURL,
@@ -396,8 +396,11 @@ func (h *harness) docsScreenshot(t *testing.T, path string) {
 	if err := a.Start(); err != nil {
 		t.Fatal(err)
 	}
+	news := []string{d.postAnnouncementOK(t, "New: live order tracking for every customer"),
+		d.postAnnouncementOK(t, "Maintenance tonight 22:00-22:15 UTC: tabs reconnect by themselves")}
 	for attempt := 1; ; attempt++ {
 		tab := d.openTab(t, "42", url.Values{"cut": {"2000"}})
+		tab.waitFeed(t, news)
 		ids := d.publish(t, "42", 1)
 		ids = append(ids, d.publish(t, "42", 2)...)
 		tab.waitShown(t, ids)

@@ -433,7 +433,7 @@ function footer() {
     return;
   }
   const how = sessionMode
-    ? `declared by the server for the customer you logged in as, read with a token that can read only this queue`
+    ? `declared by the server for the customer you logged in as, read with a token that can read only this queue and the announcements stream`
     : `declared by this page (TRUSTED MODE: shared guest credentials)`;
   $('footer').textContent =
     `This tab reads queue ${sub.queueName ?? '(none yet)'}, bound to exchange ${cfg.exchange} with key ${bindKey ?? `customer.${customer}.#`} ` +
