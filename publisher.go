@@ -1,6 +1,7 @@
 package durablews
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -38,11 +39,14 @@ const maxChannelRetries = 3
 // an error saying it does not exist) and republishes what was lost.
 //
 // When the connection is lost, the publisher reconnects in the background
-// with back-off, moving on to the next of Config.URLs. Messages whose
-// confirm was lost with the connection are republished on the new
-// connection (at-least-once: the browser client drops the duplicate by its
-// amqp-message-id) until Config.ConfirmTimeout runs out; then Publish
-// returns an error naming them. Nothing is dropped silently.
+// with back-off, moving on to the next of Config.URLs (shuffled once per
+// Publisher unless Config.KeepURLOrder is set) and running Config.OnConnect
+// on the new connection. Messages whose confirm was lost with the
+// connection are republished on the new connection (at-least-once: the
+// browser client drops the duplicate by its amqp-message-id) until
+// Config.ConfirmTimeout runs out; then Publish returns an error naming
+// them. With Config.RetryNacks, nacked messages are sent again the same
+// way. Nothing is dropped silently.
 type Publisher struct {
 	cfg    Config
 	logger watermill.LoggerAdapter
@@ -61,21 +65,30 @@ type Publisher struct {
 	closed   bool
 	calls    sync.WaitGroup // Publish calls in progress
 	closing  chan struct{}
+	ctx      context.Context // ends on Close; passed to Config.OnConnect
+	cancel   context.CancelFunc
 	runDone  chan struct{}
 	once     sync.Once
 }
 
 var _ message.Publisher = (*Publisher)(nil)
 
-// NewPublisher connects to the first reachable broker of config.URLs and
-// returns a Publisher. It fails fast: if no broker answers it returns an
-// error naming each URL and why, and starts nothing. A nil logger logs
-// nothing.
+// NewPublisher connects to the first reachable broker of config.URLs
+// (shuffled unless config.KeepURLOrder is set) that passes
+// config.OnConnect, and returns a Publisher. It fails fast: if no broker
+// answers it returns an error naming each URL and why, and starts nothing.
+// A nil logger logs nothing.
 func NewPublisher(config Config, logger watermill.LoggerAdapter) (*Publisher, error) {
 	config = config.clone() // the caller may change its maps and slices afterwards
 	config.setDefaults()
 	if err := config.Validate(); err != nil {
 		return nil, err
+	}
+	if !config.KeepURLOrder {
+		// Publishers given the same list spread over the nodes.
+		rand.Shuffle(len(config.URLs), func(i, j int) {
+			config.URLs[i], config.URLs[j] = config.URLs[j], config.URLs[i]
+		})
 	}
 	if logger == nil {
 		logger = watermill.NopLogger{}
@@ -91,9 +104,12 @@ func NewPublisher(config Config, logger watermill.LoggerAdapter) (*Publisher, er
 		closing: make(chan struct{}),
 		runDone: make(chan struct{}),
 	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(p.ctx, config.ConfirmTimeout)
+	defer cancel()
 	var errs []string
 	for i, u := range config.URLs {
-		s, err := dialSession(&p.cfg, u, logger)
+		s, err := p.connect(ctx, u)
 		if err != nil {
 			errs = append(errs, err.Error())
 			continue
@@ -103,6 +119,7 @@ func NewPublisher(config Config, logger watermill.LoggerAdapter) (*Publisher, er
 		go p.run(i)
 		return p, nil
 	}
+	p.cancel()
 	return nil, fmt.Errorf("durablews: cannot connect to any broker (is RabbitMQ running, reachable within Config.DialTimeout, and are the credentials right?): %s", strings.Join(errs, "; "))
 }
 
@@ -133,7 +150,7 @@ func (p *Publisher) run(urlIdx int) {
 			}
 			urlIdx = (urlIdx + 1) % len(p.cfg.URLs)
 			u := p.cfg.URLs[urlIdx]
-			ns, err := dialSession(&p.cfg, u, p.logger)
+			ns, err := p.connect(p.ctx, u)
 			if err != nil {
 				p.logger.Error("Reconnect failed", err, watermill.LogFields{"attempt": attempt + 1, "retry_in": p.cfg.Reconnect.Delay(attempt + 1).String()})
 				continue
@@ -148,6 +165,30 @@ func (p *Publisher) run(urlIdx int) {
 			break
 		}
 	}
+}
+
+// connect dials u and runs Config.OnConnect on the new connection; a
+// session that fails it is closed.
+func (p *Publisher) connect(ctx context.Context, u string) (*session, error) {
+	s, err := dialSession(&p.cfg, u, p.logger)
+	if err != nil || p.cfg.OnConnect == nil {
+		return s, err
+	}
+	if err := p.onConnect(ctx, s.conn); err != nil {
+		_ = s.close()
+		return nil, fmt.Errorf("Config.OnConnect on %s: %w", redactURL(u), err)
+	}
+	return s, nil
+}
+
+func (p *Publisher) onConnect(ctx context.Context, conn *amqp.Connection) (err error) {
+	defer func() {
+		// A user hook must not take the publisher down.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panicked: %v", r)
+		}
+	}()
+	return p.cfg.OnConnect(ctx, conn)
 }
 
 // session returns a live session other than avoid, waiting for a reconnect
@@ -172,11 +213,12 @@ func (p *Publisher) session(deadline <-chan time.Time, avoid *session) (*session
 
 // outgoing is one prepared message of a Publish call.
 type outgoing struct {
-	idx  int
-	msg  *message.Message
-	key  string
-	pub  amqp.Publishing
-	sent bool // sent at least once: the broker may have it
+	idx   int
+	msg   *message.Message
+	key   string
+	pub   amqp.Publishing
+	sent  bool // sent at least once: the broker may have it
+	nacks int  // times the broker nacked it (Config.RetryNacks)
 }
 
 // flight is a sent message awaiting its confirm.
@@ -192,7 +234,9 @@ type flight struct {
 // a *PublishError listing the confirmed UUIDs and, for each other message,
 // why it was not confirmed (ErrNacked, ErrUnroutable, ErrConfirmTimeout,
 // ErrConnectionLost, ErrInvalidMessage, ErrNotSent, ErrPublisherClosed or
-// the message context's error).
+// the message context's error). With Config.RetryNacks a nacked message
+// is sent again until ConfirmTimeout, and fails with ErrNacked only if the
+// broker was still nacking it then.
 //
 // Publish with no messages returns nil and does nothing, as Watermill
 // publishers do. The topic is looked up in Config.Exchanges, then in
@@ -264,12 +308,25 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			failOut(out, results, err)
 			break
 		}
-		retry, chanErr := p.pipeline(s, cc, topic, ex, out, results, timer.C)
-		out = retry
+		retry, nacked, chanErr := p.pipeline(s, cc, topic, ex, out, results, timer.C)
+		if len(nacked) > 0 {
+			// "Not now" on a cluster: a quorum queue without a leader.
+			p.retried(topic, len(nacked), ErrNacked)
+			if err := p.sleep(nackBackoff(nacked), timer.C); err != nil {
+				failNacked(nacked, results, err)
+				failOut(retry, results, err)
+				break
+			}
+		}
+		out = append(retry, nacked...)
 		if len(out) == 0 {
 			break
 		}
-		p.logRepublish(topic, out, chanErr)
+		if len(retry) == 0 {
+			avoid = nil // only nacks: the same connection if it lives
+			continue
+		}
+		p.logRepublish(topic, retry, chanErr)
 		if s.dead() {
 			avoid = s
 			continue
@@ -317,7 +374,8 @@ func (p *Publisher) sleep(d time.Duration, deadline <-chan time.Time) error {
 }
 
 // logRepublish logs, at debug, that messages whose confirm was lost with a
-// channel or the connection are about to be sent again.
+// channel or the connection are about to be sent again, and tells a
+// RetryObserver.
 func (p *Publisher) logRepublish(topic string, out []outgoing, chanErr *amqp.Error) {
 	n := 0
 	for _, o := range out {
@@ -329,10 +387,47 @@ func (p *Publisher) logRepublish(topic string, out []outgoing, chanErr *amqp.Err
 		return
 	}
 	fields := watermill.LogFields{"topic": topic, "messages": n}
+	reason := ErrConnectionLost
 	if chanErr != nil {
 		fields["reason"] = chanErr.Error()
+		reason = fmt.Errorf("%w: %w", ErrConnectionLost, chanErr)
 	}
 	p.logger.Debug("Republishing messages whose confirm was lost", fields)
+	p.retried(topic, n, reason)
+}
+
+// retried tells the Observer, if it is a RetryObserver, that messages are
+// sent again.
+func (p *Publisher) retried(topic string, messages int, reason error) {
+	if ro, ok := p.cfg.Observer.(RetryObserver); ok {
+		ro.Retried(topic, messages, reason)
+	}
+}
+
+// nackBackoff is the wait before nacked messages are sent again: 20 ms
+// doubling with the most nacks any of them had, up to 1.28 s, jittered so
+// that callers nacked together do not come back together. A leader
+// election takes seconds; the cap keeps the retries going often enough to
+// catch the new leader soon.
+func nackBackoff(nacked []outgoing) time.Duration {
+	n := 0
+	for _, o := range nacked {
+		n = max(n, o.nacks)
+	}
+	d := 20 * time.Millisecond << min(max(n-1, 0), 6)
+	return d/2 + rand.N(d/2+1)
+}
+
+// failNacked ends nacked messages that will not be sent again: err says
+// why (ErrConfirmTimeout: the deadline came first; ErrPublisherClosed).
+func failNacked(nacked []outgoing, results []error, err error) {
+	for _, o := range nacked {
+		why := "Config.ConfirmTimeout ran out before the broker took it"
+		if !errors.Is(err, ErrConfirmTimeout) {
+			why = "not retried: " + err.Error()
+		}
+		results[o.idx] = fmt.Errorf("%w (%d times; %s)", ErrNacked, o.nacks, why)
+	}
 }
 
 // errReconnect marks a round trip that failed because the connection is
@@ -458,8 +553,9 @@ func (p *Publisher) prepare(topic string, ex Exchange, msgs []*message.Message, 
 // pipeline sends out on cc with many messages in flight and collects their
 // confirms in order. It returns the messages to send again on another
 // channel (their confirm was lost with cc or the connection, or cc closed
-// before they were sent) and, when the broker closed cc, why.
-func (p *Publisher) pipeline(s *session, cc *confirmChannel, topic string, ex Exchange, out []outgoing, results []error, deadline <-chan time.Time) (retry []outgoing, chanErr *amqp.Error) {
+// before they were sent), those the broker nacked when Config.RetryNacks
+// is on, and, when the broker closed cc, why.
+func (p *Publisher) pipeline(s *session, cc *confirmChannel, topic string, ex Exchange, out []outgoing, results []error, deadline <-chan time.Time) (retry, nacked []outgoing, chanErr *amqp.Error) {
 	queue := make([]flight, 0, min(len(out), p.cfg.MaxInFlight))
 	release := func() { <-p.slots }
 	next := 0
@@ -525,6 +621,9 @@ func (p *Publisher) pipeline(s *session, cc *confirmChannel, topic string, ex Ex
 				if e := cc.closeReason(); e != nil {
 					chanErr = e
 				}
+			case p.cfg.RetryNacks:
+				f.out.nacks++
+				nacked = append(nacked, *f.out)
 			default:
 				results[f.out.idx] = ErrNacked
 			}
@@ -535,17 +634,19 @@ func (p *Publisher) pipeline(s *session, cc *confirmChannel, topic string, ex Ex
 			cc.abandon(f.ret)
 			results[f.out.idx] = fmt.Errorf("message context done before the confirm (the broker may still deliver it): %w", f.out.msg.Context().Err())
 		case <-closing:
+			failNacked(nacked, results, ErrPublisherClosed)
 			p.abandon(cc, queue, out[next:], retry, results, ErrPublisherClosed, "closed while the broker blocked the connection")
-			return nil, nil
+			return nil, nil, nil
 		case <-deadline:
+			failNacked(nacked, results, ErrConfirmTimeout)
 			p.abandon(cc, queue, out[next:], retry, results, ErrConfirmTimeout, "")
-			return nil, nil
+			return nil, nil, nil
 		}
 	}
 	if chanErr == nil && cc.isClosed() {
 		chanErr = cc.closeReason() // closed before any confirm of ours told us why
 	}
-	return retry, chanErr
+	return retry, nacked, chanErr
 }
 
 // abandon ends a pipeline early with reason: the messages in flight get
@@ -634,6 +735,7 @@ func (p *Publisher) Close() error {
 		p.closed = true
 		p.closedMu.Unlock()
 		close(p.closing)
+		p.cancel()
 		p.calls.Wait()
 		<-p.runDone
 		p.mu.Lock()
