@@ -20,7 +20,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durablews/durablews"
-	"github.com/durablews/durablews/internal/faultproxy"
 )
 
 // retryCounter is a RetryObserver counting retried sends by reason.
@@ -41,15 +40,21 @@ func newRetryCounter() *retryCounter {
 	return &retryCounter{Observer: durablews.NewMetrics(durablews.Config{}, durablews.MetricsOptions{})}
 }
 
-func TestPublish_RetryNacksUntilTheQueueHasRoom(t *testing.T) {
+// fullQueueConfig binds a reject-publish queue of maxLen messages, which
+// nacks what it has no room for, and returns a config with RetryNacks.
+func fullQueueConfig(t *testing.T, maxLen int32, timeout time.Duration) (*broker, string, string, durablews.Config) {
 	b := newBroker(t)
 	ex := uniqueName(t, "renack")
 	b.exchange(ex, "topic")
-	q := b.queue(ex, "#", amqp.Table{"x-max-length": int32(2), "x-overflow": "reject-publish"})
-
+	q := b.queue(ex, "#", amqp.Table{"x-max-length": maxLen, "x-overflow": "reject-publish"})
 	cfg := durablews.NewConfig(amqpURL(), durablews.Exchange{Name: ex})
 	cfg.RetryNacks = true
-	cfg.ConfirmTimeout = 20 * time.Second
+	cfg.ConfirmTimeout = timeout
+	return b, ex, q, cfg
+}
+
+func TestPublish_RetryNacksUntilTheQueueHasRoom(t *testing.T) {
+	b, ex, q, cfg := fullQueueConfig(t, 2, 20*time.Second)
 	rc := newRetryCounter()
 	cfg.Observer = rc
 	p := newPublisher(t, cfg)
@@ -78,14 +83,7 @@ func TestPublish_RetryNacksUntilTheQueueHasRoom(t *testing.T) {
 }
 
 func TestPublish_RetryNacksFailsWithErrNackedAtTheDeadline(t *testing.T) {
-	b := newBroker(t)
-	ex := uniqueName(t, "renack-deadline")
-	b.exchange(ex, "topic")
-	q := b.queue(ex, "#", amqp.Table{"x-max-length": int32(1), "x-overflow": "reject-publish"})
-
-	cfg := durablews.NewConfig(amqpURL(), durablews.Exchange{Name: ex})
-	cfg.RetryNacks = true
-	cfg.ConfirmTimeout = time.Second
+	b, ex, q, cfg := fullQueueConfig(t, 1, time.Second)
 	p, _, reg := metricsPublisher(t, cfg)
 
 	msgs := []*message.Message{newMsg("k"), newMsg("k"), newMsg("k")}
@@ -117,9 +115,7 @@ func TestPublish_ConnectionLossIsReportedAsRetried(t *testing.T) {
 	ex := uniqueName(t, "relost")
 	b.exchange(ex, "topic")
 	q := b.queue(ex, "#", nil)
-	proxy, err := faultproxy.New(brokerAddr(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
+	proxy := brokerProxy(t)
 	proxy.SetLatency(50 * time.Millisecond) // confirms are still out when the cut comes
 
 	cfg := durablews.NewConfig(proxied(t, proxy.Addr()), durablews.Exchange{Name: ex})
@@ -144,13 +140,7 @@ func TestPublish_ConnectionLossIsReportedAsRetried(t *testing.T) {
 }
 
 func TestPublisher_ShufflesURLsUnlessKeepURLOrder(t *testing.T) {
-	newProxy := func() *faultproxy.Proxy {
-		p, err := faultproxy.New(brokerAddr(t))
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = p.Close() })
-		return p
-	}
-	a, b := newProxy(), newProxy()
+	a, b := brokerProxy(t), brokerProxy(t)
 	ex := uniqueName(t, "shuffle")
 	newBroker(t).exchange(ex, "topic")
 	const publishers = 16
@@ -187,9 +177,7 @@ func TestPublisher_OnConnectRunsBeforeRepublishing(t *testing.T) {
 	ex := uniqueName(t, "onconnect")
 	b.exchange(ex, "topic")
 	q := b.queue(ex, "#", nil)
-	proxy, err := faultproxy.New(brokerAddr(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
+	proxy := brokerProxy(t)
 
 	var calls atomic.Int64
 	gate := make(chan struct{})

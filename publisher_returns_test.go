@@ -82,6 +82,13 @@ func brokerAddr(t *testing.T) string {
 	return u.Host
 }
 
+// brokerProxy returns a fault proxy in front of the shared broker, closed
+// when the test ends.
+func brokerProxy(t *testing.T) *faultproxy.Proxy {
+	proxy := brokerProxy(t)
+	return proxy
+}
+
 // Returns of publishes given up (their context was cancelled before the
 // confirm) arrive later. They must neither be blamed on a later publish of
 // the same message nor fill a buffer and stall the connection's reader
@@ -91,9 +98,7 @@ func TestPublish_ReturnsOfAbandonedPublishesAreDropped(t *testing.T) {
 	ex := uniqueName(t, "abandoned")
 	b.exchange(ex, "topic")
 	bound := b.queue(ex, "bound.#", nil)
-	proxy, err := faultproxy.New(brokerAddr(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
+	proxy := brokerProxy(t)
 
 	cfg := durablews.NewConfig(proxied(t, proxy.Addr()), durablews.Exchange{Name: ex})
 	cfg.Mandatory = true
@@ -137,7 +142,7 @@ func TestPublish_ReturnsOfAbandonedPublishesAreDropped(t *testing.T) {
 	t.Logf("publish after 20 abandoned returns took %v", time.Since(start).Round(time.Millisecond))
 	// Returns are still attributed to the right messages afterwards.
 	routed, lost := newMsg("bound.2"), newMsg("nobody.listens")
-	err = p.Publish(ex, routed, lost)
+	err := p.Publish(ex, routed, lost)
 	var pe *durablews.PublishError
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, []string{routed.UUID}, pe.Confirmed)
