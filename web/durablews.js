@@ -17,15 +17,22 @@ import {
   normalizeRetry,
   normalizeSessionSpec,
   normalizeSpec,
+  normalizeStreamSpec,
   normalizeTimeout,
   onClaim,
+  parsePosition,
   parseSession,
   queueName,
   routingKeyOf,
   topicMatcher,
   sessionErrorIsFatal,
   sessionSubscribeHeaders,
+  streamDestination,
+  streamOffsetOf,
+  streamStep,
+  streamSubscribeHeaders,
   subscribeHeaders,
+  urlList,
 } from './internal.js';
 
 /** Random id of this document; claims from the same document are ignored. */
@@ -53,6 +60,10 @@ const CHANNEL_NAME = 'durablews.tab-claims';
  *   least the shortest subscription's expiresMs (the queue has expired, or is
  *   about to); a deleted or lost queue cannot be seen there.
  *
+ * @property {string} [url] 'connected': the Web-STOMP URL of this connection;
+ *   'reconnecting': the URL of the attempt that ended (the next attempt uses
+ *   the next URL of the list)
+ *
  * @property {'pagehide'|'freeze'} [reason] 'closed' only: the page was hidden
  *   (navigation, back/forward cache) or frozen; the client connects again by
  *   itself on pageshow/resume
@@ -69,15 +80,32 @@ const CHANNEL_NAME = 'durablews.tab-claims';
  * @property {string} routingKey    the routing key it was published with ('' if unknown)
  * @property {boolean} redelivered  the broker delivered it before (unacked then)
  * @property {string} subscription the subscription name
+ * @property {number} [offset]     stream subscriptions: the message's offset in the stream
+ * @property {string} [stream]     stream subscriptions: the stream's name
  *
  * @typedef {'ack'|'park'|'retry'} FailureAction
  *   what happens to a message whose handler failed retry.attempts times:
  *   'ack' acknowledge and drop it; 'park' NACK it without requeue (the broker
  *   dead-letters it to the queue's dead-letter exchange, or discards it) and go
- *   on; 'retry' keep it and try another round
+ *   on; 'retry' keep it and try another round. On a stream (which cannot take
+ *   a NACK) 'park' acks it and moves on: the stream still holds it at
+ *   msg.offset, so the page may keep that offset and read it again elsewhere
+ *
+ * @typedef {'next'|'first'|{last: number}|{timestamp: number}|{first: true}} StartPosition
+ *   where a stream subscription starts when the tab has no offset for it yet:
+ *   the JSON of the Go side's broadcast.Position ({last: N}: the page's state
+ *   includes offset N; {timestamp: S}: unix seconds), or 'next'/'first'
  *
  * @typedef {object} SubscribeOptions
- * @property {string} name  [A-Za-z0-9_.-], unique per client, part of the queue name
+ * @property {string} [name]  [A-Za-z0-9_.-], unique per client, part of the queue
+ *   name; required except for streams (default: the stream's name)
+ * @property {string} [stream]  subscribe to this RabbitMQ stream (a broadcast
+ *   many tabs share) instead of a per-tab queue: resumes at the offset this tab
+ *   handled last (sessionStorage), reports a 'gap' when retention removed what
+ *   it missed, never NACKs; both modes (tab-session mode: the session must
+ *   grant it, see README)
+ * @property {StartPosition} [start]  streams: where to start while the tab has
+ *   no offset (default: the session's start for the stream, else 'next')
  * @property {string} [exchange]    headers mode: the exchange (must exist)
  * @property {string} [bindingKey]  headers mode: e.g. 'customer.42.#' ('' for fanout)
  * @property {number} [expiresMs]   headers mode: x-expires of the queue (default 3600000)
@@ -103,6 +131,17 @@ const CHANNEL_NAME = 'durablews.tab-claims';
  * @property {number} unrouted   acked because no handler or pattern wanted them
  * @property {number} acked      ACK frames sent
  * @property {number} stale      dropped because their connection ended (the broker redelivers them)
+ * @property {number} skipped    streams: acked without handling, offset already handled (a resume repeats the last one)
+ * @property {number} gaps       streams: gaps reported (see the 'gap' event)
+ *
+ * @typedef {object} GapEvent  the 'gap' event: offsets `from`..`to` of `stream`
+ *   may have held messages this tab will never get (retention removed them while
+ *   it was away); the subscription carries on at `to + 1`. Offsets are not
+ *   dense: a range says "possibly lost", not how many
+ * @property {string} subscription
+ * @property {string} stream
+ * @property {number} from
+ * @property {number} to
  *
  * @typedef {object} RetryEvent  the 'retry' event: a handler attempt failed, another follows
  * @property {string} subscription
@@ -137,8 +176,10 @@ const CHANNEL_NAME = 'durablews.tab-claims';
  *   delivered; reconnects fetch fresh sessions from url
  *
  * @typedef {object} ClientOptions
- * @property {string} [url]         e.g. 'ws://127.0.0.1:15674/ws' (not with session:
- *   the session response names it)
+ * @property {string|string[]} [url]  e.g. 'ws://127.0.0.1:15674/ws', or one URL per
+ *   cluster node: the client starts at a random one (so a fleet of tabs spreads
+ *   over the nodes) and moves to the next one after every failed attempt (not
+ *   with session: the session response names them, `url` or `urls`)
  * @property {SessionOptions} [session]  tab-session mode (recommended for pages
  *   on the Internet): before every connection attempt, POST to session.url for
  *   this tab's server-declared queue and a short-lived read-only token; see README
@@ -181,6 +222,7 @@ const CHANNEL_NAME = 'durablews.tab-claims';
  * @property {[StateDetail]} closed
  * @property {[RetryEvent]} retry
  * @property {[FailedEvent]} failed
+ * @property {[GapEvent]} gap
  */
 
 /**
@@ -220,9 +262,10 @@ const ACTIONS = new Set(['ack', 'park', 'retry']);
  * @param {string} subscription
  * @returns {DurableMessage}
  */
-function makeMessage(frame, subscription) {
+function makeMessage(frame, subscription, offset, stream) {
   const headers = frame.headers;
   return {
+    ...(stream === undefined ? {} : { offset, stream }),
     id: messageKey(headers),
     // Lazy: stompjs decodes a binary frame's bytes only when asked.
     get body() {
@@ -269,8 +312,29 @@ export class Subscription {
     /** @type {SubscriptionStats} */
     this._stats = {
       delivered: 0, handled: 0, duplicates: 0, failed: 0, timeouts: 0, retries: 0,
-      dropped: 0, parked: 0, unrouted: 0, acked: 0, stale: 0,
+      dropped: 0, parked: 0, unrouted: 0, acked: 0, stale: 0, skipped: 0, gaps: 0,
     };
+    /** streams only: the stream's name (undefined: a per-tab queue) */
+    this._streamName = spec.stream;
+    if (spec.stream !== undefined) {
+      // The tab's offset: the broker stores none (an ACK only returns credit).
+      this._posKey = `${client._storageKey}.stream.${spec.stream}`;
+      let last = null;
+      try {
+        const p = parsePosition(readJSON(client._storage, this._posKey));
+        if (p.kind === 'last') last = p.offset;
+      } catch {
+        // written by another version, or by hand: start as a new tab
+      }
+      /** @type {number|null} the offset of the last message handled (or acked without handling) */
+      this._last = last;
+      /** @type {import('./internal.js').StreamPosition|null} where the next SUBSCRIBE starts; fixed at the first one */
+      this._pos = last === null ? null : { kind: 'last', offset: last };
+      /** @type {import('./internal.js').StreamPosition} what the current SUBSCRIBE asked for */
+      this._want = { kind: 'next' };
+      /** gen of a SUBSCRIBE whose first MESSAGE has not been processed yet (the gap rule looks at it) */
+      this._firstGen = 0;
+    }
   }
 
   /** Subscription name. */
@@ -284,6 +348,7 @@ export class Subscription {
    * @returns {string|null}
    */
   get queueName() {
+    if (this._streamName !== undefined) return this._streamName;
     if (this._spec.session) return this._client._session?.queue ?? null;
     return queueName(this._client._queuePrefix, this._client.tabId, this._spec.name);
   }
@@ -295,11 +360,50 @@ export class Subscription {
    * @returns {Record<string, string>|null}
    */
   get headers() {
+    if (this._streamName !== undefined) {
+      const dest = this._streamDestination();
+      return dest ? streamSubscribeHeaders(this._spec, dest, this._nextPosition()) : null;
+    }
     if (this._spec.session) {
       const s = this._client._session;
       return s ? sessionSubscribeHeaders(this._spec, s.destination) : null;
     }
     return subscribeHeaders(this._spec, /** @type {string} */ (this.queueName));
+  }
+
+  /** The stream's name for a stream subscription, else undefined. */
+  get stream() {
+    return this._streamName;
+  }
+
+  /**
+   * Stream subscriptions: the offset of the last message this tab handled
+   * (kept in storage per tab and stream), or of a server position `{last: N}`
+   * once subscribed with it; null before either; undefined for a per-tab queue.
+   * @returns {number|null|undefined}
+   */
+  get lastOffset() {
+    return this._streamName === undefined ? undefined : this._last;
+  }
+
+  /** @internal the stream's destination: derived in headers mode, granted by the session otherwise */
+  _streamDestination() {
+    const stream = /** @type {string} */ (this._streamName);
+    if (!this._client._sessionOpts) return streamDestination(stream);
+    return this._client._session?.streams.get(stream)?.destination ?? null;
+  }
+
+  /**
+   * @internal where the next SUBSCRIBE starts: the last handled offset, else
+   * spec.start, else the session's start for the stream, else 'next'
+   * @returns {import('./internal.js').StreamPosition}
+   */
+  _nextPosition() {
+    return (
+      this._pos ??
+      this._spec.start ??
+      this._client._session?.streams.get(/** @type {string} */ (this._streamName))?.start ?? { kind: 'next' }
+    );
   }
 
   /**
@@ -325,6 +429,15 @@ export class Subscription {
 
   /** @internal send SUBSCRIBE on a live connection; resolves on its RECEIPT */
   _attach(stomp, gen) {
+    if (this._streamName !== undefined) {
+      // The start is fixed by the first SUBSCRIBE: a later session's start
+      // (a newer end of the stream) must not skip what this tab has not read.
+      this._pos = this._nextPosition();
+      this._want = this._pos;
+      // A server position {last: N} means the page's state includes N: like a handled offset.
+      if (this._pos.kind === 'last') this._last = this._pos.offset;
+      this._firstGen = gen;
+    }
     const { destination, ...headers } = /** @type {Record<string, string>} */ (this.headers);
     const receipt = `${headers.id}@${gen}`;
     /** @type {Promise<void>} */
@@ -375,6 +488,7 @@ export class Subscription {
       this._stats.stale++;
       return;
     }
+    if (this._streamName !== undefined) return this._processStream(frame, gen);
     const msg = makeMessage(frame, this._spec.name);
     if (this._seen.has(msg.id)) {
       this._stats.duplicates++;
@@ -404,6 +518,63 @@ export class Subscription {
     // without calling the handler again.
     this._remember(msg.id);
     this._ack(frame, gen);
+  }
+
+  /**
+   * The tab's side of the stream protocol (package broadcast's doc): gap rule
+   * on a subscription's first MESSAGE, skip offsets already handled, de-dup by
+   * id, record the offset of everything handled, ACK every frame (credit), and
+   * never NACK (RabbitMQ closes the session on a NACK to a stream).
+   */
+  async _processStream(frame, gen) {
+    const client = this._client;
+    const first = this._firstGen === gen;
+    if (first) this._firstGen = 0;
+    const off = streamOffsetOf(frame.headers);
+    if (off === undefined) {
+      client._debug(`stream ${this._streamName}: MESSAGE without a valid x-stream-offset (${frame.headers['x-stream-offset']}); handled without recording an offset`);
+    } else {
+      const { gap, skip } = streamStep(this._want, this._last, first, off);
+      if (gap) {
+        this._stats.gaps++;
+        client._debug(`stream ${this._streamName}: gap ${gap.from}..${gap.to} (retention removed them while this tab was away)`);
+        client._emit('gap', { subscription: this._spec.name, stream: /** @type {string} */ (this._streamName), ...gap });
+      }
+      if (skip) {
+        this._stats.skipped++;
+        this._ack(frame, gen);
+        return;
+      }
+    }
+    const msg = makeMessage(frame, this._spec.name, off, this._streamName);
+    if (this._seen.has(msg.id)) {
+      this._stats.duplicates++;
+    } else {
+      const handlers = this._handlersFor(msg);
+      if (handlers.length === 0) {
+        this._stats.unrouted++;
+      } else {
+        const outcome = await this._handleWithRetries(msg, handlers, gen);
+        if (outcome === 'stale') {
+          // Not recorded: the next SUBSCRIBE (at the last recorded offset) delivers it again.
+          this._stats.stale++;
+          return;
+        }
+        // 'handled', 'ack', or 'park': a stream cannot park (a NACK would
+        // close the session), so 'park' acks and moves on as 'ack' does.
+        this._remember(msg.id);
+      }
+    }
+    this._recordOffset(off);
+    this._ack(frame, gen);
+  }
+
+  /** Stream: off is handled; store it before the ACK (a reload resumes there). */
+  _recordOffset(off) {
+    if (off === undefined || (this._last !== null && off <= this._last)) return;
+    this._last = off;
+    this._pos = { kind: 'last', offset: off };
+    writeJSON(this._client._storage, /** @type {string} */ (this._posKey), { last: off });
   }
 
   /** @param {DurableMessage} msg */
@@ -596,18 +767,15 @@ export class DurableClient {
         getHeaders: so.getHeaders,
         timeoutMs: normalizeTimeout(so.timeoutMs ?? 10000, 'session.timeoutMs'),
       };
-    } else if (!opts.webSocketFactory) {
-      let u;
-      try {
-        u = new URL(opts.url);
-      } catch {
-        throw new TypeError(`DurableClient: invalid url ${JSON.stringify(opts.url)}`);
-      }
-      if (u.protocol !== 'ws:' && u.protocol !== 'wss:') {
-        throw new TypeError(`DurableClient: url must be ws: or wss:, got ${opts.url}`);
-      }
     }
-    this._url = opts.url;
+    /** headers mode: the Web-STOMP URLs (one per node); empty with only a webSocketFactory */
+    this._urls = this._sessionOpts || (opts.webSocketFactory && opts.url === undefined) ? [] : urlList(opts.url, 'DurableClient: ');
+    // A random first node spreads a fleet of tabs over the cluster; every
+    // failed attempt moves on to the next one (see _failed, _pickUrl).
+    this._urlSpread = Math.random();
+    this._urlIndex = 0;
+    /** the URL of the current (or last) connection attempt */
+    this._attemptUrl = undefined;
     this._webSocketFactory = opts.webSocketFactory;
     this._login = opts.login;
     this._passcode = opts.passcode;
@@ -789,8 +957,14 @@ export class DurableClient {
     if (handler !== undefined && typeof handler !== 'function') {
       throw new TypeError('subscribe(spec, handler): handler must be a function (or left out, to use client.on(pattern, fn) handlers)');
     }
-    const norm = this._sessionOpts ? normalizeSessionSpec(spec) : normalizeSpec(/** @type {any} */ (spec));
-    if (this._sessionOpts && this._subs.size > 0) {
+    const stream = spec !== null && typeof spec === 'object' && spec.stream !== undefined ? normalizeStreamSpec(spec) : null;
+    const norm = stream ?? (this._sessionOpts ? normalizeSessionSpec(spec) : normalizeSpec(/** @type {any} */ (spec)));
+    if (stream) {
+      for (const s of this._subs) {
+        if (s._streamName === stream.stream) throw new Error(`stream ${stream.stream} is already subscribed (subscription ${s.name}); one subscription per stream keeps one offset`);
+      }
+      if (this._session && !this._session.streams.has(stream.stream)) throw streamNotGranted([stream.stream]);
+    } else if (this._sessionOpts && this._queueSubs().length > 0) {
       // One queue per tab session: two consumers on it would split its messages.
       throw new Error(
         this._autoSub
@@ -845,7 +1019,7 @@ export class DurableClient {
    * consume it through a subscription named 'events' made here.
    */
   _autoSubscribe() {
-    if (!this._sessionOpts || this._subs.size > 0 || this._routes.length === 0) return;
+    if (!this._sessionOpts || this._queueSubs().length > 0 || this._routes.length === 0) return;
     this.subscribe({ name: 'events' });
     this._autoSub = true;
   }
@@ -937,6 +1111,20 @@ export class DurableClient {
         console.error(`durablews: ${name} listener threw`, e);
       }
     }
+  }
+
+  /**
+   * The URL for this attempt: a random start (the same for every list this
+   * client gets), then one step further after every failed attempt.
+   * @param {string[]} urls
+   */
+  _pickUrl(urls) {
+    return urls[(Math.floor(this._urlSpread * urls.length) + this._urlIndex) % urls.length];
+  }
+
+  /** The per-tab queue subscriptions (not streams). */
+  _queueSubs() {
+    return [...this._subs].filter((s) => s._streamName === undefined);
   }
 
   _remove(sub) {
@@ -1121,7 +1309,7 @@ export class DurableClient {
   async _open() {
     const gen = ++this._gen;
     let creds = {};
-    let url = this._url;
+    let url = this._urls.length ? this._pickUrl(this._urls) : undefined;
     let vhost = this._vhost;
     if (this._sessionOpts) {
       // A fresh token for every connection attempt: the broker checks it at
@@ -1139,8 +1327,15 @@ export class DurableClient {
         }
         return;
       }
+      const missing = [...this._subs].filter((x) => x._streamName !== undefined && !s.streams.has(x._streamName));
+      if (missing.length > 0) {
+        const err = streamNotGranted(missing.map((x) => /** @type {string} */ (x._streamName)));
+        this._debug(`giving up: ${err.message}`);
+        void this._shutdown({ attempt: this._attempt, error: err, fatal: true });
+        return;
+      }
       creds = { login: '', passcode: s.token }; // the broker names the connection after the token's sub
-      url = s.url;
+      url = this._pickUrl(s.urls);
       vhost = s.vhost;
     } else if (this._connectHeaders) {
       try {
@@ -1151,6 +1346,7 @@ export class DurableClient {
       }
     }
     if (gen !== this._gen || this._closed) return;
+    this._attemptUrl = url;
     const connectHeaders = { host: vhost };
     const login = creds.login ?? this._login;
     const passcode = creds.passcode ?? this._passcode;
@@ -1222,9 +1418,9 @@ export class DurableClient {
     Promise.all(receipts).then(() => {
       if (gen !== this._liveGen) return;
       this._healthySince = Date.now();
-      const detail = { attempt: this._attempt };
+      const detail = { attempt: this._attempt, url: this._attemptUrl };
       if (!this._sessionOpts && this._offlineSince) {
-        const expiresMs = Math.min(...[...this._subs].filter((s) => s.headers).map((s) => s._spec.expiresMs));
+        const expiresMs = Math.min(...this._queueSubs().filter((s) => s.headers).map((s) => s._spec.expiresMs));
         if (Date.now() - this._offlineSince >= expiresMs) this._queueReset = true;
         this._offlineSince = 0;
       }
@@ -1246,9 +1442,12 @@ export class DurableClient {
     if (this._healthySince && Date.now() - this._healthySince >= this._stableMs) this._attempt = 0;
     this._healthySince = 0;
     this._attempt++;
+    const url = this._attemptUrl;
+    this._attemptUrl = undefined;
+    this._urlIndex++; // the next node (a list of one: the same URL)
     const delayMs = backoffDelay(this._attempt, this._reconnect);
     this._debug(`connection ended (${error.message}); attempt ${this._attempt} in ${delayMs} ms`);
-    this._setState('reconnecting', { attempt: this._attempt, delayMs, error });
+    this._setState('reconnecting', { attempt: this._attempt, delayMs, error, ...(url === undefined ? {} : { url }) });
     this._timer = setTimeout(() => {
       this._timer = null;
       if (!this._closed) void this._open();
@@ -1260,10 +1459,18 @@ export class DurableClient {
 const STOMP_PROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'];
 
 /** Names on() treats as events; anything else is a routing-key pattern. */
-const EVENT_NAMES = new Set(['state', 'connecting', 'connected', 'reconnecting', 'closed', 'retry', 'failed']);
+const EVENT_NAMES = new Set(['state', 'connecting', 'connected', 'reconnecting', 'closed', 'retry', 'failed', 'gap']);
 
 /** @param {number} ms */
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A session that does not grant a subscribed stream: a deployment error, retrying cannot help. */
+function streamNotGranted(streams) {
+  return new SessionError(
+    `tab session grants no stream ${streams.join(', ')}: subscribe({stream}) needs the server's tab-session callback to allow it (the response's streams: [{name, destination}])`,
+    { code: 'stream_not_granted', fatal: true },
+  );
+}
 
 /** @param {number} ms @param {any} cause */
 function timeoutError(ms, cause) {

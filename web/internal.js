@@ -338,6 +338,9 @@ export const SESSION_VERSION = 1;
  * @typedef {object} ParsedSession
  * @property {string} tabId
  * @property {string} url
+ * @property {string[]} urls     every node's Web-STOMP URL (`urls`), else [url]
+ * @property {Map<string, {destination: string, start: StreamPosition|undefined}>} streams
+ *   the streams this session grants (`streams: [{name, destination, start?}]`)
  * @property {string} vhost
  * @property {string} queue
  * @property {string} destination
@@ -378,10 +381,28 @@ export function parseSession(s) {
   if (destination !== `/amq/queue/${queue}`) {
     throw new TypeError(`tab session response: destination ${JSON.stringify(destination)} is not /amq/queue/<queue>`);
   }
+  const urls = s.urls === undefined ? [url] : urlList(s.urls, 'tab session response: ', 'urls');
+  /** @type {ParsedSession['streams']} */
+  const streams = new Map();
+  if (s.streams !== undefined && s.streams !== null) {
+    if (!Array.isArray(s.streams)) throw new TypeError('tab session response: streams is not an array of {name, destination}');
+    for (const e of s.streams) {
+      if (e === null || typeof e !== 'object' || typeof e.name !== 'string' || !NAME_RE.test(e.name)) {
+        throw new TypeError(`tab session response: streams entry ${JSON.stringify(e)} has no name of ${NAME_RE}`);
+      }
+      if (e.destination !== streamDestination(e.name)) {
+        throw new TypeError(`tab session response: stream ${e.name}: destination ${JSON.stringify(e.destination)} is not /amq/queue/<name>`);
+      }
+      const start = e.start === undefined ? undefined : parsePosition(e.start, `tab session response: stream ${e.name}: start`);
+      streams.set(e.name, { destination: e.destination, start });
+    }
+  }
   const renewIn = Number(s.renew_in);
   return {
     tabId,
     url,
+    urls,
+    streams,
     vhost: typeof s.vhost === 'string' && s.vhost !== '' ? s.vhost : '/',
     queue,
     destination,
@@ -462,4 +483,162 @@ export function normalizeTimeout(ms, name = 'handlerTimeoutMs') {
     throw new TypeError(`${name} must be an integer of milliseconds >= 0 (0 disables), got ${ms}`);
   }
   return /** @type {number} */ (ms);
+}
+
+/**
+ * A validated list of Web-STOMP URLs: `url` may be one URL or a list of them
+ * (one per cluster node, or one load-balanced URL).
+ * @param {unknown} url
+ * @param {string} [prefix]  starts the error message, e.g. 'DurableClient: '
+ * @param {string} [field]   the field's name in the error message
+ * @returns {string[]}
+ */
+export function urlList(url, prefix = '', field = 'url') {
+  const list = Array.isArray(url) ? url : [url];
+  if (list.length === 0) throw new TypeError(`${prefix}${field} must be a ws:// or wss:// URL or a non-empty list of them`);
+  for (const u of list) {
+    let p;
+    try {
+      p = new URL(/** @type {string} */ (u));
+    } catch {
+      throw new TypeError(`${prefix}invalid ${field} ${JSON.stringify(u)}`);
+    }
+    if (p.protocol !== 'ws:' && p.protocol !== 'wss:') throw new TypeError(`${prefix}${field} must be ws: or wss:, got ${u}`);
+  }
+  return /** @type {string[]} */ ([...list]);
+}
+
+/**
+ * Where a tab starts reading a stream it has no offset for yet:
+ * `{kind: 'last', offset}` (the server's broadcast.EndPosition, `{last: N}`:
+ * the page's state includes offset N), `{kind: 'timestamp', ts}` (whole unix
+ * seconds, `{timestamp: S}`), `{kind: 'first'}` (`'first'` or `{first: true}`)
+ * or `{kind: 'next'}` (`'next'`, the default: only what is published from now).
+ * @typedef {{kind: 'last', offset: number}|{kind: 'timestamp', ts: number}|{kind: 'first'}|{kind: 'next'}} StreamPosition
+ */
+
+/**
+ * Parses a stream start position as the server (package broadcast's
+ * Position JSON) or the page gives it. Throws a TypeError naming `what`.
+ * @param {unknown} p
+ * @param {string} [what]
+ * @returns {StreamPosition}
+ */
+export function parsePosition(p, what = 'start') {
+  if (p === 'next' || p === undefined || p === null) return { kind: 'next' };
+  if (p === 'first') return { kind: 'first' };
+  if (typeof p === 'object') {
+    const o = /** @type {any} */ (p);
+    if (Number.isSafeInteger(o.last) && o.last >= 0) return { kind: 'last', offset: o.last };
+    if (Number.isSafeInteger(o.timestamp) && o.timestamp >= 0) return { kind: 'timestamp', ts: o.timestamp };
+    if (o.first === true) return { kind: 'first' };
+  }
+  throw new TypeError(
+    `${what} must be 'next', 'first', {last: <offset>}, {timestamp: <unix seconds>} or {first: true}, got ${JSON.stringify(p)}`,
+  );
+}
+
+/**
+ * The SUBSCRIBE header x-stream-offset for a position: `offset=N` (a tab
+ * that handled N asks for N again, see package broadcast: offsets are not
+ * dense, so only the repeated frame tells "nothing missed" from a gap),
+ * `timestamp=S`, `first` or `next`.
+ * @param {StreamPosition} pos
+ */
+export function streamOffsetHeader(pos) {
+  switch (pos.kind) {
+    case 'last':
+      return `offset=${pos.offset}`;
+    case 'timestamp':
+      return `timestamp=${pos.ts}`;
+    default:
+      return pos.kind;
+  }
+}
+
+/** The STOMP destination of a stream: `/amq/queue/<stream>` (never /queue/, which declares). */
+export function streamDestination(stream) {
+  return `/amq/queue/${escapeSegment(stream)}`;
+}
+
+/**
+ * Normalises a stream subscription spec (`{stream, name?, prefetch?, start?}`):
+ * both modes; the destination is derived in headers mode and comes from the
+ * session in tab-session mode.
+ * @param {any} spec
+ */
+export function normalizeStreamSpec(spec) {
+  for (const k of ['exchange', 'bindingKey', 'expiresMs']) {
+    if (spec[k] !== undefined) {
+      throw new TypeError(`subscribe({stream}): ${k} does not apply to a stream (it is declared and bound by the Go side: broadcast.Declare or durablews setup -streams)`);
+    }
+  }
+  if (typeof spec.stream !== 'string' || !NAME_RE.test(spec.stream)) {
+    throw new TypeError(`stream must match ${NAME_RE}, got ${JSON.stringify(spec.stream)}`);
+  }
+  const name = spec.name ?? spec.stream;
+  if (typeof name !== 'string' || !NAME_RE.test(name)) {
+    throw new TypeError(`subscription name must match ${NAME_RE}, got ${JSON.stringify(name)}`);
+  }
+  const prefetch = spec.prefetch ?? DEFAULT_PREFETCH;
+  if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > MAX_PREFETCH) {
+    throw new TypeError(`prefetch must be an integer in 1..${MAX_PREFETCH}, got ${prefetch}`);
+  }
+  return Object.freeze({
+    stream: spec.stream,
+    name,
+    prefetch,
+    start: spec.start === undefined ? undefined : parsePosition(spec.start, 'subscribe({stream}): start'),
+  });
+}
+
+/**
+ * SUBSCRIBE headers of a stream subscription (both modes): the stream's
+ * destination, a stable id, client-individual acks (credit only: the broker
+ * stores no offset), the prefetch the broker requires for streams, and where
+ * to start.
+ * @param {{stream: string, prefetch: number}} spec
+ * @param {string} destination
+ * @param {StreamPosition} pos
+ * @returns {Record<string, string>}
+ */
+export function streamSubscribeHeaders(spec, destination, pos) {
+  return {
+    destination,
+    id: `stream-${spec.stream}`,
+    ack: 'client-individual',
+    'prefetch-count': String(spec.prefetch),
+    'x-stream-offset': streamOffsetHeader(pos),
+  };
+}
+
+/**
+ * The offset of a stream MESSAGE (`x-stream-offset`), or undefined if the
+ * header is missing or not a non-negative integer.
+ * @param {Record<string, string>} headers
+ * @returns {number|undefined}
+ */
+export function streamOffsetOf(headers) {
+  const v = headers['x-stream-offset'];
+  if (typeof v !== 'string' || !/^\d+$/.test(v)) return undefined;
+  const n = Number(v);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/**
+ * The tab's side of the stream protocol (package broadcast) for one MESSAGE,
+ * before its id is looked at: `gap` when this is the first MESSAGE of a
+ * subscription that asked for `offset=<last>` and it is beyond last+1
+ * (retention removed offsets last+1 .. offset-1 while the tab was away);
+ * `skip` when the tab already handled this offset (a resume repeats the last
+ * handled frame).
+ * @param {StreamPosition} want   what the SUBSCRIBE asked for
+ * @param {number|null} last      the last handled offset (null: none yet)
+ * @param {boolean} first         the first MESSAGE of this SUBSCRIBE
+ * @param {number} offset
+ * @returns {{gap: {from: number, to: number}|null, skip: boolean}}
+ */
+export function streamStep(want, last, first, offset) {
+  const gap = first && want.kind === 'last' && offset > want.offset + 1 ? { from: want.offset + 1, to: offset - 1 } : null;
+  return { gap, skip: last !== null && offset <= last };
 }

@@ -6,7 +6,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ENABLED, WS_URL, sleep, api, enc, publish, e2eSetup, launchChromium, available } from './e2e-harness.js';
+import { ENABLED, WS_URL, api, enc, publish, e2eSetup, eventHelpers, launchChromium, available } from './e2e-harness.js';
 
 test('continuity in headless Chromium: poison messages, reload de-dup, back/forward cache', { skip: !ENABLED && 'set DURABLEWS_E2E=1', timeout: 180000 }, async (t) => {
   const why = await available();
@@ -14,24 +14,10 @@ test('continuity in headless Chromium: poison messages, reload de-dup, back/forw
   const ex = `dw-e2e-cont-${Math.random().toString(36).slice(2, 8)}`;
   await api('PUT', `/api/exchanges/%2F/${ex}`, { type: 'topic', durable: true });
   const { events, send, port, browsers, queues } = await e2eSetup(t, [ex]);
-  const of = (tag, type) => events.filter((e) => e.tag === tag && (!type || e.type === type)).sort((a, b) => a.t - b.t || a.seq - b.seq);
-  async function waitFor(what, pred, ms = 20000) {
-    const end = Date.now() + ms;
-    for (;;) {
-      const v = await pred();
-      if (v) return v;
-      if (Date.now() > end) throw new Error(`timeout waiting for ${what}; last events:\n${events.slice(-25).map((e) => JSON.stringify(e)).join('\n')}`);
-      await sleep(50);
-    }
-  }
+  const { of, waitFor, lastState, stats: statsEvent } = eventHelpers(events, send);
   const started = (tag, id) => of(tag, 'handle-start').filter((e) => e.id === id).length;
   const handledIds = (tag) => of(tag, 'handled').map((e) => e.id);
-  const lastState = (tag) => of(tag, 'state').at(-1)?.state;
-  async function stats(tag) {
-    const n = of(tag, 'stats').length;
-    send(tag, { op: 'stats' });
-    return (await waitFor(`stats of ${tag}`, () => of(tag, 'stats')[n])).stats;
-  }
+  const stats = async (tag) => (await statsEvent(tag)).stats;
   async function queueInfo(q, pred, ms = 20000) {
     return waitFor(`queue ${q}`, async () => {
       const i = await api('GET', `/api/queues/%2F/${enc(q)}`);

@@ -63,7 +63,10 @@ test('DurableClient in headless Chromium against RabbitMQ Web-STOMP', { skip: !E
     }
   }
   async function killConnectionOf(q) {
-    const info = await queueInfo(q, (i) => i.consumer_details?.length > 0);
+    // A consumer is listed before its channel's details arrive (the management
+    // stats come every collect_statistics_interval, later on a busy broker):
+    // without the name the DELETE below is a silent 404 and nothing is killed.
+    const info = await queueInfo(q, (i) => i.consumer_details?.[0]?.channel_details?.connection_name);
     const conn = info.consumer_details[0].channel_details.connection_name;
     await api('DELETE', `/api/connections/${enc(conn)}`);
     return conn;

@@ -1090,3 +1090,339 @@ test('session: client.on(pattern) alone consumes the session queue (no subscribe
   assert.throws(() => client.subscribe({ name: 'other' }, () => {}), /client.on\(pattern\) already consumes/);
   await client.close();
 });
+
+// ---- streams (package broadcast's wire protocol for a tab) ----
+
+/** Deliver a stream MESSAGE at `offset` on the subscription id `stream-<stream>`. */
+const deliverAt = (broker, stream, offset, id) =>
+  broker.last.deliver(`stream-${stream}`, id, '{}', { destination: `/amq/queue/${stream}`, 'x-stream-offset': String(offset) });
+
+test('stream: SUBSCRIBE at next, then resume at offset=<last> after a cut and after a reload; offset <= last skipped (acked, not handled)', async () => {
+  const broker = new FakeBroker();
+  const storage = memoryStorage();
+  const { client, states } = newClient(broker, { storage });
+  const got = [];
+  const sub = client.subscribe({ stream: 'prices', prefetch: 5 }, (m) => void got.push([m.id, m.offset, m.stream]));
+  assert.equal(sub.name, 'prices');
+  assert.equal(sub.lastOffset, null);
+  await client.connect();
+  await client.ready();
+  const { receipt, ...h } = broker.frames('SUBSCRIBE')[0].headers;
+  assert.ok(receipt);
+  assert.deepEqual(h, {
+    destination: '/amq/queue/prices', id: 'stream-prices', ack: 'client-individual', 'prefetch-count': '5', 'x-stream-offset': 'next',
+  });
+  for (const [off, id] of [[5, 'a'], [6, 'b'], [8, 'c']]) deliverAt(broker, 'prices', off, id);
+  await until('3 acked', () => broker.frames('ACK').length === 3);
+  assert.deepEqual(got, [['a', 5, 'prices'], ['b', 6, 'prices'], ['c', 8, 'prices']]);
+  assert.equal(sub.lastOffset, 8);
+  assert.equal(storage.getItem('durablews.tabId.stream.prices'), '{"last":8}');
+
+  broker.last.close(1006); // cut: the broker stores no offset, the tab asks for its last again
+  await until('reconnected', () => broker.sockets.length === 2 && client.state === 'connected');
+  assert.equal(broker.frames('SUBSCRIBE')[1].headers['x-stream-offset'], 'offset=8');
+  deliverAt(broker, 'prices', 8, 'c'); // the repeated frame of a resume
+  deliverAt(broker, 'prices', 10, 'd'); // offsets skip (a segment start): no gap after the first frame
+  await until('5 acked', () => broker.frames('ACK').length === 5);
+  assert.deepEqual(got.map((g) => g[0]), ['a', 'b', 'c', 'd']);
+  assert.equal(sub.stats.skipped, 1);
+  assert.equal(sub.stats.gaps, 0);
+  await client.close();
+
+  // A reload: a new client with the same storage (no de-dup window needed: the offset alone).
+  storage.removeItem('durablews.tabId.seen.prices');
+  const b2 = new FakeBroker();
+  const { client: c2 } = newClient(b2, { storage });
+  const got2 = [];
+  const sub2 = c2.subscribe({ stream: 'prices', start: { last: 1 } }, (m) => void got2.push(m.id));
+  assert.equal(sub2.lastOffset, 10, 'the stored offset wins over a start position');
+  await c2.connect();
+  await c2.ready();
+  assert.equal(b2.frames('SUBSCRIBE')[0].headers['x-stream-offset'], 'offset=10');
+  deliverAt(b2, 'prices', 10, 'd');
+  deliverAt(b2, 'prices', 11, 'e');
+  await until('acked', () => b2.frames('ACK').length === 2);
+  assert.deepEqual(got2, ['e']);
+  assert.equal(b2.frames('NACK').length + broker.frames('NACK').length, 0);
+  assert.deepEqual(inState(states, 'connected').map((s) => s.url), [undefined, undefined], 'webSocketFactory without url: no url');
+  await c2.close();
+});
+
+test('stream: gap rule on the first MESSAGE only, from a stored offset or a server position; de-dup by id records the offset', async () => {
+  const broker = new FakeBroker();
+  const { client } = newClient(broker);
+  const gaps = [];
+  client.on('gap', (g) => gaps.push(g));
+  const got = [];
+  const sub = client.subscribe({ stream: 'feed', name: 'activity', start: { last: 7 } }, (m) => void got.push(m.id));
+  await client.connect();
+  await client.ready();
+  assert.equal(broker.frames('SUBSCRIBE')[0].headers['x-stream-offset'], 'offset=7');
+  deliverAt(broker, 'feed', 20, 'x'); // retention removed 8..19 while the tab was away
+  deliverAt(broker, 'feed', 30, 'y'); // not the first frame: no gap
+  deliverAt(broker, 'feed', 31, 'x'); // same id at a new offset (a publisher retry stored it twice)
+  await until('3 acked', () => broker.frames('ACK').length === 3);
+  assert.deepEqual(gaps, [{ subscription: 'activity', stream: 'feed', from: 8, to: 19 }]);
+  assert.deepEqual(got, ['x', 'y']);
+  assert.equal(sub.stats.duplicates, 1);
+  assert.equal(sub.lastOffset, 31, 'a duplicate id still moves the offset');
+
+  // After a reconnect the first frame is again compared with the last offset.
+  broker.last.close(1006);
+  await until('reconnected', () => broker.sockets.length === 2 && client.state === 'connected');
+  deliverAt(broker, 'feed', 31, 'x');
+  deliverAt(broker, 'feed', 32, 'z');
+  await until('5 acked', () => broker.frames('ACK').length === 5);
+  assert.equal(gaps.length, 1, 'first frame == last: nothing missed');
+  broker.last.close(1006);
+  await until('reconnected again', () => broker.sockets.length === 3 && client.state === 'connected');
+  assert.equal(broker.frames('SUBSCRIBE')[2].headers['x-stream-offset'], 'offset=32');
+  deliverAt(broker, 'feed', 40, 'w');
+  await until('6 acked', () => broker.frames('ACK').length === 6);
+  assert.deepEqual(gaps.at(-1), { subscription: 'activity', stream: 'feed', from: 33, to: 39 });
+  assert.equal(sub.stats.gaps, 2);
+
+  // offset=N+1 would be wrong: asking for last and getting last+1 is not a gap.
+  const b2 = new FakeBroker();
+  const { client: c2 } = newClient(b2);
+  const g2 = [];
+  c2.on('gap', (g) => g2.push(g));
+  c2.subscribe({ stream: 'feed', start: { last: 7 } }, () => {});
+  await c2.connect();
+  await c2.ready();
+  deliverAt(b2, 'feed', 8, 'a');
+  await until('acked', () => b2.frames('ACK').length === 1);
+  assert.deepEqual(g2, []);
+  // A timestamp or 'first' start has no offset to compare: never a gap.
+  const b3 = new FakeBroker();
+  const { client: c3 } = newClient(b3);
+  c3.on('gap', (g) => g2.push(g));
+  c3.subscribe({ stream: 'feed', start: { timestamp: 1700000000 } }, () => {});
+  c3.subscribe({ stream: 'other', start: 'first' }, () => {});
+  await c3.connect();
+  await c3.ready();
+  assert.deepEqual(b3.frames('SUBSCRIBE').map((f) => f.headers['x-stream-offset']), ['timestamp=1700000000', 'first']);
+  deliverAt(b3, 'feed', 500, 'a');
+  await until('acked', () => b3.frames('ACK').length === 1);
+  assert.deepEqual(g2, []);
+  await Promise.all([client.close(), c2.close(), c3.close()]);
+});
+
+test('stream: a failing handler never NACKs: park (the default) acks, records the offset and reports failed; a cut mid-retry leaves the offset for the redelivery', async () => {
+  const broker = new FakeBroker();
+  const { client } = newClient(broker);
+  const failed = [];
+  client.on('failed', (e) => failed.push([e.id, e.action, e.message.offset]));
+  let poison = true;
+  const calls = [];
+  const sub = client.subscribe({ stream: 'prices', retry: { attempts: 2, initialMs: 1, maxMs: 1 }, onError: (e, m) => (m.id === 'drop' ? 'ack' : undefined) }, (m) => {
+    calls.push(m.id);
+    if (m.id === 'p' || m.id === 'drop') throw new Error('poison');
+    if (m.id === 'slow' && poison) throw new Error('not yet');
+  });
+  const origError = console.error;
+  console.error = () => {};
+  try {
+    await client.connect();
+    await client.ready();
+    deliverAt(broker, 'prices', 1, 'p');
+    deliverAt(broker, 'prices', 2, 'drop');
+    deliverAt(broker, 'prices', 3, 'ok');
+    await until('3 acked', () => broker.frames('ACK').length === 3);
+    assert.deepEqual(failed, [['p', 'park', 1], ['drop', 'ack', 2]]);
+    assert.equal(broker.frames('NACK').length, 0, 'never NACK on a stream');
+    assert.equal(sub.stats.parked, 1);
+    assert.equal(sub.stats.dropped, 1);
+    assert.equal(sub.lastOffset, 3);
+
+    // The connection ends while 'slow' is being retried: not recorded, asked for again.
+    sub._retry = { attempts: 1000, initialMs: 20, maxMs: 20 };
+    deliverAt(broker, 'prices', 4, 'slow');
+    await until('slow tried', () => calls.filter((c) => c === 'slow').length >= 1);
+    broker.last.close(1006);
+    await until('reconnected', () => broker.sockets.length === 2 && client.state === 'connected');
+    assert.equal(broker.frames('SUBSCRIBE')[1].headers['x-stream-offset'], 'offset=3');
+    await until('stale', () => sub.stats.stale === 1);
+    poison = false;
+    deliverAt(broker, 'prices', 3, 'ok');
+    deliverAt(broker, 'prices', 4, 'slow');
+    await until('5 acked', () => broker.frames('ACK').length === 5);
+    assert.equal(sub.lastOffset, 4);
+    assert.equal(broker.frames('NACK').length, 0);
+  } finally {
+    console.error = origError;
+  }
+  await client.close();
+});
+
+test('stream and per-tab queue in one client (headers mode); options validated', async () => {
+  const broker = new FakeBroker();
+  const { client } = newClient(broker);
+  const got = [];
+  const q = client.subscribe(spec, (m) => void got.push(['q', m.id, m.offset]));
+  const st = client.subscribe({ stream: 'prices' }, (m) => void got.push(['s', m.id, m.offset]));
+  await client.connect();
+  await client.ready();
+  assert.deepEqual(broker.frames('SUBSCRIBE').map((f) => f.headers.destination), ['/exchange/events/customer.42.#', '/amq/queue/prices']);
+  broker.last.deliver(q.queueName, 'm1');
+  deliverAt(broker, 'prices', 0, 'p1');
+  await until('2 acked', () => broker.frames('ACK').length === 2);
+  assert.deepEqual(got.sort(), [['q', 'm1', undefined], ['s', 'p1', 0]]);
+  assert.equal(st.queueName, 'prices');
+  assert.equal(q.lastOffset, undefined);
+  assert.throws(() => client.subscribe({ stream: 'prices', name: 'again' }), /already subscribed/);
+  assert.throws(() => client.subscribe({ stream: 'a/b' }), /stream must match/);
+  assert.throws(() => client.subscribe({ stream: 'x', exchange: 'events' }), /does not apply to a stream/);
+  assert.throws(() => client.subscribe({ stream: 'x', start: { last: -1 } }), /start must be 'next', 'first'/);
+  assert.throws(() => client.subscribe({ stream: 'x', start: 'latest' }), /start must be/);
+  await client.close();
+});
+
+test('session: streams from the session (destination, start at render time); one queue plus streams; a stream the session does not grant is fatal', async () => {
+  const broker = new FakeBroker();
+  const srv = fakeSessionServer();
+  const base = srv.next;
+  let start = { last: 41 };
+  srv.next = (req) => {
+    const r = base(req);
+    r.body.streams = [{ name: 'prices', destination: '/amq/queue/prices', start }];
+    return r;
+  };
+  const { client } = newSessionClient(broker, srv);
+  const got = [];
+  client.subscribe({ name: 'events' }, (m) => void got.push(m.id));
+  const st = client.subscribe({ stream: 'prices' }, (m) => void got.push(m.id));
+  await client.connect();
+  await client.ready();
+  const subs = broker.frames('SUBSCRIBE');
+  assert.deepEqual(subs.map((f) => [f.headers.destination, f.headers['x-stream-offset']]), [
+    [srv.next({ tab_id: client.tabId }).body.destination, undefined],
+    ['/amq/queue/prices', 'offset=41'],
+  ]);
+  // A later session's newer start does not move a tab that has not read yet.
+  start = { last: 99 };
+  broker.last.close(1006);
+  await until('reconnected', () => broker.sockets.length === 2 && client.state === 'connected');
+  assert.equal(broker.frames('SUBSCRIBE')[3].headers['x-stream-offset'], 'offset=41');
+  deliverAt(broker, 'prices', 41, 's0');
+  deliverAt(broker, 'prices', 42, 's1');
+  await until('acked', () => broker.frames('ACK').length === 2);
+  assert.deepEqual(got, ['s1']);
+  assert.equal(st.lastOffset, 42);
+  assert.throws(() => client.subscribe({ stream: 'news' }), (e) => e.code === 'stream_not_granted' && /grants no stream news/.test(e.message));
+  await client.close();
+
+  // Subscribed before the first session, not granted by it: closed, fatal, no socket.
+  const b2 = new FakeBroker();
+  const { client: c2, states } = newSessionClient(b2, srv);
+  c2.subscribe({ stream: 'news' }, () => {});
+  await c2.connect();
+  await assert.rejects(c2.ready(), (e) => e.code === 'stream_not_granted' && e.fatal === true);
+  assert.equal(inState(states, 'closed')[0].fatal, true);
+  assert.equal(b2.sockets.length, 0);
+
+  // A malformed streams field is a malformed response (retried), named in the error.
+  srv.next = (req) => {
+    const r = base(req);
+    r.body.streams = [{ name: 'prices', destination: '/queue/prices' }];
+    return r;
+  };
+  const { client: c3, states: s3 } = newSessionClient(new FakeBroker(), srv);
+  c3.subscribe({ name: 'events' }, () => {});
+  await c3.connect();
+  await until('reconnecting', () => inState(s3, 'reconnecting').length > 0);
+  assert.match(inState(s3, 'reconnecting')[0].error.message, /stream prices: destination "\/queue\/prices" is not \/amq\/queue\/<name>/);
+  await c3.close();
+});
+
+test('failover: a list of URLs is tried in turn from a random start, with back-off; the session may list every node (urls)', async () => {
+  const urls = ['ws://n1.test/ws', 'ws://n2.test/ws', 'ws://n3.test/ws'];
+  const opened = [];
+  const broker = new FakeBroker();
+  broker.subscribeFails = true; // every attempt fails right after CONNECTED
+  const realRandom = Math.random;
+  let client;
+  let states;
+  try {
+    Math.random = () => 0.5; // start index floor(0.5 * 2^20) % 3 == 1
+    ({ client, states } = recordedClient({
+      ...fastOptions(),
+      url: urls,
+      webSocketFactory: (u) => (opened.push(u), broker.factory()),
+    }));
+  } finally {
+    Math.random = realRandom;
+  }
+  client.subscribe(spec, () => {});
+  await client.connect();
+  await until('7 attempts', () => opened.length >= 7);
+  await client.close();
+  assert.deepEqual(opened.slice(0, 7), [urls[1], urls[2], urls[0], urls[1], urls[2], urls[0], urls[1]]);
+  const rec = inState(states, 'reconnecting').slice(0, 4);
+  assert.deepEqual(rec.map((s) => s.url), opened.slice(0, 4), "'reconnecting' names the URL that failed");
+  assert.deepEqual(rec.map((s) => s.attempt), [1, 2, 3, 4], 'back-off keeps growing across nodes');
+
+  // Spread: the start depends on Math.random only.
+  const starts = new Set();
+  for (const r of [0, 0.34, 0.67]) {
+    Math.random = () => r;
+    try {
+      const seen = [];
+      const c = new DurableClient({ ...fastOptions(), url: urls, webSocketFactory: (u) => (seen.push(u), new FakeBroker().factory()) });
+      c.subscribe(spec, () => {});
+      await c.connect();
+      await until('opened', () => seen.length === 1);
+      starts.add(seen[0]);
+      await c.close();
+    } finally {
+      Math.random = realRandom;
+    }
+  }
+  assert.equal(starts.size, 3, 'each node can be the first');
+
+  // A working node after a failing one: connected names it.
+  const b2 = new FakeBroker();
+  const seen2 = [];
+  Math.random = () => 0;
+  let c2;
+  let s2;
+  try {
+    ({ client: c2, states: s2 } = recordedClient({
+      ...fastOptions(),
+      url: urls,
+      webSocketFactory: (u) => {
+        seen2.push(u);
+        const s = b2.factory();
+        if (u === urls[0]) setTimeout(() => s.close(1006), 1);
+        return s;
+      },
+    }));
+  } finally {
+    Math.random = realRandom;
+  }
+  c2.subscribe(spec, () => {});
+  await c2.connect();
+  await c2.ready();
+  assert.equal(inState(s2, 'connected')[0].url, urls[1]);
+  await c2.close();
+
+  // Tab-session mode: the session's urls are rotated the same way.
+  const srv = fakeSessionServer();
+  const base = srv.next;
+  srv.next = (req) => {
+    const r = base(req);
+    r.body.urls = urls;
+    return r;
+  };
+  const b3 = new FakeBroker();
+  b3.subscribeFails = true;
+  const { client: c3, urls: seen3 } = newSessionClient(b3, srv);
+  c3.subscribe({ name: 'events' }, () => {});
+  await c3.connect();
+  await until('4 attempts', () => seen3.length >= 4);
+  await c3.close();
+  const i = urls.indexOf(seen3[0]);
+  assert.deepEqual(seen3.slice(0, 4), [0, 1, 2, 3].map((k) => urls[(i + k) % 3]));
+  assert.throws(() => new DurableClient({ url: [], storage: memoryStorage() }), /non-empty list/);
+  assert.throws(() => new DurableClient({ url: ['ws://a/ws', 'http://b/ws'], storage: memoryStorage() }), /must be ws: or wss:, got http:\/\/b\/ws/);
+});

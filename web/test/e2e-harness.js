@@ -131,6 +131,32 @@ export async function e2eSetup(t, exchanges) {
   return { events, send, port, browsers, queues };
 }
 
+/**
+ * Helpers over the events the pages reported: of(tag, type) in page order,
+ * waitFor(what, pred, ms) polling pred (sync or async) until truthy (the
+ * timeout error lists the last events), lastState(tag), and
+ * stats(tag) asking the page for its 'stats' event.
+ */
+export function eventHelpers(events, send, defaultMs = 20000) {
+  const of = (tag, type) => events.filter((e) => e.tag === tag && (!type || e.type === type)).sort((a, b) => a.t - b.t || a.seq - b.seq);
+  async function waitFor(what, pred, ms = defaultMs) {
+    const end = Date.now() + ms;
+    for (;;) {
+      const v = await pred();
+      if (v) return v;
+      if (Date.now() > end) throw new Error(`timeout waiting for ${what}; last events:\n${events.slice(-25).map((e) => JSON.stringify(e)).join('\n')}`);
+      await sleep(50);
+    }
+  }
+  const lastState = (tag) => of(tag, 'state').at(-1)?.state;
+  async function stats(tag) {
+    const n = of(tag, 'stats').length;
+    send(tag, { op: 'stats' });
+    return waitFor(`stats of ${tag}`, () => of(tag, 'stats')[n]);
+  }
+  return { of, waitFor, lastState, stats };
+}
+
 export function launchChromium(url) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'durablews-chromium-'));
   const args = [

@@ -9,11 +9,18 @@ import {
   messageKey,
   normalizeSpec,
   onClaim,
+  parsePosition,
   parseSession,
   queueName,
   routingKeyOf,
+  streamDestination,
+  streamOffsetHeader,
+  streamOffsetOf,
+  streamStep,
+  streamSubscribeHeaders,
   subscribeHeaders,
   topicMatcher,
+  urlList,
 } from '../internal.js';
 
 test('backoffDelay: cap doubles from initialMs and stops at maxMs', () => {
@@ -220,4 +227,51 @@ test('parseSession: v 1 or absent accepted; another version refused naming both'
   for (const v of [2, 0, '1', null]) {
     assert.throws(() => parseSession({ ...ok, v }), (e) => e.unsupportedVersion === true && /version .* understands version 1/.test(e.message));
   }
+});
+
+test('streamStep: gap only on the first MESSAGE of an offset=<last> SUBSCRIBE beyond last+1; skip <= last', () => {
+  const last7 = { kind: 'last', offset: 7 };
+  assert.deepEqual(streamStep(last7, 7, true, 7), { gap: null, skip: true }, 'the repeated frame of a resume');
+  assert.deepEqual(streamStep(last7, 7, true, 8), { gap: null, skip: false }, 'last+1: nothing missed');
+  assert.deepEqual(streamStep(last7, 7, true, 12), { gap: { from: 8, to: 11 }, skip: false });
+  assert.deepEqual(streamStep(last7, 9, false, 12), { gap: null, skip: false }, 'offsets skip inside a subscription: no gap');
+  assert.deepEqual(streamStep(last7, 9, false, 9), { gap: null, skip: true });
+  assert.deepEqual(streamStep({ kind: 'timestamp', ts: 1 }, null, true, 500), { gap: null, skip: false });
+  assert.deepEqual(streamStep({ kind: 'next' }, null, true, 0), { gap: null, skip: false });
+});
+
+test('parsePosition / streamOffsetHeader: broadcast.Position JSON and the x-stream-offset values', () => {
+  assert.equal(streamOffsetHeader(parsePosition({ last: 12 })), 'offset=12');
+  assert.equal(streamOffsetHeader(parsePosition({ timestamp: 1700000000 })), 'timestamp=1700000000');
+  assert.equal(streamOffsetHeader(parsePosition({ first: true })), 'first');
+  assert.equal(streamOffsetHeader(parsePosition('first')), 'first');
+  assert.equal(streamOffsetHeader(parsePosition('next')), 'next');
+  assert.equal(streamOffsetHeader(parsePosition(undefined)), 'next');
+  for (const bad of [{ last: -1 }, { last: 1.5 }, { timestamp: '1' }, 'last', 7, {}]) {
+    assert.throws(() => parsePosition(bad, 'start'), /start must be 'next', 'first', \{last: <offset>\}/);
+  }
+  assert.equal(streamOffsetOf({ 'x-stream-offset': '42' }), 42);
+  assert.equal(streamOffsetOf({ 'x-stream-offset': '-1' }), undefined);
+  assert.equal(streamOffsetOf({}), undefined);
+  assert.deepEqual(streamSubscribeHeaders({ stream: 'p', prefetch: 3 }, streamDestination('p'), { kind: 'last', offset: 5 }), {
+    destination: '/amq/queue/p', id: 'stream-p', ack: 'client-individual', 'prefetch-count': '3', 'x-stream-offset': 'offset=5',
+  });
+});
+
+test('urlList and parseSession urls/streams', () => {
+  assert.deepEqual(urlList('ws://a/ws'), ['ws://a/ws']);
+  assert.deepEqual(urlList(['ws://a/ws', 'wss://b/ws']), ['ws://a/ws', 'wss://b/ws']);
+  assert.throws(() => urlList([]), /non-empty list/);
+  assert.throws(() => urlList(['ws://a/ws', 'x']), /invalid url "x"/);
+  const base = {
+    tab_id: 'abcdefgh12345678', url: 'ws://a/ws', queue: 'tab-x', destination: '/amq/queue/tab-x', token: 't',
+  };
+  const s = parseSession({ ...base, urls: ['ws://a/ws', 'ws://b/ws'], streams: [{ name: 'prices', destination: '/amq/queue/prices', start: { last: 3 } }] });
+  assert.deepEqual(s.urls, ['ws://a/ws', 'ws://b/ws']);
+  assert.deepEqual(s.streams.get('prices'), { destination: '/amq/queue/prices', start: { kind: 'last', offset: 3 } });
+  assert.deepEqual(parseSession(base).urls, ['ws://a/ws']);
+  assert.equal(parseSession(base).streams.size, 0);
+  assert.throws(() => parseSession({ ...base, urls: ['http://a'] }), /tab session response: urls must be ws: or wss:/);
+  assert.throws(() => parseSession({ ...base, streams: {} }), /streams is not an array/);
+  assert.throws(() => parseSession({ ...base, streams: [{ name: 'p', destination: '/amq/queue/p', start: 'x' }] }), /stream p: start must be/);
 });

@@ -33,6 +33,10 @@ export function memoryStorage(): StorageLike & {
  *   least the shortest subscription's expiresMs (the queue has expired, or is
  *   about to); a deleted or lost queue cannot be seen there.
  *
+ * @property {string} [url] 'connected': the Web-STOMP URL of this connection;
+ *   'reconnecting': the URL of the attempt that ended (the next attempt uses
+ *   the next URL of the list)
+ *
  * @property {'pagehide'|'freeze'} [reason] 'closed' only: the page was hidden
  *   (navigation, back/forward cache) or frozen; the client connects again by
  *   itself on pageshow/resume
@@ -49,15 +53,32 @@ export function memoryStorage(): StorageLike & {
  * @property {string} routingKey    the routing key it was published with ('' if unknown)
  * @property {boolean} redelivered  the broker delivered it before (unacked then)
  * @property {string} subscription the subscription name
+ * @property {number} [offset]     stream subscriptions: the message's offset in the stream
+ * @property {string} [stream]     stream subscriptions: the stream's name
  *
  * @typedef {'ack'|'park'|'retry'} FailureAction
  *   what happens to a message whose handler failed retry.attempts times:
  *   'ack' acknowledge and drop it; 'park' NACK it without requeue (the broker
  *   dead-letters it to the queue's dead-letter exchange, or discards it) and go
- *   on; 'retry' keep it and try another round
+ *   on; 'retry' keep it and try another round. On a stream (which cannot take
+ *   a NACK) 'park' acks it and moves on: the stream still holds it at
+ *   msg.offset, so the page may keep that offset and read it again elsewhere
+ *
+ * @typedef {'next'|'first'|{last: number}|{timestamp: number}|{first: true}} StartPosition
+ *   where a stream subscription starts when the tab has no offset for it yet:
+ *   the JSON of the Go side's broadcast.Position ({last: N}: the page's state
+ *   includes offset N; {timestamp: S}: unix seconds), or 'next'/'first'
  *
  * @typedef {object} SubscribeOptions
- * @property {string} name  [A-Za-z0-9_.-], unique per client, part of the queue name
+ * @property {string} [name]  [A-Za-z0-9_.-], unique per client, part of the queue
+ *   name; required except for streams (default: the stream's name)
+ * @property {string} [stream]  subscribe to this RabbitMQ stream (a broadcast
+ *   many tabs share) instead of a per-tab queue: resumes at the offset this tab
+ *   handled last (sessionStorage), reports a 'gap' when retention removed what
+ *   it missed, never NACKs; both modes (tab-session mode: the session must
+ *   grant it, see README)
+ * @property {StartPosition} [start]  streams: where to start while the tab has
+ *   no offset (default: the session's start for the stream, else 'next')
  * @property {string} [exchange]    headers mode: the exchange (must exist)
  * @property {string} [bindingKey]  headers mode: e.g. 'customer.42.#' ('' for fanout)
  * @property {number} [expiresMs]   headers mode: x-expires of the queue (default 3600000)
@@ -83,6 +104,17 @@ export function memoryStorage(): StorageLike & {
  * @property {number} unrouted   acked because no handler or pattern wanted them
  * @property {number} acked      ACK frames sent
  * @property {number} stale      dropped because their connection ended (the broker redelivers them)
+ * @property {number} skipped    streams: acked without handling, offset already handled (a resume repeats the last one)
+ * @property {number} gaps       streams: gaps reported (see the 'gap' event)
+ *
+ * @typedef {object} GapEvent  the 'gap' event: offsets `from`..`to` of `stream`
+ *   may have held messages this tab will never get (retention removed them while
+ *   it was away); the subscription carries on at `to + 1`. Offsets are not
+ *   dense: a range says "possibly lost", not how many
+ * @property {string} subscription
+ * @property {string} stream
+ * @property {number} from
+ * @property {number} to
  *
  * @typedef {object} RetryEvent  the 'retry' event: a handler attempt failed, another follows
  * @property {string} subscription
@@ -117,8 +149,10 @@ export function memoryStorage(): StorageLike & {
  *   delivered; reconnects fetch fresh sessions from url
  *
  * @typedef {object} ClientOptions
- * @property {string} [url]         e.g. 'ws://127.0.0.1:15674/ws' (not with session:
- *   the session response names it)
+ * @property {string|string[]} [url]  e.g. 'ws://127.0.0.1:15674/ws', or one URL per
+ *   cluster node: the client starts at a random one (so a fleet of tabs spreads
+ *   over the nodes) and moves to the next one after every failed attempt (not
+ *   with session: the session response names them, `url` or `urls`)
  * @property {SessionOptions} [session]  tab-session mode (recommended for pages
  *   on the Internet): before every connection attempt, POST to session.url for
  *   this tab's server-declared queue and a short-lived read-only token; see README
@@ -160,6 +194,7 @@ export function memoryStorage(): StorageLike & {
  * @property {[StateDetail]} closed
  * @property {[RetryEvent]} retry
  * @property {[FailedEvent]} failed
+ * @property {[GapEvent]} gap
  */
 /**
  * A refused or failed tab-session request. `status` is the HTTP status (0 for a
@@ -216,6 +251,15 @@ export class Subscription {
      * @returns {Record<string, string>|null}
      */
     get headers(): Record<string, string> | null;
+    /** The stream's name for a stream subscription, else undefined. */
+    get stream(): any;
+    /**
+     * Stream subscriptions: the offset of the last message this tab handled
+     * (kept in storage per tab and stream), or of a server position `{last: N}`
+     * once subscribed with it; null before either; undefined for a per-tab queue.
+     * @returns {number|null|undefined}
+     */
+    get lastOffset(): number | null | undefined;
     /**
      * Counters since creation (see {@link SubscriptionStats}).
      * @returns {SubscriptionStats}
@@ -380,6 +424,12 @@ export type StateDetail = {
      */
     queueReset?: boolean;
     /**
+     * 'connected': the Web-STOMP URL of this connection;
+     * 'reconnecting': the URL of the attempt that ended (the next attempt uses
+     * the next URL of the list)
+     */
+    url?: string;
+    /**
      * 'closed' only: the page was hidden
      * (navigation, back/forward cache) or frozen; the client connects again by
      * itself on pageshow/resume
@@ -422,19 +472,55 @@ export type DurableMessage = {
      * the subscription name
      */
     subscription: string;
+    /**
+     * stream subscriptions: the message's offset in the stream
+     */
+    offset?: number;
+    /**
+     * stream subscriptions: the stream's name
+     */
+    stream?: string;
 };
 /**
  * what happens to a message whose handler failed retry.attempts times:
  * 'ack' acknowledge and drop it; 'park' NACK it without requeue (the broker
  * dead-letters it to the queue's dead-letter exchange, or discards it) and go
- * on; 'retry' keep it and try another round
+ * on; 'retry' keep it and try another round. On a stream (which cannot take
+ * a NACK) 'park' acks it and moves on: the stream still holds it at
+ * msg.offset, so the page may keep that offset and read it again elsewhere
  */
 export type FailureAction = "ack" | "park" | "retry";
+/**
+ * where a stream subscription starts when the tab has no offset for it yet:
+ * the JSON of the Go side's broadcast.Position ({last: N}: the page's state
+ * includes offset N; {timestamp: S}: unix seconds), or 'next'/'first'
+ */
+export type StartPosition = "next" | "first" | {
+    last: number;
+} | {
+    timestamp: number;
+} | {
+    first: true;
+};
 export type SubscribeOptions = {
     /**
-     * [A-Za-z0-9_.-], unique per client, part of the queue name
+     * [A-Za-z0-9_.-], unique per client, part of the queue
+     * name; required except for streams (default: the stream's name)
      */
-    name: string;
+    name?: string;
+    /**
+     * subscribe to this RabbitMQ stream (a broadcast
+     * many tabs share) instead of a per-tab queue: resumes at the offset this tab
+     * handled last (sessionStorage), reports a 'gap' when retention removed what
+     * it missed, never NACKs; both modes (tab-session mode: the session must
+     * grant it, see README)
+     */
+    stream?: string;
+    /**
+     * streams: where to start while the tab has
+     * no offset (default: the session's start for the stream, else 'next')
+     */
+    start?: StartPosition;
     /**
      * headers mode: the exchange (must exist)
      */
@@ -517,6 +603,26 @@ export type SubscriptionStats = {
      * dropped because their connection ended (the broker redelivers them)
      */
     stale: number;
+    /**
+     * streams: acked without handling, offset already handled (a resume repeats the last one)
+     */
+    skipped: number;
+    /**
+     * streams: gaps reported (see the 'gap' event)
+     */
+    gaps: number;
+};
+/**
+ * the 'gap' event: offsets `from`..`to` of `stream`
+ * may have held messages this tab will never get (retention removed them while
+ * it was away); the subscription carries on at `to + 1`. Offsets are not
+ * dense: a range says "possibly lost", not how many
+ */
+export type GapEvent = {
+    subscription: string;
+    stream: string;
+    from: number;
+    to: number;
 };
 /**
  * the 'retry' event: a handler attempt failed, another follows
@@ -584,10 +690,12 @@ export type SessionOptions = {
 };
 export type ClientOptions = {
     /**
-     * e.g. 'ws://127.0.0.1:15674/ws' (not with session:
-     * the session response names it)
+     * e.g. 'ws://127.0.0.1:15674/ws', or one URL per
+     * cluster node: the client starts at a random one (so a fleet of tabs spreads
+     * over the nodes) and moves to the next one after every failed attempt (not
+     * with session: the session response names them, `url` or `urls`)
      */
-    url?: string;
+    url?: string | string[];
     /**
      * tab-session mode (recommended for pages
      * on the Internet): before every connection attempt, POST to session.url for
@@ -681,6 +789,7 @@ export type ClientEvents = {
     closed: [StateDetail];
     retry: [RetryEvent];
     failed: [FailedEvent];
+    gap: [GapEvent];
 };
 import { DedupWindow } from './internal.js';
 import { Client } from '@stomp/stompjs';

@@ -137,6 +137,9 @@ export function sessionErrorIsFatal(status: number): boolean;
  * @typedef {object} ParsedSession
  * @property {string} tabId
  * @property {string} url
+ * @property {string[]} urls     every node's Web-STOMP URL (`urls`), else [url]
+ * @property {Map<string, {destination: string, start: StreamPosition|undefined}>} streams
+ *   the streams this session grants (`streams: [{name, destination, start?}]`)
  * @property {string} vhost
  * @property {string} queue
  * @property {string} destination
@@ -189,6 +192,94 @@ export function normalizeRetry(r?: {
  * @returns {number}
  */
 export function normalizeTimeout(ms: unknown, name?: string): number;
+/**
+ * A validated list of Web-STOMP URLs: `url` may be one URL or a list of them
+ * (one per cluster node, or one load-balanced URL).
+ * @param {unknown} url
+ * @param {string} [prefix]  starts the error message, e.g. 'DurableClient: '
+ * @param {string} [field]   the field's name in the error message
+ * @returns {string[]}
+ */
+export function urlList(url: unknown, prefix?: string, field?: string): string[];
+/**
+ * Where a tab starts reading a stream it has no offset for yet:
+ * `{kind: 'last', offset}` (the server's broadcast.EndPosition, `{last: N}`:
+ * the page's state includes offset N), `{kind: 'timestamp', ts}` (whole unix
+ * seconds, `{timestamp: S}`), `{kind: 'first'}` (`'first'` or `{first: true}`)
+ * or `{kind: 'next'}` (`'next'`, the default: only what is published from now).
+ * @typedef {{kind: 'last', offset: number}|{kind: 'timestamp', ts: number}|{kind: 'first'}|{kind: 'next'}} StreamPosition
+ */
+/**
+ * Parses a stream start position as the server (package broadcast's
+ * Position JSON) or the page gives it. Throws a TypeError naming `what`.
+ * @param {unknown} p
+ * @param {string} [what]
+ * @returns {StreamPosition}
+ */
+export function parsePosition(p: unknown, what?: string): StreamPosition;
+/**
+ * The SUBSCRIBE header x-stream-offset for a position: `offset=N` (a tab
+ * that handled N asks for N again, see package broadcast: offsets are not
+ * dense, so only the repeated frame tells "nothing missed" from a gap),
+ * `timestamp=S`, `first` or `next`.
+ * @param {StreamPosition} pos
+ */
+export function streamOffsetHeader(pos: StreamPosition): string;
+/** The STOMP destination of a stream: `/amq/queue/<stream>` (never /queue/, which declares). */
+export function streamDestination(stream: any): string;
+/**
+ * Normalises a stream subscription spec (`{stream, name?, prefetch?, start?}`):
+ * both modes; the destination is derived in headers mode and comes from the
+ * session in tab-session mode.
+ * @param {any} spec
+ */
+export function normalizeStreamSpec(spec: any): Readonly<{
+    stream: any;
+    name: string;
+    prefetch: any;
+    start: StreamPosition;
+}>;
+/**
+ * SUBSCRIBE headers of a stream subscription (both modes): the stream's
+ * destination, a stable id, client-individual acks (credit only: the broker
+ * stores no offset), the prefetch the broker requires for streams, and where
+ * to start.
+ * @param {{stream: string, prefetch: number}} spec
+ * @param {string} destination
+ * @param {StreamPosition} pos
+ * @returns {Record<string, string>}
+ */
+export function streamSubscribeHeaders(spec: {
+    stream: string;
+    prefetch: number;
+}, destination: string, pos: StreamPosition): Record<string, string>;
+/**
+ * The offset of a stream MESSAGE (`x-stream-offset`), or undefined if the
+ * header is missing or not a non-negative integer.
+ * @param {Record<string, string>} headers
+ * @returns {number|undefined}
+ */
+export function streamOffsetOf(headers: Record<string, string>): number | undefined;
+/**
+ * The tab's side of the stream protocol (package broadcast) for one MESSAGE,
+ * before its id is looked at: `gap` when this is the first MESSAGE of a
+ * subscription that asked for `offset=<last>` and it is beyond last+1
+ * (retention removed offsets last+1 .. offset-1 while the tab was away);
+ * `skip` when the tab already handled this offset (a resume repeats the last
+ * handled frame).
+ * @param {StreamPosition} want   what the SUBSCRIBE asked for
+ * @param {number|null} last      the last handled offset (null: none yet)
+ * @param {boolean} first         the first MESSAGE of this SUBSCRIBE
+ * @param {number} offset
+ * @returns {{gap: {from: number, to: number}|null, skip: boolean}}
+ */
+export function streamStep(want: StreamPosition, last: number | null, first: boolean, offset: number): {
+    gap: {
+        from: number;
+        to: number;
+    } | null;
+    skip: boolean;
+};
 /** Default SUBSCRIBE lease: the queue is deleted after being unused this long. */
 export const DEFAULT_EXPIRES_MS: 3600000;
 /** Default per-subscription prefetch (unacked messages in flight). */
@@ -249,6 +340,17 @@ export type SubscribeSpec = {
 export type ParsedSession = {
     tabId: string;
     url: string;
+    /**
+     * every node's Web-STOMP URL (`urls`), else [url]
+     */
+    urls: string[];
+    /**
+     *   the streams this session grants (`streams: [{name, destination, start?}]`)
+     */
+    streams: Map<string, {
+        destination: string;
+        start: StreamPosition | undefined;
+    }>;
     vhost: string;
     queue: string;
     destination: string;
@@ -259,4 +361,22 @@ export type ParsedSession = {
     expiresAt: number;
     renewInMs: number;
     queueCreated: boolean;
+};
+/**
+ * Where a tab starts reading a stream it has no offset for yet:
+ * `{kind: 'last', offset}` (the server's broadcast.EndPosition, `{last: N}`:
+ * the page's state includes offset N), `{kind: 'timestamp', ts}` (whole unix
+ * seconds, `{timestamp: S}`), `{kind: 'first'}` (`'first'` or `{first: true}`)
+ * or `{kind: 'next'}` (`'next'`, the default: only what is published from now).
+ */
+export type StreamPosition = {
+    kind: "last";
+    offset: number;
+} | {
+    kind: "timestamp";
+    ts: number;
+} | {
+    kind: "first";
+} | {
+    kind: "next";
 };

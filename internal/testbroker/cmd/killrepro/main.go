@@ -14,6 +14,15 @@
 //
 //	go run ./internal/testbroker/cmd/killrepro -rounds 12 -load 2
 //
+// -trap shows the cause deterministically: RabbitMQ answers bind-ok (and
+// declare-ok) before Mnesia's commit decision for the change is on disk,
+// so a kill -9 in that window undoes it (see testbroker's SyncMetadata).
+// -flood runs the chaos test's shape without the publisher under test
+// (8 goroutines publishing with confirms to three bound queues while the
+// node is killed) and checks every queue takes every message confirmed
+// after the restart; -fresh starts a new node for every round, as the
+// chaos test does.
+//
 // The result on RabbitMQ 3.10.8 is in the README (Guarantees).
 package main
 
@@ -37,8 +46,20 @@ func main() {
 	delay := flag.Duration("delay", 0, "wait between the last confirm and the kill")
 	load := flag.Int("load", runtime.NumCPU(), "busy goroutines occupying the CPUs during the run (0 = none)")
 	bind := flag.Bool("bind", false, "bind each queue to a durable exchange, publish through it, and check the bindings after the restart")
+	floodMode := flag.Bool("flood", false, "the chaos test's shape: kill while 8 goroutines publish to -queues queues bound to one topic exchange, then check each queue takes every message confirmed after the restart")
+	fresh := flag.Bool("fresh", false, "a new node for every round (the chaos test starts a fresh node)")
+	killAfter := flag.Duration("kill-after", 0, "with -flood: publish this long before the kill (0 = random 0.5-1.5 s)")
+	trapMode := flag.Bool("trap", false, "show deterministically why a binding made just before a kill -9 can vanish (its Mnesia commit decision is logged after bind-ok)")
 	flag.Parse()
-	if err := run(*rounds, *queues, *delay, *load, *bind); err != nil {
+	var err error
+	if *trapMode {
+		err = trap()
+	} else if *floodMode {
+		err = flood(*rounds, *queues, *fresh, *killAfter)
+	} else {
+		err = run(*rounds, *queues, *delay, *load, *bind, *fresh)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "killrepro:", err)
 		os.Exit(1)
 	}
@@ -46,12 +67,13 @@ func main() {
 
 const exchange = "killrepro"
 
-func run(rounds, queues int, delay time.Duration, load int, bind bool) error {
-	n, err := testbroker.StartNode(testbroker.Options{Plugins: []string{}, NamePrefix: "killrepro"})
-	if err != nil {
-		return err
-	}
-	defer n.Close()
+func run(rounds, queues int, delay time.Duration, load int, bind, fresh bool) error {
+	var n *testbroker.Node
+	defer func() {
+		if n != nil {
+			_ = n.Close()
+		}
+	}()
 
 	var stop atomic.Bool
 	defer stop.Store(true)
@@ -63,23 +85,17 @@ func run(rounds, queues int, delay time.Duration, load int, bind bool) error {
 		}()
 	}
 
-	if bind {
-		c, err := amqp.Dial(n.AMQPURL())
-		if err != nil {
-			return err
-		}
-		ch, err := c.Channel()
-		if err == nil {
-			err = ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, nil)
-		}
-		_ = c.Close()
-		if err != nil {
-			return err
-		}
-	}
-
 	lostQueues, lostLast, lostMsgs, lostBindings := 0, 0, 0, 0
 	for r := range rounds {
+		if n == nil || fresh {
+			if n != nil {
+				_ = n.Close()
+			}
+			var err error
+			if n, err = startNode(bind); err != nil {
+				return err
+			}
+		}
 		names := make([]string, queues)
 		c, err := amqp.Dial(n.AMQPURL())
 		if err != nil {
@@ -133,13 +149,17 @@ func run(rounds, queues int, delay time.Duration, load int, bind bool) error {
 				if !routed {
 					lostBindings++
 					fmt.Printf("round %d: queue %d of %d (%s) lost its binding to %q\n", r+1, i+1, len(names), q, exchange)
+					for _, tab := range []string{"rabbit_durable_route", "rabbit_route"} {
+						out, err := n.Ctl("eval", "ets:tab2list("+tab+").")
+						fmt.Printf("%s (err %v):\n%s\n", tab, err, out)
+					}
 				}
 			}
 		}
 		_ = c.Close()
 	}
-	fmt.Printf("killrepro: %d rounds x %d queues, delay %v, load %d, bind %v: %d queues lost (%d of them the last declared before the kill), %d messages lost from surviving queues, %d bindings lost\n",
-		rounds, queues, delay, load, bind, lostQueues, lostLast, lostMsgs, lostBindings)
+	fmt.Printf("killrepro: %d rounds x %d queues, delay %v, load %d, bind %v, fresh %v: %d queues lost (%d of them the last declared before the kill), %d messages lost from surviving queues, %d bindings lost\n",
+		rounds, queues, delay, load, bind, fresh, lostQueues, lostLast, lostMsgs, lostBindings)
 	return nil
 }
 
@@ -209,4 +229,25 @@ func probeBinding(c *amqp.Connection, q string) (bool, error) {
 	}
 	_, err = ch.QueuePurge(q, false)
 	return true, err
+}
+
+// startNode starts a private node and, with bind, declares the exchange.
+func startNode(bind bool) (*testbroker.Node, error) {
+	n, err := testbroker.StartNode(testbroker.Options{Plugins: []string{}, NamePrefix: "killrepro"})
+	if err != nil || !bind {
+		return n, err
+	}
+	c, err := amqp.Dial(n.AMQPURL())
+	if err == nil {
+		var ch *amqp.Channel
+		if ch, err = c.Channel(); err == nil {
+			err = ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, nil)
+		}
+		_ = c.Close()
+	}
+	if err != nil {
+		_ = n.Close()
+		return nil, err
+	}
+	return n, nil
 }

@@ -1,0 +1,42 @@
+package testbroker
+
+import (
+	"strings"
+	"testing"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+)
+
+// A binding whose Mnesia commit decision was still on its way to the log
+// when bind-ok came back (mnesia_recover held, as a loaded scheduler delays
+// it) survives a kill -9 once SyncMetadata's sync ran. Without it the
+// restarted node comes back without the binding (killrepro -trap).
+func TestSyncMetadataKeepsABindingAcrossKill(t *testing.T) {
+	requireRabbit(t)
+	n := Start(t, Options{Plugins: []string{}})
+	c, err := amqp.Dial(n.AMQPURL())
+	require.NoError(t, err)
+	defer c.Close()
+	ch, err := c.Channel()
+	require.NoError(t, err)
+	require.NoError(t, ch.ExchangeDeclare("sync", amqp.ExchangeTopic, true, false, false, false, nil))
+	_, err = ch.QueueDeclare("tab-sync", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, n.SyncMetadata())
+
+	out, err := n.Ctl("eval", "sys:suspend(mnesia_recover).")
+	require.NoError(t, err, out)
+	require.NoError(t, ch.QueueBind("tab-sync", "customer.#", "sync", false, nil))
+	// Let mnesia_recover go, sync as SyncMetadata does, and kill -9 the node
+	// from inside, so no CLI round trip gives disk_log time to flush on its
+	// own (without the sync the binding is gone after the restart).
+	out, err = n.Ctl("eval", "sys:resume(mnesia_recover), "+syncMetadataExpr+`, os:cmd("kill -9 " ++ os:getpid()).`)
+	t.Logf("node killed itself (rabbitmqctl: %v: %.100s)", err, out)
+	require.NoError(t, n.Kill())
+	require.NoError(t, n.StartAgain())
+
+	out, err = n.Ctl("list_bindings", "source_name", "destination_name", "routing_key")
+	require.NoError(t, err, out)
+	require.True(t, strings.Contains(out, "sync\ttab-sync\tcustomer.#"), "binding lost across kill -9 after SyncMetadata:\n%s", out)
+}
