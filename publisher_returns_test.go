@@ -85,7 +85,9 @@ func brokerAddr(t *testing.T) string {
 // brokerProxy returns a fault proxy in front of the shared broker, closed
 // when the test ends.
 func brokerProxy(t *testing.T) *faultproxy.Proxy {
-	proxy := brokerProxy(t)
+	proxy, err := faultproxy.New(brokerAddr(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
 	return proxy
 }
 
