@@ -212,6 +212,15 @@ func (l *chaosLoad) stop() {
 	l.wg.Wait()
 }
 
+// sinceOrDash returns how long after from at was, or "-" for a zero at
+// (nothing happened).
+func sinceOrDash(from, at time.Time) string {
+	if at.IsZero() {
+		return "-"
+	}
+	return at.Sub(from).Round(time.Millisecond).String()
+}
+
 // examples returns the first error of each failure reason.
 func (l *chaosLoad) examples() map[string]string {
 	l.mu.Lock()
@@ -404,8 +413,8 @@ func TestCluster(t *testing.T) {
 			reconnects += int(ft.reconnects.Load())
 		}
 		first, last := load.failWindow()
-		t.Logf("failures by reason (not confirmed, reported to the caller): %v; first at %v, last at %v after the start; first error of each: %q",
-			failed, first.Sub(start).Round(time.Millisecond), last.Sub(start).Round(time.Millisecond), load.examples())
+		t.Logf("failures by reason (not confirmed, reported to the caller): %v; first at %s, last at %s after the start; first error of each: %q",
+			failed, sinceOrDash(start, first), sinceOrDash(start, last), load.examples())
 		nacked := failed[durablews.ErrNacked.Error()]
 		line := fmt.Sprintf("cluster-chaos: published %d confirmed %d lost %d duplicates %d nacked %d (nack retries %d, republished %d) node-kills %d node-stops %d cuts %d tab-reconnects %d queues %d (quorum) nodes %d in %v (%.0f confirmed msg/s)",
 			load.attempted.Load(), len(confirmed), lost, dups, nacked, retries.nacked.Load(), retries.lost.Load(), kills, stops, cuts.Load(), reconnects,
@@ -468,12 +477,7 @@ func TestCluster(t *testing.T) {
 		waitReceived([]*failoverTab{tab}, confirmed, time.Minute)
 		lost := tab.missing(confirmed)
 		first, last := load.failWindow()
-		since := func(at time.Time) string {
-			if at.IsZero() {
-				return "-"
-			}
-			return at.Sub(killedAt).Round(time.Millisecond).String()
-		}
+		since := func(at time.Time) string { return sinceOrDash(killedAt, at) }
 		t.Logf("fresh queue: first error of each failure reason: %q", load.examples())
 		t.Logf("fresh queue: attempted %d confirmed %d lost %d duplicates %d nack retries %d; failures %v, the first returned %s and the last %s after the kill; node 3 restarted at %v (%d attempted), back in the cluster at %v; tab reconnects %d",
 			load.attempted.Load(), len(confirmed), lost, tab.got.Stats().Duplicates, retries.nacked.Load(), failed, since(first), since(last),
