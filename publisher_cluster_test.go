@@ -111,11 +111,7 @@ func TestPublish_RetryNacksFailsWithErrNackedAtTheDeadline(t *testing.T) {
 }
 
 func TestPublish_ConnectionLossIsReportedAsRetried(t *testing.T) {
-	b := newBroker(t)
-	ex := uniqueName(t, "relost")
-	b.exchange(ex, "topic")
-	q := b.queue(ex, "#", nil)
-	proxy := brokerProxy(t)
+	b, ex, q, proxy := proxiedQueue(t, "relost", "#")
 	proxy.SetLatency(50 * time.Millisecond) // confirms are still out when the cut comes
 
 	cfg := durablews.NewConfig(proxied(t, proxy.Addr()), durablews.Exchange{Name: ex})
@@ -173,11 +169,7 @@ func TestPublisher_ShufflesURLsUnlessKeepURLOrder(t *testing.T) {
 }
 
 func TestPublisher_OnConnectRunsBeforeRepublishing(t *testing.T) {
-	b := newBroker(t)
-	ex := uniqueName(t, "onconnect")
-	b.exchange(ex, "topic")
-	q := b.queue(ex, "#", nil)
-	proxy := brokerProxy(t)
+	b, ex, q, proxy := proxiedQueue(t, "onconnect", "#")
 
 	var calls atomic.Int64
 	gate := make(chan struct{})

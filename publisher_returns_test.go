@@ -91,16 +91,21 @@ func brokerProxy(t *testing.T) *faultproxy.Proxy {
 	return proxy
 }
 
+// proxiedQueue declares a topic exchange named after prefix with one queue
+// bound by key, and a fault proxy in front of the shared broker.
+func proxiedQueue(t *testing.T, prefix, key string) (b *broker, ex, q string, proxy *faultproxy.Proxy) {
+	b = newBroker(t)
+	ex = uniqueName(t, prefix)
+	b.exchange(ex, "topic")
+	return b, ex, b.queue(ex, key, nil), brokerProxy(t)
+}
+
 // Returns of publishes given up (their context was cancelled before the
 // confirm) arrive later. They must neither be blamed on a later publish of
 // the same message nor fill a buffer and stall the connection's reader
 // (amqp091-go then blocks 5 s per return and drops it).
 func TestPublish_ReturnsOfAbandonedPublishesAreDropped(t *testing.T) {
-	b := newBroker(t)
-	ex := uniqueName(t, "abandoned")
-	b.exchange(ex, "topic")
-	bound := b.queue(ex, "bound.#", nil)
-	proxy := brokerProxy(t)
+	b, ex, bound, proxy := proxiedQueue(t, "abandoned", "bound.#")
 
 	cfg := durablews.NewConfig(proxied(t, proxy.Addr()), durablews.Exchange{Name: ex})
 	cfg.Mandatory = true
