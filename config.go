@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -14,6 +13,9 @@ import (
 	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
 	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/durablews/durablews/internal/amqpconn"
+	"github.com/durablews/durablews/internal/defaults"
 )
 
 // RoutingKeyMetadataKey is the message metadata key the default routing-key
@@ -39,10 +41,6 @@ const (
 	DefaultMaxPayloadBytes = 16 << 20
 	DefaultDialTimeout     = 5 * time.Second
 )
-
-// maxShortString is the AMQP 0-9-1 limit for exchange names, routing keys
-// and header names.
-const maxShortString = 255
 
 // Exchange is the durable exchange a Watermill topic is published to.
 type Exchange struct {
@@ -132,7 +130,7 @@ type Config struct {
 	RoutingKey RoutingKeyFunc
 
 	// Marshaler turns Watermill messages into AMQP publishings. Default:
-	// Marshaler{}. Publish rejects (ErrInvalidMessage) a publishing that is
+	// DefaultMarshaler{}. Publish rejects (ErrInvalidMessage) a publishing that is
 	// not persistent, since the guarantee needs it, or that AMQP cannot
 	// encode (e.g. a uint header value); it fills MessageId from the UUID
 	// when the marshaler leaves it empty.
@@ -209,7 +207,7 @@ type Config struct {
 	MaxPayloadBytes int
 
 	// Observer, when set, is told about every publish, confirm, failure
-	// and reconnect; see NewMetrics for Prometheus.
+	// and reconnect; see package prommetrics for Prometheus.
 	Observer Observer
 }
 
@@ -282,36 +280,16 @@ func (c *Config) setDefaults() {
 	if c.RoutingKey == nil {
 		c.RoutingKey = RoutingKeyFromMetadata
 	}
-	if c.Marshaler == nil {
-		c.Marshaler = Marshaler{}
-	}
-	if c.ConfirmTimeout == 0 {
-		c.ConfirmTimeout = DefaultConfirmTimeout
-	}
-	if c.MaxInFlight == 0 {
-		c.MaxInFlight = DefaultMaxInFlight
-	}
-	if c.Channels == 0 {
-		c.Channels = DefaultChannels
-	}
-	if c.Reconnect.Initial == 0 {
-		c.Reconnect.Initial = 100 * time.Millisecond
-	}
-	if c.Reconnect.Max == 0 {
-		c.Reconnect.Max = 10 * time.Second
-	}
-	if c.Reconnect.Multiplier == 0 {
-		c.Reconnect.Multiplier = 2
-	}
-	if c.MaxPayloadBytes == 0 {
-		c.MaxPayloadBytes = DefaultMaxPayloadBytes
-	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
-	if c.Observer == nil {
-		c.Observer = nopObserver{}
-	}
+	defaults.Set[wamqp.Marshaler](&c.Marshaler, DefaultMarshaler{})
+	defaults.Set(&c.ConfirmTimeout, DefaultConfirmTimeout)
+	defaults.Set(&c.MaxInFlight, DefaultMaxInFlight)
+	defaults.Set(&c.Channels, DefaultChannels)
+	defaults.Set(&c.Reconnect.Initial, 100*time.Millisecond)
+	defaults.Set(&c.Reconnect.Max, 10*time.Second)
+	defaults.Set(&c.Reconnect.Multiplier, 2)
+	defaults.Set(&c.MaxPayloadBytes, DefaultMaxPayloadBytes)
+	defaults.Set(&c.DialTimeout, DefaultDialTimeout)
+	defaults.Set[Observer](&c.Observer, nopObserver{})
 }
 
 // Validate reports every invalid field at once; each message names the
@@ -325,8 +303,8 @@ func (c Config) Validate() error {
 		bad("URLs is empty: give at least one broker URL like amqp://guest:guest@127.0.0.1:5672/")
 	}
 	for i, u := range c.URLs {
-		if err := validateURL(u); err != nil {
-			bad("URLs[%d] %q: %v", i, redactURL(u), err)
+		if err := amqpconn.ValidateURL(u); err != nil {
+			bad("URLs[%d] %q: %v", i, amqpconn.RedactURL(u), err)
 		}
 	}
 	if len(c.Exchanges) == 0 && c.ExchangeFor == nil {
@@ -341,7 +319,7 @@ func (c Config) Validate() error {
 		bad("RoutingKey is nil: leave it unset in NewConfig or use durablews.RoutingKeyFromMetadata")
 	}
 	if c.Marshaler == nil {
-		bad("Marshaler is nil: use durablews.Marshaler{}")
+		bad("Marshaler is nil: use durablews.DefaultMarshaler{}")
 	}
 	if c.ConfirmTimeout <= 0 {
 		bad("ConfirmTimeout %v must be positive", c.ConfirmTimeout)
@@ -361,8 +339,8 @@ func (c Config) Validate() error {
 	if c.DialTimeout <= 0 {
 		bad("DialTimeout %v must be positive", c.DialTimeout)
 	}
-	if c.AMQP.Recovery != nil {
-		bad("AMQP.Recovery is set: the publisher reconnects and republishes itself, and amqp091-go's recovery would compete with it; remove it")
+	if err := amqpconn.CheckConfig(c.AMQP); err != nil {
+		bad("%v", err)
 	}
 	return errors.Join(errs...)
 }
@@ -377,8 +355,8 @@ func checkExchange(topic string, e Exchange, from string) error {
 		bad("%s has an empty topic: topics must be non-empty", from)
 	case e.Name == "":
 		bad("%s[%q].Name is empty: the default exchange cannot be declared; name an exchange", from, topic)
-	case len(e.Name) > maxShortString:
-		bad("%s[%q].Name is %d bytes, over the AMQP limit of %d", from, topic, len(e.Name), maxShortString)
+	case len(e.Name) > amqpconn.MaxShortString:
+		bad("%s[%q].Name is %d bytes, over the AMQP limit of %d", from, topic, len(e.Name), amqpconn.MaxShortString)
 	case strings.HasPrefix(e.Name, "amq.") && !e.Passive:
 		bad("%s[%q].Name %q uses the reserved amq. prefix: set Passive: true to use a built-in exchange", from, topic, e.Name)
 	}
@@ -420,29 +398,6 @@ func (c *Config) exchangeFor(topic string) (e Exchange, err error) {
 
 func (c *Config) knownTopics() string {
 	return "[" + strings.Join(sortedKeys(c.Exchanges), ", ") + "]"
-}
-
-func validateURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return err
-	}
-	if u.Scheme != "amqp" && u.Scheme != "amqps" {
-		return fmt.Errorf("scheme must be amqp or amqps, not %q", u.Scheme)
-	}
-	if u.Host == "" {
-		return errors.New("no host")
-	}
-	return nil
-}
-
-// redactURL hides the password so URLs can go into errors and logs.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	return u.Redacted()
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -54,7 +54,7 @@
 //
 // # Wire format
 //
-// Marshaler writes persistent messages whose AMQP message_id is the Watermill
+// DefaultMarshaler writes persistent messages whose AMQP message_id is the Watermill
 // UUID (the browser sees it as amqp-message-id and drops redeliveries by it)
 // and whose metadata become string headers; the UUID is also in the
 // _watermill_message_uuid header, so watermill-amqp's DefaultMarshaler reads
@@ -63,15 +63,12 @@
 // shares exchanges and wire format with the Publisher (Watermill's pubsub
 // test suite passes with that pair).
 //
-// # Tab sessions
+// # Other packages
 //
-// For per-user access control, mount TabSessions: it declares each tab's
-// queue server-side and hands the browser a short-lived JWT that RabbitMQ's
-// OAuth 2 backend accepts for reading that one queue and nothing else
-// (scripts/rabbitmq-tab-sessions.sh configures the broker). When a tab's
-// queue had to be created again (it expired while the tab was away, or was
-// lost), the session says so (TabSession.QueueCreated) and the browser
-// client tells the page, which should then reload its state.
+// Package tabsession gives each browser tab its own server-declared queue
+// and a token that can read only that queue (per-user access control);
+// package prommetrics has Prometheus metrics for a Publisher (an
+// Observer). The publisher does not depend on either.
 //
 // # Guarantees and limits
 //

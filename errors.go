@@ -42,6 +42,14 @@ var (
 	// does not exist) stopped it before it was sent. The broker does not
 	// have it.
 	ErrNotSent = errors.New("not sent")
+	// ErrRoutingKey: no usable routing key could be computed for the
+	// message (Publish and forwards wrap it). Retrying will not help;
+	// route such messages to a poison queue:
+	//
+	//	middleware.PoisonQueueWithFilter(pub, "poison", func(err error) bool {
+	//		return errors.Is(err, durablews.ErrRoutingKey)
+	//	})
+	ErrRoutingKey = errors.New("no usable routing key")
 )
 
 // MessageError is the outcome of one message that was not confirmed.

@@ -7,9 +7,11 @@ import (
 	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
 	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/durablews/durablews/internal/amqpconn"
 )
 
-// Metadata keys the Marshaler also copies into AMQP properties, so AMQP
+// Metadata keys DefaultMarshaler also copies into AMQP properties, so AMQP
 // consumers see them as properties and STOMP clients as the standard
 // content-type and correlation-id headers.
 const (
@@ -26,7 +28,7 @@ const DefaultContentType = "application/json"
 // messages of watermill-amqp producers.
 const watermillUUIDHeader = wamqp.DefaultMessageUUIDHeaderKey
 
-// Marshaler is the wire format between Watermill messages and AMQP. It
+// DefaultMarshaler is the wire format between Watermill messages and AMQP. It
 // implements watermill-amqp's Marshaler interface, so a watermill-amqp
 // subscriber configured with it reads exactly what the Publisher wrote.
 //
@@ -47,13 +49,13 @@ const watermillUUIDHeader = wamqp.DefaultMessageUUIDHeaderKey
 // Unmarshal restores UUID, metadata and payload exactly. watermill-amqp's
 // DefaultMarshaler reads the same UUID, metadata and payload, so either
 // marshaler works on the consuming side.
-type Marshaler struct {
+type DefaultMarshaler struct {
 	// Now returns the publishing timestamp; default time.Now. Tests set it.
 	Now func() time.Time
 }
 
 // Marshal implements watermill-amqp's Marshaler.
-func (m Marshaler) Marshal(msg *message.Message) (amqp.Publishing, error) {
+func (m DefaultMarshaler) Marshal(msg *message.Message) (amqp.Publishing, error) {
 	if msg == nil {
 		return amqp.Publishing{}, fmt.Errorf("durablews: cannot marshal a nil message")
 	}
@@ -88,7 +90,7 @@ func (m Marshaler) Marshal(msg *message.Message) (amqp.Publishing, error) {
 }
 
 // Unmarshal implements watermill-amqp's Marshaler.
-func (m Marshaler) Unmarshal(d amqp.Delivery) (*message.Message, error) {
+func (m DefaultMarshaler) Unmarshal(d amqp.Delivery) (*message.Message, error) {
 	uuid := d.MessageId
 	if uuid == "" {
 		uuid, _ = d.Headers[watermillUUIDHeader].(string)
@@ -120,7 +122,7 @@ func checkHeaderName(k string) error {
 	if k == watermillUUIDHeader {
 		return fmt.Errorf("durablews: metadata key %q is reserved: the marshaler writes the message UUID there", k)
 	}
-	if len(k) > maxShortString { // describe the key only when it fails
+	if len(k) > amqpconn.MaxShortString { // describe the key only when it fails
 		return checkShortString(fmt.Sprintf("metadata key %.40q", k), k)
 	}
 	return nil
@@ -130,8 +132,8 @@ func checkShortString(what, s string) error {
 	if s == "" {
 		return fmt.Errorf("durablews: %s is empty", what)
 	}
-	if len(s) > maxShortString {
-		return fmt.Errorf("durablews: %s is %d bytes, over the AMQP limit of %d", what, len(s), maxShortString)
+	if len(s) > amqpconn.MaxShortString {
+		return fmt.Errorf("durablews: %s is %d bytes, over the AMQP limit of %d", what, len(s), amqpconn.MaxShortString)
 	}
 	return nil
 }

@@ -25,7 +25,7 @@ func deliveryOf(p amqp.Publishing) amqp.Delivery {
 
 func TestMarshaler_Marshal(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	m := durablews.Marshaler{Now: func() time.Time { return now }}
+	m := durablews.DefaultMarshaler{Now: func() time.Time { return now }}
 	msg := message.NewMessage("uuid-1", []byte(`{"a":1}`))
 	msg.Metadata.Set("routing_key", "customer.1.x")
 	msg.Metadata.Set("correlation_id", "c-1")
@@ -50,7 +50,7 @@ func TestMarshaler_Marshal(t *testing.T) {
 }
 
 func TestMarshaler_RejectsWhatAMQPCannotCarry(t *testing.T) {
-	m := durablews.Marshaler{}
+	m := durablews.DefaultMarshaler{}
 	_, err := m.Marshal(nil)
 	assert.ErrorContains(t, err, "nil message")
 
@@ -83,7 +83,7 @@ func TestMarshaler_InteropWithWatermillAMQPDefaultMarshaler(t *testing.T) {
 	msg.Metadata.Set("routing_key", "customer.2.x")
 	msg.Metadata.Set("correlation_id", "c-2")
 
-	pub, err := durablews.Marshaler{}.Marshal(msg)
+	pub, err := durablews.DefaultMarshaler{}.Marshal(msg)
 	require.NoError(t, err)
 	got, err := wamqp.DefaultMarshaler{}.Unmarshal(deliveryOf(pub))
 	require.NoError(t, err)
@@ -93,7 +93,7 @@ func TestMarshaler_InteropWithWatermillAMQPDefaultMarshaler(t *testing.T) {
 
 	pub, err = wamqp.DefaultMarshaler{}.Marshal(msg)
 	require.NoError(t, err)
-	got, err = durablews.Marshaler{}.Unmarshal(deliveryOf(pub))
+	got, err = durablews.DefaultMarshaler{}.Unmarshal(deliveryOf(pub))
 	require.NoError(t, err)
 	assert.Equal(t, "uuid-2", got.UUID)
 	assert.Equal(t, msg.Metadata, got.Metadata)
@@ -104,7 +104,7 @@ func TestMarshaler_UnmarshalReadsWatermillAMQPProducers(t *testing.T) {
 		Headers: amqp.Table{"_watermill_message_uuid": "w-1", "n": int32(7), "s": "x"},
 		Body:    []byte("p"),
 	}
-	msg, err := durablews.Marshaler{}.Unmarshal(d)
+	msg, err := durablews.DefaultMarshaler{}.Unmarshal(d)
 	require.NoError(t, err)
 	assert.Equal(t, "w-1", msg.UUID)
 	assert.Equal(t, message.Metadata{"n": "7", "s": "x"}, msg.Metadata)
@@ -118,7 +118,7 @@ func FuzzMarshalerRoundTrip(f *testing.F) {
 		msg := message.NewMessage(uuid, payload)
 		msg.Metadata.Set(k1, v1)
 		msg.Metadata.Set(k2, v2)
-		m := durablews.Marshaler{}
+		m := durablews.DefaultMarshaler{}
 		pub, err := m.Marshal(msg)
 		if err != nil {
 			// Only inputs AMQP cannot carry may be refused.

@@ -4,7 +4,7 @@ import "time"
 
 // Observer receives what the Publisher does, for metrics. Calls are made
 // synchronously on publishing goroutines, so implementations must be fast
-// and safe for concurrent use. Metrics (metrics.go) is the Prometheus one.
+// and safe for concurrent use. prommetrics.Metrics is the Prometheus one.
 type Observer interface {
 	// Published: a Publish call passed validation and starts sending
 	// this many messages to topic.

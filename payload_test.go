@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/brokertest"
 	"github.com/durablews/durablews/internal/stomptab"
 )
 
@@ -20,8 +21,8 @@ func TestWebSTOMP_LargestAcceptedPayloadIsDelivered(t *testing.T) {
 	t.Parallel()
 	e := newWSEnv(t, nil)
 	spec := stomptab.Sub{Exchange: e.ex, BindingKey: "customer.9.#", QueueName: e.queueName("big"), Prefetch: 1}
-	tab := wsDial(t)
-	sub := wsSubscribe(t, tab, spec)
+	tab := brokertest.DialTab(t, stomptab.Options{})
+	sub := brokertest.Subscribe(t, tab, spec)
 
 	payload := bytes.Repeat([]byte("x"), durablews.DefaultMaxPayloadBytes)
 	big := message.NewMessage(watermill.NewUUID(), payload)
@@ -32,7 +33,7 @@ func TestWebSTOMP_LargestAcceptedPayloadIsDelivered(t *testing.T) {
 	tooBig.Metadata.Set(durablews.RoutingKeyMetadataKey, "customer.9.big")
 	require.ErrorIs(t, e.pub.Publish(e.ex, tooBig), durablews.ErrInvalidMessage)
 
-	m, err := sub.Next(wsCtx(t, 60*time.Second))
+	m, err := sub.Next(brokertest.Ctx(t, 60*time.Second))
 	require.NoError(t, err)
 	assert.Equal(t, big.UUID, m.ID)
 	assert.Equal(t, len(payload), len(m.Body))

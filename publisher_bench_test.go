@@ -44,7 +44,7 @@ func BenchmarkPublish(b *testing.B) {
 			ns := float64(time.Since(start).Nanoseconds()) / float64(b.N)
 			b.ReportMetric(1e9/ns, "msg/s")
 			perMsg[name] = ns
-			_, err := br.ch.QueuePurge(q, false)
+			_, err := br.Ch.QueuePurge(q, false)
 			require.NoError(b, err)
 		})
 	}
@@ -80,7 +80,7 @@ func BenchmarkPublish(b *testing.B) {
 			for sent := 0; sent < b.N; sent += batch {
 				n := min(batch, b.N-sent)
 				for i := range n {
-					// What the Marshaler puts on the wire, built per message.
+					// What DefaultMarshaler puts on the wire, built per message.
 					dcs[i], err = ch.PublishWithDeferredConfirmWithContext(ctx, ex, "bench.x", false, false, amqp.Publishing{
 						Headers:      amqp.Table{durablews.RoutingKeyMetadataKey: "bench.x"},
 						ContentType:  durablews.DefaultContentType,

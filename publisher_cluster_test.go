@@ -22,11 +22,16 @@ import (
 	"github.com/durablews/durablews"
 )
 
-// retryCounter is a RetryObserver counting retried sends by reason.
+// retryCounter is a RetryObserver counting retried sends by reason, and
+// messages that ended unconfirmed.
 type retryCounter struct {
-	durablews.Observer
-	nacked, lost atomic.Int64
+	nacked, lost, failed atomic.Int64
 }
+
+func (r *retryCounter) Published(string, int)           {}
+func (r *retryCounter) Confirmed(string, time.Duration) {}
+func (r *retryCounter) NotConfirmed(string, error)      { r.failed.Add(1) }
+func (r *retryCounter) Reconnected(string)              {}
 
 func (r *retryCounter) Retried(_ string, n int, reason error) {
 	if errors.Is(reason, durablews.ErrNacked) {
@@ -36,9 +41,7 @@ func (r *retryCounter) Retried(_ string, n int, reason error) {
 	}
 }
 
-func newRetryCounter() *retryCounter {
-	return &retryCounter{Observer: durablews.NewMetrics(durablews.Config{}, durablews.MetricsOptions{})}
-}
+func newRetryCounter() *retryCounter { return &retryCounter{} }
 
 // fullQueueConfig binds a reject-publish queue of maxLen messages, which
 // nacks what it has no room for, and returns a config with RetryNacks.
@@ -70,7 +73,7 @@ func TestPublish_RetryNacksUntilTheQueueHasRoom(t *testing.T) {
 		t.Fatalf("Publish returned while the queue was still full: %v", err)
 	default:
 	}
-	purged, err := b.ch.QueuePurge(q, false) // room again, at once: the next retries are taken
+	purged, err := b.Ch.QueuePurge(q, false) // room again, at once: the next retries are taken
 	require.NoError(t, err)
 	require.Equal(t, 2, purged)
 	require.NoError(t, <-done, "retried until confirmed")
@@ -84,7 +87,9 @@ func TestPublish_RetryNacksUntilTheQueueHasRoom(t *testing.T) {
 
 func TestPublish_RetryNacksFailsWithErrNackedAtTheDeadline(t *testing.T) {
 	b, ex, q, cfg := fullQueueConfig(t, 1, time.Second)
-	p, _, reg := metricsPublisher(t, cfg)
+	rc := newRetryCounter()
+	cfg.Observer = rc
+	p := newPublisher(t, cfg)
 
 	msgs := []*message.Message{newMsg("k"), newMsg("k"), newMsg("k")}
 	start := time.Now()
@@ -105,9 +110,8 @@ func TestPublish_RetryNacksFailsWithErrNackedAtTheDeadline(t *testing.T) {
 	}
 	assert.Equal(t, 1, b.count(q))
 
-	assert.Greater(t, value(t, reg, "durablews_publisher_retried_total", "topic", ex, "reason", durablews.ReasonNacked), float64(2))
-	assert.Equal(t, float64(2), value(t, reg, "durablews_publisher_not_confirmed_total", "topic", ex, "reason", durablews.ReasonNacked)+
-		value(t, reg, "durablews_publisher_not_confirmed_total", "topic", ex, "reason", durablews.ReasonTimeout))
+	assert.Greater(t, rc.nacked.Load(), int64(2), "the Observer saw the retries")
+	assert.Equal(t, int64(2), rc.failed.Load())
 }
 
 func TestPublish_ConnectionLossIsReportedAsRetried(t *testing.T) {

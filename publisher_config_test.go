@@ -19,7 +19,7 @@ type marshalerFunc func(*message.Message) (amqp.Publishing, error)
 
 func (f marshalerFunc) Marshal(m *message.Message) (amqp.Publishing, error) { return f(m) }
 func (marshalerFunc) Unmarshal(d amqp.Delivery) (*message.Message, error) {
-	return durablews.Marshaler{}.Unmarshal(d)
+	return durablews.DefaultMarshaler{}.Unmarshal(d)
 }
 
 // What the broker (or amqp091-go) would refuse, or what would break the
@@ -45,7 +45,7 @@ func TestPublish_RefusesWhatAMarshalerGotWrong(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := durablews.NewConfig(amqpURL(), durablews.Exchange{Name: ex})
 			cfg.Marshaler = marshalerFunc(func(m *message.Message) (amqp.Publishing, error) {
-				pub, err := durablews.Marshaler{}.Marshal(m)
+				pub, err := durablews.DefaultMarshaler{}.Marshal(m)
 				tc.change(&pub)
 				return pub, err
 			})

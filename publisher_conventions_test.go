@@ -41,15 +41,15 @@ func TestPublish_RoutingKeyKeptForFanoutAndHeaders(t *testing.T) {
 	b.exchange(hdr, durablews.KindHeaders)
 	fanQ := b.queue(fan, "", nil)
 	hdrQ := uniqueName(t, "q")
-	_, err := b.ch.QueueDeclare(hdrQ, true, false, false, false, nil)
+	_, err := b.Ch.QueueDeclare(hdrQ, true, false, false, false, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() {
-		if ch, err := b.conn.Channel(); err == nil {
+		if ch, err := b.Conn.Channel(); err == nil {
 			_, _ = ch.QueueDelete(hdrQ, false, false, false)
 			_ = ch.Close()
 		}
 	})
-	require.NoError(t, b.ch.QueueBind(hdrQ, "", hdr, false, amqp.Table{"x-match": "all", "kind": "order"}))
+	require.NoError(t, b.Ch.QueueBind(hdrQ, "", hdr, false, amqp.Table{"x-match": "all", "kind": "order"}))
 
 	cfg := durablews.NewConfig(amqpURL(),
 		durablews.Exchange{Name: fan, Kind: durablews.KindFanout},

@@ -3,6 +3,8 @@ package durablews
 import (
 	"context"
 	"fmt"
+
+	"github.com/durablews/durablews/internal/amqpconn"
 )
 
 // Connected reports whether the publisher has a live connection to a
@@ -46,7 +48,7 @@ func (p *Publisher) Ping(ctx context.Context) error {
 		case <-p.closing:
 		case <-ctx.Done():
 			return fmt.Errorf("durablews: not connected to the broker: reconnecting since the connection to %s was lost (%s): %w",
-				redactURL(s.url), s.lostReason(), ctx.Err())
+				amqpconn.RedactURL(s.url), s.lostReason(), ctx.Err())
 		}
 	}
 }

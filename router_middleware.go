@@ -8,21 +8,13 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 )
 
-// ErrRoutingKey marks a message for which no usable routing key could be
-// computed (Publish and forwards wrap it). Retrying will not help; route
-// such messages to a poison queue:
-//
-//	middleware.PoisonQueueWithFilter(pub, "poison", func(err error) bool {
-//		return errors.Is(err, durablews.ErrRoutingKey)
-//	})
-var ErrRoutingKey = errors.New("no usable routing key")
-
-// Which selects the messages a forward sends to browsers.
-type Which int
+// ForwardedMessages selects the messages a forward sends to browsers: the
+// one the handler consumed, the ones it produced, or both.
+type ForwardedMessages int
 
 const (
 	// ForwardConsumed forwards the message the handler consumed.
-	ForwardConsumed Which = 1 << iota
+	ForwardConsumed ForwardedMessages = 1 << iota
 	// ForwardProduced forwards the messages the handler returned.
 	ForwardProduced
 	// ForwardBoth forwards both.
@@ -46,8 +38,9 @@ type Forward struct {
 	// Filter, when set, forwards only messages it returns true for; the
 	// others are acked normally.
 	Filter func(msg *message.Message) bool
-	// Which messages to forward. Default ForwardConsumed.
-	Which Which
+	// Messages selects which messages to forward. Default
+	// ForwardConsumed.
+	Messages ForwardedMessages
 }
 
 func (f *Forward) validate() error {
@@ -58,11 +51,11 @@ func (f *Forward) validate() error {
 	if f.Topic == "" {
 		errs = append(errs, errors.New("durablews: Forward.Topic is empty: name the topic (exchange) browsers subscribe to"))
 	}
-	if f.Which == 0 {
-		f.Which = ForwardConsumed
+	if f.Messages == 0 {
+		f.Messages = ForwardConsumed
 	}
-	if f.Which&^ForwardBoth != 0 {
-		errs = append(errs, fmt.Errorf("durablews: Forward.Which %d is not ForwardConsumed, ForwardProduced or ForwardBoth", f.Which))
+	if f.Messages&^ForwardBoth != 0 {
+		errs = append(errs, fmt.Errorf("durablews: Forward.Messages %d is not ForwardConsumed, ForwardProduced or ForwardBoth", f.Messages))
 	}
 	return errors.Join(errs...)
 }
@@ -90,10 +83,10 @@ func ForwardMiddleware(f Forward) (message.HandlerMiddleware, error) {
 				return produced, err
 			}
 			var out []*message.Message
-			if f.Which&ForwardConsumed != 0 {
+			if f.Messages&ForwardConsumed != 0 {
 				out = f.appendCopy(out, msg, msg)
 			}
-			if f.Which&ForwardProduced != 0 {
+			if f.Messages&ForwardProduced != 0 {
 				for _, p := range produced {
 					out = f.appendCopy(out, p, msg)
 				}
@@ -107,14 +100,14 @@ func ForwardMiddleware(f Forward) (message.HandlerMiddleware, error) {
 }
 
 // ForwardHandler returns a handler for Router.AddConsumerHandler that only
-// forwards each consumed message to browsers (f.Which is ignored):
+// forwards each consumed message to browsers (f.Messages is ignored):
 //
 //	router.AddConsumerHandler("to-browsers", "orders", sub, durablews.ForwardHandler(fwd))
 //
 // An invalid Forward makes every call return the configuration error;
 // call ForwardMiddleware first to get that error at setup.
 func ForwardHandler(f Forward) message.NoPublishHandlerFunc {
-	f.Which = ForwardConsumed
+	f.Messages = ForwardConsumed
 	mw, err := ForwardMiddleware(f)
 	if err != nil {
 		return func(*message.Message) error { return err }

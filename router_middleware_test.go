@@ -74,7 +74,7 @@ func TestForwardMiddleware_SourceToRouterToTabQueue(t *testing.T) {
 	source := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
 	t.Cleanup(func() { _ = source.Close() })
 	fwd, err := durablews.ForwardMiddleware(durablews.Forward{
-		Publisher: pub, Topic: ex, Which: durablews.ForwardBoth,
+		Publisher: pub, Topic: ex, Messages: durablews.ForwardBoth,
 		RoutingKey: func(m *message.Message) (string, error) {
 			return "customer." + m.Metadata.Get("customer") + "." + m.Metadata.Get("event"), nil
 		},
@@ -135,7 +135,7 @@ func TestForwardMiddleware_WatermillAMQPSourceAndConsumerHandler(t *testing.T) {
 	srcQueue := uniqueName(t, "srcq")
 	t.Cleanup(func() {
 		b.deleteExchange(srcEx)
-		if ch, err := b.conn.Channel(); err == nil {
+		if ch, err := b.Conn.Channel(); err == nil {
 			_, _ = ch.QueueDelete(srcQueue, false, false, false)
 			_ = ch.Close()
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/durablews/durablews/internal/brokertest"
 	"github.com/durablews/durablews/internal/faultproxy"
 	"github.com/durablews/durablews/internal/stomptab"
 )
@@ -31,7 +32,7 @@ func proxiedWebSTOMP(t *testing.T) (*faultproxy.Proxy, string) {
 
 func dialVia(t *testing.T, wsURL string, heartbeat time.Duration) *stomptab.Tab {
 	t.Helper()
-	tab, err := stomptab.Dial(wsCtx(t, 10*time.Second), stomptab.Options{URL: wsURL, Heartbeat: heartbeat})
+	tab, err := stomptab.Dial(brokertest.Ctx(t, 10*time.Second), stomptab.Options{URL: wsURL, Heartbeat: heartbeat})
 	require.NoError(t, err)
 	t.Cleanup(tab.Drop)
 	return tab
@@ -47,13 +48,13 @@ func TestTabFaults_CutDuringDelivery(t *testing.T) {
 	spec := stomptab.Sub{Exchange: e.ex, BindingKey: "customer.7.#", QueueName: e.queueName("cut"), Prefetch: 100}
 
 	tab := dialVia(t, wsURL, 0)
-	sub := wsSubscribe(t, tab, spec)
+	sub := brokertest.Subscribe(t, tab, spec)
 	msgs := wsMessages("customer.7.evt", 600)
 	e.publish(msgs...)
 
 	c := stomptab.NewCollector()
 	acked := 0
-	ctx := wsCtx(t, 30*time.Second)
+	ctx := brokertest.Ctx(t, 30*time.Second)
 	for c.Len() < 250 { // handle 250; ack only the first 200
 		m, err := sub.Next(ctx)
 		require.NoError(t, err)
@@ -67,7 +68,7 @@ func TestTabFaults_CutDuringDelivery(t *testing.T) {
 	require.Equal(t, 1, proxy.CutAll(), "the tab's connection was cut")
 
 	tab2 := dialVia(t, wsURL, 0)
-	sub2 := wsSubscribe(t, tab2, spec)
+	sub2 := brokertest.Subscribe(t, tab2, spec)
 	require.NoError(t, c.Receive(ctx, sub2, len(msgs), true))
 
 	st := c.Stats()
@@ -93,10 +94,10 @@ func TestTabFaults_FrozenTabGetsMessagesBack(t *testing.T) {
 	b := newBroker(t)
 
 	tab := dialVia(t, wsURL, time.Second)
-	sub := wsSubscribe(t, tab, spec)
+	sub := brokertest.Subscribe(t, tab, spec)
 	msgs := wsMessages("customer.8.evt", 100)
 	e.publish(msgs...)
-	ctx := wsCtx(t, 60*time.Second)
+	ctx := brokertest.Ctx(t, 60*time.Second)
 	first, err := stomptab.ReceiveN(ctx, sub, 40, false) // hold the whole prefetch, unacked
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return b.count(spec.QueueName) == 60 }, 10*time.Second, 50*time.Millisecond)
@@ -110,7 +111,7 @@ func TestTabFaults_FrozenTabGetsMessagesBack(t *testing.T) {
 	tab.Drop()
 
 	tab2 := dialVia(t, wsURL, time.Second)
-	sub2 := wsSubscribe(t, tab2, spec)
+	sub2 := brokertest.Subscribe(t, tab2, spec)
 	all := stomptab.NewCollector()
 	for _, m := range first.Messages() {
 		all.Add(m)

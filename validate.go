@@ -6,6 +6,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/durablews/durablews/internal/amqpconn"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -62,8 +64,8 @@ func (c *Config) routingKey(topic string, e Exchange, msg *message.Message) (key
 	}
 	// Fanout and headers exchanges do not route by the key, but consumers
 	// read it (delivery routing key, STOMP destination), so it is kept.
-	if len(key) > maxShortString {
-		return "", fmt.Errorf("routing key is %d bytes, over the AMQP limit of %d", len(key), maxShortString)
+	if len(key) > amqpconn.MaxShortString {
+		return "", fmt.Errorf("routing key is %d bytes, over the AMQP limit of %d", len(key), amqpconn.MaxShortString)
 	}
 	if !utf8.ValidString(key) {
 		return "", fmt.Errorf("routing key %q is not valid UTF-8", key)
@@ -89,8 +91,8 @@ func checkPublishing(pub amqp.Publishing) error {
 		{"Expiration", pub.Expiration}, {"MessageId", pub.MessageId},
 		{"Type", pub.Type}, {"UserId", pub.UserId}, {"AppId", pub.AppId},
 	} {
-		if len(f.v) > maxShortString {
-			return fmt.Errorf("%s is %d bytes, over the AMQP limit of %d", f.name, len(f.v), maxShortString)
+		if len(f.v) > amqpconn.MaxShortString {
+			return fmt.Errorf("%s is %d bytes, over the AMQP limit of %d", f.name, len(f.v), amqpconn.MaxShortString)
 		}
 	}
 	return nil
@@ -98,8 +100,8 @@ func checkPublishing(pub amqp.Publishing) error {
 
 func checkTableKeys(t amqp.Table) error {
 	for k, v := range t {
-		if len(k) > maxShortString {
-			return fmt.Errorf("header name %.40q... is %d bytes, over the AMQP limit of %d", k, len(k), maxShortString)
+		if len(k) > amqpconn.MaxShortString {
+			return fmt.Errorf("header name %.40q... is %d bytes, over the AMQP limit of %d", k, len(k), amqpconn.MaxShortString)
 		}
 		if nested, ok := v.(amqp.Table); ok {
 			if err := checkTableKeys(nested); err != nil {

@@ -100,7 +100,7 @@ func FuzzRoutingKeyAndValidation(f *testing.F) {
 				require.False(t, stompReservedHeaders[strings.ToLower(k)])
 			}
 		}
-		if _, err := (Marshaler{}).Marshal(msg); err == nil {
+		if _, err := (DefaultMarshaler{}).Marshal(msg); err == nil {
 			for k := range msg.Metadata {
 				require.True(t, k != "" && len(k) <= 255)
 			}

@@ -34,7 +34,7 @@ func TestWatermillAMQPConfig_SubscriberReadsPublisherMessages(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = sub.Close()
-		if ch, err := b.conn.Channel(); err == nil {
+		if ch, err := b.Conn.Channel(); err == nil {
 			_, _ = ch.QueueDelete(queue+"-"+ex, false, false, false)
 			_, _ = ch.QueueDelete(queue+"-"+fan, false, false, false)
 			_ = ch.Close()

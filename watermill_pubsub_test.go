@@ -126,7 +126,7 @@ func (e *suiteEnv) remember(set *map[string]bool, name string) {
 
 // cleanup deletes what the suite declared on the shared broker.
 func (e *suiteEnv) cleanup() {
-	ch, err := e.b.conn.Channel()
+	ch, err := e.b.Conn.Channel()
 	if err != nil {
 		e.t.Errorf("cleanup: %v", err)
 		return

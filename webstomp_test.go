@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/brokertest"
 	"github.com/durablews/durablews/internal/stomptab"
 )
 
@@ -33,12 +34,7 @@ type wsEnv struct {
 	pub  *durablews.Publisher
 }
 
-func wsStompURL() string {
-	if u := os.Getenv("DURABLEWS_WEBSTOMP_URL"); u != "" {
-		return u
-	}
-	return stomptab.DefaultURL
-}
+func wsStompURL() string { return brokertest.WebSTOMPURL() }
 
 func wsManagementURL() string {
 	if u := os.Getenv("DURABLEWS_MGMT_URL"); u != "" {
@@ -117,30 +113,7 @@ func (e *wsEnv) publish(msgs ...*message.Message) {
 
 func (e *wsEnv) inspect(q string) (amqp.Queue, bool) {
 	e.t.Helper()
-	info, ok, err := stomptab.InspectQueue(e.conn, q)
-	require.NoError(e.t, err)
-	return info, ok
-}
-
-func wsCtx(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func wsDial(t *testing.T) *stomptab.Tab {
-	t.Helper()
-	tab, err := stomptab.Dial(wsCtx(t, 10*time.Second), stomptab.Options{URL: wsStompURL()})
-	require.NoError(t, err, "needs Web-STOMP on %s", wsStompURL())
-	t.Cleanup(tab.Drop)
-	return tab
-}
-
-func wsSubscribe(t *testing.T, tab *stomptab.Tab, s stomptab.Sub) *stomptab.Subscription {
-	t.Helper()
-	sub, err := tab.Subscribe(wsCtx(t, 10*time.Second), s)
-	require.NoError(t, err)
-	return sub
+	return brokertest.Inspect(e.t, e.conn, q)
 }
 
 // A tab subscribes, drops off the network, 1,000 messages are published
@@ -152,8 +125,8 @@ func TestWebSTOMP_MessagesPublishedWhileTabIsAwayArriveInOrder(t *testing.T) {
 	e := newWSEnv(t, nil)
 	spec := stomptab.Sub{Exchange: e.ex, BindingKey: "customer.42.#", QueueName: e.queueName("orders"), Prefetch: 50}
 
-	tab := wsDial(t)
-	wsSubscribe(t, tab, spec)
+	tab := brokertest.DialTab(t, stomptab.Options{})
+	brokertest.Subscribe(t, tab, spec)
 	tab.Drop()
 
 	msgs := wsMessages("customer.42.order_created", 1000)
@@ -164,10 +137,10 @@ func TestWebSTOMP_MessagesPublishedWhileTabIsAwayArriveInOrder(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, 1000, info.Messages, "the queue holds them while the tab is away")
 
-	tab2 := wsDial(t)
-	sub := wsSubscribe(t, tab2, spec)
+	tab2 := brokertest.DialTab(t, stomptab.Options{})
+	sub := brokertest.Subscribe(t, tab2, spec)
 	start = time.Now()
-	c, err := stomptab.ReceiveN(wsCtx(t, 30*time.Second), sub, len(msgs), true)
+	c, err := stomptab.ReceiveN(brokertest.Ctx(t, 30*time.Second), sub, len(msgs), true)
 	require.NoError(t, err)
 	t.Logf("tab received and acked 1000 messages in %v", time.Since(start))
 	assert.Equal(t, wsUUIDs(msgs), c.IDs())
@@ -192,11 +165,11 @@ func TestWebSTOMP_UnackedMessagesComeBackRedelivered(t *testing.T) {
 	t.Parallel()
 	e := newWSEnv(t, nil)
 	spec := stomptab.Sub{Exchange: e.ex, BindingKey: "customer.42.#", QueueName: e.queueName("orders"), Prefetch: 10}
-	ctx := wsCtx(t, 20*time.Second)
+	ctx := brokertest.Ctx(t, 20*time.Second)
 	page := stomptab.NewCollector() // survives the reconnect, like the page's memory
 
-	tab := wsDial(t)
-	sub := wsSubscribe(t, tab, spec)
+	tab := brokertest.DialTab(t, stomptab.Options{})
+	sub := brokertest.Subscribe(t, tab, spec)
 	msgs := wsMessages("customer.42.x", 5)
 	e.publish(msgs...)
 	for i := 0; i < 5; i++ {
@@ -211,8 +184,8 @@ func TestWebSTOMP_UnackedMessagesComeBackRedelivered(t *testing.T) {
 	require.NoError(t, tab.Sync(ctx))
 	tab.Drop()
 
-	tab2 := wsDial(t)
-	sub2 := wsSubscribe(t, tab2, spec)
+	tab2 := brokertest.DialTab(t, stomptab.Options{})
+	sub2 := brokertest.Subscribe(t, tab2, spec)
 	for _, want := range msgs[2:] {
 		m, err := sub2.Next(ctx)
 		require.NoError(t, err)
@@ -234,14 +207,14 @@ func TestWebSTOMP_TwoTabsEachGetEveryMessage(t *testing.T) {
 	e := newWSEnv(t, nil)
 	var subs []*stomptab.Subscription
 	for _, name := range []string{"tab-a", "tab-b"} {
-		subs = append(subs, wsSubscribe(t, wsDial(t), stomptab.Sub{
+		subs = append(subs, brokertest.Subscribe(t, brokertest.DialTab(t, stomptab.Options{}), stomptab.Sub{
 			Exchange: e.ex, BindingKey: "customer.42.#", QueueName: e.queueName(name), Prefetch: 20,
 		}))
 	}
 	msgs := wsMessages("customer.42.chat", 200)
 	e.publish(msgs...)
 	for i, sub := range subs {
-		c, err := stomptab.ReceiveN(wsCtx(t, 20*time.Second), sub, len(msgs), true)
+		c, err := stomptab.ReceiveN(brokertest.Ctx(t, 20*time.Second), sub, len(msgs), true)
 		require.NoError(t, err, "tab %d", i)
 		assert.Equal(t, wsUUIDs(msgs), c.IDs(), "tab %d", i)
 		assert.Zero(t, c.Stats().Duplicates)
@@ -263,8 +236,8 @@ func TestWebSTOMP_QueueExpiresAfterTabIsGone(t *testing.T) {
 		return ok
 	}
 
-	tab := wsDial(t)
-	wsSubscribe(t, tab, spec)
+	tab := brokertest.DialTab(t, stomptab.Options{})
+	brokertest.Subscribe(t, tab, spec)
 	tab.Drop()
 	dropped := time.Now()
 	e.publish(wsMessages("customer.42.x", 3)...) // routed: the queue is still there
@@ -281,14 +254,14 @@ func TestWebSTOMP_QueueExpiresAfterTabIsGone(t *testing.T) {
 	err := e.pub.Publish(e.ex, lost...)
 	require.ErrorIs(t, err, durablews.ErrUnroutable, "with Mandatory the publisher notices nobody is listening")
 
-	tab2 := wsDial(t)
-	sub := wsSubscribe(t, tab2, spec)
+	tab2 := brokertest.DialTab(t, stomptab.Options{})
+	sub := brokertest.Subscribe(t, tab2, spec)
 	info, ok := e.inspect(spec.QueueName)
 	require.True(t, ok)
 	assert.Zero(t, info.Messages, "a fresh, empty queue: what was queued before expiry is gone")
 	fresh := wsMessages("customer.42.x", 1)
 	e.publish(fresh...)
-	m, err := sub.Next(wsCtx(t, 5*time.Second))
+	m, err := sub.Next(brokertest.Ctx(t, 5*time.Second))
 	require.NoError(t, err)
 	assert.Equal(t, fresh[0].UUID, m.ID)
 }
@@ -300,7 +273,7 @@ func TestWebSTOMP_CustomerIsolation(t *testing.T) {
 	e := newWSEnv(t, nil)
 	subs := map[string]*stomptab.Subscription{}
 	for _, cust := range []string{"1", "2"} {
-		subs[cust] = wsSubscribe(t, wsDial(t), stomptab.Sub{
+		subs[cust] = brokertest.Subscribe(t, brokertest.DialTab(t, stomptab.Options{}), stomptab.Sub{
 			Exchange: e.ex, BindingKey: "customer." + cust + ".#", QueueName: e.queueName("customer" + cust), Prefetch: 100,
 		})
 	}
@@ -332,7 +305,7 @@ func TestWebSTOMP_CustomerIsolation(t *testing.T) {
 	e.publish(batch...)
 
 	for cust, sub := range subs {
-		c, err := stomptab.ReceiveN(wsCtx(t, 30*time.Second), sub, len(want[cust]), true)
+		c, err := stomptab.ReceiveN(brokertest.Ctx(t, 30*time.Second), sub, len(want[cust]), true)
 		require.NoError(t, err)
 		foreign := 0
 		for _, id := range c.IDs() {

@@ -26,6 +26,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/tabsession"
 )
 
 //go:embed static
@@ -80,20 +81,20 @@ type appConfig struct {
 	BrowserPasscode string
 
 	// SigningKey is the HS256 key the broker's OAuth 2 backend trusts
-	// (durablews.LoadSigningKey of the file scripts/rabbitmq-tab-sessions.sh
+	// (tabsession.LoadSigningKey of the file scripts/rabbitmq-tab-sessions.sh
 	// writes). Required unless Trusted.
 	SigningKey []byte
 	// KeyID is the key's kid in the broker's config (the script's
 	// DURABLEWS_TABS_KEY_ID, default "durablews-dev").
 	KeyID string
 	// ManagementURL, optional, lets tab sessions remove revoked bindings at
-	// renewal; see durablews.TabSessionsConfig.
+	// renewal; see tabsession.Config.
 	ManagementURL string
 
 	// QueueExpiresMs is the x-expires lease of each tab's queue: a tab that
 	// stays away longer gets a fresh, empty queue. Keep it stable: RabbitMQ
 	// refuses a SUBSCRIBE whose x-expires differs from the existing queue's,
-	// and TabSessions keeps an existing queue's.
+	// and tabsession.Handler keeps an existing queue's.
 	QueueExpiresMs int
 
 	// PublishTimeout bounds one POST /api/events, including waiting for
@@ -154,7 +155,7 @@ type app struct {
 	logger watermill.LoggerAdapter
 
 	pub      *durablews.Publisher
-	sessions *durablews.TabSessions // nil in Trusted mode
+	sessions *tabsession.Handler // nil in Trusted mode
 	source   *gochannel.GoChannel
 	router   *message.Router
 	stopRun  context.CancelFunc
@@ -264,13 +265,13 @@ var errNoSigningKey = errors.New("tab sessions need the broker's signing key (-s
 // newTabSessions is the tab-session endpoint: the user is the customer of
 // the login cookie, and the only binding a customer may have is
 // customer.<id>.# on the demo exchange. The broker declares nothing for
-// the page: TabSessions declares the tab's queue with the demo's own AMQP
+// the page: tabsession.Handler declares the tab's queue with the demo's own AMQP
 // user and hands the page a token that can only read that queue.
-func newTabSessions(cfg appConfig) (*durablews.TabSessions, error) {
+func newTabSessions(cfg appConfig) (*tabsession.Handler, error) {
 	if len(cfg.SigningKey) == 0 {
 		return nil, errNoSigningKey
 	}
-	return durablews.NewTabSessions(durablews.TabSessionsConfig{
+	return tabsession.NewHandler(tabsession.Config{
 		AMQPURL:       cfg.AMQPURL,
 		ManagementURL: cfg.ManagementURL,
 		WebSTOMPURL:   cfg.WebSTOMPURL,
@@ -280,12 +281,12 @@ func newTabSessions(cfg appConfig) (*durablews.TabSessions, error) {
 		Authenticate: func(r *http.Request) (string, error) {
 			c, err := r.Cookie(loginCookie)
 			if err != nil || !customerRE.MatchString(c.Value) {
-				return "", durablews.ErrTabUnauthenticated
+				return "", tabsession.ErrUnauthenticated
 			}
 			return c.Value, nil
 		},
-		Bindings: func(_ context.Context, customer string) ([]durablews.Binding, error) {
-			return []durablews.Binding{{Exchange: cfg.Exchange, Key: "customer." + customer + ".#"}}, nil
+		Bindings: func(_ context.Context, customer string) ([]tabsession.Binding, error) {
+			return []tabsession.Binding{{Exchange: cfg.Exchange, Key: "customer." + customer + ".#"}}, nil
 		},
 	}, cfg.Logger)
 }
@@ -415,7 +416,7 @@ func (a *app) settle(h message.HandlerFunc) message.HandlerFunc {
 //	GET  /web/...        the browser client and @stomp/stompjs from WebDir
 //	GET  /api/config     what the page needs to connect
 //	POST /api/login      the demo's pretend login: sets the customer cookie
-//	POST /api/tab-session durablews.TabSessions (not in Trusted mode)
+//	POST /api/tab-session tabsession.Handler (not in Trusted mode)
 //	POST /api/events     publish test events; returns their UUIDs once confirmed
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -434,7 +435,7 @@ func (a *app) routes() http.Handler {
 	mux.Handle("GET /web/", noCache(http.StripPrefix("/web/", webFiles(a.cfg.WebDir))))
 	mux.HandleFunc("GET /api/config", a.handleConfig)
 	if a.sessions != nil {
-		// Cross-origin requests are refused: by TabSessions itself, and here
+		// Cross-origin requests are refused: by tabsession.Handler itself, and here
 		// for the login (no login CSRF).
 		mux.Handle("POST /api/login", http.NewCrossOriginProtection().Handler(http.HandlerFunc(a.handleLogin)))
 		mux.Handle(tabSessionPath, a.sessions)

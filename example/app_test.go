@@ -19,7 +19,7 @@ import (
 
 // newTestApp starts the app on the shared broker with a unique exchange and
 // removes the exchange afterwards. Its tab sessions have a random signing
-// key: these tests never open one on the broker (TabSessions dials only on
+// key: these tests never open one on the broker (tabsession.Handler dials only on
 // an authenticated request), so the shared broker's configuration does not
 // matter.
 func newTestApp(t *testing.T, mods ...func(*appConfig)) (*app, *httptest.Server) {

@@ -35,9 +35,9 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/goleak"
 
-	"github.com/durablews/durablews"
 	"github.com/durablews/durablews/internal/oauthbroker"
 	"github.com/durablews/durablews/internal/testbroker"
+	"github.com/durablews/durablews/tabsession"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -83,7 +83,7 @@ func TestBrowser(t *testing.T) {
 	// A private node configured for tab sessions exactly as
 	// scripts/rabbitmq-tab-sessions.sh configures the shared one.
 	node, files, _ := oauthbroker.Start(t, testbroker.Options{})
-	key, err := durablews.LoadSigningKey(files.KeyFile)
+	key, err := tabsession.LoadSigningKey(files.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 
-	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/tabsession"
 )
 
 // defaultSigningKeyPath is where scripts/rabbitmq-tab-sessions.sh keeps the
@@ -47,7 +47,7 @@ func main() {
 	flag.Parse()
 	cfg.Logger = watermill.NewStdLogger(*verbose, false)
 	if !cfg.Trusted {
-		key, err := durablews.LoadSigningKey(*keyPath)
+		key, err := tabsession.LoadSigningKey(*keyPath)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "demo: %v\n  configure the broker for tab sessions first: bash scripts/rabbitmq-tab-sessions.sh (or `make demo`),\n  or pass -signing-key, or -trusted on a trusted network\n", err)
 			os.Exit(1)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/rabbitmq-tab-sessions.sh — configure a RabbitMQ 3.10 node for durablews tab sessions
-# (durablews.TabSessions): browser tabs log in over Web-STOMP with a short-lived JWT (the
+# (package tabsession): browser tabs log in over Web-STOMP with a short-lived JWT (the
 # STOMP passcode) whose only scope is read on their own queue; the service's AMQP users stay
 # on the internal backend.
 #
@@ -29,16 +29,16 @@
 #   4. operator policy "durablews-tab-sessions" on ^tab- queues caps expires and max-length
 #      (operator policies take the minimum with the queue's arguments and cannot be
 #      overridden by users; 3.10 operator policies cannot set overflow, so the queue
-#      arguments of durablews.TabSessions do: drop-head).
+#      arguments of tabsession.Handler do: drop-head).
 #   5. the running node has loaded 2 and 3 (checked with rabbitmqctl eval). Only if it has
 #      not, apply restarts it (a restart drops every connection of every user of the node).
 #
 # Environment (defaults are for this machine's shared broker, rabbit@localhost):
 #   DURABLEWS_TABS_CONF_DIR=/etc/rabbitmq          where advanced.config and rabbitmq.conf are
 #   DURABLEWS_TABS_KEY_FILE=/var/lib/durablews/dev-signing-key
-#   DURABLEWS_TABS_KEY_ID=durablews-dev            kid = TabSessionsConfig.KeyID ("" also works:
+#   DURABLEWS_TABS_KEY_ID=durablews-dev            kid = tabsession.Config.KeyID ("" also works:
 #                                                  it is the default_key)
-#   DURABLEWS_TABS_RESOURCE_SERVER_ID=rabbitmq     = TabSessionsConfig.ResourceServerID
+#   DURABLEWS_TABS_RESOURCE_SERVER_ID=rabbitmq     = tabsession.Config.ResourceServerID
 #   DURABLEWS_TABS_EXPIRES_MS=3600000              operator policy cap on expires (ms)
 #   DURABLEWS_TABS_MAX_LENGTH=10000                operator policy cap on max-length
 #   DURABLEWS_TABS_VHOST=/                         vhost of the policy
@@ -115,7 +115,7 @@ key_value() { tr -d ' \t\r\n' <"$KEY_FILE"; }
 advanced_config() {
 	cat <<EOF
 $MARKER: do not edit, rerun the script.
-%% Tab sessions (durablews.TabSessions): browser tabs connect with a JWT whose only scope is
+%% Tab sessions (package tabsession): browser tabs connect with a JWT whose only scope is
 %% read on their own queue; the service's users stay on the internal backend.
 [
   {rabbit, [

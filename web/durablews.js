@@ -161,7 +161,7 @@ const CHANNEL_NAME = 'durablews.tab-claims';
  *
  * @typedef {object} SessionOptions
  * @property {string} url  the application's tab-session endpoint (same origin),
- *   e.g. '/api/tab-session'; see the Go package's TabSessions
+ *   e.g. '/api/tab-session'; see the Go package tabsession (Handler)
  * @property {{exchange: string, key: string}[]} [bindings]  ask for only these of
  *   the bindings the server allows (default: all of them); one not allowed is 403
  * @property {typeof fetch} [fetch]  instead of globalThis.fetch (tests, or to wrap it)

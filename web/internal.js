@@ -351,7 +351,7 @@ export const SESSION_VERSION = 1;
  */
 
 /**
- * Checks a 200 session response (see TabSessions in the Go package) and
+ * Checks a 200 session response (see the Go package tabsession) and
  * returns the fields the client uses. Throws a TypeError naming the bad field.
  * @param {any} s
  * @returns {ParsedSession}

@@ -1,10 +1,3 @@
-//go:build tabsession
-
-// Build tag: this test needs the tabsession package (Handler.Prepare), which
-// helper "layout" adds; delete these lines once it is on main. Verified
-// against layout@be921b5: passes (gap-1..3, live-1..2 shown once, 0 session
-// requests), and fails without session.initial (the gap events are lost).
-
 package web_test
 
 import (

@@ -184,7 +184,7 @@ func rawPublishings(n int, e *env) []amqp.Publishing {
 	pubs := make([]amqp.Publishing, n)
 	now := time.Now()
 	for i := range pubs {
-		// The same properties durablews.Marshaler writes for the bench's
+		// The same properties durablews.DefaultMarshaler writes for the bench's
 		// messages (the metadata becomes a header), so every contender
 		// puts the same bytes on the wire.
 		pubs[i] = amqp.Publishing{

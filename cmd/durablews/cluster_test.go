@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/durablews/durablews/internal/amqpconn"
 	"github.com/durablews/durablews/internal/testbroker"
 )
 
@@ -60,7 +61,7 @@ func TestSetupDoctor_Cluster(t *testing.T) {
 	r = cli(t, env, "doctor")
 	require.Equal(t, exitFail, r.code, r.stdout)
 	assert.Contains(t, r.stdout, "FAIL  cluster           1 of 3 nodes down: "+n3.Name())
-	assert.Contains(t, r.stdout, "FAIL  broker            "+redact(n3.AMQPURL()))
+	assert.Contains(t, r.stdout, "FAIL  broker            "+amqpconn.RedactURL(n3.AMQPURL()))
 	assert.Contains(t, r.stdout, "FAIL  web-stomp         "+n3.WebSTOMPURL())
 	assert.Contains(t, r.stdout, "a cluster node is down")
 }

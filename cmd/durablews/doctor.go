@@ -17,6 +17,8 @@ import (
 	"github.com/go-stomp/stomp/v3"
 	rabbithole "github.com/michaelklishin/rabbit-hole/v3"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/durablews/durablews/internal/amqpconn"
 )
 
 const doctorAbout = `Checks and explains, with the fix for each problem: the broker answers on AMQP, the management
@@ -116,7 +118,7 @@ func runDoctor(ctx context.Context, args []string, env lookupEnv, stdout, stderr
 func redactAll(urls []string) []string {
 	out := make([]string, len(urls))
 	for i, u := range urls {
-		out[i] = redact(u)
+		out[i] = amqpconn.RedactURL(u)
 	}
 	return out
 }
@@ -136,14 +138,14 @@ func (d *doctor) checkAMQP() {
 			Properties: amqp.Table{"connection_name": "durablews doctor"}}
 		conn, err := amqp.DialConfig(u, cfg)
 		if err != nil {
-			d.report(statusFail, "broker", fmt.Sprintf("%s: %v", redact(u), err), amqpFix(err))
+			d.report(statusFail, "broker", fmt.Sprintf("%s: %v", amqpconn.RedactURL(u), err), amqpFix(err))
 			continue
 		}
 		version, _ := conn.Properties["version"].(string)
 		product, _ := conn.Properties["product"].(string)
-		d.logger.Info("Connected to broker", watermill.LogFields{"url": redact(u), "version": version})
+		d.logger.Info("Connected to broker", watermill.LogFields{"url": amqpconn.RedactURL(u), "version": version})
 		_ = conn.Close()
-		d.report(statusOK, "broker", fmt.Sprintf("%s answered (%s %s)", redact(u), product, version), "")
+		d.report(statusOK, "broker", fmt.Sprintf("%s answered (%s %s)", amqpconn.RedactURL(u), product, version), "")
 	}
 }
 

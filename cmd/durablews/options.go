@@ -19,6 +19,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/amqpconn"
 )
 
 // envPrefix is prepended to the upper-cased flag name to get the
@@ -159,7 +160,7 @@ func (o *options) finish(stderr io.Writer) error {
 	for i, u := range o.urls {
 		uri, err := amqp.ParseURI(u)
 		if err != nil {
-			bad("-url (DURABLEWS_URL) %q: %v (want amqp://user:pass@host:5672/vhost)", redact(u), err)
+			bad("-url (DURABLEWS_URL) %q: %v (want amqp://user:pass@host:5672/vhost)", amqpconn.RedactURL(u), err)
 			continue
 		}
 		if i == 0 {
@@ -324,15 +325,6 @@ func (o *options) policyDefinition() map[string]any {
 		def["overflow"] = o.tabOverflow
 	}
 	return def
-}
-
-// redact hides the password of a URL for output.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	return u.Redacted()
 }
 
 // formatDef prints a policy definition with sorted keys: {expires: 3600000, ...}.

@@ -14,6 +14,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/prommetrics"
 )
 
 const publishAbout = `Publishes one persistent message to the exchange of <topic> with <routing-key>, through
@@ -114,7 +115,7 @@ func runPublish(ctx context.Context, args []string, env lookupEnv, stdout, stder
 	var pe *durablews.PublishError
 	if errors.As(err, &pe) && len(pe.Failed) == 1 {
 		f := pe.Failed[0].Err
-		fmt.Fprintf(stdout, "NOT confirmed (%s): %s, after %s: %v\n", durablews.NotConfirmedReason(f), where, took.Round(10*time.Microsecond), f)
+		fmt.Fprintf(stdout, "NOT confirmed (%s): %s, after %s: %v\n", prommetrics.NotConfirmedReason(f), where, took.Round(10*time.Microsecond), f)
 		if hint := publishHint(f); hint != "" {
 			fmt.Fprintf(stdout, "  fix: %s\n", hint)
 		}

@@ -15,7 +15,7 @@ import (
 // These tests run scripts/rabbitmq-tab-sessions.sh in files-only mode
 // against temporary directories: no node, no /etc/rabbitmq. The online
 // part (operator policy, running-config check) is exercised against a
-// private node by the root package's TestTabSessions.
+// private node by tabsession's TestTabSessions.
 
 func run(t *testing.T, env []string, args ...string) Result {
 	t.Helper()

@@ -9,6 +9,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/durablews/durablews/internal/brokertest"
 	"github.com/durablews/durablews/internal/stomptab"
 )
 
@@ -115,31 +116,7 @@ func ids(msgs []outMsg) []string {
 
 func (b *broker) inspect(queue string) (amqp.Queue, bool) {
 	b.t.Helper()
-	q, ok, err := stomptab.InspectQueue(b.conn, queue)
-	require.NoError(b.t, err)
-	return q, ok
-}
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// dial opens a tab that is dropped at cleanup if still open.
-func dial(t *testing.T) *stomptab.Tab {
-	t.Helper()
-	tab, err := stomptab.Dial(ctxT(t, 10*time.Second), stomptab.Options{})
-	require.NoError(t, err)
-	t.Cleanup(tab.Drop)
-	return tab
-}
-
-func subscribe(t *testing.T, tab *stomptab.Tab, s stomptab.Sub) *stomptab.Subscription {
-	t.Helper()
-	sub, err := tab.Subscribe(ctxT(t, 10*time.Second), s)
-	require.NoError(t, err)
-	return sub
+	return brokertest.Inspect(b.t, b.conn, queue)
 }
 
 type amqpChannel = amqp.Channel

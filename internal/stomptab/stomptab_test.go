@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/durablews/durablews/internal/brokertest"
 	"github.com/durablews/durablews/internal/stomptab"
 )
 
@@ -23,8 +24,8 @@ func TestDurableQueueKeepsMessagesWhileTabIsAway(t *testing.T) {
 	b.cleanupQueue(q)
 	spec := stomptab.Sub{Exchange: ex, BindingKey: "user.42.#", QueueName: q, Prefetch: 50}
 
-	tab := dial(t)
-	subscribe(t, tab, spec)
+	tab := brokertest.DialTab(t, stomptab.Options{})
+	brokertest.Subscribe(t, tab, spec)
 	tab.Drop()
 
 	info, ok := b.inspect(q)
@@ -39,10 +40,10 @@ func TestDurableQueueKeepsMessagesWhileTabIsAway(t *testing.T) {
 	info, _ = b.inspect(q)
 	require.Equal(t, 1000, info.Messages)
 
-	tab2 := dial(t)
-	sub := subscribe(t, tab2, spec) // identical headers: re-attaches
+	tab2 := brokertest.DialTab(t, stomptab.Options{})
+	sub := brokertest.Subscribe(t, tab2, spec) // identical headers: re-attaches
 	start = time.Now()
-	c, err := stomptab.ReceiveN(ctxT(t, 30*time.Second), sub, len(want), true)
+	c, err := stomptab.ReceiveN(brokertest.Ctx(t, 30*time.Second), sub, len(want), true)
 	require.NoError(t, err)
 	t.Logf("received and acked %d messages in %v", c.Len(), time.Since(start))
 
@@ -76,11 +77,11 @@ func TestUnackedMessagesAreRedelivered(t *testing.T) {
 			q := stomptab.RandomQueueName("events")
 			b.cleanupQueue(q)
 			spec := stomptab.Sub{Exchange: ex, BindingKey: "user.42.#", QueueName: q, Prefetch: 10}
-			ctx := ctxT(t, 20*time.Second)
+			ctx := brokertest.Ctx(t, 20*time.Second)
 			seen := stomptab.NewCollector() // the page's memory, across reconnects
 
-			tab := dial(t)
-			sub := subscribe(t, tab, spec)
+			tab := brokertest.DialTab(t, stomptab.Options{})
+			sub := brokertest.Subscribe(t, tab, spec)
 			b.publish(ex, seq("user.42.x", "m", 0, 5)...)
 			for i := 0; i < 5; i++ {
 				m, err := sub.Next(ctx)
@@ -98,8 +99,8 @@ func TestUnackedMessagesAreRedelivered(t *testing.T) {
 				require.NoError(t, tab.Close())
 			}
 
-			tab2 := dial(t)
-			sub2 := subscribe(t, tab2, spec)
+			tab2 := brokertest.DialTab(t, stomptab.Options{})
+			sub2 := brokertest.Subscribe(t, tab2, spec)
 			var again []stomptab.Message
 			for i := 0; i < 3; i++ {
 				m, err := sub2.Next(ctx)
@@ -142,12 +143,12 @@ func TestTwoTabsEachGetEveryMessage(t *testing.T) {
 	for _, name := range []string{"a", "b"} {
 		q := stomptab.RandomQueueName(name)
 		b.cleanupQueue(q)
-		subs = append(subs, subscribe(t, dial(t), stomptab.Sub{Exchange: ex, BindingKey: "user.42.#", QueueName: q, Prefetch: 20}))
+		subs = append(subs, brokertest.Subscribe(t, brokertest.DialTab(t, stomptab.Options{}), stomptab.Sub{Exchange: ex, BindingKey: "user.42.#", QueueName: q, Prefetch: 20}))
 	}
 	want := seq("user.42.chat", "m", 0, n)
 	b.publish(ex, want...)
 	for i, sub := range subs {
-		c, err := stomptab.ReceiveN(ctxT(t, 20*time.Second), sub, n, true)
+		c, err := stomptab.ReceiveN(brokertest.Ctx(t, 20*time.Second), sub, n, true)
 		require.NoError(t, err, "tab %d", i)
 		assert.Equal(t, ids(want), c.IDs(), "tab %d", i)
 		assert.Zero(t, c.Stats().Duplicates)
@@ -182,8 +183,8 @@ func TestQueueExpiresAfterTabIsGone(t *testing.T) {
 	subscribedTab := func(t *testing.T) (string, *stomptab.Tab) {
 		q := stomptab.RandomQueueName("exp")
 		b.cleanupQueue(q)
-		tab := dial(t)
-		subscribe(t, tab, spec(q))
+		tab := brokertest.DialTab(t, stomptab.Options{})
+		brokertest.Subscribe(t, tab, spec(q))
 		return q, tab
 	}
 
@@ -213,8 +214,8 @@ func TestQueueExpiresAfterTabIsGone(t *testing.T) {
 		q, tab := subscribedTab(t)
 		tab.Drop()
 		time.Sleep(expires * 6 / 10)
-		tab2 := dial(t)
-		subscribe(t, tab2, spec(q))
+		tab2 := brokertest.DialTab(t, stomptab.Options{})
+		brokertest.Subscribe(t, tab2, spec(q))
 		tab2.Drop()
 		last := time.Now()
 		time.Sleep(expires * 6 / 10) // 1.2 s + 1.2 s > 2 s since the first drop
@@ -230,13 +231,13 @@ func TestQueueExpiresAfterTabIsGone(t *testing.T) {
 		tab.Drop()
 		waitGone(t, q, time.Now())
 		b.publish(ex, seq("user.42.x", "lost", 0, 5)...) // unroutable, yet confirmed
-		tab2 := dial(t)
-		sub := subscribe(t, tab2, spec(q))
+		tab2 := brokertest.DialTab(t, stomptab.Options{})
+		sub := brokertest.Subscribe(t, tab2, spec(q))
 		info, ok := b.inspect(q)
 		require.True(t, ok)
 		assert.Zero(t, info.Messages, "messages published while the queue was gone are lost")
 		b.publish(ex, seq("user.42.x", "m", 0, 1)...)
-		m, err := sub.Next(ctxT(t, 5*time.Second))
+		m, err := sub.Next(brokertest.Ctx(t, 5*time.Second))
 		require.NoError(t, err)
 		assert.Equal(t, "m-0000", m.ID)
 	})
@@ -252,7 +253,7 @@ func TestCustomerIsolation(t *testing.T) {
 	for _, cust := range []string{"1", "2"} {
 		q := stomptab.RandomQueueName("customer" + cust)
 		b.cleanupQueue(q)
-		subs[cust] = subscribe(t, dial(t), stomptab.Sub{Exchange: ex, BindingKey: "customer." + cust + ".#", QueueName: q, Prefetch: 100})
+		subs[cust] = brokertest.Subscribe(t, brokertest.DialTab(t, stomptab.Options{}), stomptab.Sub{Exchange: ex, BindingKey: "customer." + cust + ".#", QueueName: q, Prefetch: 100})
 	}
 	var out []outMsg
 	want := map[string][]string{}
@@ -277,7 +278,7 @@ func TestCustomerIsolation(t *testing.T) {
 	b.publish(ex, out...)
 
 	for cust, sub := range subs {
-		c, err := stomptab.ReceiveN(ctxT(t, 30*time.Second), sub, len(want[cust]), true)
+		c, err := stomptab.ReceiveN(brokertest.Ctx(t, 30*time.Second), sub, len(want[cust]), true)
 		require.NoError(t, err)
 		got := c.IDs()
 		assert.Equal(t, want[cust], got, "customer %s gets exactly its own messages, in order", cust)
@@ -310,11 +311,11 @@ func TestSubscribeExistingQueue(t *testing.T) {
 	}))
 	want := seq("user.7.x", "m", 0, 20)
 	b.publish(ex, want...)
-	tab := dial(t)
-	sub, err := tab.SubscribeQueue(ctxT(t, 10*time.Second), q, 5)
+	tab := brokertest.DialTab(t, stomptab.Options{})
+	sub, err := tab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), q, 5)
 	require.NoError(t, err)
 	assert.Equal(t, "/amq/queue/"+q, sub.Destination())
-	c, err := stomptab.ReceiveN(ctxT(t, 10*time.Second), sub, len(want), true)
+	c, err := stomptab.ReceiveN(brokertest.Ctx(t, 10*time.Second), sub, len(want), true)
 	require.NoError(t, err)
 	assert.Equal(t, ids(want), c.IDs())
 }
@@ -327,15 +328,15 @@ func TestSubscribeToMissingExchangeFails(t *testing.T) {
 	b := newBroker(t)
 	q := stomptab.RandomQueueName("nope")
 	b.cleanupQueue(q)
-	tab := dial(t)
+	tab := brokertest.DialTab(t, stomptab.Options{})
 	start := time.Now()
-	_, err := tab.Subscribe(ctxT(t, 10*time.Second), stomptab.Sub{
+	_, err := tab.Subscribe(brokertest.Ctx(t, 10*time.Second), stomptab.Sub{
 		Exchange: stomptab.UniqueName("missing"), BindingKey: "#", QueueName: q,
 	})
 	require.Error(t, err)
 	t.Logf("Subscribe failed after %v: %v", time.Since(start), err)
 	_, ok := b.inspect(q)
 	assert.False(t, ok)
-	_, err = tab.Subscribe(ctxT(t, 10*time.Second), stomptab.Sub{Exchange: "amq.topic", BindingKey: "#", QueueName: q})
+	_, err = tab.Subscribe(brokertest.Ctx(t, 10*time.Second), stomptab.Sub{Exchange: "amq.topic", BindingKey: "#", QueueName: q})
 	assert.Error(t, err, "the session is dead")
 }

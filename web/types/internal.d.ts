@@ -149,7 +149,7 @@ export function sessionErrorIsFatal(status: number): boolean;
  * @property {boolean} queueCreated
  */
 /**
- * Checks a 200 session response (see TabSessions in the Go package) and
+ * Checks a 200 session response (see the Go package tabsession) and
  * returns the fields the client uses. Throws a TypeError naming the bad field.
  * @param {any} s
  * @returns {ParsedSession}

@@ -8,7 +8,7 @@
 // -delay, kills the node with SIGKILL, starts it again and checks every
 // queue of the round with a passive declare. -load busy goroutines keep the
 // CPUs occupied meanwhile, which is when the loss shows up. With -bind each
-// queue is also bound to a durable topic exchange (as TabSessions does) and
+// queue is also bound to a durable topic exchange (as tabsession.Handler does) and
 // its message goes through the exchange; after the restart a mandatory
 // probe per queue checks that the binding survived too.
 //

@@ -1,4 +1,4 @@
-package durablews_test
+package tabsession_test
 
 import (
 	"bytes"
@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/coder/websocket"
 	"github.com/go-stomp/stomp/v3"
 	"github.com/golang-jwt/jwt/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -30,324 +28,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/brokertest"
 	"github.com/durablews/durablews/internal/oauthbroker"
 	"github.com/durablews/durablews/internal/stomptab"
 	"github.com/durablews/durablews/internal/testbroker"
+	"github.com/durablews/durablews/tabsession"
 )
-
-// fakeApp is the application around TabSessions: a cookie session store
-// and a per-user list of allowed bindings, which a test may change.
-type fakeApp struct {
-	mu       sync.Mutex
-	sessions map[string]string // cookie value -> user
-	banned   map[string]bool
-	allowed  map[string][]durablews.Binding
-}
-
-const sessionCookie = "app_session"
-
-func newFakeApp() *fakeApp {
-	return &fakeApp{
-		sessions: map[string]string{"c-alice": "alice", "c-bob": "bob", "c-mallory": "mallory"},
-		banned:   map[string]bool{"mallory": true},
-		allowed: map[string][]durablews.Binding{
-			"alice":   {{Exchange: "events", Key: "customer.alice.#"}, {Exchange: "events", Key: "announcements.#"}},
-			"bob":     {{Exchange: "events", Key: "customer.bob.#"}},
-			"mallory": {{Exchange: "events", Key: "#"}},
-		},
-	}
-}
-
-func (a *fakeApp) authenticate(r *http.Request) (string, error) {
-	c, err := r.Cookie(sessionCookie)
-	if err != nil {
-		return "", fmt.Errorf("no session cookie: %w", durablews.ErrTabUnauthenticated)
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	user, ok := a.sessions[c.Value]
-	switch {
-	case !ok:
-		return "", fmt.Errorf("unknown session: %w", durablews.ErrTabUnauthenticated)
-	case a.banned[user]:
-		return "", fmt.Errorf("user %s is banned: %w", user, durablews.ErrTabForbidden)
-	}
-	return user, nil
-}
-
-func (a *fakeApp) bindings(_ context.Context, user string) ([]durablews.Binding, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]durablews.Binding(nil), a.allowed[user]...), nil
-}
-
-func (a *fakeApp) setAllowed(user string, b ...durablews.Binding) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.allowed[user] = b
-}
-
-// tabEnv is the private broker, the application and the session endpoint
-// shared by the subtests of TestTabSessions.
-type tabEnv struct {
-	node     *testbroker.Node
-	key      []byte
-	app      *fakeApp
-	sessions *durablews.TabSessions
-	srv      *httptest.Server
-	client   *http.Client
-	admin    *amqp.Connection
-	pub      *durablews.Publisher
-}
-
-// sessionResult is one response of the session endpoint.
-type sessionResult struct {
-	status  int
-	header  http.Header
-	session durablews.TabSession
-	errBody struct {
-		Error   string `json:"error"`
-		Message string `json:"message"`
-	}
-	raw string
-}
-
-func (e *tabEnv) request(t *testing.T, method, cookie, contentType, body string, extra ...[2]string) sessionResult {
-	t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+"/durablews/session", strings.NewReader(body))
-	require.NoError(t, err)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if cookie != "" {
-		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
-	}
-	for _, h := range extra {
-		req.Header.Set(h[0], h[1])
-	}
-	resp, err := e.client.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	r := sessionResult{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
-	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
-	assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
-	if resp.StatusCode == http.StatusOK {
-		require.NoError(t, json.Unmarshal(raw, &r.session), "body: %s", raw)
-	} else {
-		require.NoError(t, json.Unmarshal(raw, &r.errBody), "body: %s", raw)
-		assert.NotEmpty(t, r.errBody.Error, "body: %s", raw)
-		assert.NotEmpty(t, r.errBody.Message, "body: %s", raw)
-	}
-	return r
-}
-
-// serveDirect sends a session request (POST, JSON) straight to h, e.g. a
-// TabSessions with another config than the test server's.
-func serveDirect(h http.Handler, cookie, body string) *httptest.ResponseRecorder {
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
-	h.ServeHTTP(rec, req)
-	return rec
-}
-
-// open asks for a session as the given user cookie and requires 200.
-func (e *tabEnv) open(t *testing.T, cookie, body string) durablews.TabSession {
-	t.Helper()
-	r := e.request(t, http.MethodPost, cookie, "application/json", body)
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.raw)
-	return r.session
-}
-
-func (e *tabEnv) publish(t *testing.T, key, body string) {
-	t.Helper()
-	m := message.NewMessage(watermill.NewUUID(), []byte(body))
-	m.Metadata.Set(durablews.RoutingKeyMetadataKey, key)
-	require.NoError(t, e.pub.Publish("events", m))
-}
-
-// ready returns the ready-message count of a queue (through the internal
-// admin user).
-func (e *tabEnv) ready(t *testing.T, queue string) int {
-	t.Helper()
-	q, ok, err := stomptab.InspectQueue(e.admin, queue)
-	require.NoError(t, err)
-	require.True(t, ok, "queue %s does not exist", queue)
-	return q.Messages
-}
-
-// deleteQueue deletes a tab queue through the internal admin user.
-func (e *tabEnv) deleteQueue(t *testing.T, queue string) {
-	t.Helper()
-	ch, err := e.admin.Channel()
-	require.NoError(t, err)
-	_, err = ch.QueueDelete(queue, false, false, false)
-	require.NoError(t, err)
-	require.NoError(t, ch.Close())
-}
-
-func (e *tabEnv) queueExists(t *testing.T, queue string) bool {
-	t.Helper()
-	ok, err := stomptab.QueueExists(e.admin, queue)
-	require.NoError(t, err)
-	return ok
-}
-
-// bindingsOf lists "exchange key" of every binding to queue (default
-// exchange excluded), via rabbitmqctl.
-func (e *tabEnv) bindingsOf(t *testing.T, queue string) []string {
-	t.Helper()
-	out, err := e.node.Ctl("list_bindings", "-q", "--no-table-headers", "source_name", "destination_name", "routing_key")
-	require.NoError(t, err)
-	var got []string
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Split(line, "\t")
-		if len(f) == 3 && f[0] != "" && f[1] == queue {
-			got = append(got, f[0]+" "+f[2])
-		}
-	}
-	return got
-}
-
-// queueInfo is GET /api/queues/%2F/<queue> of the management API.
-func (e *tabEnv) queueInfo(t *testing.T, queue string) map[string]any {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, e.node.ManagementURL()+"/api/queues/%2F/"+url.PathEscape(queue), nil)
-	require.NoError(t, err)
-	req.SetBasicAuth(e.node.Username(), e.node.Password())
-	resp, err := e.client.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	var q map[string]any
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&q))
-	return q
-}
-
-// logWatch finds lines the broker logged after it was created. The
-// broker logs each refusal with its reason (on 3.10.8 the STOMP ERROR
-// frame of a refused SUBSCRIBE never reaches the client).
-type logWatch struct {
-	path string
-	from int64
-}
-
-func (e *tabEnv) watchLog(t *testing.T) logWatch {
-	t.Helper()
-	p := filepath.Join(e.node.LogDir(), e.node.Name()+".log")
-	st, err := os.Stat(p)
-	require.NoError(t, err)
-	return logWatch{path: p, from: st.Size()}
-}
-
-// wait returns the first new log line containing every part.
-func (w logWatch) wait(t *testing.T, parts ...string) string {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		data, err := os.ReadFile(w.path)
-		require.NoError(t, err)
-		if int64(len(data)) > w.from {
-			for _, line := range strings.Split(string(data[w.from:]), "\n") {
-				ok := true
-				for _, p := range parts {
-					ok = ok && strings.Contains(line, p)
-				}
-				if ok {
-					return strings.TrimSpace(line)
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("broker log has no line with %q since the attempt; new lines:\n%s", parts, data[min(w.from, int64(len(data))):])
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// dialTab connects like the browser: passcode = token, login ignored.
-func dialTab(t *testing.T, s durablews.TabSession) *stomptab.Tab {
-	t.Helper()
-	tab, err := stomptab.Dial(ctxT(t, 10*time.Second), stomptab.Options{URL: s.URL, Host: s.Vhost, Login: "", Passcode: s.Token})
-	require.NoError(t, err)
-	t.Cleanup(tab.Drop)
-	return tab
-}
-
-// nextBody waits for the next message of sub.
-func nextBody(t *testing.T, sub *stomptab.Subscription, d time.Duration) stomptab.Message {
-	t.Helper()
-	m, err := sub.Next(ctxT(t, d))
-	require.NoError(t, err)
-	require.NoError(t, sub.Ack(m))
-	return m
-}
-
-// rawSTOMP is a go-stomp connection over Web-STOMP for frames stomptab does
-// not send (SEND).
-func rawSTOMP(t *testing.T, wsURL, vhost, token string) (*stomp.Conn, error) {
-	t.Helper()
-	ctx := ctxT(t, 10*time.Second)
-	ws, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{Subprotocols: []string{"v12.stomp"}})
-	if err != nil {
-		return nil, err
-	}
-	life, cancel := context.WithCancel(context.Background())
-	conn, err := stomp.Connect(websocket.NetConn(life, ws, websocket.MessageText),
-		stomp.ConnOpt.Host(vhost), stomp.ConnOpt.Login("", token), stomp.ConnOpt.HeartBeat(0, 0))
-	if err != nil {
-		cancel()
-		_ = ws.CloseNow()
-		return nil, err
-	}
-	t.Cleanup(func() {
-		_ = conn.MustDisconnect()
-		cancel()
-		_ = ws.CloseNow()
-	})
-	return conn, nil
-}
-
-// amqpWithToken opens an AMQP 0-9-1 connection with the token as password:
-// the same backends answer there, and AMQP reports refusals in full.
-func amqpWithToken(t *testing.T, n *testbroker.Node, token string) *amqp.Channel {
-	t.Helper()
-	u := url.URL{Scheme: "amqp", User: url.UserPassword("tab", token), Host: n.AMQPAddr(), Path: "/"}
-	conn, err := amqp.Dial(u.String())
-	require.NoError(t, err, "a tab token opens an AMQP connection too (same auth backends)")
-	t.Cleanup(func() { _ = conn.Close() })
-	ch, err := conn.Channel()
-	require.NoError(t, err)
-	return ch
-}
-
-func requireAccessRefused(t *testing.T, err error, contains string) {
-	t.Helper()
-	var ae *amqp.Error
-	require.ErrorAs(t, err, &ae)
-	assert.Equal(t, amqp.AccessRefused, ae.Code, "%v", ae)
-	assert.Contains(t, ae.Reason, contains)
-	t.Logf("refused: %v", ae)
-}
-
-// parseClaims decodes a token's claims after verifying it with key.
-func parseClaims(t *testing.T, token string, key []byte) (jwt.MapClaims, map[string]any) {
-	t.Helper()
-	claims := jwt.MapClaims{}
-	tok, err := jwt.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return key, nil },
-		jwt.WithValidMethods([]string{"HS256"}))
-	require.NoError(t, err)
-	return claims, tok.Header
-}
 
 func TestTabSessions(t *testing.T) {
 	start := time.Now()
@@ -361,7 +47,7 @@ func TestTabSessions(t *testing.T) {
 	require.Contains(t, apply.Stdout, "configured (policy;", "the script should find the boot config loaded and only set the policy")
 	require.NotContains(t, apply.Stdout, "restart required")
 
-	key, err := durablews.LoadSigningKey(files.KeyFile)
+	key, err := tabsession.LoadSigningKey(files.KeyFile)
 	require.NoError(t, err)
 
 	admin, err := amqp.Dial(node.AMQPURL()) // internal backend user guest
@@ -378,7 +64,7 @@ func TestTabSessions(t *testing.T) {
 
 	app := newFakeApp()
 	mgmt := url.URL{Scheme: "http", User: url.UserPassword(node.Username(), node.Password()), Host: strings.TrimPrefix(node.ManagementURL(), "http://")}
-	cfg := durablews.TabSessionsConfig{
+	cfg := tabsession.Config{
 		AMQPURL:       node.AMQPURL(),
 		ManagementURL: mgmt.String(),
 		WebSTOMPURL:   node.WebSTOMPURL(),
@@ -387,7 +73,7 @@ func TestTabSessions(t *testing.T) {
 		SigningKey:    key,
 		KeyID:         oauthbroker.KeyID,
 	}
-	sessions, err := durablews.NewTabSessions(cfg, nil)
+	sessions, err := tabsession.NewHandler(cfg, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, sessions.Close()) })
 	mux := http.NewServeMux()
@@ -405,6 +91,7 @@ func TestTabSessions(t *testing.T) {
 	bob := e.open(t, "c-bob", `{}`)
 
 	t.Run("positive: A's tab receives A's events", func(t *testing.T) {
+		assert.Equal(t, tabsession.Version, alice.V, "the session JSON is versioned")
 		assert.Equal(t, "alicetab0000000001", alice.TabID)
 		assert.Regexp(t, `^tab-[0-9a-f]{16}-alicetab0000000001$`, alice.Queue)
 		assert.Equal(t, "/amq/queue/"+alice.Queue, alice.Destination)
@@ -441,7 +128,7 @@ func TestTabSessions(t *testing.T) {
 		assert.Contains(t, pol, `{<<"max-length">>,10000}`)
 
 		tab := dialTab(t, alice)
-		sub, err := tab.SubscribeQueue(ctxT(t, 10*time.Second), alice.Queue, 10)
+		sub, err := tab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), alice.Queue, 10)
 		require.NoError(t, err)
 		e.publish(t, "customer.alice.order_paid", `{"user":"alice","n":1}`)
 		m := nextBody(t, sub, 10*time.Second)
@@ -460,7 +147,7 @@ func TestTabSessions(t *testing.T) {
 		assert.False(t, renewed.QueueCreated, "renewal finds the queue")
 		assert.Equal(t, 1, e.ready(t, alice.Queue), "renewal must not drop queued messages")
 		tab := dialTab(t, renewed)
-		sub, err := tab.SubscribeQueue(ctxT(t, 10*time.Second), renewed.Queue, 10)
+		sub, err := tab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), renewed.Queue, 10)
 		require.NoError(t, err)
 		assert.JSONEq(t, `{"user":"alice","n":2}`, string(nextBody(t, sub, 10*time.Second).Body))
 		require.NoError(t, tab.Close())
@@ -471,7 +158,7 @@ func TestTabSessions(t *testing.T) {
 		require.Equal(t, 1, e.ready(t, bob.Queue))
 		w := e.watchLog(t)
 		tab := dialTab(t, alice)
-		sub, err := tab.SubscribeQueue(ctxT(t, 10*time.Second), bob.Queue, 10)
+		sub, err := tab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), bob.Queue, 10)
 		require.Error(t, err, "SUBSCRIBE to B's queue must fail")
 		assert.Nil(t, sub)
 		assert.ErrorIs(t, err, stomptab.ErrBrokerClosed, "3.10.8 closes the socket without the ERROR frame")
@@ -486,7 +173,7 @@ func TestTabSessions(t *testing.T) {
 		// name, which (re)declares the queue first and is refused there.
 		w := e.watchLog(t)
 		tab := dialTab(t, alice)
-		_, err := tab.Subscribe(ctxT(t, 10*time.Second), stomptab.Sub{Exchange: "events", BindingKey: "customer.bob.#", QueueName: alice.Queue})
+		_, err := tab.Subscribe(brokertest.Ctx(t, 10*time.Second), stomptab.Sub{Exchange: "events", BindingKey: "customer.bob.#", QueueName: alice.Queue})
 		require.Error(t, err)
 		t.Logf("client observed (STOMP): %v", err)
 		t.Logf("broker: %s", w.wait(t, "queue.declare", "access_refused", "access to queue '"+alice.Queue+"'"))
@@ -500,7 +187,7 @@ func TestTabSessions(t *testing.T) {
 		fresh := strings.Replace(alice.Queue, "alicetab0000000001", "alicetab0000000002", 1) // own namespace, even
 		w := e.watchLog(t)
 		tab := dialTab(t, alice)
-		_, err := tab.Subscribe(ctxT(t, 10*time.Second), stomptab.Sub{Exchange: "events", BindingKey: "customer.alice.#", QueueName: fresh})
+		_, err := tab.Subscribe(brokertest.Ctx(t, 10*time.Second), stomptab.Sub{Exchange: "events", BindingKey: "customer.alice.#", QueueName: fresh})
 		require.Error(t, err)
 		t.Logf("client observed (STOMP): %v", err)
 		t.Logf("broker: %s", w.wait(t, "queue.declare", "access_refused", "access to queue '"+fresh+"'"))
@@ -535,17 +222,17 @@ func TestTabSessions(t *testing.T) {
 	t.Run("refused: CONNECT with an expired token", func(t *testing.T) {
 		short := cfg
 		short.TokenTTL = 3 * time.Second // long enough to CONNECT and SUBSCRIBE on a loaded machine
-		ss, err := durablews.NewTabSessions(short, nil)
+		ss, err := tabsession.NewHandler(short, nil)
 		require.NoError(t, err)
 		defer func() { require.NoError(t, ss.Close()) }()
 		rec := serveDirect(ss, "c-alice", `{"tab_id":"alicetab0000000003"}`)
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
-		var s durablews.TabSession
+		var s tabsession.Session
 		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &s))
 
 		// Opened before expiry: keeps consuming after it (documented limit).
 		tab := dialTab(t, s)
-		sub, err := tab.SubscribeQueue(ctxT(t, 10*time.Second), s.Queue, 10)
+		sub, err := tab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), s.Queue, 10)
 		require.NoError(t, err)
 		time.Sleep(time.Until(s.ExpiresAt) + 1500*time.Millisecond)
 		e.publish(t, "customer.alice.after_expiry", `{"user":"alice","n":3}`)
@@ -554,13 +241,13 @@ func TestTabSessions(t *testing.T) {
 		require.NoError(t, tab.Close())
 		// The tab of the first subtest's queue got the message too: drain it.
 		drain := dialTab(t, e.open(t, "c-alice", `{"tab_id":"alicetab0000000001"}`))
-		dsub, err := drain.SubscribeQueue(ctxT(t, 10*time.Second), alice.Queue, 10)
+		dsub, err := drain.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), alice.Queue, 10)
 		require.NoError(t, err)
 		nextBody(t, dsub, 10*time.Second)
 		require.NoError(t, drain.Close())
 
 		w := e.watchLog(t)
-		_, err = stomptab.Dial(ctxT(t, 10*time.Second), stomptab.Options{URL: s.URL, Login: "", Passcode: s.Token})
+		_, err = stomptab.Dial(brokertest.Ctx(t, 10*time.Second), stomptab.Options{URL: s.URL, Login: "", Passcode: s.Token})
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "Bad CONNECT")
 		t.Logf("client observed: %v", err)
@@ -613,7 +300,7 @@ func TestTabSessions(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				w := e.watchLog(t)
-				_, err := stomptab.Dial(ctxT(t, 10*time.Second), stomptab.Options{URL: alice.URL, Login: "", Passcode: tc.token})
+				_, err := stomptab.Dial(brokertest.Ctx(t, 10*time.Second), stomptab.Options{URL: alice.URL, Login: "", Passcode: tc.token})
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), "Bad CONNECT")
 				t.Logf("client observed: %v", err)
@@ -667,7 +354,7 @@ func TestTabSessions(t *testing.T) {
 		assert.False(t, e.queueExists(t, strings.Replace(alice.Queue, "alicetab0000000001", "alicetab0000000004", 1)), "no queue was declared")
 		// A subset that is allowed works and binds only that.
 		s := e.open(t, "c-alice", `{"tab_id":"alicetab0000000005","bindings":[{"exchange":"events","key":"announcements.#"}]}`)
-		assert.Equal(t, []durablews.Binding{{Exchange: "events", Key: "announcements.#"}}, s.Bindings)
+		assert.Equal(t, []tabsession.Binding{{Exchange: "events", Key: "announcements.#"}}, s.Bindings)
 		assert.Equal(t, []string{"events announcements.#"}, e.bindingsOf(t, s.Queue))
 		e.deleteQueue(t, s.Queue)
 	})
@@ -675,8 +362,8 @@ func TestTabSessions(t *testing.T) {
 	t.Run("revoked binding is removed at renewal", func(t *testing.T) {
 		s := e.open(t, "c-alice", `{"tab_id":"alicetab0000000006"}`)
 		assert.ElementsMatch(t, []string{"events customer.alice.#", "events announcements.#"}, e.bindingsOf(t, s.Queue))
-		app.setAllowed("alice", durablews.Binding{Exchange: "events", Key: "customer.alice.#"})
-		defer app.setAllowed("alice", durablews.Binding{Exchange: "events", Key: "customer.alice.#"}, durablews.Binding{Exchange: "events", Key: "announcements.#"})
+		app.setAllowed("alice", tabsession.Binding{Exchange: "events", Key: "customer.alice.#"})
+		defer app.setAllowed("alice", tabsession.Binding{Exchange: "events", Key: "customer.alice.#"}, tabsession.Binding{Exchange: "events", Key: "announcements.#"})
 		s = e.open(t, "c-alice", `{"tab_id":"alicetab0000000006"}`)
 		assert.Equal(t, []string{"events customer.alice.#"}, e.bindingsOf(t, s.Queue))
 		e.deleteQueue(t, s.Queue)
@@ -686,11 +373,11 @@ func TestTabSessions(t *testing.T) {
 		require.Equal(t, 0, e.ready(t, alice.Queue), "A's queue starts empty")
 		// Drain B's queue of the earlier secret first, through B's tab.
 		btab := dialTab(t, bob)
-		bsub, err := btab.SubscribeQueue(ctxT(t, 10*time.Second), bob.Queue, 50)
+		bsub, err := btab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), bob.Queue, 50)
 		require.NoError(t, err)
 		assert.JSONEq(t, `{"user":"bob","secret":true}`, string(nextBody(t, bsub, 10*time.Second).Body))
 		atab := dialTab(t, alice)
-		asub, err := atab.SubscribeQueue(ctxT(t, 10*time.Second), alice.Queue, 50)
+		asub, err := atab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), alice.Queue, 50)
 		require.NoError(t, err)
 
 		const perUser = 250
@@ -709,7 +396,7 @@ func TestTabSessions(t *testing.T) {
 
 		count := func(sub *stomptab.Subscription, want string) (own, foreign int) {
 			for {
-				m, err := sub.Next(ctxT(t, 3*time.Second)) // 3 s of silence ends the count
+				m, err := sub.Next(brokertest.Ctx(t, 3*time.Second)) // 3 s of silence ends the count
 				if errors.Is(err, context.DeadlineExceeded) {
 					return
 				}
@@ -786,7 +473,7 @@ func TestTabSessions(t *testing.T) {
 		changed := cfg
 		changed.QueueMaxLength = 5 // the queue was declared with 10000; it exists, so it is kept, not redeclared
 		changed.QueueExpires = 2 * time.Hour
-		ss, err := durablews.NewTabSessions(changed, nil)
+		ss, err := tabsession.NewHandler(changed, nil)
 		require.NoError(t, err)
 		defer func() { require.NoError(t, ss.Close()) }()
 		rec := serveDirect(ss, "c-alice", `{"tab_id":"alicetab0000000001"}`)
@@ -795,7 +482,7 @@ func TestTabSessions(t *testing.T) {
 	})
 
 	t.Run("missing exchange: 500, cause logged", func(t *testing.T) {
-		app.setAllowed("carol", durablews.Binding{Exchange: "no-such-exchange", Key: "x"})
+		app.setAllowed("carol", tabsession.Binding{Exchange: "no-such-exchange", Key: "x"})
 		app.mu.Lock()
 		app.sessions["c-carol"] = "carol"
 		app.mu.Unlock()
@@ -812,7 +499,7 @@ func TestTabSessions(t *testing.T) {
 		require.NoError(t, err)
 		var pid string
 		for _, line := range strings.Split(out, "\n") {
-			if strings.Contains(line, "durablews.TabSessions") {
+			if strings.Contains(line, "durablews-tabsession") {
 				pid, _, _ = strings.Cut(line, "\t")
 			}
 		}
@@ -824,13 +511,9 @@ func TestTabSessions(t *testing.T) {
 	})
 
 	t.Run("broker unreachable: 503", func(t *testing.T) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		addr := l.Addr().String()
-		require.NoError(t, l.Close())
 		down := cfg
-		down.AMQPURL = "amqp://guest:guest@" + addr + "/"
-		ss, err := durablews.NewTabSessions(down, nil)
+		down.AMQPURL = "amqp://guest:guest@" + closedPort(t) + "/"
+		ss, err := tabsession.NewHandler(down, nil)
 		require.NoError(t, err)
 		defer func() { require.NoError(t, ss.Close()) }()
 		rec := serveDirect(ss, "c-alice", `{}`)
@@ -839,9 +522,89 @@ func TestTabSessions(t *testing.T) {
 		assert.Contains(t, rec.Body.String(), `"error":"unavailable"`)
 	})
 
+	t.Run("Prepare: events published between render and connect wait in the queue, once", func(t *testing.T) {
+		app.setAllowed("dave", tabsession.Binding{Exchange: "events", Key: "customer.dave.#"})
+		app.mu.Lock()
+		app.sessions["c-dave"] = "dave"
+		app.mu.Unlock()
+		page := httptest.NewRequest(http.MethodGet, "/orders", nil)
+		page.AddCookie(&http.Cookie{Name: sessionCookie, Value: "c-dave"})
+
+		s, err := sessions.Prepare(page)
+		require.NoError(t, err)
+		t.Cleanup(func() { e.deleteQueue(t, s.Queue) })
+		assert.Equal(t, tabsession.Version, s.V)
+		assert.Regexp(t, `^[a-z2-7]{26}$`, s.TabID, "a new tab id, like the endpoint makes")
+		assert.True(t, s.QueueCreated)
+		assert.True(t, e.queueExists(t, s.Queue), "the queue exists as soon as Prepare returns")
+		assert.Equal(t, []string{"events customer.dave.#"}, e.bindingsOf(t, s.Queue))
+		claims, _ := parseClaims(t, s.Token, key)
+		assert.Equal(t, "rabbitmq.read:%2F/"+s.Queue, claims["scope"])
+
+		// What the page embeds is the endpoint's JSON: the same fields.
+		embedded, err := json.Marshal(s)
+		require.NoError(t, err)
+		var got, want map[string]any
+		require.NoError(t, json.Unmarshal(embedded, &got))
+		require.NoError(t, json.Unmarshal([]byte(e.request(t, http.MethodPost, "c-dave", "application/json", `{}`).raw), &want))
+		assert.Equal(t, sortedKeys(want), sortedKeys(got))
+		assert.EqualValues(t, 1, got["v"])
+
+		// The page is on its way to the browser; events happen.
+		for i := range 3 {
+			e.publish(t, "customer.dave.order_"+fmt.Sprint(i), fmt.Sprintf(`{"n":%d}`, i))
+		}
+		assert.Equal(t, 3, e.ready(t, s.Queue), "published after Prepare, before any tab connected")
+
+		// The tab starts from the embedded session.
+		var fromPage tabsession.Session
+		require.NoError(t, json.Unmarshal(embedded, &fromPage))
+		tab := dialTab(t, fromPage)
+		sub, err := tab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), fromPage.Destination[len("/amq/queue/"):], 10)
+		require.NoError(t, err)
+		for i := range 3 {
+			m := nextBody(t, sub, 10*time.Second)
+			assert.JSONEq(t, fmt.Sprintf(`{"n":%d}`, i), string(m.Body))
+			assert.False(t, m.Redelivered)
+		}
+		_, err = sub.Next(brokertest.Ctx(t, time.Second))
+		assert.ErrorIs(t, err, context.DeadlineExceeded, "each event once")
+		require.NoError(t, tab.Close())
+
+		// The client renews through the endpoint with the prepared tab id.
+		renewed := e.open(t, "c-dave", `{"tab_id":"`+s.TabID+`"}`)
+		assert.Equal(t, s.Queue, renewed.Queue)
+		assert.False(t, renewed.QueueCreated)
+	})
+
+	t.Run("Prepare refuses like the endpoint", func(t *testing.T) {
+		page := func(cookie string) *http.Request {
+			r := httptest.NewRequest(http.MethodGet, "/orders", nil)
+			if cookie != "" {
+				r.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
+			}
+			return r
+		}
+		_, err := sessions.Prepare(page(""))
+		assert.ErrorIs(t, err, tabsession.ErrUnauthenticated)
+		_, err = sessions.Prepare(page("c-mallory"))
+		assert.ErrorIs(t, err, tabsession.ErrForbidden)
+
+		down := cfg
+		down.AMQPURL = "amqp://guest:guest@" + closedPort(t) + "/"
+		ss, err := tabsession.NewHandler(down, nil)
+		require.NoError(t, err)
+		_, err = ss.Prepare(page("c-alice"))
+		assert.ErrorIs(t, err, tabsession.ErrUnavailable)
+		require.NoError(t, ss.Close())
+		_, err = ss.Prepare(page("c-alice"))
+		assert.ErrorIs(t, err, tabsession.ErrUnavailable)
+		assert.ErrorIs(t, err, tabsession.ErrClosed)
+	})
+
 	// Last: it changes the script's files under the running node.
 	t.Run("script: idempotent, and detects a config the node has not loaded", func(t *testing.T) {
-		ctx := ctxT(t, 2*time.Minute)
+		ctx := brokertest.Ctx(t, 2*time.Minute)
 		env := oauthbroker.NodeEnv(node, files)
 		// oauthbroker.Start already applied once.
 		r := oauthbroker.Run(ctx, env, "apply")
@@ -862,8 +625,8 @@ func TestTabSessions(t *testing.T) {
 	t.Logf("TestTabSessions total %v", time.Since(start).Round(time.Millisecond))
 }
 
-func TestTabSessionsConfigValidate(t *testing.T) {
-	_, err := durablews.NewTabSessions(durablews.TabSessionsConfig{
+func TestConfigValidate(t *testing.T) {
+	_, err := tabsession.NewHandler(tabsession.Config{
 		AMQPURL: "http://x", WebSTOMPURL: "http://x", SigningKey: []byte("short"), KeyID: "a b",
 		TokenTTL: time.Millisecond, QueueMaxLength: -1, ResourceServerID: "a/b",
 	}, nil)
@@ -874,7 +637,7 @@ func TestTabSessionsConfigValidate(t *testing.T) {
 	}
 }
 
-func TestLoadSigningKeyTabSessions(t *testing.T) {
+func TestLoadSigningKey(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -883,13 +646,13 @@ func TestLoadSigningKeyTabSessions(t *testing.T) {
 	}
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	got, err := durablews.LoadSigningKey(write("ok", base64.RawURLEncoding.EncodeToString(key)+"\n"))
+	got, err := tabsession.LoadSigningKey(write("ok", base64.RawURLEncoding.EncodeToString(key)+"\n"))
 	require.NoError(t, err)
 	assert.Equal(t, key, got)
-	_, err = durablews.LoadSigningKey(write("short", base64.RawURLEncoding.EncodeToString(key[:16])))
+	_, err = tabsession.LoadSigningKey(write("short", base64.RawURLEncoding.EncodeToString(key[:16])))
 	assert.ErrorContains(t, err, "need at least 32")
-	_, err = durablews.LoadSigningKey(write("bad", "not/base64url+"))
+	_, err = tabsession.LoadSigningKey(write("bad", "not/base64url+"))
 	assert.ErrorContains(t, err, "not base64url")
-	_, err = durablews.LoadSigningKey(filepath.Join(dir, "missing"))
+	_, err = tabsession.LoadSigningKey(filepath.Join(dir, "missing"))
 	assert.Error(t, err)
 }

@@ -1,17 +1,26 @@
-package durablews
+// Package prommetrics exports what a durablews.Publisher does as
+// Prometheus metrics: messages published, confirmed and not confirmed (by
+// reason), confirm latency, messages in flight and reconnects. Metrics is
+// the durablews.Observer that counts them; nothing is measured unless it
+// is set as Config.Observer.
+package prommetrics
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/defaults"
 )
 
-// OtherTopic is the topic label value of every topic that is not in the
-// Config.Exchanges given to NewMetrics, so the label set stays bounded.
+// OtherTopic is the topic label value of every topic that is not among
+// the topics given to NewMetrics, so the label set stays bounded.
 const OtherTopic = "other"
 
 // Reasons a message was not confirmed: the values of the reason label of
@@ -36,9 +45,9 @@ const (
 // DefaultConfirmTimeout.
 var DefaultLatencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
 
-// MetricsOptions tune NewMetrics. The zero value gives the documented
-// metric names.
-type MetricsOptions struct {
+// Options tune NewMetrics. The zero value gives the documented metric
+// names.
+type Options struct {
 	// Namespace and Subsystem prefix every metric name. Defaults
 	// "durablews" and "publisher": durablews_publisher_published_total.
 	Namespace, Subsystem string
@@ -49,19 +58,19 @@ type MetricsOptions struct {
 	LatencyBuckets []float64
 }
 
-// Metrics are Prometheus metrics for a Publisher. They are off unless you
-// create them: Metrics is an Observer (set Config.Observer) and a
-// prometheus.Collector (register it), and Track adds the in-flight gauge:
+// Metrics are Prometheus metrics for a durablews.Publisher. Metrics is a
+// durablews.Observer (set it as Config.Observer) and a
+// prometheus.Collector; Track adds the in-flight gauge:
 //
-//	m := durablews.NewMetrics(cfg, durablews.MetricsOptions{})
+//	m, err := prommetrics.NewMetrics(prometheus.DefaultRegisterer, []string{"events"}, prommetrics.Options{})
+//	...
 //	cfg.Observer = m
-//	prometheus.MustRegister(m)
 //	pub, err := durablews.NewPublisher(cfg, logger)
 //	...
-//	m.Track(pub)
+//	defer m.Track(pub)()
 //
-// The metrics (with the default namespace and subsystem; topic is a topic
-// of Config.Exchanges or "other"):
+// The metrics (with the default namespace and subsystem; topic is one of
+// the topics given to NewMetrics, or "other"):
 //
 //	durablews_publisher_published_total{topic}            counter   messages that passed validation and were handed to the broker path
 //	durablews_publisher_confirmed_total{topic}            counter   messages the broker confirmed (ack, and not returned)
@@ -114,20 +123,20 @@ var allReasons = []string{ReasonReturned, ReasonNacked, ReasonTimeout, ReasonCon
 	ReasonClosed, ReasonInvalid, ReasonContext, ReasonNotSent, ReasonOther}
 
 var (
-	_ RetryObserver        = (*Metrics)(nil)
-	_ prometheus.Collector = (*Metrics)(nil)
+	_ durablews.RetryObserver = (*Metrics)(nil)
+	_ prometheus.Collector    = (*Metrics)(nil)
 )
 
-// NewMetrics returns metrics whose topic label takes the topics of
-// cfg.Exchanges plus OtherTopic. Every series of those topics exists from
-// the start (at zero), so rates and alerts work before the first message.
-func NewMetrics(cfg Config, opts MetricsOptions) *Metrics {
-	if opts.Namespace == "" {
-		opts.Namespace = "durablews"
-	}
-	if opts.Subsystem == "" {
-		opts.Subsystem = "publisher"
-	}
+// NewMetrics returns metrics whose topic label takes topics (the
+// publisher's Watermill topics, the keys of its Config.Exchanges) plus
+// OtherTopic, and registers them with reg unless reg is nil. Every series
+// of those topics exists from the start (at zero), so rates and alerts
+// work before the first message. The error is reg's, e.g. when metrics
+// with the same names are already registered (use other Options or a
+// prometheus.WrapRegistererWith).
+func NewMetrics(reg prometheus.Registerer, topics []string, opts Options) (*Metrics, error) {
+	defaults.Set(&opts.Namespace, "durablews")
+	defaults.Set(&opts.Subsystem, "publisher")
 	if len(opts.LatencyBuckets) == 0 {
 		opts.LatencyBuckets = DefaultLatencyBuckets
 	}
@@ -153,7 +162,7 @@ func NewMetrics(cfg Config, opts MetricsOptions) *Metrics {
 			Help:    "Time from sending a message (the last time, if republished) to its confirm, by topic.",
 			Buckets: opts.LatencyBuckets, ConstLabels: opts.ConstLabels,
 		}, []string{"topic"}),
-		topics:  make(map[string]*topicMetrics, len(cfg.Exchanges)),
+		topics:  make(map[string]*topicMetrics, len(topics)),
 		tracked: make(map[*trackedPublisher]struct{}),
 	}
 	m.inFlight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -161,13 +170,18 @@ func NewMetrics(cfg Config, opts MetricsOptions) *Metrics {
 		Help: "Messages awaiting their broker confirm (or a free in-flight slot), summed over the publishers passed to Track.", ConstLabels: opts.ConstLabels,
 	}, m.inFlightNow)
 
-	for topic := range cfg.Exchanges {
+	for _, topic := range topics {
 		if topic != OtherTopic {
 			m.topics[topic] = m.children(topic)
 		}
 	}
 	m.other = m.children(OtherTopic)
-	return m
+	if reg != nil {
+		if err := reg.Register(m); err != nil {
+			return nil, fmt.Errorf("prommetrics: register: %w", err)
+		}
+	}
+	return m, nil
 }
 
 func (m *Metrics) children(topic string) *topicMetrics {
@@ -209,7 +223,7 @@ func (m *Metrics) Topics() []string {
 // Track adds p's InFlight() to the in-flight gauge until untrack is called.
 // Call it once per publisher; untracking a closed publisher is optional
 // (it reports 0) but frees the reference.
-func (m *Metrics) Track(p *Publisher) (untrack func()) {
+func (m *Metrics) Track(p *durablews.Publisher) (untrack func()) {
 	return m.track(p)
 }
 
@@ -235,19 +249,19 @@ func (m *Metrics) inFlightNow() float64 {
 	return float64(n)
 }
 
-// Published implements Observer.
+// Published implements durablews.Observer.
 func (m *Metrics) Published(topic string, messages int) {
 	m.topic(topic).published.Add(float64(messages))
 }
 
-// Confirmed implements Observer.
+// Confirmed implements durablews.Observer.
 func (m *Metrics) Confirmed(topic string, latency time.Duration) {
 	tm := m.topic(topic)
 	tm.confirmed.Inc()
 	tm.latency.Observe(latency.Seconds())
 }
 
-// NotConfirmed implements Observer.
+// NotConfirmed implements durablews.Observer.
 func (m *Metrics) NotConfirmed(topic string, err error) {
 	tm := m.topic(topic)
 	reason := NotConfirmedReason(err)
@@ -262,17 +276,17 @@ func (m *Metrics) NotConfirmed(topic string, err error) {
 	}
 }
 
-// Retried implements RetryObserver.
+// Retried implements durablews.RetryObserver.
 func (m *Metrics) Retried(topic string, messages int, reason error) {
 	tm := m.topic(topic)
-	if errors.Is(reason, ErrNacked) {
+	if errors.Is(reason, durablews.ErrNacked) {
 		tm.retriedNacked.Add(float64(messages))
 	} else {
 		tm.retriedLost.Add(float64(messages))
 	}
 }
 
-// Reconnected implements Observer.
+// Reconnected implements durablews.Observer.
 func (m *Metrics) Reconnected(string) { m.reconnects.Inc() }
 
 // NotConfirmedReason maps a per-message error (as passed to
@@ -280,21 +294,21 @@ func (m *Metrics) Reconnected(string) { m.reconnects.Inc() }
 // Reason* constants.
 func NotConfirmedReason(err error) string {
 	switch {
-	case errors.Is(err, ErrUnroutable):
+	case errors.Is(err, durablews.ErrUnroutable):
 		return ReasonReturned
-	case errors.Is(err, ErrNacked):
+	case errors.Is(err, durablews.ErrNacked):
 		return ReasonNacked
-	case errors.Is(err, ErrConfirmTimeout):
+	case errors.Is(err, durablews.ErrConfirmTimeout):
 		return ReasonTimeout
-	case errors.Is(err, ErrConnectionLost):
+	case errors.Is(err, durablews.ErrConnectionLost):
 		return ReasonConnectionLost
-	case errors.Is(err, ErrPublisherClosed):
+	case errors.Is(err, durablews.ErrPublisherClosed):
 		return ReasonClosed
-	case errors.Is(err, ErrInvalidMessage):
+	case errors.Is(err, durablews.ErrInvalidMessage):
 		return ReasonInvalid
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return ReasonContext
-	case errors.Is(err, ErrNotSent):
+	case errors.Is(err, durablews.ErrNotSent):
 		return ReasonNotSent
 	default:
 		return ReasonOther

@@ -1,4 +1,4 @@
-package durablews
+package tabsession
 
 import (
 	"crypto/rand"
@@ -13,7 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// MinSigningKeyBytes is the shortest TabSessionsConfig.SigningKey accepted:
+// MinSigningKeyBytes is the shortest Config.SigningKey accepted:
 // HS256 keys shorter than the hash output (32 bytes) weaken the MAC.
 const MinSigningKeyBytes = 32
 
@@ -42,7 +42,7 @@ const tabTokenIssuer = "durablews"
 //
 // The plugin splits the resource part on '/' and URL-decodes each part,
 // treating '*' as a wildcard, so the vhost is query-escaped ('/' -> %2F,
-// '*' -> %2A) and queue names are restricted to [a-z0-9-] (tabQueueName).
+// '*' -> %2A) and queue names are restricted to [a-z0-9-] (queueName).
 func readScope(resourceServerID, vhost, queue string) string {
 	return resourceServerID + ".read:" + url.QueryEscape(vhost) + "/" + queue
 }
@@ -70,7 +70,7 @@ func mintTabToken(key []byte, kid, resourceServerID, vhost, queue string, now ti
 	}
 	s, err := tok.SignedString(key)
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("durablews: sign tab token: %w", err)
+		return "", time.Time{}, fmt.Errorf("tabsession: sign tab token: %w", err)
 	}
 	return s, exp, nil
 }
@@ -90,18 +90,18 @@ func randomHex(n int) string {
 func LoadSigningKey(path string) ([]byte, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("durablews: read signing key: %w", err)
+		return nil, fmt.Errorf("tabsession: read signing key: %w", err)
 	}
 	text := strings.TrimSpace(string(raw))
 	if text == "" {
-		return nil, fmt.Errorf("durablews: signing key file %s is empty", path)
+		return nil, fmt.Errorf("tabsession: signing key file %s is empty", path)
 	}
 	key, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(text, "="))
 	if err != nil {
-		return nil, fmt.Errorf("durablews: signing key file %s is not base64url text: %w", path, err)
+		return nil, fmt.Errorf("tabsession: signing key file %s is not base64url text: %w", path, err)
 	}
 	if len(key) < MinSigningKeyBytes {
-		return nil, fmt.Errorf("durablews: signing key in %s is %d bytes; need at least %d", path, len(key), MinSigningKeyBytes)
+		return nil, fmt.Errorf("tabsession: signing key in %s is %d bytes; need at least %d", path, len(key), MinSigningKeyBytes)
 	}
 	return key, nil
 }

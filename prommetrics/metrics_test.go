@@ -1,9 +1,11 @@
-package durablews_test
+package prommetrics_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,18 +19,20 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/brokertest"
 	"github.com/durablews/durablews/internal/faultproxy"
+	"github.com/durablews/durablews/prommetrics"
 )
 
-// metricsPublisher wires NewMetrics the way the docs say: Observer, a
-// registry of its own, Track.
-func metricsPublisher(t *testing.T, cfg durablews.Config) (*durablews.Publisher, *durablews.Metrics, *prometheus.Registry) {
+// metricsPublisher wires NewMetrics the way the docs say: a registry of
+// its own, the publisher's topics, Observer, Track.
+func metricsPublisher(t *testing.T, cfg durablews.Config) (*durablews.Publisher, *prommetrics.Metrics, *prometheus.Registry) {
 	t.Helper()
-	m := durablews.NewMetrics(cfg, durablews.MetricsOptions{})
-	cfg.Observer = m
 	reg := prometheus.NewPedanticRegistry()
-	require.NoError(t, reg.Register(m))
-	pub := newPublisher(t, cfg)
+	m, err := prommetrics.NewMetrics(reg, slices.Collect(maps.Keys(cfg.Exchanges)), prommetrics.Options{})
+	require.NoError(t, err)
+	cfg.Observer = m
+	pub := brokertest.NewPublisher(t, cfg)
 	t.Cleanup(m.Track(pub))
 	return pub, m, reg
 }
@@ -74,20 +78,20 @@ func value(t *testing.T, reg prometheus.Gatherer, name string, labels ...string)
 func msgs(key string, n int) []*message.Message {
 	out := make([]*message.Message, n)
 	for i := range out {
-		out[i] = newMsg(key)
+		out[i] = brokertest.NewMsg(key)
 	}
 	return out
 }
 
 func TestMetrics_CountsMatchPublishedConfirmedNackedReturned(t *testing.T) {
-	b := newBroker(t)
-	ex := uniqueName(t, "metrics")
-	b.exchange(ex, "topic")
-	b.queue(ex, "ok.#", nil)
+	b := brokertest.New(t)
+	ex := brokertest.UniqueName("metrics")
+	b.Exchange(ex, "topic")
+	b.Queue(ex, "ok.#", nil)
 	// A full reject-publish queue makes the broker nack: 1 fits, the rest is nacked.
-	b.queue(ex, "full.#", amqp.Table{"x-max-length": int32(1), "x-overflow": "reject-publish"})
+	b.Queue(ex, "full.#", amqp.Table{"x-max-length": int32(1), "x-overflow": "reject-publish"})
 
-	cfg := durablews.NewConfig(amqpURL(), durablews.Exchange{Name: ex})
+	cfg := durablews.NewConfig(brokertest.AMQPURL(), durablews.Exchange{Name: ex})
 	cfg.Mandatory = true // so that a key no queue is bound for is returned
 	pub, _, reg := metricsPublisher(t, cfg)
 
@@ -105,7 +109,7 @@ func TestMetrics_CountsMatchPublishedConfirmedNackedReturned(t *testing.T) {
 	require.ErrorIs(t, err, durablews.ErrUnroutable)
 
 	// An invalid batch (no routing key) is never published: only not_confirmed counts it.
-	err = pub.Publish(ex, newMsg("ok.2"), newMsg(""))
+	err = pub.Publish(ex, brokertest.NewMsg("ok.2"), brokertest.NewMsg(""))
 	require.ErrorIs(t, err, durablews.ErrInvalidMessage)
 
 	total := float64(confirmed + full + unroutable)
@@ -139,21 +143,46 @@ func TestMetrics_CountsMatchPublishedConfirmedNackedReturned(t *testing.T) {
 
 // A stalled connection: the in-flight gauge shows the waiting messages,
 // they time out, and after the connection is cut the publisher reconnects.
+// With Config.RetryNacks every nacked send is counted in retried_total
+// (reason nacked); the message counts once, in not_confirmed_total, when
+// ConfirmTimeout ends the retries.
+func TestMetrics_RetriedCountsNackRetries(t *testing.T) {
+	b := brokertest.New(t)
+	ex := brokertest.UniqueName("metrics-retry")
+	b.Exchange(ex, "topic")
+	b.Queue(ex, "#", amqp.Table{"x-max-length": int32(1), "x-overflow": "reject-publish"})
+
+	cfg := durablews.NewConfig(brokertest.AMQPURL(), durablews.Exchange{Name: ex})
+	cfg.RetryNacks = true
+	cfg.ConfirmTimeout = time.Second
+	pub, _, reg := metricsPublisher(t, cfg)
+
+	err := pub.Publish(ex, msgs("k", 3)...)
+	var pe *durablews.PublishError
+	require.ErrorAs(t, err, &pe)
+	require.Len(t, pe.Failed, 2, "the queue takes one")
+	assert.Greater(t, value(t, reg, "durablews_publisher_retried_total", "topic", ex, "reason", prommetrics.ReasonNacked), float64(2))
+	assert.Zero(t, value(t, reg, "durablews_publisher_retried_total", "topic", ex, "reason", prommetrics.ReasonConnectionLost))
+	assert.Equal(t, float64(2), value(t, reg, "durablews_publisher_not_confirmed_total", "topic", ex, "reason", prommetrics.ReasonNacked)+
+		value(t, reg, "durablews_publisher_not_confirmed_total", "topic", ex, "reason", prommetrics.ReasonTimeout))
+	assert.Equal(t, float64(1), value(t, reg, "durablews_publisher_confirmed_total", "topic", ex))
+}
+
 func TestMetrics_InFlightTimeoutsAndReconnects(t *testing.T) {
-	b := newBroker(t)
-	ex := uniqueName(t, "metrics-stall")
-	b.exchange(ex, "topic")
-	b.queue(ex, "#", nil)
+	b := brokertest.New(t)
+	ex := brokertest.UniqueName("metrics-stall")
+	b.Exchange(ex, "topic")
+	b.Queue(ex, "#", nil)
 
 	proxy, err := faultproxy.New("127.0.0.1:5672")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = proxy.Close() })
-	cfg := durablews.NewConfig(strings.Replace(amqpURL(), "127.0.0.1:5672", proxy.Addr(), 1), durablews.Exchange{Name: ex})
+	cfg := durablews.NewConfig(strings.Replace(brokertest.AMQPURL(), "127.0.0.1:5672", proxy.Addr(), 1), durablews.Exchange{Name: ex})
 	// Long enough that the gauge is certainly seen before the timeout, even on a loaded CI host.
 	cfg.ConfirmTimeout = 4 * time.Second
 	cfg.Reconnect = durablews.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2}
 	pub, _, reg := metricsPublisher(t, cfg)
-	require.NoError(t, pub.Publish(ex, newMsg("a")), "warm up: exchange declared on this connection")
+	require.NoError(t, pub.Publish(ex, brokertest.NewMsg("a")), "warm up: exchange declared on this connection")
 
 	proxy.Stall(true)
 	const n = 7
@@ -173,7 +202,7 @@ func TestMetrics_InFlightTimeoutsAndReconnects(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return value(t, reg, "durablews_publisher_reconnects_total") >= 1
 	}, 10*time.Second, 20*time.Millisecond, "reconnects_total after the connection was cut")
-	require.NoError(t, pub.Publish(ex, newMsg("a")))
+	require.NoError(t, pub.Publish(ex, brokertest.NewMsg("a")))
 	assert.Equal(t, float64(2), value(t, reg, "durablews_publisher_confirmed_total", "topic", ex))
 	assert.Equal(t, float64(n+2), value(t, reg, "durablews_publisher_published_total", "topic", ex))
 }
@@ -181,7 +210,8 @@ func TestMetrics_InFlightTimeoutsAndReconnects(t *testing.T) {
 func TestMetrics_TopicLabelIsBoundedAndNamesAreLintClean(t *testing.T) {
 	cfg := durablews.NewConfig("amqp://guest:guest@127.0.0.1:5672/",
 		durablews.Exchange{Name: "events"}, durablews.Exchange{Name: "alerts", Kind: durablews.KindFanout})
-	m := durablews.NewMetrics(cfg, durablews.MetricsOptions{ConstLabels: prometheus.Labels{"service": "test"}})
+	m, err := prommetrics.NewMetrics(nil, slices.Collect(maps.Keys(cfg.Exchanges)), prommetrics.Options{ConstLabels: prometheus.Labels{"service": "test"}})
+	require.NoError(t, err)
 	require.Equal(t, []string{"alerts", "events", "other"}, m.Topics())
 
 	for i := range 100 {
@@ -196,6 +226,8 @@ func TestMetrics_TopicLabelIsBoundedAndNamesAreLintClean(t *testing.T) {
 
 	reg := prometheus.NewPedanticRegistry()
 	require.NoError(t, reg.Register(m))
+	_, err = prommetrics.NewMetrics(reg, nil, prommetrics.Options{})
+	assert.ErrorContains(t, err, "prommetrics: register", "the same names twice in one registry")
 	assert.Equal(t, float64(100), value(t, reg, "durablews_publisher_published_total", "topic", "other"))
 	assert.Equal(t, float64(100), value(t, reg, "durablews_publisher_nacked_total", "topic", "other"))
 	assert.Equal(t, float64(2), value(t, reg, "durablews_publisher_published_total", "topic", "events"))
@@ -232,18 +264,18 @@ func TestMetrics_NotConfirmedReason(t *testing.T) {
 		err  error
 		want string
 	}{
-		{fmt.Errorf("%w (312 NO_ROUTE)", durablews.ErrUnroutable), durablews.ReasonReturned},
-		{durablews.ErrNacked, durablews.ReasonNacked},
-		{durablews.ErrConfirmTimeout, durablews.ReasonTimeout},
-		{fmt.Errorf("%w: %w before it could be sent", durablews.ErrNotSent, durablews.ErrConfirmTimeout), durablews.ReasonTimeout},
-		{fmt.Errorf("%w: reconnecting", durablews.ErrConnectionLost), durablews.ReasonConnectionLost},
-		{durablews.ErrPublisherClosed, durablews.ReasonClosed},
-		{fmt.Errorf("%w: bad key", durablews.ErrInvalidMessage), durablews.ReasonInvalid},
-		{fmt.Errorf("%w: message context done before sending: %w", durablews.ErrNotSent, context.Canceled), durablews.ReasonContext},
-		{context.DeadlineExceeded, durablews.ReasonContext},
-		{fmt.Errorf("%w: another message is invalid", durablews.ErrNotSent), durablews.ReasonNotSent},
-		{errors.New("boom"), durablews.ReasonOther},
+		{fmt.Errorf("%w (312 NO_ROUTE)", durablews.ErrUnroutable), prommetrics.ReasonReturned},
+		{durablews.ErrNacked, prommetrics.ReasonNacked},
+		{durablews.ErrConfirmTimeout, prommetrics.ReasonTimeout},
+		{fmt.Errorf("%w: %w before it could be sent", durablews.ErrNotSent, durablews.ErrConfirmTimeout), prommetrics.ReasonTimeout},
+		{fmt.Errorf("%w: reconnecting", durablews.ErrConnectionLost), prommetrics.ReasonConnectionLost},
+		{durablews.ErrPublisherClosed, prommetrics.ReasonClosed},
+		{fmt.Errorf("%w: bad key", durablews.ErrInvalidMessage), prommetrics.ReasonInvalid},
+		{fmt.Errorf("%w: message context done before sending: %w", durablews.ErrNotSent, context.Canceled), prommetrics.ReasonContext},
+		{context.DeadlineExceeded, prommetrics.ReasonContext},
+		{fmt.Errorf("%w: another message is invalid", durablews.ErrNotSent), prommetrics.ReasonNotSent},
+		{errors.New("boom"), prommetrics.ReasonOther},
 	} {
-		assert.Equal(t, c.want, durablews.NotConfirmedReason(c.err), "%v", c.err)
+		assert.Equal(t, c.want, prommetrics.NotConfirmedReason(c.err), "%v", c.err)
 	}
 }

@@ -1,0 +1,118 @@
+// Package tabsession lets logged-in browser tabs read their own messages
+// from RabbitMQ over Web-STOMP, with no broker credential that could reach
+// other users' data.
+//
+// Mount a Handler at a path of the application's origin. For each request
+// it authenticates the application's user (Config.Authenticate), asks which
+// bindings the user may have (Config.Bindings), declares the tab's queue
+// with the service's own AMQP user — durable, x-expires,
+// x-single-active-consumer, bounded by x-max-length with drop-head — binds
+// it, and returns a short-lived JWT whose only scope is read on that queue.
+// RabbitMQ's OAuth 2 backend verifies the token
+// (scripts/rabbitmq-tab-sessions.sh configures a broker). A tab holding it
+// can consume and ack its queue, and nothing else: no declare, no bind, no
+// SEND, no other queue. README.md in this directory has the threat model.
+//
+//	sessions, err := tabsession.NewHandler(tabsession.Config{
+//		AMQPURL:      "amqp://svc:secret@127.0.0.1:5672/",
+//		WebSTOMPURL:  "wss://events.example.com/ws",
+//		SigningKey:   key, // tabsession.LoadSigningKey(path)
+//		Authenticate: userFromCookie,
+//		Bindings: func(ctx context.Context, user string) ([]tabsession.Binding, error) {
+//			return []tabsession.Binding{{Exchange: "events", Key: "customer." + user + ".#"}}, nil
+//		},
+//	}, logger)
+//	mux.Handle("POST /durablews/session", sessions)
+//
+// # HTTP contract
+//
+// One method:
+//
+//	POST <path>
+//	Content-Type: application/json
+//	Cookie: <the application's session>      (whatever Authenticate reads)
+//
+//	{"tab_id": "k3xq7r2m4a6b8c2d4f6g8h2j4k", "bindings": [{"exchange": "events", "key": "customer.42.#"}]}
+//
+// Both fields are optional. tab_id is 8 to 64 characters of [a-z0-9] (the
+// web client's generateTabId makes 26); absent or "", the server makes one
+// and returns it. Keep it for the life of the tab (sessionStorage) and send
+// it on every renewal: the queue is derived from the authenticated user and
+// the tab id, so the same tab id gets the same queue back with the messages
+// that arrived meanwhile, and no request can name another user's queue.
+// bindings, if present, must be a non-empty subset of what the application
+// allows (exact exchange and key); absent or null means all of them.
+// Unknown fields, trailing data and bodies over 4 KiB are refused.
+//
+// Success is 200 with Cache-Control: no-store and
+//
+//	{
+//	  "v":           1,                               // Version of this JSON
+//	  "tab_id":      "k3xq7r2m4a6b8c2d4f6g8h2j4k",
+//	  "url":         "wss://example.com/ws",          // Config.WebSTOMPURL
+//	  "vhost":       "/",                             // STOMP CONNECT host header
+//	  "queue":       "tab-9f86d081884c7d65-k3xq7r2m4a6b8c2d4f6g8h2j4k",
+//	  "destination": "/amq/queue/tab-9f86d081884c7d65-k3xq7r2m4a6b8c2d4f6g8h2j4k",
+//	  "token":       "<JWT>",                         // STOMP CONNECT passcode
+//	  "expires_at":  "2026-11-25T21:40:00Z",          // token expiry (RFC 3339)
+//	  "expires_in":  600,                             // seconds from now
+//	  "renew_in":    450,                             // renew after this many seconds
+//	  "bindings":    [{"exchange": "events", "key": "customer.42.#"}],
+//	  "queue_created": false                          // true: the queue did not exist
+//	}
+//
+// The queue name is tab-<16 hex of HMAC-SHA256(Config.QueueNameKey,
+// user)>-<tab_id>: it does not reveal the user to anyone without the key.
+//
+// The browser then connects to url with subprotocol v12.stomp and sends
+// CONNECT with host:<vhost>, passcode:<token> and any login (the broker
+// ignores it and names the connection after the token's sub, the queue
+// name), and SUBSCRIBE with destination:<destination>, ack:client-individual,
+// a prefetch-count and an explicit id. Do not SUBSCRIBE to /exchange/... or
+// /queue/...: those declare queues and are refused. With
+// x-single-active-consumer, a reconnect while the old socket is still
+// half-open waits for it instead of reordering messages.
+//
+// Errors have a JSON body {"error": "<code>", "message": "<what to fix>"}:
+//
+//	400 bad_request             malformed JSON, unknown field, bad tab_id, empty bindings list
+//	401 unauthenticated         Authenticate refused the request (log in again)
+//	403 forbidden               Authenticate or Bindings refused the user; a requested
+//	                            binding is not allowed; or a cross-origin browser request
+//	405 method_not_allowed      not POST (Allow: POST)
+//	415 unsupported_media_type  Content-Type is not application/json
+//	500 internal                a callback or the broker configuration failed (logged)
+//	503 unavailable             the broker cannot be reached; retry after Retry-After seconds
+//
+// # Renewal
+//
+// The broker checks the token when a connection is opened (CONNECT) and on
+// each SUBSCRIBE; a subscription made before expires_at keeps consuming
+// after it. To always have a valid token for the next reconnect, POST again
+// with the same tab_id after renew_in seconds (and at once whenever a
+// CONNECT fails with "Bad CONNECT", which is also what an expired token
+// gets), and use the newest token for every new connection. Renewal keeps
+// the queue and re-applies the bindings the user is allowed now.
+// queue_created:true on a renewal means the queue was gone and has been
+// created again, empty (Session.QueueCreated): the page has missed messages
+// and should reload its state. Never use one tab_id in two live tabs (a
+// duplicated browser tab copies sessionStorage): with a single active
+// consumer the second tab would receive nothing until the first one leaves.
+//
+// # No gap between rendering a page and receiving
+//
+// A page that loads its state and then opens a session misses what was
+// published in between. Handler.Prepare closes that gap: call it while
+// rendering, before loading the state, and embed the Session in the page;
+// the browser client starts from it (web/README.md), so every event
+// published after Prepare is delivered, once. See the example of Prepare.
+//
+// # CSRF
+//
+// Only POST with Content-Type: application/json is served, which a
+// cross-site form cannot send without a CORS preflight that this handler
+// does not answer; in addition, cross-origin browser requests are refused
+// (net/http.CrossOriginProtection: Sec-Fetch-Site, else Origin vs Host)
+// unless listed in Config.TrustedOrigins. Do not add permissive CORS
+// headers.
+package tabsession

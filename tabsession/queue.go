@@ -1,0 +1,131 @@
+package tabsession
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/ThreeDotsLabs/watermill"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// tabIDPattern is the web client's tab id format (web/internal.js).
+var tabIDPattern = regexp.MustCompile(`^[a-z0-9]{8,64}$`)
+
+var tabIDEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// newTabID makes a tab id like the web client's generateTabId: 16 random
+// bytes as 26 lowercase base32 characters.
+func newTabID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails (Go >= 1.24)
+	return strings.ToLower(tabIDEncoding.EncodeToString(b))
+}
+
+// queueNameKeyLabel separates the key derived from SigningKey for queue
+// names from any other use of SigningKey.
+const queueNameKeyLabel = "durablews tabsession queue names v1"
+
+// queueNameKey is cfg.QueueNameKey, or a key derived from SigningKey.
+func queueNameKey(cfg Config) []byte {
+	if cfg.QueueNameKey != nil {
+		return cfg.QueueNameKey
+	}
+	m := hmac.New(sha256.New, cfg.SigningKey)
+	m.Write([]byte(queueNameKeyLabel))
+	return m.Sum(nil)
+}
+
+// queueName is tab-<first 16 hex of HMAC-SHA256(key, user)>-<tabID>. The
+// user part comes from the authenticated user, never from the client, so a
+// client can only ever name queues of its own user; and it is keyed, so
+// nobody without the key can tell from a queue name whose it is.
+func queueName(key []byte, user, tabID string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(user))
+	return "tab-" + hex.EncodeToString(m.Sum(nil)[:8]) + "-" + tabID
+}
+
+// ensureQueue declares the tab queue (or keeps an existing one), binds it
+// to every granted binding and, with a management client, removes bindings
+// that are no longer granted. created reports that the queue did not exist.
+//
+// An existing queue is only checked (passive declare), never declared
+// again, so a queue whose arguments differ from the current config
+// (QueueExpires or QueueMaxLength changed since) is kept as it is rather
+// than failing the renewal.
+func (h *Handler) ensureQueue(queue string, granted []Binding) (created bool, err error) {
+	conn, err := h.connection()
+	if err != nil {
+		return false, unavailable(err)
+	}
+	ch, err := conn.Channel()
+	if err != nil && conn.IsClosed() {
+		// The connection died since the last request (broker restart,
+		// closed by an operator): redial once.
+		if conn, err = h.connection(); err != nil {
+			return false, unavailable(err)
+		}
+		ch, err = conn.Channel()
+	}
+	// brokerErr classifies a failed AMQP operation: a dead connection is
+	// 503, a refused operation (404 exchange, 403 permission) is 500.
+	brokerErr := func(op string, err error) error {
+		err = fmt.Errorf("%s: %w", op, err)
+		if conn.IsClosed() || errors.Is(err, amqp.ErrClosed) {
+			return unavailable(err)
+		}
+		return internalError(err)
+	}
+	if err != nil {
+		return false, brokerErr("open channel", err)
+	}
+	defer func() { _ = ch.Close() }()
+	// reopen replaces ch after the broker closed it with a channel
+	// exception; on failure ch stays as it was, so the deferred Close never
+	// sees a nil channel.
+	reopen := func() error {
+		c, err := conn.Channel()
+		if err != nil {
+			return brokerErr("open channel", err)
+		}
+		ch = c
+		return nil
+	}
+
+	// A passive declare first tells whether the queue exists; a 404 closes
+	// the channel, so the declare that creates it needs a new one.
+	var ae *amqp.Error
+	if _, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil); err == nil {
+		return false, h.bindAll(ch, queue, granted, brokerErr)
+	} else if !errors.As(err, &ae) || ae.Code != amqp.NotFound {
+		return false, brokerErr("check queue "+queue, err)
+	}
+	if err := reopen(); err != nil {
+		return false, err
+	}
+	_, err = ch.QueueDeclare(queue, true, false, false, false, h.queueArgs)
+	created = err == nil
+	if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
+		// The queue exists with other arguments (QueueExpires or
+		// QueueMaxLength changed since, and a concurrent request created
+		// it between the passive check and this declare). Keep it:
+		// failing would cut the tab off its messages. The channel is
+		// closed; use a new one.
+		h.logger.Info("Tab queue exists with other arguments; keeping it as is until it expires", watermill.LogFields{"queue": queue, "broker": ae.Reason})
+		if err := reopen(); err != nil {
+			return false, err
+		}
+		_, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	}
+	if err != nil {
+		return false, brokerErr("declare queue "+queue, err)
+	}
+	return created, h.bindAll(ch, queue, granted, brokerErr)
+}

@@ -1,0 +1,121 @@
+package tabsession
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+)
+
+// Version is the version of the session JSON (the "v" field). It changes
+// only when a field changes meaning or goes away; new fields keep it.
+const Version = 1
+
+// Session is a tab session: the JSON body of a successful session
+// response, and what Prepare returns. The package documentation describes
+// each field.
+type Session struct {
+	V           int       `json:"v"`
+	TabID       string    `json:"tab_id"`
+	URL         string    `json:"url"`
+	Vhost       string    `json:"vhost"`
+	Queue       string    `json:"queue"`
+	Destination string    `json:"destination"`
+	Token       string    `json:"token"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	ExpiresIn   int       `json:"expires_in"`
+	RenewIn     int       `json:"renew_in"`
+	Bindings    []Binding `json:"bindings"`
+	// QueueCreated is true when this request had to create the tab's
+	// queue. On a tab's first session that is normal; on a later one the
+	// queue was gone: it expired (the tab was away longer than
+	// QueueExpires), an operator deleted it, or the broker lost it in a
+	// crash right after declaring it. Messages published while it was
+	// missing are lost, so the page should reload its state.
+	QueueCreated bool `json:"queue_created"`
+}
+
+// Prepare opens a tab session for the page the server is rendering in
+// response to r: it authenticates r, creates the tab's queue with a new
+// tab id, binds it to every binding the user is allowed and mints the
+// token, exactly as a POST to the endpoint would. Embed the result in the
+// page and start the browser client from it: every event published after
+// Prepare returned waits in the queue, so none is lost between rendering
+// the page and connecting, and none is shown twice. Load the state the page
+// shows after Prepare, not before.
+//
+// The Session marshals to the JSON the endpoint returns; html/template
+// escapes it for a <script> element (see the example). The client renews
+// it through the endpoint as usual, with the same tab_id.
+//
+// Errors match ErrUnauthenticated, ErrForbidden or ErrUnavailable with
+// errors.Is; any other error is the application's or the broker's
+// configuration (what the endpoint answers with 500).
+func (h *Handler) Prepare(r *http.Request) (*Session, error) {
+	user, done, herr := h.begin(r)
+	if herr != nil {
+		return nil, herr
+	}
+	defer done()
+	s, herr := h.open(r, user, newTabID(), nil)
+	if herr != nil {
+		return nil, herr
+	}
+	return s, nil
+}
+
+// open grants user a session for tabID with the requested bindings (nil:
+// all allowed): it provisions the queue and mints the token.
+func (h *Handler) open(r *http.Request, user, tabID string, requested *[]Binding) (*Session, *httpError) {
+	allowed, err := h.cfg.Bindings(r.Context(), user)
+	switch {
+	case errors.Is(err, ErrForbidden):
+		return nil, forbidden(err, "this user may not receive any messages")
+	case err != nil:
+		return nil, internalError(fmt.Errorf("Bindings callback: %w", err))
+	case len(allowed) == 0:
+		return nil, forbidden(nil, "this user may not receive any messages")
+	}
+	allowed, err = cleanBindings(allowed)
+	if err != nil {
+		return nil, internalError(fmt.Errorf("Bindings callback returned %w", err))
+	}
+	granted, herr := selectBindings(allowed, requested)
+	if herr != nil {
+		return nil, herr
+	}
+
+	queue := queueName(h.nameKey, user, tabID)
+	created, err := h.ensureQueue(queue, granted)
+	if err != nil {
+		var he *httpError
+		if errors.As(err, &he) {
+			return nil, he
+		}
+		return nil, internalError(err)
+	}
+
+	now := time.Now()
+	token, exp, err := mintTabToken(h.cfg.SigningKey, h.cfg.KeyID, h.cfg.ResourceServerID, h.vhost, queue, now, h.cfg.TokenTTL)
+	if err != nil {
+		return nil, internalError(err)
+	}
+	expiresIn := int(exp.Sub(now) / time.Second)
+	h.logger.Debug("Tab session granted", watermill.LogFields{"queue": queue, "bindings": len(granted), "expires_at": exp})
+	return &Session{
+		V:            Version,
+		TabID:        tabID,
+		URL:          h.cfg.WebSTOMPURL,
+		Vhost:        h.vhost,
+		Queue:        queue,
+		Destination:  "/amq/queue/" + queue,
+		Token:        token,
+		ExpiresAt:    exp.UTC(),
+		ExpiresIn:    expiresIn,
+		RenewIn:      max(expiresIn*3/4, 1),
+		Bindings:     granted,
+		QueueCreated: created,
+	}, nil
+}
