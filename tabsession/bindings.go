@@ -1,11 +1,13 @@
 package tabsession
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill"
+	rabbithole "github.com/michaelklishin/rabbit-hole/v3"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/durablews/durablews/internal/amqpconn"
@@ -90,17 +92,37 @@ func (h *Handler) bindAll(ch *amqp.Channel, queue string, granted []Binding, bro
 }
 
 // removeStaleBindings deletes every binding of queue (except the default
-// exchange's) that is not granted. It fails closed: if the management API
-// cannot be asked, the request fails with 503 rather than hand out a token
-// for a queue that may still be bound to a revoked key.
+// exchange's) that is not granted, through the first management API (of
+// one per node) that answers. It fails closed: if no management API can be
+// asked, the request fails with 503 rather than hand out a token for a
+// queue that may still be bound to a revoked key.
 func (h *Handler) removeStaleBindings(queue string, granted []Binding) error {
+	h.mu.Lock()
+	start := h.mgmtIdx
+	h.mu.Unlock()
+	var errs []error
+	for k := range h.mgmt {
+		i := (start + k) % len(h.mgmt)
+		err := h.removeStaleBindingsWith(h.mgmt[i], queue, granted)
+		if err == nil {
+			h.mu.Lock()
+			h.mgmtIdx = i
+			h.mu.Unlock()
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", h.mgmt[i].Endpoint, err))
+	}
+	return unavailable(fmt.Errorf("management API: %w", errors.Join(errs...)))
+}
+
+func (h *Handler) removeStaleBindingsWith(mgmt *rabbithole.Client, queue string, granted []Binding) error {
 	keep := make(map[Binding]bool, len(granted))
 	for _, b := range granted {
 		keep[b] = true
 	}
-	infos, err := h.mgmt.ListQueueBindings(h.vhost, queue)
+	infos, err := mgmt.ListQueueBindings(h.vhost, queue)
 	if err != nil {
-		return unavailable(fmt.Errorf("management API: list bindings of %s: %w", queue, err))
+		return fmt.Errorf("list bindings of %s: %w", queue, err)
 	}
 	for _, bi := range infos {
 		if bi.Source == "" || bi.DestinationType != "queue" || bi.Destination != queue {
@@ -109,12 +131,12 @@ func (h *Handler) removeStaleBindings(queue string, granted []Binding) error {
 		if len(bi.Arguments) == 0 && keep[Binding{Exchange: bi.Source, Key: bi.RoutingKey}] {
 			continue
 		}
-		resp, err := h.mgmt.DeleteBinding(h.vhost, bi)
+		resp, err := mgmt.DeleteBinding(h.vhost, bi)
 		if resp != nil && resp.Body != nil {
 			_ = resp.Body.Close()
 		}
 		if err != nil {
-			return unavailable(fmt.Errorf("management API: delete binding %s -> %s (%q): %w", bi.Source, queue, bi.RoutingKey, err))
+			return fmt.Errorf("delete binding %s -> %s (%q): %w", bi.Source, queue, bi.RoutingKey, err)
 		}
 		h.logger.Info("Removed a tab queue binding the user is no longer allowed", watermill.LogFields{"queue": queue, "exchange": bi.Source, "key": bi.RoutingKey})
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -50,6 +51,20 @@ func queueName(key []byte, user, tabID string) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(user))
 	return "tab-" + hex.EncodeToString(m.Sum(nil)[:8]) + "-" + tabID
+}
+
+// queueArgs are the declare arguments of a new tab queue.
+func queueArgs(cfg Config) amqp.Table {
+	t := amqp.Table{
+		"x-expires":                int64(cfg.QueueExpires / time.Millisecond),
+		"x-max-length":             int64(cfg.QueueMaxLength),
+		"x-overflow":               "drop-head",
+		"x-single-active-consumer": true,
+	}
+	if cfg.QueueType == QueueQuorum {
+		t["x-queue-type"] = QueueQuorum
+	}
+	return t
 }
 
 // ensureQueue declares the tab queue (or keeps an existing one), binds it
