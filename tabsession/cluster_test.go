@@ -53,11 +53,12 @@ func TestTabSessionsCluster(t *testing.T) {
 	ach, err := admin.Channel()
 	require.NoError(t, err)
 	require.NoError(t, ach.ExchangeDeclare("events", "topic", true, false, false, false, nil))
-	// Which expiry wins under the script's ^tab- policy (expires 1 h)?
-	// Declared now, looked at after the kill, tens of seconds later.
+	// Expiry probes, declared now and looked at after the kill.
 	probes := map[string]amqp.Table{
 		"tab-probe-quorum":  {"x-queue-type": "quorum", "x-expires": int64(4000)},
 		"tab-probe-classic": {"x-expires": int64(4000)},
+		// Control: outside the policy, the argument applies.
+		"probe-quorum-nopolicy": {"x-queue-type": "quorum", "x-expires": int64(4000)},
 	}
 	for q, args := range probes {
 		_, err := ach.QueueDeclare(q, true, false, false, false, args)
@@ -102,6 +103,24 @@ func TestTabSessionsCluster(t *testing.T) {
 	aq := queueArgsOf(t, nodes[1], alice.Queue)
 	assert.Equal(t, "quorum", aq["type"], "alice's tab queue: %v", aq)
 	assert.Equal(t, "classic", queueArgsOf(t, nodes[1], bob.Queue)["type"])
+
+	// A tab whose queue exists as classic, renewing through an endpoint
+	// now configured for quorum queues, keeps its queue (no declare error).
+	switched := quorumEnv.request(t, http.MethodPost, "c-bob", "application/json", fmt.Sprintf(`{"tab_id": %q}`, bob.TabID))
+	require.Equal(t, http.StatusOK, switched.status, "classic queue, quorum config: %s", switched.raw)
+	assert.False(t, switched.session.QueueCreated)
+	assert.Equal(t, "classic", queueArgsOf(t, nodes[1], bob.Queue)["type"], "kept as it is until it expires")
+
+	// A binding the broker lost (simulated: removed behind the endpoint's
+	// back) is re-made at the renewal, which reports queue_created so the
+	// page reloads its state.
+	require.NoError(t, ach.QueueUnbind(alice.Queue, "customer.alice.#", "events", nil))
+	relost := quorumEnv.request(t, http.MethodPost, "c-alice", "application/json", fmt.Sprintf(`{"tab_id": %q}`, alice.TabID))
+	require.Equal(t, http.StatusOK, relost.status, relost.raw)
+	assert.True(t, relost.session.QueueCreated, "a lost binding means lost events: the page must reload")
+	lastBind := time.Now()
+	again := quorumEnv.request(t, http.MethodPost, "c-alice", "application/json", fmt.Sprintf(`{"tab_id": %q}`, alice.TabID))
+	assert.False(t, again.session.QueueCreated, "the binding is back")
 
 	// The publisher spreads over the nodes that stay up; Mandatory reports
 	// what the broker returns.
@@ -149,9 +168,9 @@ func TestTabSessionsCluster(t *testing.T) {
 
 	// README Guarantees: a binding made <2 s before a kill -9 can be lost.
 	// The last declare/bind here was the sessions above; wait it out.
-	time.Sleep(time.Until(probesAt.Add(3 * time.Second)))
+	time.Sleep(time.Until(lastBind.Add(3 * time.Second)))
 	t.Logf("kill -9 %s (holds the endpoint's connection, alice's Web-STOMP connection, her queue's leader, bob's classic queue) %v after the last declare/bind",
-		victim.Name(), time.Since(probesAt).Round(time.Millisecond))
+		victim.Name(), time.Since(lastBind).Round(time.Millisecond))
 	require.NoError(t, victim.Kill())
 	killedAt := time.Now()
 
@@ -193,15 +212,36 @@ func TestTabSessionsCluster(t *testing.T) {
 	// The classic tab queue, homed on the dead node, measured.
 	bobDuring, bobErrs := publish("customer.bob.order", 5)
 	t.Logf("classic tab queue on the dead node: publish 5 -> %d confirmed, errors %v", len(bobDuring), bobErrs)
+	assert.Empty(t, bobDuring, "nothing can be stored in a queue whose node is down")
+	for _, err := range bobErrs {
+		assert.ErrorIs(t, err, durablews.ErrUnroutable, "Mandatory: the broker returns what only the dead queue would take")
+	}
 	bobRenew := classicEnv.request(t, http.MethodPost, "c-bob", "application/json", fmt.Sprintf(`{"tab_id": %q}`, bob.TabID))
 	t.Logf("classic tab queue on the dead node: renewal -> %d %s", bobRenew.status, strings.TrimSpace(bobRenew.raw))
+	assert.Equal(t, http.StatusServiceUnavailable, bobRenew.status, "the queue comes back with its node: the client retries")
+	assert.Contains(t, bobRenew.errBody.Message, "node holding this tab's queue is down")
 
-	// Probe queues, now long past their 4 s x-expires.
+	// Which expiry wins under the script's ^tab- policy (expires 1 h):
+	// classic queues take the lower value, quorum queues the policy's.
 	for q := range probes {
-		_, exists, err := stomptab.InspectQueue(admin, q)
-		require.NoError(t, err)
-		t.Logf("%s (x-expires 4 s, policy expires 1 h) exists %v after %v", q, exists, time.Since(probesAt).Round(time.Second))
+		r := queueArgsOf(t, nodes[1], q)
+		t.Logf("%s: arguments %v policy %v operator_policy %v effective %v", q, r["arguments"], r["policy"], r["operator_policy"], r["effective_policy_definition"])
 	}
+	expired := func(q string) bool {
+		// Not a passive declare: that counts as use and restarts x-expires.
+		exists, err := stomptab.QueueExistsHTTP(brokertest.Ctx(t, 10*time.Second), mgmtURLs[1], "/", q)
+		require.NoError(t, err)
+		return !exists
+	}
+	require.Eventually(t, func() bool { return expired("tab-probe-classic") }, 20*time.Second, 200*time.Millisecond,
+		"classic: the 4 s argument wins over the policy's hour")
+	// Quorum queues check expiry late (a ~5 s tick, ~20 s seen): by the
+	// time the control expired, the probe under the policy would have too.
+	require.Eventually(t, func() bool { return expired("probe-quorum-nopolicy") }, time.Until(probesAt.Add(60*time.Second)), 500*time.Millisecond,
+		"quorum outside the policy: the 4 s argument applies")
+	assert.False(t, expired("tab-probe-quorum"), "quorum: the policy's hour wins over the 4 s argument")
+	t.Logf("expiry under the ^tab- policy: classic probe gone, quorum control (no policy) gone after %v, quorum probe under the policy still there",
+		time.Since(probesAt).Round(time.Second))
 }
 
 // queueArgsOf returns a queue's management record (type, arguments).
