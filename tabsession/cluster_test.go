@@ -122,11 +122,9 @@ func TestTabSessionsCluster(t *testing.T) {
 	again := quorumEnv.request(t, http.MethodPost, "c-alice", "application/json", fmt.Sprintf(`{"tab_id": %q}`, alice.TabID))
 	assert.False(t, again.session.QueueCreated, "the binding is back")
 
-	// The publisher spreads over the nodes that stay up; Mandatory reports
-	// what the broker returns.
-	pcfg := durablews.NewConfig(nodes[1].AMQPURL(), durablews.Exchange{Name: "events"})
-	pcfg.URLs = amqpURLs[1:]
-	pcfg.Mandatory = true
+	// The publisher spreads over the nodes that stay up; the cluster
+	// preset's Mandatory reports what the broker returns.
+	pcfg := durablews.NewClusterConfig(amqpURLs[1:], durablews.Exchange{Name: "events"})
 	pub, err := durablews.NewPublisher(pcfg, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pub.Close() })
