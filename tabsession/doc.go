@@ -50,7 +50,8 @@
 //	{
 //	  "v":           1,                               // Version of this JSON
 //	  "tab_id":      "k3xq7r2m4a6b8c2d4f6g8h2j4k",
-//	  "url":         "wss://example.com/ws",          // Config.WebSTOMPURL
+//	  "url":         "wss://example.com/ws",          // Config.WebSTOMPURL (or the first of WebSTOMPURLs)
+//	  "urls":        ["wss://example.com/ws"],        // every node's Web-STOMP URL (Config.WebSTOMPURLs), or [url]
 //	  "vhost":       "/",                             // STOMP CONNECT host header
 //	  "queue":       "tab-9f86d081884c7d65-k3xq7r2m4a6b8c2d4f6g8h2j4k",
 //	  "destination": "/amq/queue/tab-9f86d081884c7d65-k3xq7r2m4a6b8c2d4f6g8h2j4k",
@@ -59,7 +60,7 @@
 //	  "expires_in":  600,                             // seconds from now
 //	  "renew_in":    450,                             // renew after this many seconds
 //	  "bindings":    [{"exchange": "events", "key": "customer.42.#"}],
-//	  "queue_created": false,                         // true: the queue did not exist
+//	  "queue_created": false,                         // true: the queue or one of its bindings did not exist
 //	  "streams":     [{"name": "prices", "destination": "/amq/queue/prices",
 //	                   "start": {"last": 1234}}]      // only with Config.Streams; start: Prepare only
 //	}
@@ -85,7 +86,8 @@
 //	405 method_not_allowed      not POST (Allow: POST)
 //	415 unsupported_media_type  Content-Type is not application/json
 //	500 internal                a callback or the broker configuration failed (logged)
-//	503 unavailable             the broker cannot be reached; retry after Retry-After seconds
+//	503 unavailable             the broker cannot be reached, or the node holding the tab's
+//	                            classic queue is down; retry after Retry-After seconds
 //
 // # Renewal
 //
@@ -97,8 +99,10 @@
 // gets), and use the newest token for every new connection. Renewal keeps
 // the queue and re-applies the bindings the user is allowed now.
 // queue_created:true on a renewal means the queue was gone and has been
-// created again, empty (Session.QueueCreated): the page has missed messages
-// and should reload its state. Never use one tab_id in two live tabs (a
+// created again, empty, or that a granted binding was missing and has been
+// made again (Session.QueueCreated): the page may have missed messages and
+// should reload its state. Spotting a missing binding needs
+// Config.ManagementURL (AMQP binds are silent). Never use one tab_id in two live tabs (a
 // duplicated browser tab copies sessionStorage): with a single active
 // consumer the second tab would receive nothing until the first one leaves.
 //
@@ -143,6 +147,40 @@
 // (RabbitMQ 3.10.8 cannot filter a stream per consumer). Keep private
 // events on the tab's queue (Bindings); grant streams only to audiences
 // that share everything in them.
+//
+// # Clusters
+//
+// On a RabbitMQ cluster give every node: Config.AMQPURLs (the endpoint's
+// connection moves to the next node that answers when its node is lost, so
+// sessions keep being served), Config.ManagementURLs, and
+// Config.WebSTOMPURLs (the session's urls; the browser client moves to the
+// next one when a connection fails) — or one load-balanced WebSTOMPURL.
+//
+// A classic tab queue lives on one node: the node of the endpoint's AMQP
+// connection when the queue was first declared. While that node is down
+// the queue cannot be read, a renewal answers 503 (the queue and its
+// messages come back with the node), and events routed only to it are
+// dropped by the broker — returned to a publisher with Mandatory, else
+// confirmed and silently lost. Set Config.QueueType to QueueQuorum for tab
+// queues that survive the loss of a minority of nodes: the tab reconnects
+// to another node with a fresh session and gets its unacked messages again
+// plus everything confirmed meanwhile. A quorum queue costs a Raft group
+// per tab (slower declares, more memory per idle tab).
+//
+// Expiry differs between the two types under a policy that sets expires,
+// like the operator policy scripts/rabbitmq-tab-sessions.sh applies to
+// ^tab- queues (1 h by default; measured on RabbitMQ 3.10.8): a classic
+// queue takes the lower of Config.QueueExpires and the policy's value, a
+// quorum queue takes the policy's value, whatever QueueExpires says. So
+// with quorum tab queues set the expiry in the policy
+// (DURABLEWS_TABS_EXPIRES_MS). Quorum queues also expire late, on a timer
+// of a few seconds.
+//
+// Changing QueueType applies to new queues only. A tab whose queue already
+// exists as the other type keeps it, untouched, until it expires (a
+// renewal only checks that it exists), so switching needs no migration and
+// causes no declare errors; expect a mix of both types for up to the
+// expiry time.
 //
 // # CSRF
 //

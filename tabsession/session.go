@@ -20,6 +20,7 @@ type Session struct {
 	V           int       `json:"v"`
 	TabID       string    `json:"tab_id"`
 	URL         string    `json:"url"`
+	URLs        []string  `json:"urls"`
 	Vhost       string    `json:"vhost"`
 	Queue       string    `json:"queue"`
 	Destination string    `json:"destination"`
@@ -117,7 +118,8 @@ func (h *Handler) open(r *http.Request, user, tabID string, requested *[]Binding
 	return &Session{
 		V:            Version,
 		TabID:        tabID,
-		URL:          h.cfg.WebSTOMPURL,
+		URL:          h.cfg.webSTOMPURLs()[0],
+		URLs:         h.cfg.webSTOMPURLs(),
 		Vhost:        h.vhost,
 		Queue:        queue,
 		Destination:  "/amq/queue/" + queue,
