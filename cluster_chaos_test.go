@@ -11,6 +11,8 @@ package durablews_test
 import (
 	"context"
 	"fmt"
+	"maps"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -152,7 +154,8 @@ func waitReceived(tabs []*failoverTab, ids map[string]bool, timeout time.Duratio
 type chaosLoad struct {
 	mu        sync.Mutex
 	confirmed map[string]bool
-	failed    map[string]int // reason -> count
+	failed    map[string]int    // reason -> count
+	example   map[string]string // reason -> the first error of that reason, in full
 	firstFail time.Time
 	lastFail  time.Time
 	attempted atomic.Int64
@@ -161,7 +164,7 @@ type chaosLoad struct {
 }
 
 func startChaosLoad(t *testing.T, pub *durablews.Publisher, exchange, keyPrefix string, goroutines int) *chaosLoad {
-	l := &chaosLoad{confirmed: make(map[string]bool, 1<<15), failed: map[string]int{}, stopCh: make(chan struct{})}
+	l := &chaosLoad{confirmed: make(map[string]bool, 1<<15), failed: map[string]int{}, example: map[string]string{}, stopCh: make(chan struct{})}
 	for g := range goroutines {
 		l.wg.Add(1)
 		go func() {
@@ -185,7 +188,11 @@ func startChaosLoad(t *testing.T, pub *durablews.Publisher, exchange, keyPrefix 
 					l.confirmed[id] = true
 				}
 				for _, f := range bad {
-					l.failed[reason(f.Err)]++
+					r := reason(f.Err)
+					l.failed[r]++
+					if _, ok := l.example[r]; !ok {
+						l.example[r] = f.Err.Error()
+					}
 				}
 				if len(bad) > 0 {
 					if l.firstFail.IsZero() {
@@ -203,6 +210,22 @@ func startChaosLoad(t *testing.T, pub *durablews.Publisher, exchange, keyPrefix 
 func (l *chaosLoad) stop() {
 	close(l.stopCh)
 	l.wg.Wait()
+}
+
+// sinceOrDash returns how long after from at was, or "-" for a zero at
+// (nothing happened).
+func sinceOrDash(from, at time.Time) string {
+	if at.IsZero() {
+		return "-"
+	}
+	return at.Sub(from).Round(time.Millisecond).String()
+}
+
+// examples returns the first error of each failure reason.
+func (l *chaosLoad) examples() map[string]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.example)
 }
 
 // snapshot returns a copy of the confirmed ids and failure counts.
@@ -230,30 +253,42 @@ func (l *chaosLoad) failWindow() (first, last time.Time) {
 // waitAttempted waits until at least n publishes were attempted.
 func (l *chaosLoad) waitAttempted(t *testing.T, n int64, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for l.attempted.Load() < n {
-		if time.Now().After(deadline) {
-			t.Errorf("only %d of %d publishes attempted after %v: the publisher stopped making progress", l.attempted.Load(), n, timeout)
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !l.attemptedWithin(n, timeout) {
+		t.Errorf("only %d of %d publishes attempted after %v: the publisher stopped making progress", l.attempted.Load(), n, timeout)
 	}
 }
 
-func newClusterPublisher(t *testing.T, urls []string) *durablews.Publisher {
+// attemptedWithin waits until at least n publishes were attempted, at most
+// timeout, and reports whether they were.
+func (l *chaosLoad) attemptedWithin(n int64, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for l.attempted.Load() < n {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return true
+}
+
+// newClusterPublisher is the product's cluster preset, unchanged, with a
+// counter of retried sends.
+func newClusterPublisher(t *testing.T, urls []string) (*durablews.Publisher, *retryCounter) {
 	t.Helper()
-	cfg := durablews.NewConfig(urls[0], durablews.Exchange{Name: "chaos", Passive: true})
-	cfg.URLs = urls
-	cfg.Mandatory = true
-	cfg.ConfirmTimeout = 5 * time.Second
-	cfg.Reconnect = durablews.Backoff{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond, Multiplier: 2}
-	return newPublisher(t, cfg)
+	cfg := durablews.NewClusterConfig(urls, durablews.Exchange{Name: "chaos", Passive: true})
+	rc := newRetryCounter()
+	cfg.Observer = rc
+	return newPublisher(t, cfg), rc
 }
 
 // TestCluster shares one private 3-node cluster (a boot costs about a
 // minute on a loaded 2-core machine) between the classic-queue measurement
 // and the two chaos runs. Each subtest leaves every node running.
+//
+// DURABLEWS_SOAK=5m makes the main chaos run a soak: rounds of kill -9 and
+// graceful stop, each on the next node, for five minutes.
 func TestCluster(t *testing.T) {
+	soak, _ := time.ParseDuration(os.Getenv("DURABLEWS_SOAK"))
 	c := testbroker.StartCluster(t, testbroker.ClusterOptions{})
 	nodes := c.Nodes()
 	t.Logf("cluster boot time: %v", c.BootTime().Round(time.Millisecond))
@@ -288,10 +323,13 @@ func TestCluster(t *testing.T) {
 	}
 
 	t.Run("chaos: kill -9 and graceful stop", func(t *testing.T) {
-		// Two quorum tab queues, leaders on node 1 (the one killed) and on
-		// node 2 (the one stopped). maxLen is far above what is published:
-		// drop-head must not drop anything here.
-		const maxLen, minMessages = 200_000, 20_000
+		// Two quorum tab queues, leaders on node 1 (the first killed) and
+		// on node 2 (the first stopped). maxLen is far above what is
+		// published: drop-head must not drop anything here.
+		maxLen, minMessages := 200_000, int64(20_000)
+		if soak > 0 {
+			maxLen = 5_000_000
+		}
 		qa := declareTabQueue(t, nodes[0], "chaos", "customer.#", quorumTabArgs(maxLen))
 		qb := declareTabQueue(t, nodes[1], "chaos", "customer.#", quorumTabArgs(maxLen))
 		lastDeclare := time.Now()
@@ -304,7 +342,7 @@ func TestCluster(t *testing.T) {
 			}
 		}()
 
-		pub := newClusterPublisher(t, urls)
+		pub, retries := newClusterPublisher(t, urls)
 		start := time.Now()
 		load := startChaosLoad(t, pub, "chaos", "customer", 8)
 		stopCuts := make(chan struct{})
@@ -323,32 +361,43 @@ func TestCluster(t *testing.T) {
 			}
 		}()
 
-		// The kill comes once a quarter of the messages were attempted and
-		// at least 10 s after the last declare/bind (notes §6: records
-		// written in the last moment before a kill -9 can be lost; the
-		// second subtest is about that moment).
+		// The first kill comes once a quarter of the messages were
+		// attempted and at least 10 s after the last declare/bind (notes
+		// §6: records written in the last moment before a kill -9 can be
+		// lost; the second subtest is about that moment). Each round
+		// kills one node with -9 and restarts it, then stops the next one
+		// gracefully and restarts it; a soak repeats rounds, moving to
+		// the next node each time, until DURABLEWS_SOAK has passed.
 		load.waitAttempted(t, minMessages/4, 2*time.Minute)
 		if wait := 10*time.Second - time.Since(lastDeclare); wait > 0 {
 			time.Sleep(wait)
 		}
 		kills, stops := 0, 0
-		killAt := time.Since(start)
-		t.Logf("kill -9 node 1 at %v, %v after the last declare/bind, %d publishes attempted",
-			killAt.Round(time.Millisecond), time.Since(lastDeclare).Round(time.Millisecond), load.attempted.Load())
-		require.NoError(t, nodes[0].Kill())
-		kills++
-		time.Sleep(2 * time.Second)
-		require.NoError(t, nodes[0].StartAgain())
-		waitRunning(t, c, nodes...)
-		t.Logf("node 1 back in the cluster at %v", time.Since(start).Round(time.Millisecond))
+		for round := 0; ; round++ {
+			victim := nodes[round%len(nodes)]
+			t.Logf("kill -9 node %d at %v, %v after the last declare/bind, %d publishes attempted",
+				round%len(nodes)+1, time.Since(start).Round(time.Millisecond), time.Since(lastDeclare).Round(time.Millisecond), load.attempted.Load())
+			require.NoError(t, victim.Kill())
+			kills++
+			time.Sleep(2 * time.Second)
+			require.NoError(t, victim.StartAgain())
+			waitRunning(t, c, nodes...)
+			t.Logf("node %d back in the cluster at %v", round%len(nodes)+1, time.Since(start).Round(time.Millisecond))
 
-		load.waitAttempted(t, minMessages*6/10, 2*time.Minute)
-		t.Logf("graceful stop of node 2 at %v, %d publishes attempted", time.Since(start).Round(time.Millisecond), load.attempted.Load())
-		require.NoError(t, nodes[1].Stop())
-		stops++
-		require.NoError(t, nodes[1].StartAgain())
-		waitRunning(t, c, nodes...)
-		t.Logf("node 2 back in the cluster at %v", time.Since(start).Round(time.Millisecond))
+			if soak == 0 {
+				load.waitAttempted(t, minMessages*6/10, 2*time.Minute)
+			}
+			victim = nodes[(round+1)%len(nodes)]
+			t.Logf("graceful stop of node %d at %v, %d publishes attempted", (round+1)%len(nodes)+1, time.Since(start).Round(time.Millisecond), load.attempted.Load())
+			require.NoError(t, victim.Stop())
+			stops++
+			require.NoError(t, victim.StartAgain())
+			waitRunning(t, c, nodes...)
+			t.Logf("node %d back in the cluster at %v", (round+1)%len(nodes)+1, time.Since(start).Round(time.Millisecond))
+			if time.Since(start) >= soak {
+				break
+			}
+		}
 
 		load.waitAttempted(t, minMessages, 2*time.Minute)
 		load.stop()
@@ -364,19 +413,21 @@ func TestCluster(t *testing.T) {
 			reconnects += int(ft.reconnects.Load())
 		}
 		first, last := load.failWindow()
-		t.Logf("failures by reason (not confirmed, reported to the caller): %v; first at %v, last at %v after the start",
-			failed, first.Sub(start).Round(time.Millisecond), last.Sub(start).Round(time.Millisecond))
-		line := fmt.Sprintf("cluster-chaos: published %d confirmed %d lost %d duplicates %d nacked %d node-kills %d node-stops %d cuts %d tab-reconnects %d queues %d (quorum) nodes %d in %v (%.0f confirmed msg/s)",
-			load.attempted.Load(), len(confirmed), lost, dups, failed[durablews.ErrNacked.Error()], kills, stops, cuts.Load(), reconnects,
+		t.Logf("failures by reason (not confirmed, reported to the caller): %v; first at %s, last at %s after the start; first error of each: %q",
+			failed, sinceOrDash(start, first), sinceOrDash(start, last), load.examples())
+		nacked := failed[durablews.ErrNacked.Error()]
+		line := fmt.Sprintf("cluster-chaos: published %d confirmed %d lost %d duplicates %d nacked %d (nack retries %d, republished %d) node-kills %d node-stops %d cuts %d tab-reconnects %d queues %d (quorum) nodes %d in %v (%.0f confirmed msg/s)",
+			load.attempted.Load(), len(confirmed), lost, dups, nacked, retries.nacked.Load(), retries.lost.Load(), kills, stops, cuts.Load(), reconnects,
 			len(tabs), len(nodes),
 			elapsed.Round(time.Millisecond), float64(len(confirmed))/elapsed.Seconds())
 		fmt.Println(line)
 		t.Log(line)
 		assert.Zero(t, lost, "confirmed messages missing from a tab")
-		assert.Equal(t, 1, kills)
-		assert.Equal(t, 1, stops)
-		assert.GreaterOrEqual(t, load.attempted.Load(), int64(minMessages))
-		assert.Greater(t, len(confirmed), minMessages/2, "most messages must get through despite the faults")
+		assert.Zero(t, nacked, "NewClusterConfig retries nacks while quorum leaders move: none may reach a caller")
+		assert.GreaterOrEqual(t, kills, 1)
+		assert.GreaterOrEqual(t, stops, 1)
+		assert.GreaterOrEqual(t, load.attempted.Load(), minMessages)
+		assert.Greater(t, len(confirmed), int(minMessages/2), "most messages must get through despite the faults")
 	})
 
 	heal()
@@ -405,9 +456,14 @@ func TestCluster(t *testing.T) {
 
 		tab := startFailoverTab(q, []string{n1.WebSTOMPURL(), c.Node(1).WebSTOMPURL()}, 0)
 		defer tab.stop()
-		pub := newClusterPublisher(t, urls[:2])
+		pub, retries := newClusterPublisher(t, urls[:2])
 		load := startChaosLoad(t, pub, "chaos", "fresh", 2)
-		load.waitAttempted(t, 2000, 2*time.Minute)
+		// Node 3 comes back after 2,000 attempts or 3 s, whichever is
+		// first: while it is down the fresh queue may have no leader (its
+		// other members had no time to start), and the publisher then
+		// retries the nacked messages instead of returning them.
+		load.attemptedWithin(2000, 3*time.Second)
+		attemptedAtRestart := load.attempted.Load()
 		restartAt := time.Since(killedAt)
 		require.NoError(t, n3.StartAgain())
 		waitRunning(t, c, nodes...)
@@ -421,16 +477,13 @@ func TestCluster(t *testing.T) {
 		waitReceived([]*failoverTab{tab}, confirmed, time.Minute)
 		lost := tab.missing(confirmed)
 		first, last := load.failWindow()
-		since := func(at time.Time) string {
-			if at.IsZero() {
-				return "-"
-			}
-			return at.Sub(killedAt).Round(time.Millisecond).String()
-		}
-		t.Logf("fresh queue: attempted %d confirmed %d lost %d duplicates %d; failures %v, the first returned %s and the last %s after the kill; node 3 restarted at %v, back in the cluster at %v; tab reconnects %d",
-			load.attempted.Load(), len(confirmed), lost, tab.got.Stats().Duplicates, failed, since(first), since(last),
-			restartAt.Round(time.Millisecond), backAt.Round(time.Millisecond), tab.reconnects.Load())
+		since := func(at time.Time) string { return sinceOrDash(killedAt, at) }
+		t.Logf("fresh queue: first error of each failure reason: %q", load.examples())
+		t.Logf("fresh queue: attempted %d confirmed %d lost %d duplicates %d nack retries %d; failures %v, the first returned %s and the last %s after the kill; node 3 restarted at %v (%d attempted), back in the cluster at %v; tab reconnects %d",
+			load.attempted.Load(), len(confirmed), lost, tab.got.Stats().Duplicates, retries.nacked.Load(), failed, since(first), since(last),
+			restartAt.Round(time.Millisecond), attemptedAtRestart, backAt.Round(time.Millisecond), tab.reconnects.Load())
 		assert.Zero(t, lost, "a quorum queue declared and bound just before its leader's kill keeps every confirmed message")
+		assert.Zero(t, failed[durablews.ErrNacked.Error()], "NewClusterConfig retries nacks until the queue has a leader again")
 		assert.Greater(t, len(confirmed), 1000, "the survivors take over the queue")
 	})
 }

@@ -34,6 +34,24 @@
 // ErrInvalidMessage, ...). Publisher.Ping and Publisher.Connected tell a
 // readiness probe whether the publisher is connected.
 //
+// # On a RabbitMQ cluster
+//
+// Give the Publisher every node and use NewClusterConfig:
+//
+//	cfg := durablews.NewClusterConfig([]string{url1, url2, url3}, durablews.Exchange{Name: "events"})
+//
+// Each Publisher shuffles the URLs once, so a fleet spreads over the
+// nodes, and moves on to the next node when its connection is lost,
+// republishing what was unconfirmed. While a quorum queue elects a new
+// leader (a node died or restarted) the broker nacks what is routed to it;
+// the preset retries those messages with the same id until
+// Config.ConfirmTimeout, so a caller sees ErrNacked only if the cluster
+// could not take the message in time. Mandatory is on because a classic
+// queue whose node is down silently drops what is routed only to it.
+// Config.OnConnect runs on every new connection before anything is
+// (re)published on it: re-assert the topology there, or wait for a stream
+// to recover (broadcast.WaitReady).
+//
 // # Wire format
 //
 // DefaultMarshaler writes persistent messages whose AMQP message_id is the Watermill

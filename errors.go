@@ -15,8 +15,10 @@ var (
 	// connection the broker blocks (resource alarm).
 	ErrPublisherClosed = errors.New("durablews: publisher is closed")
 	// ErrNacked: the broker refused the message (basic.nack), e.g. a queue
-	// with x-overflow reject-publish is full. Other queues may still have
-	// received it, so a blind retry can duplicate it there.
+	// with x-overflow reject-publish is full, or, on a cluster, a quorum
+	// queue had no leader. Other queues may still have received it, so a
+	// blind retry can duplicate it there. With Config.RetryNacks the
+	// Publisher already retried it until Config.ConfirmTimeout.
 	ErrNacked = errors.New("nacked by the broker")
 	// ErrUnroutable: Config.Mandatory is on and no queue is bound for the
 	// message's routing key (basic.return). Nothing received it.

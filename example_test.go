@@ -2,6 +2,7 @@ package durablews_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 
@@ -98,4 +99,29 @@ func ExampleForwardMiddleware() {
 	}
 	fmt.Println("acked after the broker confirmed the forward")
 	// Output: acked after the broker confirmed the forward
+}
+
+// Publish to a cluster: give every node's URL. Each Publisher starts on a
+// random node and fails over to the others; nacks while a quorum queue
+// elects a new leader are retried; a message no queue takes is an error.
+//
+// Here only the first node is up (nothing listens on the other two ports,
+// as if those nodes were down), and no tab queue is bound for customer.42.
+func ExampleNewClusterConfig() {
+	cfg := durablews.NewClusterConfig([]string{
+		"amqp://guest:guest@127.0.0.1:5672/",
+		"amqp://guest:guest@127.0.0.1:5698/",
+		"amqp://guest:guest@127.0.0.1:5699/",
+	}, durablews.Exchange{Name: "durablews-example-events"})
+	pub, err := durablews.NewPublisher(cfg, nil) // skips the nodes that are down
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pub.Close()
+
+	msg := message.NewMessage(watermill.NewUUID(), []byte(`{"order":1001,"status":"paid"}`))
+	msg.Metadata.Set(durablews.RoutingKeyMetadataKey, "customer.42.order_paid")
+	err = pub.Publish("durablews-example-events", msg)
+	fmt.Println("no tab queue for customer 42:", errors.Is(err, durablews.ErrUnroutable))
+	// Output: no tab queue for customer 42: true
 }

@@ -25,3 +25,15 @@ func (nopObserver) Published(string, int)           {}
 func (nopObserver) Confirmed(string, time.Duration) {}
 func (nopObserver) NotConfirmed(string, error)      {}
 func (nopObserver) Reconnected(string)              {}
+
+// RetryObserver is an Observer that also wants to know when messages are
+// sent again, before their Publish call ends. The Publisher calls Retried
+// if its Config.Observer implements it; Metrics does.
+type RetryObserver interface {
+	Observer
+	// Retried: messages of a Publish call to topic are about to be sent
+	// again; reason wraps ErrNacked (the broker nacked them and
+	// Config.RetryNacks is on) or ErrConnectionLost (their confirm was
+	// lost with a channel or the connection).
+	Retried(topic string, messages int, reason error)
+}

@@ -1,6 +1,7 @@
 package durablews
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/durablews/durablews/internal/amqpconn"
 )
@@ -39,11 +41,14 @@ const maxChannelRetries = 3
 // an error saying it does not exist) and republishes what was lost.
 //
 // When the connection is lost, the publisher reconnects in the background
-// with back-off, moving on to the next of Config.URLs. Messages whose
-// confirm was lost with the connection are republished on the new
-// connection (at-least-once: the browser client drops the duplicate by its
-// amqp-message-id) until Config.ConfirmTimeout runs out; then Publish
-// returns an error naming them. Nothing is dropped silently.
+// with back-off, moving on to the next of Config.URLs (shuffled once per
+// Publisher unless Config.KeepURLOrder is set) and running Config.OnConnect
+// on the new connection. Messages whose confirm was lost with the
+// connection are republished on the new connection (at-least-once: the
+// browser client drops the duplicate by its amqp-message-id) until
+// Config.ConfirmTimeout runs out; then Publish returns an error naming
+// them. With Config.RetryNacks, nacked messages are sent again the same
+// way. Nothing is dropped silently.
 type Publisher struct {
 	cfg    Config
 	logger watermill.LoggerAdapter
@@ -62,21 +67,30 @@ type Publisher struct {
 	closed   bool
 	calls    sync.WaitGroup // Publish calls in progress
 	closing  chan struct{}
+	ctx      context.Context // ends on Close; passed to Config.OnConnect
+	cancel   context.CancelFunc
 	runDone  chan struct{}
 	once     sync.Once
 }
 
 var _ message.Publisher = (*Publisher)(nil)
 
-// NewPublisher connects to the first reachable broker of config.URLs and
-// returns a Publisher. It fails fast: if no broker answers it returns an
-// error naming each URL and why, and starts nothing. A nil logger logs
-// nothing.
+// NewPublisher connects to the first reachable broker of config.URLs
+// (shuffled unless config.KeepURLOrder is set) that passes
+// config.OnConnect, and returns a Publisher. It fails fast: if no broker
+// answers it returns an error naming each URL and why, and starts nothing.
+// A nil logger logs nothing.
 func NewPublisher(config Config, logger watermill.LoggerAdapter) (*Publisher, error) {
 	config = config.clone() // the caller may change its maps and slices afterwards
 	config.setDefaults()
 	if err := config.Validate(); err != nil {
 		return nil, err
+	}
+	if !config.KeepURLOrder {
+		// Publishers given the same list spread over the nodes.
+		rand.Shuffle(len(config.URLs), func(i, j int) {
+			config.URLs[i], config.URLs[j] = config.URLs[j], config.URLs[i]
+		})
 	}
 	if logger == nil {
 		logger = watermill.NopLogger{}
@@ -92,9 +106,12 @@ func NewPublisher(config Config, logger watermill.LoggerAdapter) (*Publisher, er
 		closing: make(chan struct{}),
 		runDone: make(chan struct{}),
 	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(p.ctx, config.ConfirmTimeout)
+	defer cancel()
 	var errs []string
 	for i, u := range config.URLs {
-		s, err := dialSession(&p.cfg, u, logger)
+		s, err := p.connect(ctx, u)
 		if err != nil {
 			errs = append(errs, err.Error())
 			continue
@@ -104,6 +121,7 @@ func NewPublisher(config Config, logger watermill.LoggerAdapter) (*Publisher, er
 		go p.run(i)
 		return p, nil
 	}
+	p.cancel()
 	return nil, fmt.Errorf("durablews: cannot connect to any broker (is RabbitMQ running, reachable within Config.DialTimeout, and are the credentials right?): %s", strings.Join(errs, "; "))
 }
 
@@ -134,7 +152,7 @@ func (p *Publisher) run(urlIdx int) {
 			}
 			urlIdx = (urlIdx + 1) % len(p.cfg.URLs)
 			u := p.cfg.URLs[urlIdx]
-			ns, err := dialSession(&p.cfg, u, p.logger)
+			ns, err := p.connect(p.ctx, u)
 			if err != nil {
 				p.logger.Error("Reconnect failed", err, watermill.LogFields{"attempt": attempt + 1, "retry_in": p.cfg.Reconnect.Delay(attempt + 1).String()})
 				continue
@@ -149,6 +167,30 @@ func (p *Publisher) run(urlIdx int) {
 			break
 		}
 	}
+}
+
+// connect dials u and runs Config.OnConnect on the new connection; a
+// session that fails it is closed.
+func (p *Publisher) connect(ctx context.Context, u string) (*session, error) {
+	s, err := dialSession(&p.cfg, u, p.logger)
+	if err != nil || p.cfg.OnConnect == nil {
+		return s, err
+	}
+	if err := p.onConnect(ctx, s.conn); err != nil {
+		_ = s.close()
+		return nil, fmt.Errorf("Config.OnConnect on %s: %w", amqpconn.RedactURL(u), err)
+	}
+	return s, nil
+}
+
+func (p *Publisher) onConnect(ctx context.Context, conn *amqp.Connection) (err error) {
+	defer func() {
+		// A user hook must not take the publisher down.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panicked: %v", r)
+		}
+	}()
+	return p.cfg.OnConnect(ctx, conn)
 }
 
 // session returns a live session other than avoid, waiting for a reconnect
@@ -192,6 +234,7 @@ func (p *Publisher) Close() error {
 		p.closed = true
 		p.closedMu.Unlock()
 		close(p.closing)
+		p.cancel()
 		p.calls.Wait()
 		<-p.runDone
 		p.mu.Lock()

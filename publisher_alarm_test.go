@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durablews/durablews"
-	"github.com/durablews/durablews/internal/faultproxy"
 	"github.com/durablews/durablews/internal/testbroker"
 )
 
@@ -107,9 +106,7 @@ func TestPublisher_CloseIsBoundedWhenTheBrokerDoesNotAnswer(t *testing.T) {
 	b := newBroker(t)
 	ex := uniqueName(t, "closebound")
 	b.exchange(ex, "topic")
-	proxy, err := faultproxy.New(brokerAddr(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
+	proxy := brokerProxy(t)
 	pub, err := durablews.NewPublisher(durablews.NewConfig(proxied(t, proxy.Addr()), durablews.Exchange{Name: ex}), watermill.NopLogger{})
 	require.NoError(t, err)
 	require.NoError(t, pub.Publish(ex, newMsg("k")))

@@ -82,18 +82,30 @@ func brokerAddr(t *testing.T) string {
 	return u.Host
 }
 
+// brokerProxy returns a fault proxy in front of the shared broker, closed
+// when the test ends.
+func brokerProxy(t *testing.T) *faultproxy.Proxy {
+	proxy, err := faultproxy.New(brokerAddr(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	return proxy
+}
+
+// proxiedQueue declares a topic exchange named after prefix with one queue
+// bound by key, and a fault proxy in front of the shared broker.
+func proxiedQueue(t *testing.T, prefix, key string) (b *broker, ex, q string, proxy *faultproxy.Proxy) {
+	b = newBroker(t)
+	ex = uniqueName(t, prefix)
+	b.exchange(ex, "topic")
+	return b, ex, b.queue(ex, key, nil), brokerProxy(t)
+}
+
 // Returns of publishes given up (their context was cancelled before the
 // confirm) arrive later. They must neither be blamed on a later publish of
 // the same message nor fill a buffer and stall the connection's reader
 // (amqp091-go then blocks 5 s per return and drops it).
 func TestPublish_ReturnsOfAbandonedPublishesAreDropped(t *testing.T) {
-	b := newBroker(t)
-	ex := uniqueName(t, "abandoned")
-	b.exchange(ex, "topic")
-	bound := b.queue(ex, "bound.#", nil)
-	proxy, err := faultproxy.New(brokerAddr(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
+	b, ex, bound, proxy := proxiedQueue(t, "abandoned", "bound.#")
 
 	cfg := durablews.NewConfig(proxied(t, proxy.Addr()), durablews.Exchange{Name: ex})
 	cfg.Mandatory = true
@@ -137,7 +149,7 @@ func TestPublish_ReturnsOfAbandonedPublishesAreDropped(t *testing.T) {
 	t.Logf("publish after 20 abandoned returns took %v", time.Since(start).Round(time.Millisecond))
 	// Returns are still attributed to the right messages afterwards.
 	routed, lost := newMsg("bound.2"), newMsg("nobody.listens")
-	err = p.Publish(ex, routed, lost)
+	err := p.Publish(ex, routed, lost)
 	var pe *durablews.PublishError
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, []string{routed.UUID}, pe.Confirmed)

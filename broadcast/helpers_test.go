@@ -74,9 +74,16 @@ func (e *env) stream(cfg broadcast.Config) broadcast.Config {
 
 func (e *env) publisher() *durablews.Publisher {
 	e.t.Helper()
+	return e.publisherWith(func(*durablews.Config) {})
+}
+
+// publisherWith is publisher with its config changed by configure.
+func (e *env) publisherWith(configure func(*durablews.Config)) *durablews.Publisher {
+	e.t.Helper()
 	cfg := durablews.NewConfig(e.url, durablews.Exchange{Name: e.ex, Passive: true})
 	cfg.ConfirmTimeout = 5 * time.Second
 	cfg.Reconnect = durablews.Backoff{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond, Multiplier: 2}
+	configure(&cfg)
 	pub, err := durablews.NewPublisher(cfg, watermill.NopLogger{})
 	require.NoError(e.t, err)
 	e.t.Cleanup(func() { _ = pub.Close() })

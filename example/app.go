@@ -64,6 +64,9 @@ type appConfig struct {
 	// Exchange is the durable topic exchange events are published to and
 	// browser tabs bind their queues to.
 	Exchange string
+	// Stream is the broadcast stream of announcements every page shows
+	// (declared at startup, bound to Exchange with key announcementsKey).
+	Stream string
 	// WebDir is the browser client's directory (durablews.js and
 	// node_modules/@stomp/stompjs), served under /web/.
 	WebDir string
@@ -111,6 +114,7 @@ func defaultAppConfig() appConfig {
 		AMQPURL:         "amqp://guest:guest@127.0.0.1:5672/",
 		WebSTOMPURL:     "ws://127.0.0.1:15674/ws",
 		Exchange:        "durablews-demo",
+		Stream:          "durablews-demo.announcements",
 		WebDir:          "web",
 		BrowserLogin:    "guest",
 		BrowserPasscode: "guest",
@@ -131,6 +135,7 @@ func (c *appConfig) setDefaults() {
 	set(&c.AMQPURL, d.AMQPURL)
 	set(&c.WebSTOMPURL, d.WebSTOMPURL)
 	set(&c.Exchange, d.Exchange)
+	set(&c.Stream, d.Stream)
 	set(&c.WebDir, d.WebDir)
 	set(&c.BrowserLogin, d.BrowserLogin)
 	set(&c.BrowserPasscode, d.BrowserPasscode)
@@ -187,7 +192,7 @@ func newApp(cfg appConfig) (*app, error) {
 	// Browser tabs bind their queues to the exchange as soon as they open,
 	// and the Publisher declares it only on its first publish: declare it now
 	// (same arguments as the Publisher) so a tab opened first can subscribe.
-	if err := declareExchange(cfg.AMQPURL, cfg.Exchange); err != nil {
+	if err := declareTopology(cfg); err != nil {
 		return nil, err
 	}
 	a := &app{cfg: cfg, logger: cfg.Logger, runDone: make(chan struct{})}
@@ -288,6 +293,8 @@ func newTabSessions(cfg appConfig) (*tabsession.Handler, error) {
 		Bindings: func(_ context.Context, customer string) ([]tabsession.Binding, error) {
 			return []tabsession.Binding{{Exchange: cfg.Exchange, Key: "customer." + customer + ".#"}}, nil
 		},
+		// Every customer reads the announcements stream.
+		Streams: func(context.Context, string) ([]string, error) { return []string{cfg.Stream}, nil },
 	}, cfg.Logger)
 }
 
@@ -296,24 +303,39 @@ func newTabSessions(cfg appConfig) (*tabsession.Handler, error) {
 // endpoint authenticates. Anyone can be any customer here; it stands in for
 // the application's real login and session check.
 func (a *app) handleLogin(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Customer string `json:"customer"`
+	customer, ok := readField(w, r, "customer", 1<<10)
+	if !ok {
+		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<10)
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad JSON: " + err.Error()})
-			return
-		}
-	} else {
-		req.Customer = r.FormValue("customer")
-	}
-	if !customerRE.MatchString(req.Customer) {
+	if !customerRE.MatchString(customer) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "customer must be 1-32 of A-Z a-z 0-9 _ -"})
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: req.Customer, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
-	writeJSON(w, http.StatusOK, map[string]string{"customer": req.Customer})
+	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: customer, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	writeJSON(w, http.StatusOK, map[string]string{"customer": customer})
+}
+
+// readField reads the one field of a small request body: JSON
+// {"<name>": "..."} or a form field of that name, at most limit bytes. On a
+// malformed body it answers 400 itself and returns false.
+func readField(w http.ResponseWriter, r *http.Request, name string, limit int64) (string, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		return r.FormValue(name), true
+	}
+	var body map[string]json.RawMessage
+	var v string
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad JSON: " + err.Error()})
+		return "", false
+	}
+	if raw, ok := body[name]; ok {
+		if err := json.Unmarshal(raw, &v); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("bad JSON: %s: %v", name, err)})
+			return "", false
+		}
+	}
+	return v, true
 }
 
 // checkWebDir fails with what to run when the browser client or its
@@ -330,8 +352,10 @@ func checkWebDir(dir string) error {
 	return nil
 }
 
-func declareExchange(url, name string) error {
-	conn, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+// declareTopology declares the exchange and the announcements stream bound
+// to it.
+func declareTopology(cfg appConfig) error {
+	conn, err := amqp.DialConfig(cfg.AMQPURL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
 		return fmt.Errorf("cannot connect to RabbitMQ (run `make broker`): %w", err)
 	}
@@ -340,10 +364,13 @@ func declareExchange(url, name string) error {
 	if err != nil {
 		return fmt.Errorf("open AMQP channel: %w", err)
 	}
-	if err := ch.ExchangeDeclare(name, durablews.KindTopic, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("declare exchange %q: %w", name, err)
+	if err := ch.ExchangeDeclare(cfg.Exchange, durablews.KindTopic, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %q: %w", cfg.Exchange, err)
 	}
-	return ch.Close()
+	if err := ch.Close(); err != nil {
+		return err
+	}
+	return declareAnnouncements(conn, cfg)
 }
 
 func routingKey(customer, eventType string) (string, error) {
@@ -418,6 +445,7 @@ func (a *app) settle(h message.HandlerFunc) message.HandlerFunc {
 //	POST /api/login      the demo's pretend login: sets the customer cookie
 //	POST /api/tab-session tabsession.Handler (not in Trusted mode)
 //	POST /api/events     publish test events; returns their UUIDs once confirmed
+//	POST /api/announcements publish an announcement to the broadcast stream
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(staticFiles, "static")
@@ -441,6 +469,7 @@ func (a *app) routes() http.Handler {
 		mux.Handle(tabSessionPath, a.sessions)
 	}
 	mux.HandleFunc("POST /api/events", a.handleEvents)
+	mux.HandleFunc("POST /api/announcements", a.handleAnnounce)
 	return mux
 }
 
@@ -491,6 +520,7 @@ type browserConfig struct {
 	Login          string   `json:"login,omitempty"`
 	Passcode       string   `json:"passcode,omitempty"`
 	Exchange       string   `json:"exchange"`
+	Stream         string   `json:"stream"`
 	QueueExpiresMs int      `json:"queueExpiresMs"`
 	EventTypes     []string `json:"eventTypes"`
 }
@@ -500,6 +530,7 @@ func (a *app) handleConfig(w http.ResponseWriter, _ *http.Request) {
 		Mode:           "session",
 		SessionURL:     tabSessionPath,
 		Exchange:       a.cfg.Exchange,
+		Stream:         a.cfg.Stream,
 		QueueExpiresMs: a.cfg.QueueExpiresMs,
 		EventTypes:     demoEvents,
 	}
@@ -510,6 +541,7 @@ func (a *app) handleConfig(w http.ResponseWriter, _ *http.Request) {
 			Login:          a.cfg.BrowserLogin,
 			Passcode:       a.cfg.BrowserPasscode,
 			Exchange:       a.cfg.Exchange,
+			Stream:         a.cfg.Stream,
 			QueueExpiresMs: a.cfg.QueueExpiresMs,
 			EventTypes:     demoEvents,
 		}

@@ -27,7 +27,7 @@ func newTestApp(t *testing.T, mods ...func(*appConfig)) (*app, *httptest.Server)
 	amqpURL := envOr("DURABLEWS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 	exchange := "durablews-example-test-" + randHex(6)
 	key, _ := hex.DecodeString(randHex(32))
-	cfg := appConfig{AMQPURL: amqpURL, Exchange: exchange, WebDir: "../web", SigningKey: key, Logger: &testLogger{t: t}}
+	cfg := appConfig{AMQPURL: amqpURL, Exchange: exchange, Stream: exchange + ".announcements", WebDir: "../web", SigningKey: key, Logger: &testLogger{t: t}}
 	for _, m := range mods {
 		m(&cfg)
 	}
@@ -44,6 +44,9 @@ func newTestApp(t *testing.T, mods ...func(*appConfig)) (*app, *httptest.Server)
 		h := &harness{amqpURL: amqpURL}
 		if err := h.withChannel(func(ch *amqp.Channel) error { return ch.ExchangeDelete(exchange, false, false) }); err != nil {
 			t.Errorf("delete exchange: %v", err)
+		}
+		if err := h.withChannel(func(ch *amqp.Channel) error { _, err := ch.QueueDelete(a.cfg.Stream, false, false, false); return err }); err != nil {
+			t.Errorf("delete stream: %v", err)
 		}
 	})
 	return a, srv

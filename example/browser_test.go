@@ -101,6 +101,7 @@ func TestBrowser(t *testing.T) {
 		AMQPURL:     h.amqpURL,
 		WebSTOMPURL: h.wsURL,
 		Exchange:    h.exchange,
+		Stream:      h.exchange + ".announcements",
 		WebDir:      "../web",
 		SigningKey:  key,
 		KeyID:       oauthbroker.KeyID,
@@ -141,6 +142,7 @@ func TestBrowser(t *testing.T) {
 	t.Run("b3_queue_lost", h.testQueueLost)
 	t.Run("c_two_tabs_and_other_customer", h.testTwoTabs)
 	t.Run("d_other_customers_binding_refused", h.testForeignBinding)
+	t.Run("e_announcements_survive_reloads", h.testAnnouncements)
 	if path := os.Getenv("DURABLEWS_DEMO_SCREENSHOT"); path != "" {
 		t.Run("docs_screenshot", func(t *testing.T) { h.docsScreenshot(t, path) })
 	}
@@ -379,7 +381,7 @@ func (h *harness) testForeignBinding(t *testing.T) {
 // with the demo's own exchange: a few live events, then Drop connection while
 // events flow and more during the cut. Events in flight when the socket
 // closes come back marked redelivered; it tries a few fresh tabs until one
-// shows that.
+// shows that. Two announcements fill the feed column.
 func (h *harness) docsScreenshot(t *testing.T, path string) {
 	exchange := defaultAppConfig().Exchange
 	a, err := newApp(appConfig{Addr: "127.0.0.1:0", AMQPURL: h.amqpURL, WebSTOMPURL: h.app.cfg.WebSTOMPURL,
@@ -394,8 +396,11 @@ func (h *harness) docsScreenshot(t *testing.T, path string) {
 	if err := a.Start(); err != nil {
 		t.Fatal(err)
 	}
+	news := []string{d.postAnnouncementOK(t, "New: live order tracking for every customer"),
+		d.postAnnouncementOK(t, "Maintenance tonight 22:00-22:15 UTC: tabs reconnect by themselves")}
 	for attempt := 1; ; attempt++ {
 		tab := d.openTab(t, "42", url.Values{"cut": {"2000"}})
+		tab.waitFeed(t, news)
 		ids := d.publish(t, "42", 1)
 		ids = append(ids, d.publish(t, "42", 2)...)
 		tab.waitShown(t, ids)

@@ -38,6 +38,7 @@ func main() {
 	flag.StringVar(&cfg.AMQPURL, "amqp", d.AMQPURL, "RabbitMQ AMQP URL the Go side publishes to")
 	flag.StringVar(&cfg.WebSTOMPURL, "ws", d.WebSTOMPURL, "RabbitMQ Web-STOMP URL the page connects to")
 	flag.StringVar(&cfg.Exchange, "exchange", d.Exchange, "durable topic exchange for the events")
+	flag.StringVar(&cfg.Stream, "stream", d.Stream, "broadcast stream of announcements (declared at startup, bound to the exchange with key "+announcementsKey+")")
 	flag.StringVar(&cfg.WebDir, "web-dir", d.WebDir, "directory of the browser client (durablews.js, node_modules)")
 	keyPath := flag.String("signing-key", defaultSigningKeyPath, "file of the broker's tab-token signing key (written by scripts/rabbitmq-tab-sessions.sh)")
 	flag.StringVar(&cfg.KeyID, "key-id", d.KeyID, "kid of the signing key in the broker's config (DURABLEWS_TABS_KEY_ID)")

@@ -78,9 +78,13 @@ type Options struct {
 //	durablews_publisher_returned_total{topic}             counter   messages returned as unroutable (ErrUnroutable; needs Config.Mandatory)
 //	durablews_publisher_timed_out_total{topic}            counter   messages with no confirm within Config.ConfirmTimeout (ErrConfirmTimeout)
 //	durablews_publisher_not_confirmed_total{topic,reason} counter   every message that was not confirmed, by reason (Reason* constants)
+//	durablews_publisher_retried_total{topic,reason}       counter   messages sent again before their Publish ended: reason nacked (Config.RetryNacks) or connection_lost (confirm lost with a channel or the connection)
 //	durablews_publisher_reconnects_total                  counter   connections re-established after a loss
 //	durablews_publisher_in_flight                         gauge     messages awaiting their confirm, summed over tracked publishers
 //	durablews_publisher_confirm_latency_seconds{topic}    histogram time from (last) send to the confirm, confirmed messages only
+//
+// retried_total counts sends, not messages: a message nacked three times
+// and then confirmed adds 3 to it and 1 to confirmed_total.
 //
 // nacked, returned and timed_out equal not_confirmed_total for their
 // reason; they exist so the common alerts need no label matching. Every
@@ -95,7 +99,7 @@ type Metrics struct {
 	other  *topicMetrics
 
 	published, confirmed, nacked, returned, timedOut *prometheus.CounterVec
-	notConfirmed                                     *prometheus.CounterVec
+	notConfirmed, retried                            *prometheus.CounterVec
 	reconnects                                       prometheus.Counter
 	latency                                          *prometheus.HistogramVec
 	inFlight                                         prometheus.GaugeFunc
@@ -111,6 +115,7 @@ type trackedPublisher struct{ p interface{ InFlight() int } }
 type topicMetrics struct {
 	published, confirmed, nacked, returned, timedOut prometheus.Counter
 	notConfirmed                                     map[string]prometheus.Counter
+	retriedNacked, retriedLost                       prometheus.Counter
 	latency                                          prometheus.Observer
 }
 
@@ -118,8 +123,8 @@ var allReasons = []string{ReasonReturned, ReasonNacked, ReasonTimeout, ReasonCon
 	ReasonClosed, ReasonInvalid, ReasonContext, ReasonNotSent, ReasonOther}
 
 var (
-	_ durablews.Observer   = (*Metrics)(nil)
-	_ prometheus.Collector = (*Metrics)(nil)
+	_ durablews.RetryObserver = (*Metrics)(nil)
+	_ prometheus.Collector    = (*Metrics)(nil)
 )
 
 // NewMetrics returns metrics whose topic label takes topics (the
@@ -147,6 +152,7 @@ func NewMetrics(reg prometheus.Registerer, topics []string, opts Options) (*Metr
 		returned:     counter("returned_total", "Messages returned as unroutable (ErrUnroutable, Config.Mandatory), by topic.", "topic"),
 		timedOut:     counter("timed_out_total", "Messages not confirmed within Config.ConfirmTimeout (ErrConfirmTimeout), by topic.", "topic"),
 		notConfirmed: counter("not_confirmed_total", "Messages that were not confirmed, by topic and reason.", "topic", "reason"),
+		retried:      counter("retried_total", "Messages sent again before their Publish call ended, by topic and reason (nacked, connection_lost).", "topic", "reason"),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: opts.Namespace, Subsystem: opts.Subsystem, Name: "reconnects_total",
 			Help: "Connections to the broker re-established after a loss.", ConstLabels: opts.ConstLabels,
@@ -180,13 +186,15 @@ func NewMetrics(reg prometheus.Registerer, topics []string, opts Options) (*Metr
 
 func (m *Metrics) children(topic string) *topicMetrics {
 	tm := &topicMetrics{
-		published:    m.published.WithLabelValues(topic),
-		confirmed:    m.confirmed.WithLabelValues(topic),
-		nacked:       m.nacked.WithLabelValues(topic),
-		returned:     m.returned.WithLabelValues(topic),
-		timedOut:     m.timedOut.WithLabelValues(topic),
-		notConfirmed: make(map[string]prometheus.Counter, len(allReasons)),
-		latency:      m.latency.WithLabelValues(topic),
+		published:     m.published.WithLabelValues(topic),
+		confirmed:     m.confirmed.WithLabelValues(topic),
+		nacked:        m.nacked.WithLabelValues(topic),
+		returned:      m.returned.WithLabelValues(topic),
+		timedOut:      m.timedOut.WithLabelValues(topic),
+		notConfirmed:  make(map[string]prometheus.Counter, len(allReasons)),
+		retriedNacked: m.retried.WithLabelValues(topic, ReasonNacked),
+		retriedLost:   m.retried.WithLabelValues(topic, ReasonConnectionLost),
+		latency:       m.latency.WithLabelValues(topic),
 	}
 	for _, r := range allReasons {
 		tm.notConfirmed[r] = m.notConfirmed.WithLabelValues(topic, r)
@@ -268,6 +276,16 @@ func (m *Metrics) NotConfirmed(topic string, err error) {
 	}
 }
 
+// Retried implements durablews.RetryObserver.
+func (m *Metrics) Retried(topic string, messages int, reason error) {
+	tm := m.topic(topic)
+	if errors.Is(reason, durablews.ErrNacked) {
+		tm.retriedNacked.Add(float64(messages))
+	} else {
+		tm.retriedLost.Add(float64(messages))
+	}
+}
+
 // Reconnected implements durablews.Observer.
 func (m *Metrics) Reconnected(string) { m.reconnects.Inc() }
 
@@ -313,5 +331,5 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.published, m.confirmed, m.nacked, m.returned, m.timedOut,
-		m.notConfirmed, m.reconnects, m.inFlight, m.latency}
+		m.notConfirmed, m.retried, m.reconnects, m.inFlight, m.latency}
 }

@@ -143,6 +143,31 @@ func TestMetrics_CountsMatchPublishedConfirmedNackedReturned(t *testing.T) {
 
 // A stalled connection: the in-flight gauge shows the waiting messages,
 // they time out, and after the connection is cut the publisher reconnects.
+// With Config.RetryNacks every nacked send is counted in retried_total
+// (reason nacked); the message counts once, in not_confirmed_total, when
+// ConfirmTimeout ends the retries.
+func TestMetrics_RetriedCountsNackRetries(t *testing.T) {
+	b := brokertest.New(t)
+	ex := brokertest.UniqueName("metrics-retry")
+	b.Exchange(ex, "topic")
+	b.Queue(ex, "#", amqp.Table{"x-max-length": int32(1), "x-overflow": "reject-publish"})
+
+	cfg := durablews.NewConfig(brokertest.AMQPURL(), durablews.Exchange{Name: ex})
+	cfg.RetryNacks = true
+	cfg.ConfirmTimeout = time.Second
+	pub, _, reg := metricsPublisher(t, cfg)
+
+	err := pub.Publish(ex, msgs("k", 3)...)
+	var pe *durablews.PublishError
+	require.ErrorAs(t, err, &pe)
+	require.Len(t, pe.Failed, 2, "the queue takes one")
+	assert.Greater(t, value(t, reg, "durablews_publisher_retried_total", "topic", ex, "reason", prommetrics.ReasonNacked), float64(2))
+	assert.Zero(t, value(t, reg, "durablews_publisher_retried_total", "topic", ex, "reason", prommetrics.ReasonConnectionLost))
+	assert.Equal(t, float64(2), value(t, reg, "durablews_publisher_not_confirmed_total", "topic", ex, "reason", prommetrics.ReasonNacked)+
+		value(t, reg, "durablews_publisher_not_confirmed_total", "topic", ex, "reason", prommetrics.ReasonTimeout))
+	assert.Equal(t, float64(1), value(t, reg, "durablews_publisher_confirmed_total", "topic", ex))
+}
+
 func TestMetrics_InFlightTimeoutsAndReconnects(t *testing.T) {
 	b := brokertest.New(t)
 	ex := brokertest.UniqueName("metrics-stall")

@@ -1,11 +1,13 @@
 package tabsession
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill"
+	rabbithole "github.com/michaelklishin/rabbit-hole/v3"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/durablews/durablews/internal/amqpconn"
@@ -76,40 +78,81 @@ func selectBindings(allowed []Binding, requested *[]Binding) ([]Binding, *httpEr
 }
 
 // bindAll binds queue to every granted binding and, with a management
-// client, removes the bindings that are no longer granted.
-func (h *Handler) bindAll(ch *amqp.Channel, queue string, granted []Binding, brokerErr func(string, error) error) error {
-	for _, b := range granted {
-		if err := ch.QueueBind(queue, b.Key, b.Exchange, false, nil); err != nil {
-			return brokerErr(fmt.Sprintf("bind queue %s to exchange %q with key %q", queue, b.Exchange, b.Key), err)
+// client, removes the bindings that are no longer granted. For a queue that
+// existed (check), lost reports that a granted binding was missing before
+// this request: the broker lost it (a kill -9 right after the bind) or it
+// is newly granted. Either way events for it may not have reached the tab,
+// so the session says queue_created and the page reloads its state. Only
+// the management API can tell (AMQP binds are silent), so without one lost
+// is always false.
+func (h *Handler) bindAll(ch *amqp.Channel, queue string, granted []Binding, check bool, brokerErr func(string, error) error) (lost bool, err error) {
+	var mgmt *rabbithole.Client
+	var present []rabbithole.BindingInfo
+	if h.mgmt != nil {
+		// Listed before binding, so that a missing binding shows.
+		if mgmt, present, err = h.listBindings(queue); err != nil {
+			return false, err
 		}
 	}
-	if h.mgmt == nil {
-		return nil
+	have := make(map[Binding]bool, len(present))
+	for _, bi := range present {
+		if bi.Source != "" && bi.DestinationType == "queue" && bi.Destination == queue && len(bi.Arguments) == 0 {
+			have[Binding{Exchange: bi.Source, Key: bi.RoutingKey}] = true
+		}
 	}
-	return h.removeStaleBindings(queue, granted)
+	for _, b := range granted {
+		if err := ch.QueueBind(queue, b.Key, b.Exchange, false, nil); err != nil {
+			return false, brokerErr(fmt.Sprintf("bind queue %s to exchange %q with key %q", queue, b.Exchange, b.Key), err)
+		}
+		if check && mgmt != nil && !have[b] {
+			lost = true
+			h.logger.Info("Tab queue was missing a granted binding (lost by the broker, or newly granted); the session reports queue_created", watermill.LogFields{"queue": queue, "exchange": b.Exchange, "key": b.Key})
+		}
+	}
+	if mgmt == nil {
+		return lost, nil
+	}
+	return lost, h.removeStaleBindings(mgmt, queue, present, granted)
 }
 
-// removeStaleBindings deletes every binding of queue (except the default
-// exchange's) that is not granted. It fails closed: if the management API
-// cannot be asked, the request fails with 503 rather than hand out a token
-// for a queue that may still be bound to a revoked key.
-func (h *Handler) removeStaleBindings(queue string, granted []Binding) error {
+// listBindings lists queue's bindings through the first management API (of
+// one per node) that answers, and returns that client. It fails closed: if
+// no management API can be asked, the request fails with 503 rather than
+// hand out a token for a queue that may still be bound to a revoked key.
+func (h *Handler) listBindings(queue string) (*rabbithole.Client, []rabbithole.BindingInfo, error) {
+	h.mu.Lock()
+	start := h.mgmtIdx
+	h.mu.Unlock()
+	var errs []error
+	for k := range h.mgmt {
+		i := (start + k) % len(h.mgmt)
+		infos, err := h.mgmt[i].ListQueueBindings(h.vhost, queue)
+		if err == nil {
+			h.mu.Lock()
+			h.mgmtIdx = i
+			h.mu.Unlock()
+			return h.mgmt[i], infos, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", h.mgmt[i].Endpoint, err))
+	}
+	return nil, nil, unavailable(fmt.Errorf("management API: list bindings of %s: %w", queue, errors.Join(errs...)))
+}
+
+// removeStaleBindings deletes every binding of queue in present (except the
+// default exchange's) that is not granted. A failure is 503 (fail closed).
+func (h *Handler) removeStaleBindings(mgmt *rabbithole.Client, queue string, present []rabbithole.BindingInfo, granted []Binding) error {
 	keep := make(map[Binding]bool, len(granted))
 	for _, b := range granted {
 		keep[b] = true
 	}
-	infos, err := h.mgmt.ListQueueBindings(h.vhost, queue)
-	if err != nil {
-		return unavailable(fmt.Errorf("management API: list bindings of %s: %w", queue, err))
-	}
-	for _, bi := range infos {
+	for _, bi := range present {
 		if bi.Source == "" || bi.DestinationType != "queue" || bi.Destination != queue {
 			continue
 		}
 		if len(bi.Arguments) == 0 && keep[Binding{Exchange: bi.Source, Key: bi.RoutingKey}] {
 			continue
 		}
-		resp, err := h.mgmt.DeleteBinding(h.vhost, bi)
+		resp, err := mgmt.DeleteBinding(h.vhost, bi)
 		if resp != nil && resp.Body != nil {
 			_ = resp.Body.Close()
 		}

@@ -23,6 +23,15 @@ const (
 	DefaultQueueMaxLength   = 10000
 )
 
+// Queue types for Config.QueueType.
+const (
+	// QueueClassic is a classic queue: cheap to declare, lives on one node.
+	QueueClassic = "classic"
+	// QueueQuorum is a quorum queue: replicated over the cluster, survives
+	// the loss of a minority of nodes with its messages.
+	QueueQuorum = "quorum"
+)
+
 // Config configures a Handler. Zero fields get the defaults named on them.
 type Config struct {
 	// AMQPURL of the service's own broker user, e.g.
@@ -32,6 +41,11 @@ type Config struct {
 	// broker's internal backend (auth_backends.1), not with a token. The
 	// vhost of the URL (or AMQP.Vhost) is the vhost tokens are scoped to.
 	AMQPURL string
+	// AMQPURLs, instead of AMQPURL, lists one URL per cluster node (same
+	// user and vhost). Requests share one connection; when it is lost the
+	// next request dials the next URL that answers, so sessions keep being
+	// served while a node is down. Set AMQPURL or AMQPURLs, not both.
+	AMQPURLs []string
 	// AMQP is passed to amqp091-go's DialConfig (TLS, vhost, heartbeat).
 	// Dial defaults to a 5 s connect timeout.
 	AMQP amqp.Config
@@ -45,11 +59,19 @@ type Config struct {
 	// user needs the "management" tag. When the management API cannot be
 	// asked, session requests fail with 503 (fail closed).
 	ManagementURL string
+	// ManagementURLs, instead of ManagementURL, lists one management API
+	// per cluster node; a request that cannot reach one asks the next.
+	ManagementURLs []string
 
 	// WebSTOMPURL is the Web-STOMP endpoint handed to the browser, e.g.
 	// wss://example.com/ws (behind a TLS proxy; see the threat model in
 	// README.md). Required.
 	WebSTOMPURL string
+	// WebSTOMPURLs, instead of WebSTOMPURL, lists every node's Web-STOMP
+	// endpoint. The session's "urls" carries them all (its "url" the
+	// first) and the browser client moves to the next one when a
+	// connection fails. Behind one load-balanced URL, set WebSTOMPURL.
+	WebSTOMPURLs []string
 
 	// Authenticate identifies the application's user behind a request,
 	// typically from the application's own session cookie. It returns a
@@ -63,6 +85,18 @@ type Config struct {
 	// ErrForbidden, or an empty list, is HTTP 403; another error is HTTP
 	// 500 (logged, not shown to the client). Required.
 	Bindings func(ctx context.Context, user string) ([]Binding, error)
+
+	// Streams, optional, returns the broadcast streams (see package
+	// broadcast) the user's tabs may read. Every session grants all of them:
+	// the token gets read on each, and the session lists them. Declare them
+	// first (broadcast.Declare): Prepare fails with 500 on a stream that
+	// does not exist. An error wrapping ErrForbidden is HTTP 403, another
+	// error HTTP 500. Nil grants no streams.
+	Streams func(ctx context.Context, user string) ([]string, error)
+	// StreamEndWait bounds how long Prepare waits for each granted stream's
+	// end position (broadcast.EndPosition, all streams at once); an empty
+	// stream always takes this long. Default broadcast.DefaultEndWait.
+	StreamEndWait time.Duration
 
 	// SigningKey is the HS256 key shared with the broker's
 	// rabbitmq_auth_backend_oauth2 (at least MinSigningKeyBytes; see
@@ -96,6 +130,13 @@ type Config struct {
 	// beyond it the oldest are dropped (x-overflow drop-head). Default
 	// 10000. Same stability note as QueueExpires.
 	QueueMaxLength int
+	// QueueType is QueueClassic (default) or QueueQuorum. A classic tab
+	// queue lives on the node that declared it and is unusable while that
+	// node is down; a quorum queue keeps its messages and consumers
+	// through the loss of a minority of nodes, at a higher cost per
+	// declare and per idle queue. Changing it applies to new queues only:
+	// a tab whose queue exists keeps it (see the package documentation).
+	QueueType string
 
 	// TrustedOrigins are extra origins (scheme://host[:port]) whose pages
 	// may call the endpoint cross-origin; see net/http.CrossOriginProtection.
@@ -108,6 +149,7 @@ func (c *Config) setDefaults() {
 	defaults.Set(&c.TokenTTL, DefaultTokenTTL)
 	defaults.Set(&c.QueueExpires, DefaultQueueExpires)
 	defaults.Set(&c.QueueMaxLength, DefaultQueueMaxLength)
+	defaults.Set(&c.QueueType, QueueClassic)
 	if c.AMQP.Dial == nil {
 		c.AMQP.Dial = amqp.DefaultDial(5 * time.Second)
 	}
@@ -119,25 +161,50 @@ func (c Config) Validate() error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("tabsession: invalid config: "+format, args...))
 	}
-	if err := amqpconn.ValidateURL(c.AMQPURL); err != nil {
-		bad("AMQPURL %q: %v", amqpconn.RedactURL(c.AMQPURL), err)
+	switch {
+	case c.AMQPURL != "" && len(c.AMQPURLs) > 0:
+		bad("AMQPURL and AMQPURLs are both set: put every node's URL in AMQPURLs and leave AMQPURL empty")
+	case len(c.AMQPURLs) > 0:
+		for i, u := range c.AMQPURLs {
+			if err := amqpconn.ValidateURL(u); err != nil {
+				bad("AMQPURLs[%d] %q: %v", i, amqpconn.RedactURL(u), err)
+			}
+		}
+	default:
+		if err := amqpconn.ValidateURL(c.AMQPURL); err != nil {
+			bad("AMQPURL %q: %v", amqpconn.RedactURL(c.AMQPURL), err)
+		}
 	}
 	if err := amqpconn.CheckConfig(c.AMQP); err != nil {
 		bad("%v", err)
 	}
-	if c.ManagementURL != "" {
-		if u, err := url.Parse(c.ManagementURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("ManagementURL %q: want http(s)://user:pass@host:port", amqpconn.RedactURL(c.ManagementURL))
+	if c.ManagementURL != "" && len(c.ManagementURLs) > 0 {
+		bad("ManagementURL and ManagementURLs are both set: put every node's URL in ManagementURLs and leave ManagementURL empty")
+	}
+	for i, m := range c.managementURLs() {
+		if u, err := url.Parse(m); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("ManagementURL %q (#%d): want http(s)://user:pass@host:port", amqpconn.RedactURL(m), i)
 		}
 	}
-	if u, err := url.Parse(c.WebSTOMPURL); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
-		bad("WebSTOMPURL %q: want ws://host:port/ws or wss://host/ws", c.WebSTOMPURL)
+	if c.WebSTOMPURL != "" && len(c.WebSTOMPURLs) > 0 {
+		bad("WebSTOMPURL and WebSTOMPURLs are both set: list every node in WebSTOMPURLs, or give one load-balanced WebSTOMPURL")
+	}
+	if len(c.webSTOMPURLs()) == 0 {
+		bad("WebSTOMPURL is empty: give the Web-STOMP endpoint browsers connect to, like wss://example.com/ws")
+	}
+	for _, w := range c.webSTOMPURLs() {
+		if u, err := url.Parse(w); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+			bad("WebSTOMPURL %q: want ws://host:port/ws or wss://host/ws", w)
+		}
 	}
 	if c.Authenticate == nil {
 		bad("Authenticate is nil: give a func that returns the application's user for a request")
 	}
 	if c.Bindings == nil {
 		bad("Bindings is nil: give a func that returns the exchange/key bindings a user may have")
+	}
+	if c.StreamEndWait < 0 {
+		bad("StreamEndWait %v is negative: give how long Prepare waits for a stream's end, or 0 for the default", c.StreamEndWait)
 	}
 	if len(c.SigningKey) < MinSigningKeyBytes {
 		bad("SigningKey is %d bytes; need at least %d (the broker's HS256 key; see LoadSigningKey)", len(c.SigningKey), MinSigningKeyBytes)
@@ -157,6 +224,9 @@ func (c Config) Validate() error {
 	if c.QueueExpires < time.Second {
 		bad("QueueExpires %v must be at least 1s", c.QueueExpires)
 	}
+	if c.QueueType != QueueClassic && c.QueueType != QueueQuorum {
+		bad("QueueType %q: want %q (default) or %q", c.QueueType, QueueClassic, QueueQuorum)
+	}
 	if c.QueueMaxLength <= 0 {
 		bad("QueueMaxLength %d must be positive", c.QueueMaxLength)
 	}
@@ -166,4 +236,23 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// amqpURLs is AMQPURLs, or AMQPURL alone.
+func (c Config) amqpURLs() []string { return oneOrList(c.AMQPURL, c.AMQPURLs) }
+
+// managementURLs is ManagementURLs, or ManagementURL alone, or none.
+func (c Config) managementURLs() []string { return oneOrList(c.ManagementURL, c.ManagementURLs) }
+
+// webSTOMPURLs is WebSTOMPURLs, or WebSTOMPURL alone.
+func (c Config) webSTOMPURLs() []string { return oneOrList(c.WebSTOMPURL, c.WebSTOMPURLs) }
+
+func oneOrList(one string, list []string) []string {
+	if len(list) > 0 {
+		return list
+	}
+	if one == "" {
+		return nil
+	}
+	return []string{one}
 }

@@ -7,7 +7,8 @@
 // bindings the user may have (Config.Bindings), declares the tab's queue
 // with the service's own AMQP user — durable, x-expires,
 // x-single-active-consumer, bounded by x-max-length with drop-head — binds
-// it, and returns a short-lived JWT whose only scope is read on that queue.
+// it, and returns a short-lived JWT whose only scope is read on that queue
+// (and on the broadcast streams Config.Streams allows).
 // RabbitMQ's OAuth 2 backend verifies the token
 // (scripts/rabbitmq-tab-sessions.sh configures a broker). A tab holding it
 // can consume and ack its queue, and nothing else: no declare, no bind, no
@@ -49,7 +50,8 @@
 //	{
 //	  "v":           1,                               // Version of this JSON
 //	  "tab_id":      "k3xq7r2m4a6b8c2d4f6g8h2j4k",
-//	  "url":         "wss://example.com/ws",          // Config.WebSTOMPURL
+//	  "url":         "wss://example.com/ws",          // Config.WebSTOMPURL (or the first of WebSTOMPURLs)
+//	  "urls":        ["wss://example.com/ws"],        // every node's Web-STOMP URL (Config.WebSTOMPURLs), or [url]
 //	  "vhost":       "/",                             // STOMP CONNECT host header
 //	  "queue":       "tab-9f86d081884c7d65-k3xq7r2m4a6b8c2d4f6g8h2j4k",
 //	  "destination": "/amq/queue/tab-9f86d081884c7d65-k3xq7r2m4a6b8c2d4f6g8h2j4k",
@@ -58,7 +60,9 @@
 //	  "expires_in":  600,                             // seconds from now
 //	  "renew_in":    450,                             // renew after this many seconds
 //	  "bindings":    [{"exchange": "events", "key": "customer.42.#"}],
-//	  "queue_created": false                          // true: the queue did not exist
+//	  "queue_created": false,                         // true: the queue or one of its bindings did not exist
+//	  "streams":     [{"name": "prices", "destination": "/amq/queue/prices",
+//	                   "start": {"last": 1234}}]      // only with Config.Streams; start: Prepare only
 //	}
 //
 // The queue name is tab-<16 hex of HMAC-SHA256(Config.QueueNameKey,
@@ -82,7 +86,8 @@
 //	405 method_not_allowed      not POST (Allow: POST)
 //	415 unsupported_media_type  Content-Type is not application/json
 //	500 internal                a callback or the broker configuration failed (logged)
-//	503 unavailable             the broker cannot be reached; retry after Retry-After seconds
+//	503 unavailable             the broker cannot be reached, or the node holding the tab's
+//	                            classic queue is down; retry after Retry-After seconds
 //
 // # Renewal
 //
@@ -94,8 +99,10 @@
 // gets), and use the newest token for every new connection. Renewal keeps
 // the queue and re-applies the bindings the user is allowed now.
 // queue_created:true on a renewal means the queue was gone and has been
-// created again, empty (Session.QueueCreated): the page has missed messages
-// and should reload its state. Never use one tab_id in two live tabs (a
+// created again, empty, or that a granted binding was missing and has been
+// made again (Session.QueueCreated): the page may have missed messages and
+// should reload its state. Spotting a missing binding needs
+// Config.ManagementURL (AMQP binds are silent). Never use one tab_id in two live tabs (a
 // duplicated browser tab copies sessionStorage): with a single active
 // consumer the second tab would receive nothing until the first one leaves.
 //
@@ -106,6 +113,74 @@
 // rendering, before loading the state, and embed the Session in the page;
 // the browser client starts from it (web/README.md), so every event
 // published after Prepare is delivered, once. See the example of Prepare.
+//
+// # Broadcast streams
+//
+// What many tabs share (prices, a tenant's feed, announcements) belongs on
+// a RabbitMQ stream (package broadcast), not in every tab's queue.
+// Config.Streams names the streams a user's tabs may read:
+//
+//	Streams: func(ctx context.Context, user string) ([]string, error) {
+//		return []string{"announcements", "tenant-" + tenantOf(user)}, nil
+//	},
+//
+// Every session of the user then grants all of them: the token gets one
+// more scope per stream, read on that stream and nothing else (no declare,
+// no bind, no publish), and the session lists them as "streams" with the
+// destination the browser client subscribes to (subscribe({stream})). A
+// client cannot ask for more: the request has no streams field (it is
+// refused as unknown), and the broker refuses a SUBSCRIBE to any stream the
+// token does not name. Stream names are 1 to 255 of [A-Za-z0-9_.-] and may
+// not start with "tab-" (the tab queues' names); the callback returning
+// another name is a 500.
+//
+// Prepare also puts each stream's current end in the session
+// ("start", broadcast.EndPosition, one AMQP consumer per stream, all at
+// once, waiting up to Config.StreamEndWait on an empty stream): a page that
+// embeds it receives everything published to the stream after it was
+// rendered. Endpoint answers carry no start: a tab resumes at the offset it
+// kept itself (browser client: sessionStorage), and a tab without one
+// starts where its page said (or at "next"). A stream that does not exist
+// makes Prepare fail with 500: declare it first (broadcast.Declare).
+//
+// Read access is per stream: every reader gets every message of a stream
+// (RabbitMQ 3.10.8 cannot filter a stream per consumer). Keep private
+// events on the tab's queue (Bindings); grant streams only to audiences
+// that share everything in them.
+//
+// # Clusters
+//
+// On a RabbitMQ cluster give every node: Config.AMQPURLs (the endpoint's
+// connection moves to the next node that answers when its node is lost, so
+// sessions keep being served), Config.ManagementURLs, and
+// Config.WebSTOMPURLs (the session's urls; the browser client moves to the
+// next one when a connection fails) — or one load-balanced WebSTOMPURL.
+//
+// A classic tab queue lives on one node: the node of the endpoint's AMQP
+// connection when the queue was first declared. While that node is down
+// the queue cannot be read, a renewal answers 503 (the queue and its
+// messages come back with the node), and events routed only to it are
+// dropped by the broker — returned to a publisher with Mandatory, else
+// confirmed and silently lost. Set Config.QueueType to QueueQuorum for tab
+// queues that survive the loss of a minority of nodes: the tab reconnects
+// to another node with a fresh session and gets its unacked messages again
+// plus everything confirmed meanwhile. A quorum queue costs a Raft group
+// per tab (slower declares, more memory per idle tab).
+//
+// Expiry differs between the two types under a policy that sets expires,
+// like the operator policy scripts/rabbitmq-tab-sessions.sh applies to
+// ^tab- queues (1 h by default; measured on RabbitMQ 3.10.8): a classic
+// queue takes the lower of Config.QueueExpires and the policy's value, a
+// quorum queue takes the policy's value, whatever QueueExpires says. So
+// with quorum tab queues set the expiry in the policy
+// (DURABLEWS_TABS_EXPIRES_MS). Quorum queues also expire late, on a timer
+// of a few seconds.
+//
+// Changing QueueType applies to new queues only. A tab whose queue already
+// exists as the other type keeps it, untouched, until it expires (a
+// renewal only checks that it exists), so switching needs no migration and
+// causes no declare errors; expect a mix of both types for up to the
+// expiry time.
 //
 // # CSRF
 //

@@ -22,14 +22,17 @@ var page = template.Must(template.New("page").Parse(`<!doctype html>
   import { DurableClient } from '/web/durablews.js';
   const initial = document.getElementById('tab-session').textContent;
   const client = new DurableClient({ session: { url: '/durablews/session', initial } });
-  client.on('customer.*.#', (msg) => addOrder(msg.json()));
+  client.on('customer.*.#', (msg) => addOrder(msg.json()));               // the tab's own queue
+  client.subscribe({ stream: 'announcements' }, (msg) => addNews(msg.json())); // shared, from render time on
   client.connect();
 </script>`))
 
 // Render a page and receive every event published after it was rendered:
 // Prepare creates the tab's queue before the page loads its state, so an
 // event that happens while the page is on its way to the browser waits in
-// the queue instead of falling into the gap.
+// the queue instead of falling into the gap. The session also grants the
+// broadcast stream "announcements" (declared beforehand with
+// broadcast.Declare), starting where the stream ended at render time.
 func ExampleHandler_Prepare() {
 	key, err := tabsession.LoadSigningKey("/var/lib/durablews/dev-signing-key")
 	if err != nil {
@@ -42,6 +45,11 @@ func ExampleHandler_Prepare() {
 		Authenticate: userFromCookie,
 		Bindings: func(_ context.Context, user string) ([]tabsession.Binding, error) {
 			return []tabsession.Binding{{Exchange: "events", Key: "customer." + user + ".#"}}, nil
+		},
+		// Everyone reads the announcements: the token gets read on that
+		// stream too, and nothing else of it.
+		Streams: func(context.Context, string) ([]string, error) {
+			return []string{"announcements"}, nil
 		},
 	}, watermill.NewStdLogger(false, false))
 	if err != nil {

@@ -32,7 +32,8 @@ import (
 // Prepare does the same for a page the server is rendering, so the page
 // can embed the session and receive every event published after it.
 //
-// Requests share one AMQP connection, redialled when lost. A Handler is
+// Requests share one AMQP connection, redialled when lost (to the next of
+// Config.AMQPURLs that answers, on a cluster). A Handler is
 // safe for concurrent use; call Close when done.
 type Handler struct {
 	cfg       Config
@@ -42,11 +43,13 @@ type Handler struct {
 	cop       *http.CrossOriginProtection
 	queueArgs amqp.Table
 
-	mgmt          *rabbithole.Client
+	mgmt          []*rabbithole.Client // one per node; nil without a management URL
 	mgmtTransport *http.Transport
 
 	mu         sync.Mutex
 	conn       *amqp.Connection
+	urlIdx     int // index in cfg.amqpURLs() of conn, or of the URL to try first
+	mgmtIdx    int // index in mgmt of the last client that answered
 	dialErr    error
 	dialErrAt  time.Time
 	closed     bool
@@ -72,7 +75,7 @@ func NewHandler(cfg Config, logger watermill.LoggerAdapter) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	uri, err := amqp.ParseURI(cfg.AMQPURL)
+	uri, err := amqp.ParseURI(cfg.amqpURLs()[0])
 	if err != nil {
 		return nil, fmt.Errorf("tabsession: invalid config: AMQPURL: %w", err)
 	}
@@ -84,32 +87,31 @@ func NewHandler(cfg Config, logger watermill.LoggerAdapter) (*Handler, error) {
 		logger = watermill.NopLogger{}
 	}
 	h := &Handler{
-		cfg:     cfg,
-		vhost:   vhost,
-		nameKey: queueNameKey(cfg),
-		logger:  logger.With(watermill.LogFields{"component": "tabsession.Handler"}),
-		cop:     http.NewCrossOriginProtection(),
-		queueArgs: amqp.Table{
-			"x-expires":                int64(cfg.QueueExpires / time.Millisecond),
-			"x-max-length":             int64(cfg.QueueMaxLength),
-			"x-overflow":               "drop-head",
-			"x-single-active-consumer": true,
-		},
+		cfg:       cfg,
+		vhost:     vhost,
+		nameKey:   queueNameKey(cfg),
+		logger:    logger.With(watermill.LogFields{"component": "tabsession.Handler"}),
+		cop:       http.NewCrossOriginProtection(),
+		queueArgs: queueArgs(cfg),
 	}
 	for _, o := range cfg.TrustedOrigins {
 		_ = h.cop.AddTrustedOrigin(o) // validated
 	}
-	if cfg.ManagementURL != "" {
-		u, _ := url.Parse(cfg.ManagementURL) // validated
-		pass, _ := u.User.Password()
-		user := u.User.Username()
-		u.User = nil
+	if mu := cfg.managementURLs(); len(mu) > 0 {
 		h.mgmtTransport = &http.Transport{Proxy: http.ProxyFromEnvironment, IdleConnTimeout: 30 * time.Second}
-		h.mgmt, err = rabbithole.NewTLSClient(strings.TrimRight(u.String(), "/"), user, pass, h.mgmtTransport)
-		if err != nil {
-			return nil, fmt.Errorf("tabsession: management client: %w", err)
+		for _, m := range mu {
+			u, _ := url.Parse(m) // validated
+			pass, _ := u.User.Password()
+			user := u.User.Username()
+			u.User = nil
+			c, err := rabbithole.NewTLSClient(strings.TrimRight(u.String(), "/"), user, pass, h.mgmtTransport)
+			if err != nil {
+				return nil, fmt.Errorf("tabsession: management client: %w", err)
+			}
+			// Short enough that a dead node leaves time to ask the next.
+			c.SetTimeout(10 * time.Second / time.Duration(len(mu)))
+			h.mgmt = append(h.mgmt, c)
 		}
-		h.mgmt.SetTimeout(10 * time.Second)
 	}
 	return h, nil
 }
@@ -172,14 +174,24 @@ func (h *Handler) connection() (*amqp.Connection, error) {
 	if h.dialErr != nil && time.Since(h.dialErrAt) < redialInterval {
 		return nil, h.dialErr
 	}
-	conn, err := amqpconn.Dial(h.cfg.AMQPURL, h.cfg.AMQP, "durablews-tabsession")
+	urls := h.cfg.amqpURLs()
+	start := h.urlIdx
+	if h.conn != nil {
+		// The connection was lost: its node may be down, try the next one
+		// first (the list wraps around to it last).
+		start++
+	}
+	conn, i, err := amqpconn.DialAny(urls, start, h.cfg.AMQP, "durablews-tabsession")
 	if err != nil {
 		h.dialErr = err
 		h.dialErrAt = time.Now()
-		h.logger.Error("Tab sessions: cannot connect to the broker", err, watermill.LogFields{"url": amqpconn.RedactURL(h.cfg.AMQPURL)})
+		h.logger.Error("Tab sessions: cannot connect to any broker node", err, nil)
 		return nil, h.dialErr
 	}
-	h.conn, h.dialErr = conn, nil
+	if h.conn != nil && len(urls) > 1 {
+		h.logger.Info("Tab sessions: reconnected to the broker", watermill.LogFields{"url": amqpconn.RedactURL(urls[i])})
+	}
+	h.conn, h.urlIdx, h.dialErr = conn, i, nil
 	return conn, nil
 }
 

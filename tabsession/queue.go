@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -50,6 +51,20 @@ func queueName(key []byte, user, tabID string) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(user))
 	return "tab-" + hex.EncodeToString(m.Sum(nil)[:8]) + "-" + tabID
+}
+
+// queueArgs are the declare arguments of a new tab queue.
+func queueArgs(cfg Config) amqp.Table {
+	t := amqp.Table{
+		"x-expires":                int64(cfg.QueueExpires / time.Millisecond),
+		"x-max-length":             int64(cfg.QueueMaxLength),
+		"x-overflow":               "drop-head",
+		"x-single-active-consumer": true,
+	}
+	if cfg.QueueType == QueueQuorum {
+		t["x-queue-type"] = QueueQuorum
+	}
+	return t
 }
 
 // ensureQueue declares the tab queue (or keeps an existing one), binds it
@@ -103,9 +118,11 @@ func (h *Handler) ensureQueue(queue string, granted []Binding) (created bool, er
 	// the channel, so the declare that creates it needs a new one.
 	var ae *amqp.Error
 	if _, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil); err == nil {
-		return false, h.bindAll(ch, queue, granted, brokerErr)
+		return h.bindAll(ch, queue, granted, true, brokerErr)
 	} else if !errors.As(err, &ae) || ae.Code != amqp.NotFound {
 		return false, brokerErr("check queue "+queue, err)
+	} else if homeNodeDown(ae) {
+		return false, queueNodeDown(queue, ae)
 	}
 	if err := reopen(); err != nil {
 		return false, err
@@ -113,19 +130,38 @@ func (h *Handler) ensureQueue(queue string, granted []Binding) (created bool, er
 	_, err = ch.QueueDeclare(queue, true, false, false, false, h.queueArgs)
 	created = err == nil
 	if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
-		// The queue exists with other arguments (QueueExpires or
-		// QueueMaxLength changed since, and a concurrent request created
-		// it between the passive check and this declare). Keep it:
-		// failing would cut the tab off its messages. The channel is
+		// The queue exists with other arguments (QueueType, QueueExpires
+		// or QueueMaxLength changed since, and a concurrent request
+		// created it between the passive check and this declare). Keep
+		// it: failing would cut the tab off its messages. The channel is
 		// closed; use a new one.
-		h.logger.Info("Tab queue exists with other arguments; keeping it as is until it expires", watermill.LogFields{"queue": queue, "broker": ae.Reason})
+		h.logger.Info("Tab queue exists with other arguments (QueueType, QueueExpires or QueueMaxLength changed); keeping it as is until it expires", watermill.LogFields{"queue": queue, "broker": ae.Reason})
 		if err := reopen(); err != nil {
 			return false, err
 		}
 		_, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 	}
+	if errors.As(err, &ae) && homeNodeDown(ae) {
+		return false, queueNodeDown(queue, ae)
+	}
 	if err != nil {
 		return false, brokerErr("declare queue "+queue, err)
 	}
-	return created, h.bindAll(ch, queue, granted, brokerErr)
+	lost, err := h.bindAll(ch, queue, granted, !created, brokerErr)
+	return created || lost, err
+}
+
+// homeNodeDown tells the broker's answer for a classic queue whose node is
+// down ("home node ... of durable queue ... is down or inaccessible").
+func homeNodeDown(ae *amqp.Error) bool {
+	return ae.Code == amqp.NotFound && strings.Contains(ae.Reason, "is down or inaccessible")
+}
+
+// queueNodeDown is the 503 for a classic tab queue whose node is down: the
+// queue (and its messages) come back with the node, so the client retries;
+// meanwhile nothing can be read from it, and nothing routed to it is kept.
+func queueNodeDown(queue string, ae *amqp.Error) *httpError {
+	e := unavailable(fmt.Errorf("tab queue %s: its node is down (classic queues live on one node; QueueType %q survives that): %s", queue, QueueQuorum, ae.Reason))
+	e.message = "the broker node holding this tab's queue is down; retry later"
+	return e
 }

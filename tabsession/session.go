@@ -20,6 +20,7 @@ type Session struct {
 	V           int       `json:"v"`
 	TabID       string    `json:"tab_id"`
 	URL         string    `json:"url"`
+	URLs        []string  `json:"urls"`
 	Vhost       string    `json:"vhost"`
 	Queue       string    `json:"queue"`
 	Destination string    `json:"destination"`
@@ -28,6 +29,9 @@ type Session struct {
 	ExpiresIn   int       `json:"expires_in"`
 	RenewIn     int       `json:"renew_in"`
 	Bindings    []Binding `json:"bindings"`
+	// Streams are the broadcast streams the token may read (Config.Streams);
+	// omitted when none.
+	Streams []Stream `json:"streams,omitempty"`
 	// QueueCreated is true when this request had to create the tab's
 	// queue. On a tab's first session that is normal; on a later one the
 	// queue was gone: it expired (the tab was away longer than
@@ -63,6 +67,9 @@ func (h *Handler) Prepare(r *http.Request) (*Session, error) {
 	if herr != nil {
 		return nil, herr
 	}
+	if herr := h.positionStreams(r.Context(), s.Streams); herr != nil {
+		return nil, herr
+	}
 	return s, nil
 }
 
@@ -86,6 +93,10 @@ func (h *Handler) open(r *http.Request, user, tabID string, requested *[]Binding
 	if herr != nil {
 		return nil, herr
 	}
+	streams, herr := h.grantStreams(r.Context(), user)
+	if herr != nil {
+		return nil, herr
+	}
 
 	queue := queueName(h.nameKey, user, tabID)
 	created, err := h.ensureQueue(queue, granted)
@@ -98,7 +109,7 @@ func (h *Handler) open(r *http.Request, user, tabID string, requested *[]Binding
 	}
 
 	now := time.Now()
-	token, exp, err := mintTabToken(h.cfg.SigningKey, h.cfg.KeyID, h.cfg.ResourceServerID, h.vhost, queue, now, h.cfg.TokenTTL)
+	token, exp, err := mintTabToken(h.cfg.SigningKey, h.cfg.KeyID, h.cfg.ResourceServerID, h.vhost, queue, streamNames(streams), now, h.cfg.TokenTTL)
 	if err != nil {
 		return nil, internalError(err)
 	}
@@ -107,7 +118,8 @@ func (h *Handler) open(r *http.Request, user, tabID string, requested *[]Binding
 	return &Session{
 		V:            Version,
 		TabID:        tabID,
-		URL:          h.cfg.WebSTOMPURL,
+		URL:          h.cfg.webSTOMPURLs()[0],
+		URLs:         h.cfg.webSTOMPURLs(),
 		Vhost:        h.vhost,
 		Queue:        queue,
 		Destination:  "/amq/queue/" + queue,
@@ -116,6 +128,7 @@ func (h *Handler) open(r *http.Request, user, tabID string, requested *[]Binding
 		ExpiresIn:    expiresIn,
 		RenewIn:      max(expiresIn*3/4, 1),
 		Bindings:     granted,
+		Streams:      streams,
 		QueueCreated: created,
 	}, nil
 }

@@ -603,6 +603,8 @@ func TestTabSessions(t *testing.T) {
 	})
 
 	// Last: it changes the script's files under the running node.
+	t.Run("stream grants", func(t *testing.T) { testStreamGrants(t, e, cfg) })
+
 	t.Run("script: idempotent, and detects a config the node has not loaded", func(t *testing.T) {
 		ctx := brokertest.Ctx(t, 2*time.Minute)
 		env := oauthbroker.NodeEnv(node, files)

@@ -36,24 +36,30 @@ type tabClaims struct {
 // tabTokenIssuer is the iss claim (informational; RabbitMQ does not check it).
 const tabTokenIssuer = "durablews"
 
-// readScope is the only scope a tab token carries: read on one queue in one
-// vhost, e.g. rabbitmq.read:%2F/tab-0123456789abcdef-k3x... It grants neither
-// configure (declare, delete) nor write (bind, publish).
+// readScope is the only kind of scope a tab token carries: read on one queue
+// (the tab's, or a granted stream) in one vhost, e.g.
+// rabbitmq.read:%2F/tab-0123456789abcdef-k3x... It grants neither configure
+// (declare, delete) nor write (bind, publish).
 //
 // The plugin splits the resource part on '/' and URL-decodes each part,
 // treating '*' as a wildcard, so the vhost is query-escaped ('/' -> %2F,
-// '*' -> %2A) and queue names are restricted to [a-z0-9-] (queueName).
+// '*' -> %2A) and names are restricted to [a-z0-9-] (queueName) or, for
+// streams, [A-Za-z0-9_.-] (cleanStreams).
 func readScope(resourceServerID, vhost, queue string) string {
 	return resourceServerID + ".read:" + url.QueryEscape(vhost) + "/" + queue
 }
 
-// mintTabToken signs an HS256 JWT for queue valid from now for ttl. kid
-// goes into the header when non-empty; without it the broker uses its
-// default_key.
-func mintTabToken(key []byte, kid, resourceServerID, vhost, queue string, now time.Time, ttl time.Duration) (string, time.Time, error) {
+// mintTabToken signs an HS256 JWT reading queue and streams, valid from now
+// for ttl. kid goes into the header when non-empty; without it the broker
+// uses its default_key.
+func mintTabToken(key []byte, kid, resourceServerID, vhost, queue string, streams []string, now time.Time, ttl time.Duration) (string, time.Time, error) {
 	exp := now.Add(ttl).Truncate(time.Second)
+	scopes := []string{readScope(resourceServerID, vhost, queue)}
+	for _, s := range streams { // read on each granted stream, nothing more
+		scopes = append(scopes, readScope(resourceServerID, vhost, s))
+	}
 	claims := tabClaims{
-		Scope: readScope(resourceServerID, vhost, queue),
+		Scope: strings.Join(scopes, " "),
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    tabTokenIssuer,
 			Subject:   queue, // the broker's user name for this connection

@@ -18,6 +18,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/durablews/durablews/broadcast"
 	"github.com/durablews/durablews/internal/oauthbroker"
 	"github.com/durablews/durablews/internal/testbroker"
 	"github.com/durablews/durablews/tabsession"
@@ -37,12 +38,16 @@ var preparedPage = template.Must(template.New("page").Parse(`<!doctype html>
   const client = new DurableClient({ session: { url: '/session', initial }, heartbeatWorker: false });
   client.on('state', (state, d) => report({ type: 'state', state, error: d.error?.message }));
   client.on('customer.#', (msg) => report({ type: 'shown', id: msg.id, redelivered: msg.redelivered }));
+  client.subscribe({ stream: 'dw-prepared-news' }, (msg) => report({ type: 'news', id: msg.id, offset: msg.offset }));
   client.connect();
 </script>`))
 
 // Point 4 of issue 13: events published after the server rendered the page
 // (tabsession.Handler.Prepare) but before the browser connected are shown,
-// none twice, and the first connection needs no session request.
+// none twice, and the first connection needs no session request. The same
+// for a broadcast stream the session grants: the page starts it where
+// Prepare found its end, so what is published before the page connects is
+// shown, and what was there before Prepare is not.
 func TestPreparedSessionInChromium(t *testing.T) {
 	chromium := requireBrowser(t)
 	node, files, _ := oauthbroker.Start(t, testbroker.Options{})
@@ -63,15 +68,23 @@ func TestPreparedSessionInChromium(t *testing.T) {
 	if err := ch.ExchangeDeclare(exchange, "topic", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	publish := func(id string) {
+	if err := broadcast.Declare(context.Background(), conn, broadcast.Config{Stream: "dw-prepared-news", Exchange: exchange, BindingKeys: []string{"news"}, MaxAge: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	publishTo := func(key, id string) {
 		t.Helper()
-		err := ch.PublishWithContext(context.Background(), exchange, "customer.42.order_paid", false, false, amqp.Publishing{
+		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), exchange, key, false, false, amqp.Publishing{
 			MessageId: id, DeliveryMode: amqp.Persistent, ContentType: "application/json", Body: []byte(`{}`),
 		})
-		if err != nil {
-			t.Fatalf("publish %s: %v", id, err)
+		if err != nil || !dc.Wait() {
+			t.Fatalf("publish %s: %v (or nacked)", id, err)
 		}
 	}
+	publish := func(id string) { publishTo("customer.42.order_paid", id) }
+	publishTo("news", "news-before-render") // in the rendered state: not shown again
 
 	sessions, err := tabsession.NewHandler(tabsession.Config{
 		AMQPURL:      node.AMQPURL(),
@@ -82,6 +95,7 @@ func TestPreparedSessionInChromium(t *testing.T) {
 		Bindings: func(context.Context, string) ([]tabsession.Binding, error) {
 			return []tabsession.Binding{{Exchange: exchange, Key: "customer.42.#"}}, nil
 		},
+		Streams: func(context.Context, string) ([]string, error) { return []string{"dw-prepared-news"}, nil },
 	}, watermill.NopLogger{})
 	if err != nil {
 		t.Fatal(err)
@@ -125,6 +139,7 @@ func TestPreparedSessionInChromium(t *testing.T) {
 		for i := 1; i <= 3; i++ {
 			publish(fmt.Sprintf("gap-%d", i))
 		}
+		publishTo("news", "news-gap")
 		_ = preparedPage.Execute(w, map[string]any{"Session": s, "State": state})
 	})
 	srv := httptest.NewServer(mux)
@@ -143,12 +158,16 @@ func TestPreparedSessionInChromium(t *testing.T) {
 		_ = browser.Wait()
 	})
 
+	var news []string
 	snapshot := func() ([]string, []string, int) {
 		mu.Lock()
 		defer mu.Unlock()
 		var shown, states []string
+		news = nil
 		for _, e := range events {
 			switch e["type"] {
+			case "news":
+				news = append(news, fmt.Sprint(e["id"]))
 			case "shown":
 				shown = append(shown, fmt.Sprint(e["id"]))
 			case "state":
@@ -175,12 +194,16 @@ func TestPreparedSessionInChromium(t *testing.T) {
 	for i := 1; i <= 2; i++ {
 		publish(fmt.Sprintf("live-%d", i))
 	}
+	publishTo("news", "news-live")
 	want := []string{"gap-1", "gap-2", "gap-3", "live-1", "live-2"}
-	waitFor("every event", func(shown, _ []string) bool { return len(shown) >= len(want) })
+	waitFor("every event", func(shown, _ []string) bool { return len(shown) >= len(want) && len(news) >= 2 })
 	time.Sleep(500 * time.Millisecond) // a duplicate would arrive now
 	shown, states, posts := snapshot()
 	if !slices.Equal(shown, want) {
 		t.Errorf("shown %v, want %v (each once, in order)", shown, want)
+	}
+	if want := []string{"news-gap", "news-live"}; !slices.Equal(news, want) {
+		t.Errorf("stream: shown %v, want %v (from the end Prepare found, each once)", news, want)
 	}
 	if posts != 0 {
 		t.Errorf("%d session requests: the first connection should have used the prepared session", posts)
@@ -188,5 +211,5 @@ func TestPreparedSessionInChromium(t *testing.T) {
 	if !slices.Equal(states, []string{"connecting", "connected"}) {
 		t.Errorf("states %v, want [connecting connected]", states)
 	}
-	t.Logf("queue %s: shown %v with the prepared session, %d session requests", queue, shown, posts)
+	t.Logf("queue %s: shown %v with the prepared session, %d session requests; stream: shown %v", queue, shown, posts, news)
 }

@@ -38,6 +38,7 @@ const shown = events.map((e) => e.id); // ids in the order shown (restored ones 
 const counts = { duplicates: saved.duplicates, shownTotal: saved.shownTotal };
 const loads = saved.loads + 1;
 let clientDups = 0; // sub.stats.duplicates already added to counts.duplicates
+save(); // counts this page load even if it shows no event
 
 function load() {
   const empty = { events: [], duplicates: 0, shownTotal: 0, loads: 0 };
@@ -123,6 +124,91 @@ const sub = client.subscribe(
       },
   (msg) => show(msg),
 );
+
+// ---- announcements: one broadcast stream every visitor shares ----
+// A RabbitMQ stream stores each announcement once; every tab reads it from
+// its own offset, which the client keeps in sessionStorage and resumes
+// after on a reconnect or a reload. The feed shown is kept here across
+// reloads like the events; the client drops what this tab already handled,
+// so every announcement is shown once. A new tab starts at the stream's
+// oldest announcement (start: 'first'), then reads on live.
+const MAX_FEED = 100;
+const feedKey = `durablews-demo.feed.${cfg.stream}`;
+const feed = loadFeed(); // [{id, text, at, offset}]
+const feedShown = feed.map((f) => f.id); // ids in the order shown, over reloads
+const feedSub = client.subscribe({ stream: cfg.stream, start: 'first' }, (msg) => showAnnouncement(msg));
+const feedGaps = [];
+client.on('gap', (g) => {
+  // Retention removed announcements while this tab was away.
+  feedGaps.push({ from: g.from, to: g.to });
+  $('feed-status').className = 'status warn';
+  $('feed-status').textContent = `announcements at offsets ${g.from}..${g.to} expired while this tab was away`;
+});
+
+function loadFeed() {
+  try {
+    const v = JSON.parse(sessionStorage.getItem(feedKey) ?? 'null');
+    if (Array.isArray(v)) return v;
+  } catch {
+    // unreadable: start over
+  }
+  return [];
+}
+
+function showAnnouncement(msg) {
+  let body = {};
+  try {
+    body = msg.json() ?? {};
+  } catch {
+    // not JSON
+  }
+  const a = { id: msg.id ?? '(no id)', text: String(body.text ?? ''), at: body.at, offset: msg.offset };
+  feed.push(a);
+  feedShown.push(a.id);
+  while (feed.length > MAX_FEED) feed.shift();
+  try {
+    sessionStorage.setItem(feedKey, JSON.stringify(feed)); // before the client records the offset
+  } catch {
+    // storage full: the feed still works, it just forgets on reload
+  }
+  addAnnouncement(a, true);
+}
+
+function addAnnouncement(a, fresh) {
+  const li = document.createElement('li');
+  if (fresh) li.className = 'fresh';
+  li.dataset.offset = String(a.offset);
+  const small = document.createElement('small');
+  const at = a.at ? Date.parse(a.at) : NaN;
+  small.textContent = `offset ${a.offset}${Number.isFinite(at) ? ` · ${fmtTime.format(at)}` : ''}`;
+  li.append(document.createTextNode(a.text), small);
+  $('feed').prepend(li);
+  while ($('feed').children.length > MAX_FEED) $('feed').lastElementChild.remove();
+  $('feed-empty').hidden = true;
+}
+
+async function announce(ev) {
+  ev.preventDefault();
+  const input = $('announce-text');
+  const text = input.value.trim();
+  if (!text) return;
+  const status = $('feed-status');
+  try {
+    const r = await fetch('/api/announcements', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ text }),
+    });
+    const res = await r.json();
+    if (!r.ok) throw new Error(res.error ?? `HTTP ${r.status}`);
+    input.value = '';
+    status.className = 'status ok';
+    status.textContent = `stored in the stream, confirmed in ${res.ms} ms`;
+  } catch (e) {
+    status.className = 'status err';
+    status.textContent = `announce failed: ${e.message}`;
+  }
+}
 
 const stateLog = [];
 let lastState = { state: client.state, attempt: 0 };
@@ -299,6 +385,7 @@ function dropConnection() {
 $('pub1').addEventListener('click', () => publish(1));
 $('pub10').addEventListener('click', () => publish(10));
 $('drop').addEventListener('click', dropConnection);
+$('announce').addEventListener('submit', announce);
 
 // ---- start ----
 $('customer').value = customer;
@@ -307,6 +394,7 @@ $('second-tab').href = `/?customer=${encodeURIComponent(customer)}`;
 document.title = `durablews demo · customer ${customer}`;
 const restored = events.slice(-MAX_ROWS);
 restored.forEach((ev, i) => addRow(ev, counts.shownTotal - restored.length + i + 1, false));
+feed.forEach((a) => addAnnouncement(a, false));
 
 const demo = {
   client,
@@ -317,6 +405,11 @@ const demo = {
   stateLog,
   get state() {
     return client.state;
+  },
+  feedShown,
+  feedGaps,
+  feedStats() {
+    return { shown: feedShown, offsets: feed.map((a) => a.offset), lastOffset: feedSub.lastOffset, client: feedSub.stats, stream: feedSub.stream };
   },
   stats() {
     renderCounters();
@@ -340,7 +433,7 @@ function footer() {
     return;
   }
   const how = sessionMode
-    ? `declared by the server for the customer you logged in as, read with a token that can read only this queue`
+    ? `declared by the server for the customer you logged in as, read with a token that can read only this queue and the announcements stream`
     : `declared by this page (TRUSTED MODE: shared guest credentials)`;
   $('footer').textContent =
     `This tab reads queue ${sub.queueName ?? '(none yet)'}, bound to exchange ${cfg.exchange} with key ${bindKey ?? `customer.${customer}.#`} ` +

@@ -29,6 +29,22 @@ func Dial(url string, c amqp.Config, name string) (*amqp.Connection, error) {
 	return conn, nil
 }
 
+// DialAny dials urls in turn, beginning at urls[start%len(urls)], and
+// returns the first connection that opens with the index of its URL. When
+// none opens, the error lists every URL's failure (passwords redacted).
+func DialAny(urls []string, start int, c amqp.Config, name string) (*amqp.Connection, int, error) {
+	errs := make([]error, 0, len(urls))
+	for k := range urls {
+		i := (start + k) % len(urls)
+		conn, err := Dial(urls[i], c, name)
+		if err == nil {
+			return conn, i, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, -1, errors.Join(errs...)
+}
+
 // WithConnectionName returns c with the client property connection_name
 // set to name unless c already has one. The caller's Properties table is
 // copied, not changed.
