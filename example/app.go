@@ -57,9 +57,13 @@ var (
 type appConfig struct {
 	// Addr is the HTTP listen address, e.g. "127.0.0.1:8080" (":0" in tests).
 	Addr string
-	// AMQPURL is the broker the Go side publishes to.
+	// AMQPURL is the broker the Go side publishes to: one URL, or a
+	// comma-separated list of one URL per cluster node (the publisher then
+	// uses durablews.NewClusterConfig).
 	AMQPURL string
-	// WebSTOMPURL is the Web-STOMP endpoint the page connects to.
+	// WebSTOMPURL is the Web-STOMP endpoint the page connects to: one URL, or
+	// a comma-separated list of every node's (the page's client rotates over
+	// them; see web/README.md "Several nodes").
 	WebSTOMPURL string
 	// Exchange is the durable topic exchange events are published to and
 	// browser tabs bind their queues to.
@@ -183,8 +187,13 @@ func newApp(cfg appConfig) (*app, error) {
 	if err := checkWebDir(cfg.WebDir); err != nil {
 		return nil, err
 	}
-	if !strings.HasPrefix(cfg.WebSTOMPURL, "ws://") && !strings.HasPrefix(cfg.WebSTOMPURL, "wss://") {
-		return nil, fmt.Errorf("Web-STOMP URL %q must start with ws:// or wss://", cfg.WebSTOMPURL)
+	if len(splitURLs(cfg.AMQPURL)) == 0 || len(splitURLs(cfg.WebSTOMPURL)) == 0 {
+		return nil, fmt.Errorf("AMQP URL %q or Web-STOMP URL %q lists no URL: give one URL, or one per cluster node separated by commas", cfg.AMQPURL, cfg.WebSTOMPURL)
+	}
+	for _, u := range splitURLs(cfg.WebSTOMPURL) {
+		if !strings.HasPrefix(u, "ws://") && !strings.HasPrefix(u, "wss://") {
+			return nil, fmt.Errorf("Web-STOMP URL %q must start with ws:// or wss://", u)
+		}
 	}
 	if !cfg.Trusted && len(cfg.SigningKey) == 0 {
 		return nil, errNoSigningKey
@@ -204,7 +213,7 @@ func newApp(cfg appConfig) (*app, error) {
 			return nil, err
 		}
 	}
-	a.pub, err = durablews.NewPublisher(durablews.NewConfig(cfg.AMQPURL, durablews.Exchange{Name: cfg.Exchange}), cfg.Logger)
+	a.pub, err = durablews.NewPublisher(publisherConfig(cfg), cfg.Logger)
 	if err != nil {
 		if a.sessions != nil {
 			_ = a.sessions.Close()
@@ -276,7 +285,36 @@ func newTabSessions(cfg appConfig) (*tabsession.Handler, error) {
 	if len(cfg.SigningKey) == 0 {
 		return nil, errNoSigningKey
 	}
-	return tabsession.NewHandler(tabsession.Config{
+	return tabsession.NewHandler(tabSessionConfig(cfg), cfg.Logger)
+}
+
+// splitURLs splits a -amqp or -ws value, one URL or a comma-separated list,
+// dropping blanks around and between the commas.
+func splitURLs(s string) []string {
+	var urls []string
+	for u := range strings.SplitSeq(s, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	return urls
+}
+
+// publisherConfig is durablews.NewConfig for one AMQP URL, and the cluster
+// preset (durablews.NewClusterConfig: fail over between nodes, retry nacks)
+// for several.
+func publisherConfig(cfg appConfig) durablews.Config {
+	urls := splitURLs(cfg.AMQPURL)
+	if len(urls) > 1 {
+		return durablews.NewClusterConfig(urls, durablews.Exchange{Name: cfg.Exchange})
+	}
+	return durablews.NewConfig(cfg.AMQPURL, durablews.Exchange{Name: cfg.Exchange})
+}
+
+// tabSessionConfig maps the demo's config to the tab-session endpoint's:
+// several AMQP or Web-STOMP URLs go to AMQPURLs and WebSTOMPURLs.
+func tabSessionConfig(cfg appConfig) tabsession.Config {
+	c := tabsession.Config{
 		AMQPURL:       cfg.AMQPURL,
 		ManagementURL: cfg.ManagementURL,
 		WebSTOMPURL:   cfg.WebSTOMPURL,
@@ -295,7 +333,14 @@ func newTabSessions(cfg appConfig) (*tabsession.Handler, error) {
 		},
 		// Every customer reads the announcements stream.
 		Streams: func(context.Context, string) ([]string, error) { return []string{cfg.Stream}, nil },
-	}, cfg.Logger)
+	}
+	if urls := splitURLs(cfg.AMQPURL); len(urls) > 1 {
+		c.AMQPURL, c.AMQPURLs = "", urls
+	}
+	if urls := splitURLs(cfg.WebSTOMPURL); len(urls) > 1 {
+		c.WebSTOMPURL, c.WebSTOMPURLs = "", urls
+	}
+	return c
 }
 
 // handleLogin is POST /api/login {"customer": "42"} (JSON or form): the
@@ -354,10 +399,20 @@ func checkWebDir(dir string) error {
 
 // declareTopology declares the exchange and the announcements stream bound
 // to it.
+// With several AMQP URLs it uses the first node that answers.
 func declareTopology(cfg appConfig) error {
-	conn, err := amqp.DialConfig(cfg.AMQPURL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
-	if err != nil {
-		return fmt.Errorf("cannot connect to RabbitMQ (run `make broker`): %w", err)
+	var conn *amqp.Connection
+	var errs []error
+	for _, u := range splitURLs(cfg.AMQPURL) {
+		c, err := amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+		if err == nil {
+			conn = c
+			break
+		}
+		errs = append(errs, err)
+	}
+	if conn == nil {
+		return fmt.Errorf("cannot connect to RabbitMQ (run `make broker`, or `make cluster` for a cluster's URLs): %w", errors.Join(errs...))
 	}
 	defer conn.Close()
 	ch, err := conn.Channel()
@@ -517,6 +572,7 @@ type browserConfig struct {
 	Mode           string   `json:"mode"` // "session" or "trusted"
 	SessionURL     string   `json:"sessionUrl,omitempty"`
 	WebSTOMPURL    string   `json:"webStompUrl,omitempty"`
+	WebSTOMPURLs   []string `json:"webStompUrls,omitempty"` // instead of WebSTOMPURL, for several nodes
 	Login          string   `json:"login,omitempty"`
 	Passcode       string   `json:"passcode,omitempty"`
 	Exchange       string   `json:"exchange"`
@@ -545,6 +601,9 @@ func (a *app) handleConfig(w http.ResponseWriter, _ *http.Request) {
 			QueueExpiresMs: a.cfg.QueueExpiresMs,
 			EventTypes:     demoEvents,
 		}
+	}
+	if urls := splitURLs(a.cfg.WebSTOMPURL); len(urls) > 1 {
+		c.WebSTOMPURL, c.WebSTOMPURLs = "", urls
 	}
 	writeJSON(w, http.StatusOK, c)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -342,5 +343,63 @@ func TestPostEventsTimeoutReportsUnconfirmed(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("took %v", d)
+	}
+}
+
+// -amqp and -ws take one URL or a comma-separated list: one URL keeps the
+// single-broker configs, several give the publisher the cluster preset, the
+// tab-session endpoint AMQPURLs/WebSTOMPURLs and a trusted page a url list.
+func TestURLListsMapToClusterConfigs(t *testing.T) {
+	if got := splitURLs(" a , b,,c "); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Errorf("splitURLs = %q, want [a b c]", got)
+	}
+	if got := splitURLs(" , "); len(got) != 0 {
+		t.Errorf("splitURLs(blank list) = %q, want none", got)
+	}
+	_, err := newApp(appConfig{WebDir: "../web", AMQPURL: ",", Trusted: true})
+	if err == nil || !strings.Contains(err.Error(), "lists no URL") {
+		t.Errorf("newApp with an empty -amqp list: %v, want an error naming the empty list", err)
+	}
+
+	one := defaultAppConfig()
+	if pc := publisherConfig(one); !slices.Equal(pc.URLs, []string{one.AMQPURL}) || pc.RetryNacks {
+		t.Errorf("one AMQP URL: publisher URLs %q RetryNacks %v, want NewConfig's", pc.URLs, pc.RetryNacks)
+	}
+	if tc := tabSessionConfig(one); tc.AMQPURL != one.AMQPURL || tc.AMQPURLs != nil || tc.WebSTOMPURL != one.WebSTOMPURL || tc.WebSTOMPURLs != nil {
+		t.Errorf("one URL each: tab sessions got %q/%q and %q/%q", tc.AMQPURL, tc.AMQPURLs, tc.WebSTOMPURL, tc.WebSTOMPURLs)
+	}
+
+	amqps := []string{"amqp://guest:guest@127.0.0.1:5681/", "amqp://guest:guest@127.0.0.1:5682/", "amqp://guest:guest@127.0.0.1:5683/"}
+	wss := []string{"ws://127.0.0.1:15681/ws", "ws://127.0.0.1:15682/ws", "ws://127.0.0.1:15683/ws"}
+	three := defaultAppConfig()
+	three.AMQPURL, three.WebSTOMPURL, three.Trusted = strings.Join(amqps, ","), strings.Join(wss, ", "), true
+	if pc := publisherConfig(three); !slices.Equal(pc.URLs, amqps) || !pc.RetryNacks || !pc.Mandatory {
+		t.Errorf("three AMQP URLs: publisher URLs %q RetryNacks %v Mandatory %v, want the cluster preset", pc.URLs, pc.RetryNacks, pc.Mandatory)
+	}
+	if tc := tabSessionConfig(three); tc.AMQPURL != "" || !slices.Equal(tc.AMQPURLs, amqps) || tc.WebSTOMPURL != "" || !slices.Equal(tc.WebSTOMPURLs, wss) {
+		t.Errorf("three URLs each: tab sessions got %q/%q and %q/%q", tc.AMQPURL, tc.AMQPURLs, tc.WebSTOMPURL, tc.WebSTOMPURLs)
+	}
+
+	for _, c := range []struct {
+		cfg      appConfig
+		url      string
+		urls     []string
+		wantJSON string
+	}{
+		{one, one.WebSTOMPURL, nil, `"webStompUrl":"ws://127.0.0.1:15674/ws"`},
+		{three, "", wss, `"webStompUrls":["ws://127.0.0.1:15681/ws","ws://127.0.0.1:15682/ws","ws://127.0.0.1:15683/ws"]`},
+	} {
+		c.cfg.Trusted = true
+		rec := httptest.NewRecorder()
+		(&app{cfg: c.cfg}).handleConfig(rec, httptest.NewRequest("GET", "/api/config", nil))
+		var got browserConfig
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+			t.Fatalf("GET /api/config: %v (%s)", err, rec.Body)
+		}
+		var compact bytes.Buffer
+		_ = json.Compact(&compact, rec.Body.Bytes())
+		if got.WebSTOMPURL != c.url || !slices.Equal(got.WebSTOMPURLs, c.urls) || !strings.Contains(compact.String(), c.wantJSON) {
+			t.Errorf("trusted page config %s: want %s", compact.String(), c.wantJSON)
+		}
 	}
 }

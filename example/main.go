@@ -2,14 +2,16 @@
 // events, delivered from Go through RabbitMQ Web-STOMP with a delivery
 // guarantee. Run it from the repository root with `make demo`, or
 //
-//	go run ./example [-addr 127.0.0.1:8080] [-amqp URL] [-ws URL] [-exchange NAME] [-web-dir web]
+//	go run ./example [-addr 127.0.0.1:8080] [-amqp URL[,URL...]] [-ws URL[,URL...]] [-exchange NAME] [-web-dir web]
 //	                 [-signing-key FILE] [-key-id ID] [-management URL] [-trusted]
 //
 // then open the printed URL. By default pages use tab sessions (no broker
 // credential in any page; the broker must be configured by
 // scripts/rabbitmq-tab-sessions.sh). -trusted hands guest/guest to every page
 // instead: only for brokers not configured for tab sessions, on a trusted
-// network. See example/README.md.
+// network. Several comma-separated -amqp and -ws URLs, one per cluster node,
+// make the publisher and the page fail over between nodes (`make
+// demo-cluster`). See example/README.md.
 package main
 
 import (
@@ -35,8 +37,8 @@ func main() {
 	d := defaultAppConfig()
 	cfg := d
 	flag.StringVar(&cfg.Addr, "addr", d.Addr, "HTTP listen address")
-	flag.StringVar(&cfg.AMQPURL, "amqp", d.AMQPURL, "RabbitMQ AMQP URL the Go side publishes to")
-	flag.StringVar(&cfg.WebSTOMPURL, "ws", d.WebSTOMPURL, "RabbitMQ Web-STOMP URL the page connects to")
+	flag.StringVar(&cfg.AMQPURL, "amqp", d.AMQPURL, "RabbitMQ AMQP URL the Go side publishes to, or a comma-separated list of one per cluster node")
+	flag.StringVar(&cfg.WebSTOMPURL, "ws", d.WebSTOMPURL, "RabbitMQ Web-STOMP URL the page connects to, or a comma-separated list of every node's")
 	flag.StringVar(&cfg.Exchange, "exchange", d.Exchange, "durable topic exchange for the events")
 	flag.StringVar(&cfg.Stream, "stream", d.Stream, "broadcast stream of announcements (declared at startup, bound to the exchange with key "+announcementsKey+")")
 	flag.StringVar(&cfg.WebDir, "web-dir", d.WebDir, "directory of the browser client (durablews.js, node_modules)")
@@ -63,7 +65,9 @@ func main() {
 }
 
 func run(cfg appConfig) error {
-	warnIfUnreachable(cfg.WebSTOMPURL)
+	for _, u := range splitURLs(cfg.WebSTOMPURL) {
+		warnIfUnreachable(u)
+	}
 	a, err := newApp(cfg)
 	if err != nil {
 		return err
@@ -101,7 +105,7 @@ func warnIfUnreachable(wsURL string) {
 	}
 	c, err := net.DialTimeout("tcp", host, 2*time.Second)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "demo: warning: Web-STOMP at %s is not reachable (%v); run `make broker`\n", wsURL, err)
+		fmt.Fprintf(os.Stderr, "demo: warning: Web-STOMP at %s is not reachable (%v); run `make broker` (or `make cluster` for the cluster's URLs)\n", wsURL, err)
 		return
 	}
 	_ = c.Close()

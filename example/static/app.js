@@ -105,7 +105,7 @@ const client = sessionMode
   : new DurableClient({
       // TRUSTED MODE ONLY: shared credentials from /api/config, and the page
       // binds its own queue.
-      url: cfg.webStompUrl,
+      url: cfg.webStompUrls ?? cfg.webStompUrl, // a list with several nodes: the client rotates over them
       webSocketFactory: openSocket,
       login: cfg.login,
       passcode: cfg.passcode,
