@@ -9,6 +9,8 @@
 #   make web-deps   npm ci in web/ (when web/package.json exists and node_modules is stale)
 #   make web-test   node --test in web/ (DURABLEWS_E2E=$(WEB_E2E))
 #   make demo       broker (+ tab sessions config) + web deps, then go run ./example
+#   make demo-cluster  the demo against `make cluster` (trusted mode, all 3 nodes' URLs): kill a
+#                   node (bash scripts/rabbitmq-cluster.sh kill N) and watch the page fail over
 #   make bench      cmd/durablews-bench: durablews vs watermill-amqp vs raw amqp091-go (~9 min; BENCH_FLAGS=-short/-markdown)
 #   make tab-sessions-broker  configure the shared broker for tab sessions (restarts it if its config changed)
 #   make tab-sessions-plan    what that would change (read-only)
@@ -20,6 +22,7 @@
 #
 # Knobs: make test FUZZTIME=1000000x TEST_TIMEOUT=30m GOTEST_FLAGS='-v' PKGS=./internal/...
 #        WEB_TESTS=0 (skip web-test)  WEB_E2E=0 (web tests without the browser e2e)
+#        make demo-cluster DEMO_FLAGS=-addr=127.0.0.1:8081 (extra flags of go run ./example)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -38,7 +41,7 @@ WEB_E2E      ?= 1
 .NOTPARALLEL:
 .DEFAULT_GOAL := help
 
-.PHONY: help test cgo broker chromium web-deps web-test demo bench fmt fmt-check vet gotest fuzz doctor sizing tab-sessions-broker tab-sessions-plan cluster cluster-status cluster-stop
+.PHONY: help test cgo broker chromium web-deps web-test demo bench fmt fmt-check vet gotest fuzz doctor sizing tab-sessions-broker tab-sessions-plan cluster cluster-status cluster-stop demo-cluster
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -116,6 +119,14 @@ demo: broker web-deps
 	fi
 	bash scripts/rabbitmq-tab-sessions.sh
 	$(GO) run ./example -signing-key "$$(bash scripts/rabbitmq-tab-sessions.sh key-path)"
+
+# The cluster's nodes have no tab-session (OAuth 2) config, so the demo runs in its
+# trusted mode there: guest/guest in the page, on this machine only (ports bind 127.0.0.1).
+CLUSTER_AMQP := amqp://guest:guest@127.0.0.1:5681/,amqp://guest:guest@127.0.0.1:5682/,amqp://guest:guest@127.0.0.1:5683/
+CLUSTER_WS   := ws://127.0.0.1:15681/ws,ws://127.0.0.1:15682/ws,ws://127.0.0.1:15683/ws
+
+demo-cluster: cluster web-deps
+	$(GO) run ./example -trusted -amqp '$(CLUSTER_AMQP)' -ws '$(CLUSTER_WS)' $(DEMO_FLAGS)
 
 vet:
 	$(GO) vet $(PKGS)
