@@ -464,7 +464,8 @@ func (o *outcomes) get(uuid string) (err error, ok bool) {
 // forward is nacked, so GoChannel delivers the event again (after a pause,
 // not in a hot loop) while the request still waits; once the request gave up
 // (its context is done), the event is acked and the request reports it as not
-// confirmed.
+// confirmed, naming the failure that made it retry (e.g. unroutable while a
+// cluster node holding the tab's classic queue is down).
 func (a *app) settle(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		produced, err := h(msg)
@@ -478,9 +479,17 @@ func (a *app) settle(h message.HandlerFunc) message.HandlerFunc {
 		}
 		if ctx.Err() != nil || errors.Is(err, durablews.ErrRoutingKey) {
 			if o != nil {
+				// The last attempt usually fails only because time ran out:
+				// name the failure that made the earlier attempts retry.
+				if prev, _ := o.get(msg.UUID); prev != nil && errors.Is(err, ctx.Err()) {
+					err = fmt.Errorf("gave up retrying when the request timed out (%v); last failure: %w", ctx.Err(), prev)
+				}
 				o.set(msg.UUID, err)
 			}
 			return nil, nil
+		}
+		if o != nil {
+			o.set(msg.UUID, err)
 		}
 		a.logger.Error("Forward to browsers failed; retrying", err, watermill.LogFields{"message_uuid": msg.UUID})
 		select {

@@ -346,6 +346,36 @@ func TestPostEventsTimeoutReportsUnconfirmed(t *testing.T) {
 	}
 }
 
+// A forward that keeps failing until the request times out is reported with
+// its cause, not only the deadline: with several AMQP URLs (the cluster
+// preset, Mandatory) an event no queue is bound for is unroutable, as when the
+// node holding a tab's classic queue is down.
+func TestPostEventsTimeoutNamesTheLastFailure(t *testing.T) {
+	amqpURL := envOr("DURABLEWS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+	_, srv := newTestApp(t, func(c *appConfig) {
+		c.AMQPURL, c.Trusted, c.PublishTimeout = amqpURL+","+amqpURL, true, 1500*time.Millisecond
+	})
+	resp, err := http.PostForm(srv.URL+"/api/events", url.Values{"customer": {"nobody-" + randHex(4)}, "count": {"1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out eventsResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || len(out.Failed) != 1 || len(out.IDs) != 0 {
+		t.Fatalf("%s %+v, want 503 with 1 failed", resp.Status, out)
+	}
+	// (Events queued behind it in the same request may never get an attempt:
+	// those are reported "not sent", which is what happened to them.)
+	for id, why := range out.Failed {
+		if !strings.Contains(why, "unroutable") {
+			t.Errorf("%s: %s, want the unroutable cause", id, why)
+		}
+	}
+}
+
 // -amqp and -ws take one URL or a comma-separated list: one URL keeps the
 // single-broker configs, several give the publisher the cluster preset, the
 // tab-session endpoint AMQPURLs/WebSTOMPURLs and a trusted page a url list.
