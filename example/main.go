@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -83,7 +84,11 @@ func run(cfg appConfig) error {
 	} else {
 		fmt.Printf("  tab sessions: pages log in as ?customer=<id> (demo cookie) and get a read-only token from %s\n", tabSessionPath)
 	}
-	fmt.Printf("  the page connects to %s; Ctrl-C stops\n\n", cfg.WebSTOMPURL)
+	if ws := splitURLs(cfg.WebSTOMPURL); len(ws) > 1 {
+		fmt.Printf("  the page connects to one of %s (a random one first, the next when it fails); Ctrl-C stops\n\n", strings.Join(ws, " "))
+	} else {
+		fmt.Printf("  the page connects to %s; Ctrl-C stops\n\n", cfg.WebSTOMPURL)
+	}
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
