@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -324,7 +325,21 @@ func TestPostEventsTimeoutReportsUnconfirmed(t *testing.T) {
 		_ = h.withChannel(func(ch *amqp.Channel) error { return ch.ExchangeDelete(exchange, false, false) })
 	}()
 	start := time.Now()
-	resp, err := http.PostForm(srv.URL+"/api/events", url.Values{"customer": {"42"}, "count": {"3"}})
+	for id, why := range postUnconfirmed(t, srv.URL, "42", 3) {
+		if !strings.Contains(why, "context deadline exceeded") {
+			t.Errorf("%s: %s", id, why)
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
+
+// postUnconfirmed posts count events for customer and expects a 503 naming
+// each of them as not confirmed; it returns why, by event id.
+func postUnconfirmed(t *testing.T, base, customer string, count int) map[string]string {
+	t.Helper()
+	resp, err := http.PostForm(base+"/api/events", url.Values{"customer": {customer}, "count": {strconv.Itoa(count)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,17 +348,10 @@ func TestPostEventsTimeoutReportsUnconfirmed(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != http.StatusServiceUnavailable || len(out.Failed) != 3 || len(out.IDs) != 0 {
-		t.Fatalf("%s %+v, want 503 with 3 failed", resp.Status, out)
+	if resp.StatusCode != http.StatusServiceUnavailable || len(out.Failed) != count || len(out.IDs) != 0 {
+		t.Fatalf("%s %+v, want 503 with %d failed", resp.Status, out, count)
 	}
-	for id, why := range out.Failed {
-		if !strings.Contains(why, "context deadline exceeded") {
-			t.Errorf("%s: %s", id, why)
-		}
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("took %v", d)
-	}
+	return out.Failed
 }
 
 // A forward that keeps failing until the request times out is reported with
@@ -355,21 +363,9 @@ func TestPostEventsTimeoutNamesTheLastFailure(t *testing.T) {
 	_, srv := newTestApp(t, func(c *appConfig) {
 		c.AMQPURL, c.Trusted, c.PublishTimeout = amqpURL+","+amqpURL, true, 1500*time.Millisecond
 	})
-	resp, err := http.PostForm(srv.URL+"/api/events", url.Values{"customer": {"nobody-" + randHex(4)}, "count": {"1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out eventsResponse
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusServiceUnavailable || len(out.Failed) != 1 || len(out.IDs) != 0 {
-		t.Fatalf("%s %+v, want 503 with 1 failed", resp.Status, out)
-	}
-	// (Events queued behind it in the same request may never get an attempt:
-	// those are reported "not sent", which is what happened to them.)
-	for id, why := range out.Failed {
+	// One event: events queued behind it in the same request may never get
+	// an attempt, and are reported "not sent", which is what happened to them.
+	for id, why := range postUnconfirmed(t, srv.URL, "nobody-"+randHex(4), 1) {
 		if !strings.Contains(why, "unroutable") {
 			t.Errorf("%s: %s, want the unroutable cause", id, why)
 		}
