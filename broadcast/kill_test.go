@@ -34,17 +34,7 @@ import (
 // reconnect. A stream record lost in the crash would come back empty and
 // the confirmed messages would be reported lost.
 //
-// Publish calls in flight at the kill run on (the Publisher reconnects and
-// republishes); new calls wait from the kill until broadcast.WaitReady
-// says the stream is readable again. Without that wait RabbitMQ 3.10.8
-// confirmed, in the first seconds after the restart, messages the
-// recovering stream never stored (hundreds to ~1,700 per run here, some
-// returned as unroutable with mandatory, some not).
-func TestStreamKill9LosesNoConfirmedMessage(t *testing.T) {
-	testStreamKill9(t, false)
-}
-
-// The same with the wait inside the Publisher: Config.OnConnect re-asserts
+// The wait is inside the Publisher: Config.OnConnect re-asserts
 // the exchange and the stream and runs broadcast.WaitReady on every new
 // connection, before the Publisher republishes or sends anything on it.
 // The publishing goroutines do not pause at the kill and the test does not
