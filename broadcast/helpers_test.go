@@ -16,10 +16,12 @@ import (
 
 	"github.com/durablews/durablews"
 	"github.com/durablews/durablews/broadcast"
+	"github.com/durablews/durablews/internal/brokertest"
 	"github.com/durablews/durablews/internal/stomptab"
 )
 
-const sharedAMQP = stomptab.DefaultAMQPURL
+// The shared broker, as every other test package finds it (DURABLEWS_AMQP_URL overrides).
+var sharedAMQP = brokertest.AMQPURL()
 
 // env is a broker with one exchange and the streams a test declared, all
 // deleted at cleanup.

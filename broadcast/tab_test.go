@@ -9,10 +9,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durablews/durablews/broadcast"
+	"github.com/durablews/durablews/internal/brokertest"
 	"github.com/durablews/durablews/internal/stomptab"
 )
 
-const sharedWS = stomptab.DefaultURL
+var sharedWS = brokertest.WebSTOMPURL() // DURABLEWS_WEBSTOMP_URL overrides
 
 func offsetsOf(msgs []stomptab.StreamMessage) []int64 {
 	out := make([]int64, len(msgs))
