@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/go-stomp/stomp/v3"
+	"github.com/go-stomp/stomp/v3/frame"
 )
 
 // ErrStaleAck is returned when acking a message that was delivered on
@@ -32,38 +32,25 @@ type Message struct {
 	// (as in stompjs).
 	Headers map[string]string
 
-	raw *stomp.Message
-	sub *Subscription
+	sub *Subscription // the subscription it was delivered on
 }
 
-// Subscription is one SUBSCRIBE on a Tab. Messages are drained from
-// go-stomp continuously into an unbounded buffer (go-stomp stalls the
-// whole connection if a subscription channel is not read), and handed
-// out in arrival order by Next.
+// Subscription is one SUBSCRIBE on a Tab. The tab's reader appends
+// messages to an unbounded buffer (it must never wait on a slow test),
+// and Next hands them out in arrival order.
 type Subscription struct {
 	tab         *Tab
-	ss          *stomp.Subscription
 	id          string
 	destination string
 
-	mu       sync.Mutex
-	buf      []Message
-	err      error // terminal error, set once the go-stomp channel closed
-	notify   chan struct{}
-	pumpDone chan struct{}
+	mu     sync.Mutex
+	buf    []Message
+	err    error // terminal error, set once the connection ended
+	notify chan struct{}
 }
 
-func newSubscription(t *Tab, ss *stomp.Subscription, id, dest string) *Subscription {
-	s := &Subscription{
-		tab:         t,
-		ss:          ss,
-		id:          id,
-		destination: dest,
-		notify:      make(chan struct{}, 1),
-		pumpDone:    make(chan struct{}),
-	}
-	go s.pump()
-	return s
+func newSubscription(t *Tab, id, dest string) *Subscription {
+	return &Subscription{tab: t, id: id, destination: dest, notify: make(chan struct{}, 1)}
 }
 
 // ID is the STOMP subscription id (the queue name).
@@ -72,30 +59,24 @@ func (s *Subscription) ID() string { return s.id }
 // Destination is the STOMP destination subscribed to.
 func (s *Subscription) Destination() string { return s.destination }
 
-func (s *Subscription) pump() {
-	defer close(s.pumpDone)
-	var termErr error
-	for m := range s.ss.C {
-		if m.Err != nil {
-			if termErr == nil {
-				termErr = m.Err
-			}
-			continue
-		}
-		msg := convert(m)
-		msg.sub = s
-		s.mu.Lock()
-		s.buf = append(s.buf, msg)
-		s.mu.Unlock()
-		s.wake()
+func (s *Subscription) deliver(f *frame.Frame) {
+	msg := convert(f)
+	msg.sub = s
+	s.mu.Lock()
+	s.buf = append(s.buf, msg)
+	s.mu.Unlock()
+	s.wake()
+}
+
+// fail records why no more messages will come: ErrClosed, wrapping the
+// cause when the tab did not end the connection itself.
+func (s *Subscription) fail(cause error) {
+	err := ErrClosed
+	if !errors.Is(cause, ErrClosed) {
+		err = fmt.Errorf("%w: %w", ErrClosed, cause)
 	}
 	s.mu.Lock()
-	if termErr == nil {
-		termErr = ErrClosed
-	} else {
-		termErr = fmt.Errorf("%w: %w", ErrClosed, termErr)
-	}
-	s.err = termErr
+	s.err = err
 	s.mu.Unlock()
 	s.wake()
 }
@@ -107,10 +88,10 @@ func (s *Subscription) wake() {
 	}
 }
 
-func convert(m *stomp.Message) Message {
-	h := make(map[string]string, m.Header.Len())
-	for i := 0; i < m.Header.Len(); i++ {
-		k, v := m.Header.GetAt(i)
+func convert(f *frame.Frame) Message {
+	h := make(map[string]string, f.Header.Len())
+	for i := 0; i < f.Header.Len(); i++ {
+		k, v := f.Header.GetAt(i)
 		if _, dup := h[k]; !dup {
 			h[k] = v
 		}
@@ -119,9 +100,8 @@ func convert(m *stomp.Message) Message {
 		ID:          messageKey(h),
 		AckID:       h["ack"],
 		Redelivered: h["redelivered"] == "true",
-		Body:        m.Body,
+		Body:        f.Body,
 		Headers:     h,
-		raw:         m,
 	}
 }
 
@@ -159,19 +139,22 @@ func (s *Subscription) Buffered() int {
 }
 
 // Ack sends ACK id:<ack> for m (client-individual: only that delivery).
+// It does not wait for the broker (use Tab.Sync for that) and fails with
+// ErrClosed or ErrBrokerClosed once the connection has ended.
 func (s *Subscription) Ack(m Message) error {
-	if m.sub != s || m.raw == nil {
-		return ErrStaleAck
-	}
-	return s.tab.conn.Ack(m.raw)
+	return s.ackNack(frame.ACK, m)
 }
 
 // Nack sends NACK id:<ack>; RabbitMQ requeues the delivery.
 func (s *Subscription) Nack(m Message) error {
-	if m.sub != s || m.raw == nil {
+	return s.ackNack(frame.NACK, m)
+}
+
+func (s *Subscription) ackNack(command string, m Message) error {
+	if m.sub != s || m.AckID == "" {
 		return ErrStaleAck
 	}
-	return s.tab.conn.Nack(m.raw)
+	return s.tab.write(frame.New(command, frame.Id, m.AckID))
 }
 
 func messageKey(h map[string]string) string {

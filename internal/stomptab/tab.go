@@ -19,22 +19,29 @@
 // It exists for tests: Drop simulates a closed tab or a dropped network
 // (the websocket is torn down without a STOMP DISCONNECT, so the broker
 // requeues every unacknowledged delivery), Close is the graceful path.
+//
+// The STOMP session is its own (wire.go): go-stomp's frame package parses
+// and writes frames, but go-stomp's Conn is not used. Its reader hands
+// frames to a second goroutine over a bounded channel that only that
+// goroutine drains; when the second one stops (a failed write after a cut,
+// an abandoned receipt), the reader blocks for ever, and a blocked ACK can
+// hold its close lock. Chaos tests reconnect tabs hundreds of times and
+// check for leaked goroutines, so here one reader goroutine owns the
+// socket's input and never waits on anybody, writes are bounded by a
+// deadline, and every wait also watches the connection's end.
 package stomptab
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
 )
 
@@ -47,33 +54,56 @@ const (
 	DefaultHeartbeat = 10 * time.Second // stompjs default
 	DefaultExpires   = time.Hour        // x-expires:3600000
 	DefaultPrefetch  = 10
+	// WriteTimeout bounds every frame written; a write that does not
+	// finish in time ends the connection (a tab whose network is gone).
+	WriteTimeout = 10 * time.Second
+	// DisconnectTimeout bounds Close's wait for the broker to answer
+	// DISCONNECT (RabbitMQ answers by closing the socket).
+	DisconnectTimeout = 5 * time.Second
 )
 
 // ErrClosed is returned by Next once the tab was closed or dropped and
-// every message buffered before that has been handed out.
+// every message buffered before that has been handed out, and by any
+// operation on a tab after Close or Drop.
 var ErrClosed = errors.New("stomptab: tab closed")
 
-// ErrBrokerClosed reports that the broker closed the connection while the
-// tab waited for a receipt. RabbitMQ 3.10.8 answers a refused operation
-// (for example SUBSCRIBE to a queue the tab may not read) by closing the
-// socket without an ERROR frame; depending on timing the client sees that
-// as go-stomp's "connection closed", "connection closed unexpectedly" or a
-// write error (broken pipe, connection reset). All mean the same, so Sync
-// maps them to this error.
+// ErrBrokerClosed reports that the connection ended without the tab
+// closing it: the broker closed the socket, sent an ERROR frame (see
+// BrokerError), or the network failed (a read, write or heart-beat
+// timeout). RabbitMQ 3.10.8 answers a refused operation (for example
+// SUBSCRIBE to a queue the tab may not read) by closing the socket
+// without an ERROR frame, so a refusal usually shows up as this error.
 var ErrBrokerClosed = errors.New("stomptab: broker closed the connection")
+
+// BrokerError is an ERROR frame from the broker. The broker closes the
+// connection after sending one; errors.Is(err, ErrBrokerClosed) holds.
+type BrokerError struct {
+	Message string // the message header
+	Body    string
+}
+
+func (e *BrokerError) Error() string {
+	if e.Body == "" {
+		return "stomptab: broker sent ERROR: " + e.Message
+	}
+	return "stomptab: broker sent ERROR: " + e.Message + ": " + strings.TrimSpace(e.Body)
+}
+
+// Is makes a BrokerError match ErrBrokerClosed.
+func (e *BrokerError) Is(target error) bool { return target == ErrBrokerClosed }
 
 // Options configure a tab's STOMP connection.
 type Options struct {
 	URL      string // default DefaultURL
 	Login    string // default "guest" (only when Passcode is empty too)
 	Passcode string // default "guest" (only when Login is empty too)
-	Host     string // STOMP host header = vhost, default "/" (go-stomp's own default "default" is refused by RabbitMQ)
+	Host     string // STOMP host header = vhost, default "/"
 	// Heartbeat is used for both directions (heart-beat:<ms>,<ms>).
 	// Zero means DefaultHeartbeat; negative disables heartbeats (0,0)
-	// — beware the broker's 60 s Cowboy idle timeout then.
+	// — beware the broker's 60 s Cowboy idle timeout then. A tab that
+	// hears nothing for twice the negotiated incoming interval ends the
+	// connection, like stompjs.
 	Heartbeat time.Duration
-	// Logger receives go-stomp's log lines. Default: discarded.
-	Logger stomp.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -92,26 +122,34 @@ func (o Options) withDefaults() Options {
 	if o.Heartbeat < 0 {
 		o.Heartbeat = 0
 	}
-	if o.Logger == nil {
-		o.Logger = nopLogger{}
-	}
 	return o
 }
 
 // Tab is one browser tab: one WebSocket, one STOMP session, which on the
 // broker side is one AMQP channel shared by all its subscriptions.
 type Tab struct {
-	ws     *websocket.Conn
-	conn   *stomp.Conn
-	cancel context.CancelFunc
+	ws      *websocket.Conn
+	nc      net.Conn
+	cancel  context.CancelFunc // ends nc's context
+	session string
 
-	mu      sync.Mutex
-	subs    []*Subscription
-	closing bool
+	wmu sync.Mutex // one frame at a time on the socket
+	w   *frame.Writer
+
+	done   chan struct{} // closed when the reader has ended; err is set then
+	hbDone chan struct{} // closed when the heart-beat sender has ended
+
+	mu       sync.Mutex
+	subs     map[string]*Subscription
+	receipts map[string]chan struct{}
+	nextID   uint64
+	closing  bool  // Close or Drop was called
+	err      error // why the connection ended
 }
 
 // Dial opens the WebSocket and performs the STOMP CONNECT handshake.
 // ctx bounds only the handshake; the connection lives until Close or Drop.
+// A refused CONNECT returns a *BrokerError (e.g. "Bad CONNECT").
 func Dial(ctx context.Context, opts Options) (*Tab, error) {
 	opts = opts.withDefaults()
 
@@ -129,43 +167,93 @@ func Dial(ctx context.Context, opts Options) (*Tab, error) {
 	// The NetConn context must outlive Dial's ctx: cancelling it closes
 	// the connection.
 	life, cancel := context.WithCancel(context.Background())
-	nc := websocket.NetConn(life, ws, websocket.MessageText)
+	t := &Tab{
+		ws:       ws,
+		nc:       websocket.NetConn(life, ws, websocket.MessageText),
+		cancel:   cancel,
+		done:     make(chan struct{}),
+		hbDone:   make(chan struct{}),
+		subs:     make(map[string]*Subscription),
+		receipts: make(map[string]chan struct{}),
+	}
+	t.w = frame.NewWriter(t.nc)
+	r := frame.NewReader(t.nc)
 
-	type result struct {
-		c   *stomp.Conn
-		err error
+	// ctx bounds the handshake by closing the socket under it.
+	stop := context.AfterFunc(ctx, func() { _ = ws.CloseNow() })
+	out, in, err := t.connect(r, opts)
+	if !stop() {
+		err = ctx.Err()
 	}
-	done := make(chan result, 1)
-	go func() {
-		c, err := stomp.ConnectWithContext(ctx, nc,
-			stomp.ConnOpt.Host(opts.Host),
-			stomp.ConnOpt.Login(opts.Login, opts.Passcode),
-			stomp.ConnOpt.HeartBeat(opts.Heartbeat, opts.Heartbeat),
-			stomp.ConnOpt.AcceptVersion(stomp.V12),
-			stomp.ConnOpt.DisconnectReceiptTimeout(5*time.Second),
-			stomp.ConnOpt.Logger(opts.Logger),
-		)
-		done <- result{c, err}
-	}()
-	var r result
-	select {
-	case r = <-done:
-	case <-ctx.Done():
+	if err != nil {
 		cancel()
 		_ = ws.CloseNow()
-		<-done
-		return nil, fmt.Errorf("stomptab: STOMP CONNECT: %w", ctx.Err())
+		return nil, fmt.Errorf("stomptab: STOMP CONNECT: %w", err)
 	}
-	if r.err != nil {
-		cancel()
-		_ = ws.CloseNow()
-		return nil, fmt.Errorf("stomptab: STOMP CONNECT: %w", r.err)
+	go t.readLoop(r, in)
+	go t.heartbeats(out)
+	return t, nil
+}
+
+// connect sends CONNECT and reads CONNECTED; it returns the negotiated
+// heart-beat intervals (send, expect).
+func (t *Tab) connect(r *frame.Reader, opts Options) (out, in time.Duration, err error) {
+	hb := opts.Heartbeat.Milliseconds()
+	f := frame.New(frame.CONNECT,
+		frame.AcceptVersion, "1.2",
+		frame.Host, opts.Host,
+		frame.Login, opts.Login,
+		frame.Passcode, opts.Passcode,
+		frame.HeartBeat, fmt.Sprintf("%d,%d", hb, hb))
+	if err := t.w.Write(f); err != nil {
+		return 0, 0, err
 	}
-	return &Tab{ws: ws, conn: r.c, cancel: cancel}, nil
+	var resp *frame.Frame
+	for resp == nil { // skip heart-beats
+		if resp, err = r.Read(); err != nil {
+			return 0, 0, err
+		}
+	}
+	switch resp.Command {
+	case frame.CONNECTED:
+	case frame.ERROR:
+		return 0, 0, brokerError(resp)
+	default:
+		return 0, 0, fmt.Errorf("unexpected %s frame", resp.Command)
+	}
+	if v := resp.Header.Get(frame.Version); v != "1.2" {
+		return 0, 0, fmt.Errorf("broker speaks STOMP %q, want 1.2", v)
+	}
+	t.session = resp.Header.Get(frame.Session)
+	sx, sy := time.Duration(0), time.Duration(0)
+	if h, ok := resp.Header.Contains(frame.HeartBeat); ok {
+		if sx, sy, err = frame.ParseHeartBeat(h); err != nil {
+			return 0, 0, fmt.Errorf("CONNECTED heart-beat %q: %w", h, err)
+		}
+	}
+	out, in = negotiateHeartbeats(opts.Heartbeat, sx, sy)
+	return out, in, nil
+}
+
+// negotiateHeartbeats applies STOMP 1.2's rule to heart-beat:<mine>,<mine>
+// answered by heart-beat:<sx>,<sy>: each direction runs at the larger of
+// the two wishes, or not at all when either side said 0.
+func negotiateHeartbeats(mine, sx, sy time.Duration) (out, in time.Duration) {
+	if mine > 0 && sy > 0 {
+		out = max(mine, sy)
+	}
+	if mine > 0 && sx > 0 {
+		in = max(mine, sx)
+	}
+	return out, in
+}
+
+func brokerError(f *frame.Frame) *BrokerError {
+	return &BrokerError{Message: f.Header.Get(frame.Message), Body: string(f.Body)}
 }
 
 // Session is the STOMP session id the broker assigned.
-func (t *Tab) Session() string { return t.conn.Session() }
+func (t *Tab) Session() string { return t.session }
 
 // Sub describes a durable per-tab subscription to an exchange.
 type Sub struct {
@@ -256,19 +344,26 @@ func (t *Tab) SubscribeQueue(ctx context.Context, queue string, prefetch int) (*
 }
 
 func (t *Tab) subscribe(ctx context.Context, dest, id string, headers [][2]string) (*Subscription, error) {
-	opts := make([]func(*frame.Frame) error, 0, len(headers))
+	f := frame.New(frame.SUBSCRIBE, frame.Destination, dest, frame.Ack, "client-individual")
 	for _, h := range headers {
-		opts = append(opts, stomp.SubscribeOpt.Header(h[0], h[1]))
+		f.Header.Add(h[0], h[1])
 	}
-	ss, err := t.conn.Subscribe(dest, stomp.AckClientIndividual, opts...)
-	if err != nil {
+	sub := newSubscription(t, id, dest)
+	t.mu.Lock()
+	if err := t.endedLocked(); err != nil {
+		t.mu.Unlock()
 		return nil, fmt.Errorf("stomptab: SUBSCRIBE %s: %w", dest, err)
 	}
-	sub := newSubscription(t, ss, id, dest)
-	t.mu.Lock()
-	t.subs = append(t.subs, sub)
+	if _, dup := t.subs[id]; dup {
+		t.mu.Unlock()
+		return nil, fmt.Errorf("stomptab: SUBSCRIBE %s: this tab already has a subscription with id %q", dest, id)
+	}
+	t.subs[id] = sub // before the frame: the first MESSAGE may follow at once
 	t.mu.Unlock()
 
+	if err := t.write(f); err != nil {
+		return nil, fmt.Errorf("stomptab: SUBSCRIBE %s: %w", dest, err)
+	}
 	if err := t.Sync(ctx); err != nil {
 		return nil, fmt.Errorf("stomptab: SUBSCRIBE %s not confirmed: %w", dest, err)
 	}
@@ -278,75 +373,34 @@ func (t *Tab) subscribe(ctx context.Context, dest, id string, headers [][2]strin
 // Sync waits until the broker has processed every frame this tab sent so
 // far (a BEGIN + ABORT with receipt round trip).
 func (t *Tab) Sync(ctx context.Context) error {
-	done := make(chan error, 1)
-	go func() {
-		tx, err := t.conn.BeginWithError()
-		if err == nil {
-			err = tx.AbortWithReceipt()
-		}
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if isClosedByPeer(err) {
-			return fmt.Errorf("%w: %w", ErrBrokerClosed, err)
-		}
+	tx := t.newID("tx-")
+	if err := t.write(frame.New(frame.BEGIN, frame.Transaction, tx)); err != nil {
 		return err
-	case <-ctx.Done():
-		// The goroutine ends once the receipt arrives or the tab is closed.
-		return ctx.Err()
 	}
-}
-
-// isClosedByPeer tells whether err is one of the ways a socket closed by
-// the other side shows up in go-stomp. A failed socket write reaches the
-// receipt waiter as an ERROR frame whose message is the write error's text
-// (go-stomp's sendError), so its cause survives only as a suffix of that text.
-func isClosedByPeer(err error) bool {
-	closed := []error{syscall.EPIPE, syscall.ECONNRESET, io.EOF, net.ErrClosed}
-	for _, c := range closed {
-		if errors.Is(err, c) {
-			return true
-		}
-	}
-	if errors.Is(err, stomp.ErrClosedUnexpectedly) {
-		return true
-	}
-	var se stomp.Error
-	if !errors.As(err, &se) {
-		return false
-	}
-	if se.Message == "connection closed" {
-		return true
-	}
-	for _, c := range closed {
-		if strings.HasSuffix(se.Message, ": "+c.Error()) {
-			return true
-		}
-	}
-	return false
+	return t.request(ctx, frame.New(frame.ABORT, frame.Transaction, tx))
 }
 
 // Close is the graceful path (stompjs client.deactivate()): it sends a
-// STOMP DISCONNECT (with a receipt request; 3.10.8 answers by closing the
-// socket instead) and closes the websocket. No UNSUBSCRIBE is sent.
-// Unacked deliveries are requeued by the broker; durable queues stay
-// until x-expires. Close waits for the tab's goroutines to end.
+// STOMP DISCONNECT with a receipt request, waits up to DisconnectTimeout
+// for the broker's answer (3.10.8 closes the socket instead of sending the
+// RECEIPT; both are the normal end) and closes the websocket. No
+// UNSUBSCRIBE is sent: unacked deliveries are requeued by the broker and
+// durable queues stay until x-expires. Close waits for the tab's
+// goroutines to end. It returns an error only if the broker did not
+// answer the DISCONNECT; a tab whose connection had already ended closes
+// without error.
 func (t *Tab) Close() error {
 	if !t.markClosing() {
 		return nil
 	}
-	err := t.conn.Disconnect()
+	ctx, cancel := context.WithTimeout(context.Background(), DisconnectTimeout)
+	defer cancel()
+	err := t.request(ctx, frame.New(frame.DISCONNECT))
 	t.finish()
-	// RabbitMQ 3.10.8 never answers DISCONNECT with a RECEIPT: it closes
-	// the websocket at once (1000 "STOMP died"), which go-stomp reports
-	// as an ERROR "connection closed" on the receipt wait. That is the
-	// normal end of a graceful close.
-	var se stomp.Error
-	if errors.As(err, &se) && se.Message == "connection closed" {
-		err = nil
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("stomptab: DISCONNECT not answered within %v; the socket was closed", DisconnectTimeout)
 	}
-	return err
+	return nil
 }
 
 // Drop tears the websocket down without a STOMP DISCONNECT and without a
@@ -356,7 +410,6 @@ func (t *Tab) Drop() {
 	if !t.markClosing() {
 		return
 	}
-	_ = t.ws.CloseNow()
 	t.finish()
 }
 
@@ -370,26 +423,11 @@ func (t *Tab) markClosing() bool {
 	return true
 }
 
-// finish waits until go-stomp's goroutines and our pumps are done.
+// finish closes the socket and waits until the reader and the heart-beat
+// sender have ended.
 func (t *Tab) finish() {
-	t.cancel()
 	_ = t.ws.CloseNow()
-	_ = t.conn.MustDisconnect()
-	t.mu.Lock()
-	subs := append([]*Subscription(nil), t.subs...)
-	t.mu.Unlock()
-	for _, s := range subs {
-		<-s.pumpDone
-	}
+	t.cancel()
+	<-t.done
+	<-t.hbDone
 }
-
-type nopLogger struct{}
-
-func (nopLogger) Debugf(string, ...interface{})   {}
-func (nopLogger) Infof(string, ...interface{})    {}
-func (nopLogger) Warningf(string, ...interface{}) {}
-func (nopLogger) Errorf(string, ...interface{})   {}
-func (nopLogger) Debug(string)                    {}
-func (nopLogger) Info(string)                     {}
-func (nopLogger) Warning(string)                  {}
-func (nopLogger) Error(string)                    {}

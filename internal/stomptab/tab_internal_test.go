@@ -3,43 +3,38 @@ package stomptab
 import (
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"syscall"
 	"testing"
+	"time"
 
-	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
 	"github.com/stretchr/testify/assert"
 )
 
-// The shapes in which go-stomp v3.1.3 reports a socket the broker closed;
-// the write error text is the one seen in a failed CI run.
-func TestIsClosedByPeer(t *testing.T) {
-	errorFrame := func(msg string) error { // what sendError hands a receipt waiter
-		return stomp.Error{Message: msg, Frame: frame.New(frame.ERROR, frame.Message, msg)}
-	}
-	for _, err := range []error{
-		errorFrame("connection closed"),
-		errorFrame("failed to write msg: failed to write frame: failed to flush: write tcp 127.0.0.1:47970->127.0.0.1:27156: write: broken pipe"),
-		errorFrame("failed to write msg: write tcp 127.0.0.1:1->127.0.0.1:2: write: connection reset by peer"),
-		errorFrame("failed to read: EOF"),
-		stomp.ErrClosedUnexpectedly,
-		fmt.Errorf("write: %w", syscall.EPIPE),
-		fmt.Errorf("read: %w", syscall.ECONNRESET),
-		io.EOF,
-		&net.OpError{Op: "write", Err: net.ErrClosed},
+func TestBrokerErrorIsBrokerClosed(t *testing.T) {
+	err := fmt.Errorf("stomptab: STOMP CONNECT: %w",
+		brokerError(frame.New(frame.ERROR, frame.Message, "Bad CONNECT")))
+	assert.ErrorIs(t, err, ErrBrokerClosed)
+	assert.NotErrorIs(t, err, ErrClosed)
+	assert.Contains(t, err.Error(), "Bad CONNECT")
+	var be *BrokerError
+	assert.True(t, errors.As(err, &be))
+	assert.Equal(t, "Bad CONNECT", be.Message)
+
+	f := frame.New(frame.ERROR, frame.Message, "access_refused")
+	f.Body = []byte("access to queue 'q' refused\n")
+	assert.Equal(t, "stomptab: broker sent ERROR: access_refused: access to queue 'q' refused", brokerError(f).Error())
+}
+
+func TestNegotiateHeartbeats(t *testing.T) {
+	s := time.Second
+	for _, c := range []struct{ mine, sx, sy, out, in time.Duration }{
+		{10 * s, 10 * s, 10 * s, 10 * s, 10 * s},
+		{2 * s, 10 * s, 5 * s, 5 * s, 10 * s}, // the larger wish wins
+		{10 * s, 0, 0, 0, 0},                  // the server wants none
+		{0, 10 * s, 10 * s, 0, 0},             // the tab wants none
+		{10 * s, 4 * s, 0, 0, 10 * s},
 	} {
-		assert.True(t, isClosedByPeer(err), "%v", err)
-	}
-	for _, err := range []error{
-		nil,
-		errors.New("broken pipe"),
-		errorFrame("access_refused"),
-		errorFrame("Bad CONNECT"),
-		errorFrame("not a broken pipe: at all"),
-		stomp.ErrNotReceivedMessage,
-	} {
-		assert.False(t, isClosedByPeer(err), "%v", err)
+		out, in := negotiateHeartbeats(c.mine, c.sx, c.sy)
+		assert.Equal(t, [2]time.Duration{c.out, c.in}, [2]time.Duration{out, in}, "%+v", c)
 	}
 }
