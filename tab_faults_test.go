@@ -5,7 +5,6 @@ package durablews_test
 // of the shared broker's Web-STOMP port.
 
 import (
-	"net/url"
 	"testing"
 	"time"
 
@@ -13,22 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durablews/durablews/internal/brokertest"
-	"github.com/durablews/durablews/internal/faultproxy"
 	"github.com/durablews/durablews/internal/stomptab"
 )
-
-// proxiedWebSTOMP puts a fault proxy in front of the shared Web-STOMP
-// listener and returns it with the ws:// URL that goes through it.
-func proxiedWebSTOMP(t *testing.T) (*faultproxy.Proxy, string) {
-	t.Helper()
-	u, err := url.Parse(wsStompURL())
-	require.NoError(t, err)
-	p, err := faultproxy.New(u.Host)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = p.Close() })
-	u.Host = p.Addr()
-	return p, u.String()
-}
 
 func dialVia(t *testing.T, wsURL string, heartbeat time.Duration) *stomptab.Tab {
 	t.Helper()
@@ -44,7 +29,7 @@ func dialVia(t *testing.T, wsURL string, heartbeat time.Duration) *stomptab.Tab 
 func TestTabFaults_CutDuringDelivery(t *testing.T) {
 	t.Parallel()
 	e := newWSEnv(t, nil)
-	proxy, wsURL := proxiedWebSTOMP(t)
+	proxy, wsURL := brokertest.ProxiedWebSTOMP(t)
 	spec := stomptab.Sub{Exchange: e.ex, BindingKey: "customer.7.#", QueueName: e.queueName("cut"), Prefetch: 100}
 
 	tab := dialVia(t, wsURL, 0)
@@ -89,7 +74,7 @@ func TestTabFaults_CutDuringDelivery(t *testing.T) {
 func TestTabFaults_FrozenTabGetsMessagesBack(t *testing.T) {
 	t.Parallel()
 	e := newWSEnv(t, nil)
-	proxy, wsURL := proxiedWebSTOMP(t)
+	proxy, wsURL := brokertest.ProxiedWebSTOMP(t)
 	spec := stomptab.Sub{Exchange: e.ex, BindingKey: "customer.8.#", QueueName: e.queueName("frozen"), Prefetch: 40}
 	b := newBroker(t)
 

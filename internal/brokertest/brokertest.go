@@ -8,6 +8,7 @@ package brokertest
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/faultproxy"
 	"github.com/durablews/durablews/internal/stomptab"
 )
 
@@ -28,6 +30,20 @@ func AMQPURL() string { return envOr("DURABLEWS_AMQP_URL", "amqp://guest:guest@1
 // WebSTOMPURL is the shared broker's Web-STOMP endpoint:
 // $DURABLEWS_WEBSTOMP_URL, else stomptab.DefaultURL.
 func WebSTOMPURL() string { return envOr("DURABLEWS_WEBSTOMP_URL", stomptab.DefaultURL) }
+
+// ProxiedWebSTOMP puts a fault proxy in front of the shared Web-STOMP
+// listener and returns it with the ws:// URL that goes through it. The
+// proxy is closed at cleanup.
+func ProxiedWebSTOMP(t testing.TB) (*faultproxy.Proxy, string) {
+	t.Helper()
+	u, err := url.Parse(WebSTOMPURL())
+	require.NoError(t, err)
+	p, err := faultproxy.New(u.Host)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	u.Host = p.Addr()
+	return p, u.String()
+}
 
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {

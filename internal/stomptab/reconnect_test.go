@@ -3,7 +3,6 @@ package stomptab_test
 import (
 	"context"
 	"errors"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -17,18 +16,6 @@ import (
 	"github.com/durablews/durablews/internal/stomptab"
 )
 
-// proxied puts a fault proxy in front of the shared Web-STOMP listener.
-func proxied(t *testing.T) (*faultproxy.Proxy, string) {
-	t.Helper()
-	u, err := url.Parse(brokertest.WebSTOMPURL())
-	require.NoError(t, err)
-	p, err := faultproxy.New(u.Host)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = p.Close() })
-	u.Host = p.Addr()
-	return p, u.String()
-}
-
 // A tab reconnected many times — its connection cut while deliveries
 // stream in and acks go out, dropped, or closed after a cut — leaves no
 // goroutine behind and loses no message. The chaos tests reconnect tabs
@@ -41,7 +28,7 @@ func TestReconnectsLeaveNoGoroutines(t *testing.T) {
 	ex := b.exchange()
 	q := stomptab.RandomQueueName("leak")
 	b.cleanupQueue(q)
-	proxy, wsURL := proxied(t)
+	proxy, wsURL := brokertest.ProxiedWebSTOMP(t)
 	spec := stomptab.Sub{Exchange: ex, BindingKey: "k.#", QueueName: q, Prefetch: 200}
 
 	const rounds, perRound = 16, 300
@@ -157,7 +144,7 @@ func TestSilentNetworkEndsTheTab(t *testing.T) {
 	ex := b.exchange()
 	q := stomptab.RandomQueueName("stall")
 	b.cleanupQueue(q)
-	proxy, wsURL := proxied(t)
+	proxy, wsURL := brokertest.ProxiedWebSTOMP(t)
 
 	tab, err := stomptab.Dial(brokertest.Ctx(t, 10*time.Second), stomptab.Options{URL: wsURL, Heartbeat: time.Second})
 	require.NoError(t, err)
