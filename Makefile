@@ -11,7 +11,8 @@
 #   make demo       broker (+ tab sessions config) + web deps, then go run ./example
 #   make demo-cluster  the demo against `make cluster` (trusted mode, all 3 nodes' URLs): kill a
 #                   node (bash scripts/rabbitmq-cluster.sh kill N) and watch the page fail over
-#   make bench      cmd/durablews-bench: durablews vs watermill-amqp vs raw amqp091-go (~9 min; BENCH_FLAGS=-short/-markdown)
+#   make bench      cmd/durablews-bench: durablews vs watermill-amqp vs raw amqp091-go, streams, connected tabs
+#                   (~25 min; the 1,000-tab scenarios on a private node; BENCH_FLAGS=-short/-markdown)
 #   make tab-sessions-broker  configure the shared broker for tab sessions (restarts it if its config changed)
 #   make tab-sessions-plan    what that would change (read-only)
 #   make doctor     go run ./cmd/durablews doctor (checks the local broker, read-only)
@@ -168,8 +169,12 @@ fuzz:
 	done <<<"$$targets"; \
 	echo "fuzz: ok ($$n target(s), $(FUZZTIME) each)"
 
+# The 1,000-tab scenarios need more open files than a default broker has (1,024): the
+# shared broker runs everything else, a private node with a raised limit runs those.
 bench: broker
-	$(GO) run ./cmd/durablews-bench $(BENCH_FLAGS)
+	$(GO) run ./cmd/durablews-bench $(if $(findstring -short,$(BENCH_FLAGS)),,-connected-k 10,100) $(BENCH_FLAGS)
+	$(if $(findstring -short,$(BENCH_FLAGS)),,ulimit -n 65536 2>/dev/null || true; \
+		$(GO) run ./cmd/durablews-bench -private-broker -scenarios '^connected' -connected-k 1000 $(BENCH_FLAGS))
 
 doctor:
 	$(GO) run ./cmd/durablews doctor

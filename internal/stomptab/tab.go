@@ -27,8 +27,8 @@
 // an abandoned receipt), the reader blocks for ever, and a blocked ACK can
 // hold its close lock. Chaos tests reconnect tabs hundreds of times and
 // check for leaked goroutines, so here one reader goroutine owns the
-// socket's input and never waits on anybody, writes are bounded by a
-// deadline, and every wait also watches the connection's end.
+// socket's input and never waits on anybody, and every wait also watches
+// the connection's end.
 package stomptab
 
 import (
@@ -54,9 +54,6 @@ const (
 	DefaultHeartbeat = 10 * time.Second // stompjs default
 	DefaultExpires   = time.Hour        // x-expires:3600000
 	DefaultPrefetch  = 10
-	// WriteTimeout bounds every frame written; a write that does not
-	// finish in time ends the connection (a tab whose network is gone).
-	WriteTimeout = 10 * time.Second
 	// DisconnectTimeout bounds Close's wait for the broker to answer
 	// DISCONNECT (RabbitMQ answers by closing the socket).
 	DisconnectTimeout = 5 * time.Second

@@ -107,8 +107,14 @@ func (t *Tab) endErr() error {
 	return t.endedLocked()
 }
 
-// write sends one frame within WriteTimeout. A failed write ends the
-// connection: the frame may be half on the wire.
+// write sends one frame. A failed write ends the connection: the frame may
+// be half on the wire.
+//
+// There is no write deadline, as in a browser: under load RabbitMQ stops
+// reading a connection for a while (credit flow), and a deadline would
+// turn that back-pressure into a lost connection (it did, with 1,000 tabs
+// at saturation). A write blocked on a dead network ends when the reader's
+// heart-beat watchdog, Close or Drop closes the socket.
 func (t *Tab) write(f *frame.Frame) error {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
@@ -117,7 +123,6 @@ func (t *Tab) write(f *frame.Frame) error {
 		return t.endErr()
 	default:
 	}
-	_ = t.nc.SetWriteDeadline(time.Now().Add(WriteTimeout))
 	if err := t.w.Write(f); err != nil {
 		_ = t.ws.CloseNow() // the reader ends and records the cause
 		t.cancel()
