@@ -19,7 +19,7 @@
 #   make cluster    a local 3-node cluster beside the machine's broker (scripts/rabbitmq-cluster.sh start;
 #                   AMQP 5681-5683, Web-STOMP 15681-15683); make cluster-status / cluster-stop
 #   make sizing     broker memory per tab queue / message / connected tab on a private node (~3 min)
-#   make fmt / vet / fmt-check / gotest / fuzz
+#   make fmt / vet / fmt-check / gotest / gotest-norace / fuzz
 #
 # Knobs: make test FUZZTIME=1000000x TEST_TIMEOUT=30m GOTEST_FLAGS='-v' PKGS=./internal/...
 #        WEB_TESTS=0 (skip web-test)  WEB_E2E=0 (web tests without the browser e2e)
@@ -49,7 +49,7 @@ help:
 
 # Every step runs even in `make -n test`'s listing; the first failing one stops the run
 # with a line naming it.
-TEST_STEPS := cgo broker chromium web-deps vet fmt-check gotest web-test fuzz
+TEST_STEPS := cgo broker chromium web-deps vet fmt-check gotest gotest-norace web-test fuzz
 
 test:
 	@for step in $(TEST_STEPS); do \
@@ -150,6 +150,11 @@ fmt-check:
 
 gotest:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(GOTEST_FLAGS) $(PKGS)
+
+# Tests that cannot run under -race because of races in a dependency's code
+# (files with //go:build !race; each says why).
+gotest-norace:
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestWatermillAMQPSubscriberAcrossRestarts$$' $(GOTEST_FLAGS) .
 
 # Every `func FuzzX(` in a *_test.go is fuzzed for FUZZTIME, one target at a time
 # (go test -fuzz takes one package and one target). New targets are picked up

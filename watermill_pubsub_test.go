@@ -31,12 +31,11 @@ import (
 // delivers at least once; a queue keeps the order of one goroutine's
 // sequential Publish calls (the README's Guarantees list when it does not:
 // concurrent publishers, a republish after a lost connection, none of
-// which the ordering tests do); messages are durable. The suite itself skips
-// TestReconnect (it would restart the broker: RestartServiceCommand is
-// empty because the shared broker must not be restarted; reconnects are
-// covered by TestPublish_RepublishesAfterConnectionCut and the chaos
-// tests) and TestNewSubscriberReceivesOldMessages (a RabbitMQ queue does
-// not replay consumed messages).
+// which the ordering tests do); messages are durable. The suite skips
+// TestReconnect, which restarts the broker (the shared one must not be):
+// TestWatermillAMQPSubscriberAcrossRestarts does the same on a private
+// node. It also skips TestNewSubscriberReceivesOldMessages (a RabbitMQ
+// queue does not replay consumed messages).
 func TestWatermillPubSubSuite(t *testing.T) {
 	start := time.Now()
 	env := &suiteEnv{t: t, b: newBroker(t), prefix: "durablews-suite-" + watermill.NewShortUUID()}
@@ -71,6 +70,7 @@ func TestWatermillPubSubSuite(t *testing.T) {
 type suiteEnv struct {
 	t      *testing.T
 	b      *broker
+	url    string // the broker; empty means the shared one
 	prefix string
 
 	mu        sync.Mutex
@@ -84,7 +84,11 @@ type suiteEnv struct {
 // the suite's generated topics (fanout exchanges named after the topic,
 // mapped by Config.ExchangeFor). marshaler replaces the preset's when set.
 func (e *suiteEnv) pubSub(t *testing.T, group string, marshaler wamqp.Marshaler) (message.Publisher, message.Subscriber) {
-	cfg := durablews.NewConfig(amqpURL())
+	url := e.url
+	if url == "" {
+		url = amqpURL()
+	}
+	cfg := durablews.NewConfig(url)
 	cfg.ExchangeFor = func(topic string) (durablews.Exchange, bool) {
 		if !strings.HasPrefix(topic, e.prefix) {
 			return durablews.Exchange{}, false
