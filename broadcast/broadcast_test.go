@@ -132,7 +132,10 @@ func TestEndPosition(t *testing.T) {
 	pub := e.publisher()
 	before := e.publish(pub, "k", 5, 1, 64) // one chunk each: every publish waits for its confirm
 	offsets, _ := e.readAMQP(cfg.Stream, "first", len(before))
-	pos, err = broadcast.EndPosition(ctx, e.conn, cfg.Stream, 0)
+	// A non-empty stream answers at once; the long wait only keeps a
+	// loaded machine from turning the answer into the KindFirst fallback
+	// (DefaultEndWait is 2 s), which the assertion below would call wrong.
+	pos, err = broadcast.EndPosition(ctx, e.conn, cfg.Stream, 20*time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, broadcast.LastPosition(offsets[4]), pos)
 
