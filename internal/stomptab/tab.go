@@ -66,8 +66,8 @@ var ErrClosed = errors.New("stomptab: tab closed")
 
 // ErrBrokerClosed reports that the connection ended without the tab
 // closing it: the broker closed the socket, sent an ERROR frame (see
-// BrokerError), or the network failed (a read, write or heart-beat
-// timeout). RabbitMQ 3.10.8 answers a refused operation (for example
+// BrokerError), or the network failed (a failed read or write, or no
+// heart-beat heard). RabbitMQ 3.10.8 answers a refused operation (for example
 // SUBSCRIBE to a queue the tab may not read) by closing the socket
 // without an ERROR frame, so a refusal usually shows up as this error.
 var ErrBrokerClosed = errors.New("stomptab: broker closed the connection")

@@ -185,11 +185,10 @@ func (t *Tab) newID(prefix string) string {
 }
 
 // heartbeats sends an EOL every out interval until the connection ends
-// (out == 0: none were negotiated).
+// (out == 0: none were negotiated, nothing to do).
 func (t *Tab) heartbeats(out time.Duration) {
 	defer close(t.hbDone)
 	if out <= 0 {
-		<-t.done
 		return
 	}
 	tick := time.NewTicker(out)
