@@ -10,6 +10,7 @@
 //	x-queue-name:<queue name>        (tab-<tabid>-<name>)
 //	durable:true
 //	auto-delete:false
+//	exclusive:false                   (RabbitMQ 4.x: else the queue dies with the connection)
 //	x-expires:<ms>                    (default 3600000)
 //	ack:client-individual
 //	prefetch-count:<n>
@@ -295,6 +296,7 @@ func (s Sub) Headers() [][2]string {
 		{"id", s.QueueName},
 		{"durable", "true"},
 		{"auto-delete", "false"},
+		{"exclusive", "false"},
 		{"x-queue-name", s.QueueName},
 		{"x-expires", strconv.FormatInt(exp.Milliseconds(), 10)},
 		{"prefetch-count", strconv.Itoa(pf)},

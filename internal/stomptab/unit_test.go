@@ -18,6 +18,7 @@ func TestSubHeadersMatchBrowserClient(t *testing.T) {
 		{"id", "tab-abc12345-orders"},
 		{"durable", "true"},
 		{"auto-delete", "false"},
+		{"exclusive", "false"},
 		{"x-queue-name", "tab-abc12345-orders"},
 		{"x-expires", "3600000"},
 		{"prefetch-count", "10"},

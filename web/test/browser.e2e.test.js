@@ -93,6 +93,7 @@ test('DurableClient in headless Chromium against RabbitMQ Web-STOMP', { skip: !E
     'x-queue-name': qA,
     durable: 'true',
     'auto-delete': 'false',
+    exclusive: 'false',
     'x-expires': '3600000',
     ack: 'client-individual',
     'prefetch-count': '10',

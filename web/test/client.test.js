@@ -168,6 +168,7 @@ test('CONNECT and SUBSCRIBE frames carry exactly the durable per-tab headers', a
     'x-queue-name': q,
     durable: 'true',
     'auto-delete': 'false',
+    exclusive: 'false',
     'x-expires': '60000',
     ack: 'client-individual',
     'prefetch-count': '7',

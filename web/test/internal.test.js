@@ -158,6 +158,7 @@ test('subscribeHeaders: exact header set, all strings, stable', () => {
     'x-queue-name': q,
     durable: 'true',
     'auto-delete': 'false',
+    exclusive: 'false', // RabbitMQ 4.x: without it the queue dies with the connection
     'x-expires': '1800000',
     ack: 'client-individual',
     'prefetch-count': '5',
