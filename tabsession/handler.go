@@ -41,7 +41,6 @@ type Handler struct {
 	nameKey   []byte
 	logger    watermill.LoggerAdapter
 	cop       *http.CrossOriginProtection
-	queueArgs amqp.Table
 
 	mgmt          []*rabbithole.Client // one per node; nil without a management URL
 	mgmtTransport *http.Transport
@@ -92,7 +91,6 @@ func NewHandler(cfg Config, logger watermill.LoggerAdapter) (*Handler, error) {
 		nameKey:   queueNameKey(cfg),
 		logger:    logger.With(watermill.LogFields{"component": "tabsession.Handler"}),
 		cop:       http.NewCrossOriginProtection(),
-		queueArgs: queueArgs(cfg),
 	}
 	for _, o := range cfg.TrustedOrigins {
 		_ = h.cop.AddTrustedOrigin(o) // validated
