@@ -132,3 +132,32 @@ func (v Version) ManagementURL() string { return fmt.Sprintf("http://127.0.0.1:%
 
 // STOMPAddr is host:port of the shared node's plain STOMP listener.
 func (v Version) STOMPAddr() string { return fmt.Sprintf("127.0.0.1:%d", v.STOMPPort) }
+
+// The shared test broker, as every test, the benchmark and the web tests
+// find it: DURABLEWS_AMQP_URL, DURABLEWS_WEB_STOMP_URL and
+// DURABLEWS_MANAGEMENT_URL when set (`make` exports them for the version it
+// runs), else the shared node of the selected version.
+const (
+	EnvAMQPURL       = "DURABLEWS_AMQP_URL"
+	EnvWebSTOMPURL   = "DURABLEWS_WEB_STOMP_URL"
+	EnvManagementURL = "DURABLEWS_MANAGEMENT_URL"
+)
+
+// SharedAMQPURL is the shared test broker's AMQP URL (guest).
+func SharedAMQPURL() string { return envOr(EnvAMQPURL, MustSelected().AMQPURL) }
+
+// SharedWebSTOMPURL is the shared test broker's Web-STOMP endpoint.
+func SharedWebSTOMPURL() string { return envOr(EnvWebSTOMPURL, MustSelected().WebSTOMPURL) }
+
+// SharedManagementURL is the shared test broker's management API, without
+// credentials (guest/guest) and without a trailing slash.
+func SharedManagementURL() string {
+	return strings.TrimSuffix(envOr(EnvManagementURL, MustSelected().ManagementURL), "/")
+}
+
+func envOr(key string, def func() string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def()
+}
