@@ -63,7 +63,6 @@ func proxied(t testing.TB, target string) (*faultproxy.Proxy, string) {
 	return p, u.String()
 }
 
-
 // UniqueName gives each test its own exchanges and queues on the shared
 // broker, because test packages run in parallel against it.
 func UniqueName(prefix string) string {
