@@ -85,7 +85,8 @@
 //	                            binding is not allowed; or a cross-origin browser request
 //	405 method_not_allowed      not POST (Allow: POST)
 //	415 unsupported_media_type  Content-Type is not application/json
-//	500 internal                a callback or the broker configuration failed (logged)
+//	500 internal                a callback failed or panicked, or the broker configuration
+//	                            failed (the cause, with a panic's stack, is logged)
 //	503 unavailable             the broker cannot be reached, or the node holding the tab's
 //	                            classic queue is down; retry after Retry-After seconds
 //

@@ -152,10 +152,18 @@ func (h *Handler) begin(r *http.Request) (user string, done func(), herr *httpEr
 	if closed {
 		return "", nil, unavailable(ErrClosed)
 	}
+	counted := true
+	defer func() {
+		// Also when authenticate panics (it should not: callbacks are
+		// guarded), so that Close never waits for a request that is gone.
+		if counted {
+			h.inRequests.Done()
+		}
+	}()
 	if user, herr = h.authenticate(r); herr != nil {
-		h.inRequests.Done()
 		return "", nil, herr
 	}
+	counted = false // the caller's done() ends it
 	return user, h.inRequests.Done, nil
 }
 
@@ -263,10 +271,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (*Session, *http
 	return h.open(r, user, tabID, req.Bindings)
 }
 
-// authenticate runs Config.Authenticate and maps its outcome to 401/403.
+// authenticate runs Config.Authenticate and maps its outcome to 401/403
+// (500 when it panics).
 func (h *Handler) authenticate(r *http.Request) (string, *httpError) {
-	user, err := h.cfg.Authenticate(r)
+	user, err := callGuarded("Authenticate", func() (string, error) { return h.cfg.Authenticate(r) })
+	var cp *callbackPanic
 	switch {
+	case errors.As(err, &cp):
+		return "", internalError(cp)
 	case errors.Is(err, ErrForbidden):
 		return "", forbidden(err, "this user may not open tab sessions")
 	case err != nil:

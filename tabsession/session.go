@@ -76,8 +76,11 @@ func (h *Handler) Prepare(r *http.Request) (*Session, error) {
 // open grants user a session for tabID with the requested bindings (nil:
 // all allowed): it provisions the queue and mints the token.
 func (h *Handler) open(r *http.Request, user, tabID string, requested *[]Binding) (*Session, *httpError) {
-	allowed, err := h.cfg.Bindings(r.Context(), user)
+	allowed, err := callGuarded("Bindings", func() ([]Binding, error) { return h.cfg.Bindings(r.Context(), user) })
+	var cp *callbackPanic
 	switch {
+	case errors.As(err, &cp):
+		return nil, internalError(cp)
 	case errors.Is(err, ErrForbidden):
 		return nil, forbidden(err, "this user may not receive any messages")
 	case err != nil:

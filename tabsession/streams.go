@@ -63,8 +63,11 @@ func (h *Handler) grantStreams(ctx context.Context, user string) ([]Stream, *htt
 	if h.cfg.Streams == nil {
 		return nil, nil
 	}
-	names, err := h.cfg.Streams(ctx, user)
+	names, err := callGuarded("Streams", func() ([]string, error) { return h.cfg.Streams(ctx, user) })
+	var cp *callbackPanic
 	switch {
+	case errors.As(err, &cp):
+		return nil, internalError(cp)
 	case errors.Is(err, ErrForbidden):
 		return nil, forbidden(err, "this user may not read broadcast streams")
 	case err != nil:
