@@ -329,7 +329,15 @@ func tabSessionConfig(cfg appConfig) tabsession.Config {
 			return c.Value, nil
 		},
 		Bindings: func(_ context.Context, customer string) ([]tabsession.Binding, error) {
-			return []tabsession.Binding{{Exchange: cfg.Exchange, Key: "customer." + customer + ".#"}}, nil
+			// Never "customer." + customer + ".#": an id holding '.', '*'
+			// or '#' would widen the binding to other customers' events.
+			// Authenticate already allows only [A-Za-z0-9_-]; BindingPattern
+			// refuses anything else on its own.
+			key, err := tabsession.BindingPattern(tabsession.AnyWords, "customer", customer)
+			if err != nil {
+				return nil, err
+			}
+			return []tabsession.Binding{{Exchange: cfg.Exchange, Key: key}}, nil
 		},
 		// Every customer reads the announcements stream.
 		Streams: func(context.Context, string) ([]string, error) { return []string{cfg.Stream}, nil },
@@ -435,7 +443,7 @@ func routingKey(customer, eventType string) (string, error) {
 	if !eventTypeRE.MatchString(eventType) {
 		return "", fmt.Errorf("invalid event type %q", eventType)
 	}
-	return "customer." + customer + "." + eventType, nil
+	return tabsession.BindingKey("customer", customer, eventType)
 }
 
 // outcomes collects the forward result of each event of one request. It

@@ -20,9 +20,18 @@
 //		SigningKey:   key, // tabsession.LoadSigningKey(path)
 //		Authenticate: userFromCookie,
 //		Bindings: func(ctx context.Context, user string) ([]tabsession.Binding, error) {
-//			return []tabsession.Binding{{Exchange: "events", Key: "customer." + user + ".#"}}, nil
+//			key, err := tabsession.BindingPattern(tabsession.AnyWords, "customer", user) // customer.<user>.#
+//			if err != nil {
+//				return nil, err
+//			}
+//			return []tabsession.Binding{{Exchange: "events", Key: key}}, nil
 //		},
 //	}, logger)
+//
+// Build binding keys that carry user data with BindingKey and
+// BindingPattern, never by concatenation: "customer." + id + ".#" with an id
+// holding '.', '*' or '#' binds the tab to other users' events, and the
+// broker cannot tell (it enforces the token, not how the key was made).
 //	mux.Handle("POST /durablews/session", sessions)
 //
 // # HTTP contract
