@@ -27,12 +27,13 @@
 //			return []tabsession.Binding{{Exchange: "events", Key: key}}, nil
 //		},
 //	}, logger)
+
+//	mux.Handle("POST /durablews/session", sessions)
 //
 // Build binding keys that carry user data with BindingKey and
 // BindingPattern, never by concatenation: "customer." + id + ".#" with an id
 // holding '.', '*' or '#' binds the tab to other users' events, and the
 // broker cannot tell (it enforces the token, not how the key was made).
-//	mux.Handle("POST /durablews/session", sessions)
 //
 // # HTTP contract
 //
