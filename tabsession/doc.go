@@ -27,7 +27,6 @@
 //			return []tabsession.Binding{{Exchange: "events", Key: key}}, nil
 //		},
 //	}, logger)
-
 //	mux.Handle("POST /durablews/session", sessions)
 //
 // Build binding keys that carry user data with BindingKey and
