@@ -21,6 +21,13 @@ const (
 	DefaultTokenTTL         = 10 * time.Minute
 	DefaultQueueExpires     = time.Hour
 	DefaultQueueMaxLength   = 10000
+	// DefaultMaxQueuesPerUser is Config.MaxQueuesPerUser's default.
+	DefaultMaxQueuesPerUser = 32
+	// DefaultQueueCreateBurst and DefaultQueueCreateInterval are the
+	// defaults of the per-user rate limit on creating tab queues: 20 at
+	// once, then one every 3 s (20 a minute).
+	DefaultQueueCreateBurst    = 20
+	DefaultQueueCreateInterval = 3 * time.Second
 )
 
 // Queue types for Config.QueueType.
@@ -138,6 +145,31 @@ type Config struct {
 	// a tab whose queue exists keeps it (see the package documentation).
 	QueueType string
 
+	// MaxQueuesPerUser caps the tab queues one user holds at once, so that
+	// one logged-in user cannot fill the broker (every tab queue gets a
+	// copy of each of the user's events, up to QueueMaxLength). A session
+	// request that creates a queue beyond the cap deletes the user's least
+	// recently used tab queue (the one whose last session request is the
+	// oldest: a tab renews while it is open, so that is the tab most likely
+	// gone) instead of refusing: refusing would lock the user out of new
+	// pages for up to QueueExpires, since every page render (Prepare) makes
+	// a new queue and closed tabs leave theirs behind. The cap must exceed
+	// the number of tabs a user keeps open at once; a tab whose queue was
+	// deleted gets a new one at its next session request, with
+	// queue_created: true. Counted per Handler, from the session requests
+	// it served (see the threat model in README.md). Default
+	// DefaultMaxQueuesPerUser (32); negative means no cap.
+	MaxQueuesPerUser int
+	// QueueCreateBurst and QueueCreateInterval rate-limit the creation of
+	// tab queues per user (a token bucket): a user may create
+	// QueueCreateBurst queues at once, then one per QueueCreateInterval.
+	// Beyond it a request that needs a new queue answers 429 with
+	// Retry-After (the browser client retries); renewals of existing
+	// queues and other users are not affected. Zero means the defaults
+	// (20 and 3 s); a negative QueueCreateBurst means no rate limit.
+	QueueCreateBurst    int
+	QueueCreateInterval time.Duration
+
 	// TrustedOrigins are extra origins (scheme://host[:port]) whose pages
 	// may call the endpoint cross-origin; see net/http.CrossOriginProtection.
 	// By default only same-origin browser requests are accepted.
@@ -150,6 +182,9 @@ func (c *Config) setDefaults() {
 	defaults.Set(&c.QueueExpires, DefaultQueueExpires)
 	defaults.Set(&c.QueueMaxLength, DefaultQueueMaxLength)
 	defaults.Set(&c.QueueType, QueueClassic)
+	defaults.Set(&c.MaxQueuesPerUser, DefaultMaxQueuesPerUser)
+	defaults.Set(&c.QueueCreateBurst, DefaultQueueCreateBurst)
+	defaults.Set(&c.QueueCreateInterval, DefaultQueueCreateInterval)
 	if c.AMQP.Dial == nil {
 		c.AMQP.Dial = amqp.DefaultDial(5 * time.Second)
 	}
@@ -229,6 +264,9 @@ func (c Config) Validate() error {
 	}
 	if c.QueueMaxLength <= 0 {
 		bad("QueueMaxLength %d must be positive", c.QueueMaxLength)
+	}
+	if c.QueueCreateInterval < 0 {
+		bad("QueueCreateInterval %v is negative: give the time between two queue creations of one user, or 0 for the default (%v)", c.QueueCreateInterval, DefaultQueueCreateInterval)
 	}
 	for _, o := range c.TrustedOrigins {
 		if err := http.NewCrossOriginProtection().AddTrustedOrigin(o); err != nil {

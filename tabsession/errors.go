@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Errors an Authenticate or Bindings callback returns (wrapped or not) to
@@ -21,6 +22,15 @@ var (
 	// ErrClosed is the cause after Handler.Close (HTTP 503, and it matches
 	// ErrUnavailable).
 	ErrClosed = errors.New("tabsession: handler closed")
+	// ErrQueueLimitReached is the cause when the broker refuses a new tab
+	// queue because the vhost's max-queues (or the cluster's queue limit)
+	// is reached: HTTP 503 "queue limit reached", and it matches
+	// ErrUnavailable. Existing tabs keep being served.
+	ErrQueueLimitReached = errors.New("tabsession: broker queue limit reached")
+	// ErrRateLimited: the user created tab queues faster than
+	// Config.QueueCreateBurst/QueueCreateInterval allow; HTTP 429 with
+	// Retry-After.
+	ErrRateLimited = errors.New("tabsession: too many new tab queues for this user")
 )
 
 // errInternal is the kind of every 500.
@@ -34,6 +44,9 @@ type httpError struct {
 	message string
 	kind    error
 	cause   error // logged, never sent
+	// retryAfter, when set, is the Retry-After of the answer (rounded up
+	// to seconds); a 503 without it says 2 s.
+	retryAfter time.Duration
 }
 
 func (e *httpError) Error() string {
@@ -74,4 +87,23 @@ func internalError(cause error) *httpError {
 func unavailable(cause error) *httpError {
 	return &httpError{status: http.StatusServiceUnavailable, code: "unavailable", message: "the message broker is unavailable; retry later",
 		kind: ErrUnavailable, cause: cause}
+}
+
+// queueLimitReached is the 503 for a tab queue the broker refused to create
+// at its queue limit (vhost max-queues).
+func queueLimitReached(queue string, cause error) *httpError {
+	return &httpError{status: http.StatusServiceUnavailable, code: "queue_limit_reached",
+		message: "queue limit reached: the broker accepts no new queues now; retry later (existing tabs are not affected)",
+		kind:    ErrUnavailable,
+		cause: fmt.Errorf("%w: creating tab queue %s: %w (raise the vhost's max-queues with rabbitmqctl set_vhost_limits, "+
+			"or lower MaxQueuesPerUser or QueueExpires)", ErrQueueLimitReached, queue, cause),
+		retryAfter: 10 * time.Second}
+}
+
+// rateLimited is the 429 for a user over the queue-creation rate.
+func rateLimited(retryAfter time.Duration) *httpError {
+	secs := int((retryAfter + time.Second - 1) / time.Second)
+	return &httpError{status: http.StatusTooManyRequests, code: "too_many_requests",
+		message: fmt.Sprintf("too many new tabs for this user: retry in %d s, or reuse an open tab", secs),
+		kind:    ErrRateLimited, retryAfter: retryAfter}
 }

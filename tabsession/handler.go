@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +42,8 @@ type Handler struct {
 	nameKey []byte
 	logger  watermill.LoggerAdapter
 	cop     *http.CrossOriginProtection
+	// userQueues enforces MaxQueuesPerUser and the queue-creation rate.
+	userQueues *userQueues
 
 	mgmt          []*rabbithole.Client // one per node; nil without a management URL
 	mgmtTransport *http.Transport
@@ -86,11 +89,12 @@ func NewHandler(cfg Config, logger watermill.LoggerAdapter) (*Handler, error) {
 		logger = watermill.NopLogger{}
 	}
 	h := &Handler{
-		cfg:     cfg,
-		vhost:   vhost,
-		nameKey: queueNameKey(cfg),
-		logger:  logger.With(watermill.LogFields{"component": "tabsession.Handler"}),
-		cop:     http.NewCrossOriginProtection(),
+		cfg:        cfg,
+		vhost:      vhost,
+		nameKey:    queueNameKey(cfg),
+		logger:     logger.With(watermill.LogFields{"component": "tabsession.Handler"}),
+		cop:        http.NewCrossOriginProtection(),
+		userQueues: newUserQueues(cfg, time.Now),
 	}
 	for _, o := range cfg.TrustedOrigins {
 		_ = h.cop.AddTrustedOrigin(o) // validated
@@ -301,7 +305,10 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, e *httpErro
 		h.logger.Debug("Tab session request refused: "+e.message, fields)
 	}
 	setJSONHeaders(w.Header())
-	if e.status == http.StatusServiceUnavailable {
+	switch {
+	case e.retryAfter > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.retryAfter+time.Second-1)/time.Second)))
+	case e.status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "2")
 	}
 	w.WriteHeader(e.status)

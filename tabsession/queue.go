@@ -83,7 +83,11 @@ func queueArgs(cfg Config, brokerVersion string) amqp.Table {
 // again, so a queue whose arguments differ from the current config
 // (QueueExpires or QueueMaxLength changed since) is kept as it is rather
 // than failing the renewal.
-func (h *Handler) ensureQueue(queue string, granted []Binding) (created bool, err error) {
+//
+// It also keeps the user within Config.MaxQueuesPerUser (deleting the
+// user's least recently used tab queues beyond it, after this one is
+// ready) and the queue-creation rate (429 before creating).
+func (h *Handler) ensureQueue(user, queue string, granted []Binding) (created bool, err error) {
 	conn, err := h.connection()
 	if err != nil {
 		return false, unavailable(err)
@@ -126,17 +130,27 @@ func (h *Handler) ensureQueue(queue string, granted []Binding) (created bool, er
 	// the channel, so the declare that creates it needs a new one.
 	var ae *amqp.Error
 	if _, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil); err == nil {
-		return h.bindAll(ch, queue, granted, true, brokerErr)
+		lost, err := h.bindAll(ch, queue, granted, true, brokerErr)
+		if err == nil {
+			h.evict(conn, user, queue)
+		}
+		return lost, err
 	} else if !errors.As(err, &ae) || ae.Code != amqp.NotFound {
 		return false, brokerErr("check queue "+queue, err)
 	} else if homeNodeDown(ae) {
 		return false, queueNodeDown(queue, ae)
+	}
+	if wait, ok := h.userQueues.allowCreate(user); !ok {
+		return false, rateLimited(wait)
 	}
 	if err := reopen(); err != nil {
 		return false, err
 	}
 	_, err = ch.QueueDeclare(queue, true, false, false, false, queueArgs(h.cfg, amqpconn.BrokerVersion(conn)))
 	created = err == nil
+	if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed && queueLimitError(ae) {
+		return false, queueLimitReached(queue, ae)
+	}
 	if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
 		// The queue exists with other arguments (QueueType, QueueExpires
 		// or QueueMaxLength changed since, and a concurrent request
@@ -147,7 +161,12 @@ func (h *Handler) ensureQueue(queue string, granted []Binding) (created bool, er
 		if err := reopen(); err != nil {
 			return false, err
 		}
-		_, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		refusal := ae.Reason
+		if _, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil); errors.As(err, &ae) && ae.Code == amqp.NotFound && !homeNodeDown(ae) {
+			// It does not exist either: the 406 was about something else.
+			// Report that, not the 404.
+			return false, internalError(fmt.Errorf("declare queue %s: the broker refused it (406 PRECONDITION_FAILED: %s), and it does not exist", queue, refusal))
+		}
 	}
 	if errors.As(err, &ae) && homeNodeDown(ae) {
 		return false, queueNodeDown(queue, ae)
@@ -156,7 +175,47 @@ func (h *Handler) ensureQueue(queue string, granted []Binding) (created bool, er
 		return false, brokerErr("declare queue "+queue, err)
 	}
 	lost, err := h.bindAll(ch, queue, granted, !created, brokerErr)
+	if err == nil {
+		h.evict(conn, user, queue)
+	}
 	return created || lost, err
+}
+
+// queueLimitError tells the broker's refusal of a new queue at a queue
+// limit: "cannot declare queue '…': queue limit in vhost '/' (N) is
+// reached" (RabbitMQ 3.10 to 4.3; 4.x also has "queue limit in cluster").
+func queueLimitError(ae *amqp.Error) bool {
+	return ae.Code == amqp.PreconditionFailed && strings.Contains(ae.Reason, "queue limit")
+}
+
+// evict records a session request for user's queue and deletes the user's
+// least recently used tab queues beyond Config.MaxQueuesPerUser, on a
+// channel of its own. A failure is logged and not the request's: the queue
+// stays until it expires.
+func (h *Handler) evict(conn *amqp.Connection, user, queue string) {
+	victims := h.userQueues.use(user, queue)
+	if len(victims) == 0 {
+		return
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		h.logger.Error("Tab queues over MaxQueuesPerUser not deleted: cannot open a channel; they expire after QueueExpires", err, watermill.LogFields{"queues": victims})
+		return
+	}
+	defer func() { _ = ch.Close() }()
+	for _, v := range victims {
+		// No if-unused/if-empty: a tab still reading it loses its
+		// subscription and gets a new queue at its next session request
+		// (queue_created: true).
+		if _, err := ch.QueueDelete(v, false, false, false); err != nil {
+			h.logger.Error("Tab queue over MaxQueuesPerUser not deleted; it expires after QueueExpires", err, watermill.LogFields{"queue": v})
+			if ch, err = conn.Channel(); err != nil {
+				return
+			}
+			continue
+		}
+		h.logger.Info("Deleted the least recently used tab queue of a user at MaxQueuesPerUser", watermill.LogFields{"queue": v, "max_queues_per_user": h.cfg.MaxQueuesPerUser})
+	}
 }
 
 // homeNodeDown tells the broker's answer for a classic queue whose node is
