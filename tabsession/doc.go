@@ -94,10 +94,32 @@
 //	                            binding is not allowed; or a cross-origin browser request
 //	405 method_not_allowed      not POST (Allow: POST)
 //	415 unsupported_media_type  Content-Type is not application/json
+//	429 too_many_requests       the request needs a new tab queue and the user created
+//	                            Config.QueueCreateBurst of them within the last
+//	                            QueueCreateInterval(s); retry after Retry-After seconds
 //	500 internal                a callback failed or panicked, or the broker configuration
 //	                            failed (the cause, with a panic's stack, is logged)
 //	503 unavailable             the broker cannot be reached, or the node holding the tab's
 //	                            classic queue is down; retry after Retry-After seconds
+//	503 queue_limit_reached     the broker refuses new queues (the vhost's max-queues);
+//	                            existing tabs are served; retry after Retry-After seconds
+//
+// # Queues per user
+//
+// A user holds at most Config.MaxQueuesPerUser tab queues (default 32) and
+// creates at most Config.QueueCreateBurst of them at once, then one per
+// QueueCreateInterval (default 20, then one every 3 s). A request that
+// creates a queue beyond the cap deletes the user's least recently used tab
+// queue (by its last session request) rather than refusing: every page
+// render (Prepare) and every tab makes a queue, and a closed tab's queue
+// stays until it expires, so a refusing cap would lock an active user out
+// of new pages for up to QueueExpires, while the least recently used queue
+// is the one most likely to belong to a tab that is gone (an open tab
+// renews every renew_in seconds). A tab whose queue was deleted gets a new
+// one at its next request, with queue_created: true. Over the creation
+// rate a request that needs a new queue answers 429 (renewals are not
+// limited). Both are counted per Handler in memory: see the threat model in
+// README.md for what that means with several instances.
 //
 // # Renewal
 //

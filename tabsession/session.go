@@ -54,9 +54,12 @@ type Session struct {
 // escapes it for a <script> element (see the example). The client renews
 // it through the endpoint as usual, with the same tab_id.
 //
-// Errors match ErrUnauthenticated, ErrForbidden or ErrUnavailable with
-// errors.Is; any other error is the application's or the broker's
-// configuration (what the endpoint answers with 500).
+// Errors match ErrUnauthenticated, ErrForbidden, ErrRateLimited (the
+// user created too many tab queues lately; Prepare always creates one) or
+// ErrUnavailable (and ErrQueueLimitReached at the broker's queue limit)
+// with errors.Is; any other error is the application's or the broker's
+// configuration, or a panic in a callback (what the endpoint answers with
+// 500).
 func (h *Handler) Prepare(r *http.Request) (*Session, error) {
 	user, done, herr := h.begin(r)
 	if herr != nil {

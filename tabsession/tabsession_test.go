@@ -630,11 +630,11 @@ func TestTabSessions(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	_, err := tabsession.NewHandler(tabsession.Config{
 		AMQPURL: "http://x", WebSTOMPURL: "http://x", SigningKey: []byte("short"), KeyID: "a b",
-		TokenTTL: time.Millisecond, QueueMaxLength: -1, ResourceServerID: "a/b",
+		TokenTTL: time.Millisecond, QueueMaxLength: -1, ResourceServerID: "a/b", QueueCreateInterval: -time.Second,
 	}, nil)
 	require.Error(t, err)
 	for _, want := range []string{"AMQPURL", "WebSTOMPURL", "Authenticate is nil", "Bindings is nil", "SigningKey is 5 bytes",
-		"KeyID", "ResourceServerID", "TokenTTL", "QueueMaxLength"} {
+		"KeyID", "ResourceServerID", "TokenTTL", "QueueMaxLength", "QueueCreateInterval -1s is negative"} {
 		assert.Contains(t, err.Error(), want)
 	}
 }
