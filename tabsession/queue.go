@@ -157,12 +157,15 @@ func (h *Handler) ensureQueue(user, queue string, granted []Binding) (created bo
 		// created it between the passive check and this declare). Keep
 		// it: failing would cut the tab off its messages. The channel is
 		// closed; use a new one.
-		h.logger.Info("Tab queue exists with other arguments (QueueType, QueueExpires or QueueMaxLength changed); keeping it as is until it expires", watermill.LogFields{"queue": queue, "broker": ae.Reason})
+		refusal := ae.Reason
 		if err := reopen(); err != nil {
 			return false, err
 		}
-		refusal := ae.Reason
-		if _, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil); errors.As(err, &ae) && ae.Code == amqp.NotFound && !homeNodeDown(ae) {
+		_, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		switch {
+		case err == nil:
+			h.logger.Info("Tab queue exists with other arguments (QueueType, QueueExpires or QueueMaxLength changed); keeping it as is until it expires", watermill.LogFields{"queue": queue, "broker": refusal})
+		case errors.As(err, &ae) && ae.Code == amqp.NotFound && !homeNodeDown(ae):
 			// It does not exist either: the 406 was about something else.
 			// Report that, not the 404.
 			return false, internalError(fmt.Errorf("declare queue %s: the broker refused it (406 PRECONDITION_FAILED: %s), and it does not exist", queue, refusal))
@@ -209,9 +212,11 @@ func (h *Handler) evict(conn *amqp.Connection, user, queue string) {
 		// (queue_created: true).
 		if _, err := ch.QueueDelete(v, false, false, false); err != nil {
 			h.logger.Error("Tab queue over MaxQueuesPerUser not deleted; it expires after QueueExpires", err, watermill.LogFields{"queue": v})
-			if ch, err = conn.Channel(); err != nil {
+			next, err := conn.Channel() // the error closed ch
+			if err != nil {
 				return
 			}
+			ch = next
 			continue
 		}
 		h.logger.Info("Deleted the least recently used tab queue of a user at MaxQueuesPerUser", watermill.LogFields{"queue": v, "max_queues_per_user": h.cfg.MaxQueuesPerUser})
