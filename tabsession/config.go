@@ -148,17 +148,17 @@ type Config struct {
 	// MaxQueuesPerUser caps the tab queues one user holds at once, so that
 	// one logged-in user cannot fill the broker (every tab queue gets a
 	// copy of each of the user's events, up to QueueMaxLength). A session
-	// request that creates a queue beyond the cap deletes the user's least
-	// recently used tab queue (the one whose last session request is the
-	// oldest: a tab renews while it is open, so that is the tab most likely
-	// gone) instead of refusing: refusing would lock the user out of new
-	// pages for up to QueueExpires, since every page render (Prepare) makes
-	// a new queue and closed tabs leave theirs behind. The cap must exceed
-	// the number of tabs a user keeps open at once; a tab whose queue was
-	// deleted gets a new one at its next session request, with
-	// queue_created: true. Counted per Handler, from the session requests
-	// it served (see the threat model in README.md). Default
-	// DefaultMaxQueuesPerUser (32); negative means no cap.
+	// request that takes the user beyond the cap deletes the user's least
+	// recently used tab queue (by last session request) that no tab is
+	// reading (no consumer), and only when every one is being read, the
+	// least recently used of those. It does not refuse: refusing would lock
+	// the user out of new pages for up to QueueExpires, since every page
+	// render (Prepare) makes a new queue and closed tabs leave theirs
+	// behind. Keep the cap above the number of tabs a user keeps open at
+	// once; a tab whose queue was deleted gets a new one at its next
+	// session request, with queue_created: true. Counted per Handler, from
+	// the session requests it served (see the threat model in README.md).
+	// Default DefaultMaxQueuesPerUser (32); negative means no cap.
 	MaxQueuesPerUser int
 	// QueueCreateBurst and QueueCreateInterval rate-limit the creation of
 	// tab queues per user (a token bucket): a user may create

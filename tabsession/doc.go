@@ -109,14 +109,16 @@
 // A user holds at most Config.MaxQueuesPerUser tab queues (default 32) and
 // creates at most Config.QueueCreateBurst of them at once, then one per
 // QueueCreateInterval (default 20, then one every 3 s). A request that
-// creates a queue beyond the cap deletes the user's least recently used tab
-// queue (by its last session request) rather than refusing: every page
-// render (Prepare) and every tab makes a queue, and a closed tab's queue
-// stays until it expires, so a refusing cap would lock an active user out
-// of new pages for up to QueueExpires, while the least recently used queue
-// is the one most likely to belong to a tab that is gone (an open tab
-// renews every renew_in seconds). A tab whose queue was deleted gets a new
-// one at its next request, with queue_created: true. Over the creation
+// takes the user beyond the cap deletes the user's least recently used tab
+// queue (by its last session request) that no tab is reading, rather than
+// refusing: every page render (Prepare) and every tab makes a queue, and a
+// closed tab's queue stays until it expires, so a refusing cap would lock
+// an active user out of new pages for up to QueueExpires. A queue with a
+// consumer is an open tab (the browser client asks for a session per
+// connection, not on a timer, so a tab connected for hours has an old last
+// request); it goes only when every queue of the user is being read, least
+// recently used first, so the cap holds. A tab whose queue was deleted gets
+// a new one at its next request, with queue_created: true. Over the creation
 // rate a request that needs a new queue answers 429 (renewals are not
 // limited). Both are counted per Handler in memory: see the threat model in
 // README.md for what that means with several instances.

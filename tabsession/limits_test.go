@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/brokertest"
 	"github.com/durablews/durablews/internal/oauthbroker"
 	"github.com/durablews/durablews/internal/testbroker"
 	"github.com/durablews/durablews/tabsession"
@@ -142,6 +143,39 @@ func TestTabQueueLimits(t *testing.T) {
 		for _, s := range bob {
 			assert.True(t, c.queueExists(t, s.Queue))
 		}
+	})
+
+	t.Run("per-user cap: a queue a tab is reading stays over idle ones; the cap holds when all are read", func(t *testing.T) {
+		capped := cfg
+		capped.MaxQueuesPerUser = 2
+		capped.QueueCreateBurst = -1
+		c := e.withHandler(t, capped, nil)
+		reading := func(s tabsession.Session) {
+			t.Helper()
+			tab := dialTab(t, s)
+			t.Cleanup(tab.Drop)
+			_, err := tab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), s.Queue, 10)
+			require.NoError(t, err)
+		}
+		var carol []tabsession.Session
+		exists := func() (live []int) {
+			for i, s := range carol {
+				if c.queueExists(t, s.Queue) {
+					live = append(live, i)
+				}
+			}
+			return live
+		}
+		carol = append(carol, c.open(t, "c-carol", tabBody("carolread", 0)))
+		reading(carol[0]) // a tab open for hours: no session request since
+		carol = append(carol, c.open(t, "c-carol", tabBody("carolread", 1)))
+		carol = append(carol, c.open(t, "c-carol", tabBody("carolread", 2)))
+		assert.Equal(t, []int{0, 2}, exists(), "the least recently used queue (0) has a consumer: the idle one (1) went")
+
+		reading(carol[2])
+		carol = append(carol, c.open(t, "c-carol", tabBody("carolread", 3)))
+		assert.Len(t, exists(), 2, "every queue is read: the cap still holds")
+		assert.Equal(t, []int{0, 3}, exists(), "the least recently used of the read ones (2; 0 was seen in use later) went")
 	})
 
 	t.Run("rate limit: 429 for a new queue over the budget; renewals and other users served", func(t *testing.T) {

@@ -191,35 +191,79 @@ func queueLimitError(ae *amqp.Error) bool {
 	return ae.Code == amqp.PreconditionFailed && strings.Contains(ae.Reason, "queue limit")
 }
 
-// evict records a session request for user's queue and deletes the user's
-// least recently used tab queues beyond Config.MaxQueuesPerUser, on a
-// channel of its own. A failure is logged and not the request's: the queue
-// stays until it expires.
+// evict records a session request for user's queue and, when the user
+// then holds more than Config.MaxQueuesPerUser tab queues, deletes the
+// excess: the least recently used ones that no tab is reading (no
+// consumer) first, and only when there are not enough of those, the least
+// recently used ones that a tab reads (the cap holds even against a user
+// who keeps a connection on every queue). A queue found gone is just
+// forgotten. Broker work is on a channel of its own; a failure is logged
+// and not the request's (the queue stays until it expires).
 func (h *Handler) evict(conn *amqp.Connection, user, queue string) {
-	victims := h.userQueues.use(user, queue)
-	if len(victims) == 0 {
+	candidates, excess := h.userQueues.use(user, queue)
+	if excess == 0 {
 		return
 	}
 	ch, err := conn.Channel()
 	if err != nil {
-		h.logger.Error("Tab queues over MaxQueuesPerUser not deleted: cannot open a channel; they expire after QueueExpires", err, watermill.LogFields{"queues": victims})
+		h.logger.Error("Tab queues over MaxQueuesPerUser not deleted: cannot open a channel; they expire after QueueExpires", err, watermill.LogFields{"queues": candidates})
 		return
 	}
 	defer func() { _ = ch.Close() }()
+	// reopen replaces ch after a channel error (ch is never left nil).
+	reopen := func() bool {
+		next, err := conn.Channel()
+		if err != nil {
+			h.logger.Error("Tab queues over MaxQueuesPerUser not deleted: cannot open a channel; they expire after QueueExpires", err, watermill.LogFields{"queues": candidates})
+			return false
+		}
+		ch = next
+		return true
+	}
+	var idle, read, gone []string
+	for _, q := range candidates {
+		if len(idle)+len(gone) == excess {
+			break
+		}
+		info, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+		var ae *amqp.Error
+		switch {
+		case err == nil && info.Consumers > 0:
+			read = append(read, q)
+		case err == nil:
+			idle = append(idle, q)
+		case errors.As(err, &ae) && ae.Code == amqp.NotFound && !homeNodeDown(ae):
+			gone = append(gone, q) // expired or deleted meanwhile
+			if !reopen() {
+				return
+			}
+		default:
+			h.logger.Error("Tab queue over MaxQueuesPerUser not checked; left alone", err, watermill.LogFields{"queue": q})
+			if ch.IsClosed() && !reopen() {
+				return
+			}
+		}
+	}
+	h.userQueues.drop(user, gone...)
+	victims := idle
+	if n := excess - len(idle) - len(gone); n > 0 {
+		victims = append(victims, read[:min(n, len(read))]...)
+		read = read[min(n, len(read)):]
+	}
+	h.userQueues.touch(user, read...) // seen in use: most recently used now
 	for _, v := range victims {
 		// No if-unused/if-empty: a tab still reading it loses its
 		// subscription and gets a new queue at its next session request
 		// (queue_created: true).
 		if _, err := ch.QueueDelete(v, false, false, false); err != nil {
 			h.logger.Error("Tab queue over MaxQueuesPerUser not deleted; it expires after QueueExpires", err, watermill.LogFields{"queue": v})
-			next, err := conn.Channel() // the error closed ch
-			if err != nil {
+			if !reopen() {
 				return
 			}
-			ch = next
 			continue
 		}
-		h.logger.Info("Deleted the least recently used tab queue of a user at MaxQueuesPerUser", watermill.LogFields{"queue": v, "max_queues_per_user": h.cfg.MaxQueuesPerUser})
+		h.userQueues.drop(user, v)
+		h.logger.Info("Deleted a tab queue of a user over MaxQueuesPerUser", watermill.LogFields{"queue": v, "max_queues_per_user": h.cfg.MaxQueuesPerUser})
 	}
 }
 

@@ -1,15 +1,17 @@
 package tabsession
 
 import (
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
 
 // userQueues keeps, per user, the tab queues this Handler knows to be live
 // (with the time of their last session request) and the user's budget for
-// creating new ones (a token bucket). It decides the Config.MaxQueuesPerUser
-// evictions and the Config.QueueCreateBurst/Interval refusals; the Handler
-// does the broker work. Safe for concurrent use.
+// creating new ones (a token bucket). It tells when a user is over
+// Config.MaxQueuesPerUser and decides the Config.QueueCreateBurst/Interval
+// refusals; the Handler does the broker work. Safe for concurrent use.
 //
 // It only knows what this Handler served: queues made by another instance,
 // or before a restart, count from their next session request here. An
@@ -48,16 +50,57 @@ func newUserQueues(cfg Config, now func() time.Time) *userQueues {
 	}
 }
 
-// use records a session request for queue, which exists, and returns the
-// user's queues to delete to stay within the cap (least recently used
-// first, never queue itself). They are forgotten at once.
-func (u *userQueues) use(user, queue string) (evict []string) {
+// use records a session request for queue, which exists. When the user
+// then holds more queues than the cap, it returns the user's other queues,
+// least recently used first, and how many of them must go (excess); the
+// caller picks which (preferring queues no tab reads) and reports back with
+// drop and touch.
+func (u *userQueues) use(user, queue string) (candidates []string, excess int) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	now := u.now()
 	s := u.state(user, now)
 	s.queues[queue] = now
-	return u.evictLocked(s, queue)
+	if u.max < 0 || len(s.queues) <= max(u.max, 1) {
+		return nil, 0
+	}
+	for q := range s.queues {
+		if q != queue {
+			candidates = append(candidates, q)
+		}
+	}
+	slices.SortFunc(candidates, func(a, b string) int {
+		if c := s.queues[a].Compare(s.queues[b]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	return candidates, len(s.queues) - max(u.max, 1)
+}
+
+// drop forgets user's queues (deleted, or found gone).
+func (u *userQueues) drop(user string, queues ...string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if s := u.users[user]; s != nil {
+		for _, q := range queues {
+			delete(s.queues, q)
+		}
+	}
+}
+
+// touch marks user's queues as used now (a tab was seen reading them).
+func (u *userQueues) touch(user string, queues ...string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	now := u.now()
+	if s := u.users[user]; s != nil {
+		for _, q := range queues {
+			if _, ok := s.queues[q]; ok {
+				s.queues[q] = now
+			}
+		}
+	}
 }
 
 // allowCreate takes one creation from user's budget. When the budget is
@@ -125,27 +168,4 @@ func (u *userQueues) expireLocked(s *userState, now time.Time) {
 
 func (u *userQueues) bucketFull(s *userState, now time.Time) bool {
 	return u.burst < 0 || s.tokens+float64(now.Sub(s.tokensAt))/float64(u.interval) >= float64(u.burst)
-}
-
-// evictLocked removes and returns s's least recently used queues beyond the
-// cap, keeping keep.
-func (u *userQueues) evictLocked(s *userState, keep string) []string {
-	if u.max < 0 {
-		return nil
-	}
-	var evict []string
-	for len(s.queues) > max(u.max, 1) {
-		oldest, oldestAt := "", time.Time{}
-		for q, at := range s.queues {
-			if q != keep && (oldest == "" || at.Before(oldestAt) || (at.Equal(oldestAt) && q < oldest)) {
-				oldest, oldestAt = q, at
-			}
-		}
-		if oldest == "" {
-			break
-		}
-		delete(s.queues, oldest)
-		evict = append(evict, oldest)
-	}
-	return evict
 }

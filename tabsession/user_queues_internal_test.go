@@ -30,30 +30,49 @@ func limitsConfig(mod func(*Config)) Config {
 	return cfg
 }
 
+// useLRU is use, with every excess queue deleted least recently used first
+// (what the Handler does when no tab reads them).
+func useLRU(u *userQueues, user, queue string) []string {
+	candidates, excess := u.use(user, queue)
+	victims := candidates[:excess]
+	u.drop(user, victims...)
+	return victims
+}
+
 func TestUserQueuesCapEvictsLeastRecentlyUsed(t *testing.T) {
 	clock := newFakeClock()
 	u := newUserQueues(limitsConfig(func(c *Config) { c.MaxQueuesPerUser = 3 }), clock.now)
 	for i := range 3 {
-		assert.Empty(t, u.use("alice", fmt.Sprint("a", i)))
+		assert.Empty(t, useLRU(u, "alice", fmt.Sprint("a", i)))
 		clock.add(time.Second)
 	}
 	// a0 is used again: a1 is now the least recently used.
-	assert.Empty(t, u.use("alice", "a0"))
+	assert.Empty(t, useLRU(u, "alice", "a0"))
 	clock.add(time.Second)
-	assert.Equal(t, []string{"a1"}, u.use("alice", "a3"))
+	candidates, excess := u.use("alice", "a3")
+	assert.Equal(t, []string{"a1", "a2", "a0"}, candidates, "least recently used first, never the queue in use")
+	assert.Equal(t, 1, excess)
+	u.drop("alice", "a1")
 	clock.add(time.Second)
-	assert.Equal(t, []string{"a2"}, u.use("alice", "a4"))
+	assert.Equal(t, []string{"a2"}, useLRU(u, "alice", "a4"))
 	assert.Equal(t, []string{"a0", "a3", "a4"}, liveNames(u, "alice"))
+	// A queue seen in use (touch) moves to the back of the line.
+	clock.add(time.Second)
+	u.touch("alice", "a0")
+	clock.add(time.Second)
+	assert.Equal(t, []string{"a3"}, useLRU(u, "alice", "a5"))
+	u.touch("alice", "never-seen") // touching an unknown queue adds nothing
+	assert.Equal(t, []string{"a0", "a4", "a5"}, liveNames(u, "alice"))
 	// Other users have their own cap.
 	for i := range 3 {
-		assert.Empty(t, u.use("bob", fmt.Sprint("b", i)))
+		assert.Empty(t, useLRU(u, "bob", fmt.Sprint("b", i)))
 	}
-	assert.Equal(t, []string{"a0", "a3", "a4"}, liveNames(u, "alice"))
+	assert.Equal(t, []string{"a0", "a4", "a5"}, liveNames(u, "alice"))
 	// The queue being used is never its own victim, even at a cap of 1.
 	one := newUserQueues(limitsConfig(func(c *Config) { c.MaxQueuesPerUser = 1 }), clock.now)
-	one.use("carol", "c0")
-	assert.Equal(t, []string{"c0"}, one.use("carol", "c1"))
-	assert.Empty(t, one.use("carol", "c1"))
+	useLRU(one, "carol", "c0")
+	assert.Equal(t, []string{"c0"}, useLRU(one, "carol", "c1"))
+	assert.Empty(t, useLRU(one, "carol", "c1"))
 }
 
 func TestUserQueuesDefaultCapAndNoCap(t *testing.T) {
@@ -61,7 +80,7 @@ func TestUserQueuesDefaultCapAndNoCap(t *testing.T) {
 	u := newUserQueues(limitsConfig(nil), clock.now)
 	var evicted []string
 	for i := range DefaultMaxQueuesPerUser + 10 {
-		evicted = append(evicted, u.use("alice", fmt.Sprintf("a%02d", i))...)
+		evicted = append(evicted, useLRU(u, "alice", fmt.Sprintf("a%02d", i))...)
 		clock.add(time.Millisecond)
 	}
 	assert.Len(t, u.live("alice"), DefaultMaxQueuesPerUser)
@@ -69,7 +88,9 @@ func TestUserQueuesDefaultCapAndNoCap(t *testing.T) {
 
 	none := newUserQueues(limitsConfig(func(c *Config) { c.MaxQueuesPerUser = -1 }), clock.now)
 	for i := range 100 {
-		assert.Empty(t, none.use("alice", fmt.Sprint("a", i)))
+		candidates, excess := none.use("alice", fmt.Sprint("a", i))
+		assert.Empty(t, candidates)
+		assert.Zero(t, excess)
 	}
 	assert.Len(t, none.live("alice"), 100)
 }
@@ -127,7 +148,8 @@ func TestUserQueuesForgetsExpiredQueuesAndIdleUsers(t *testing.T) {
 	clock.add(50 * time.Minute)
 	u.use("alice", "a1")
 	clock.add(20 * time.Minute) // a0 unused for 70 min: expired by the broker
-	assert.Empty(t, u.use("alice", "a2"), "an expired queue is not counted, so nothing is evicted")
+	candidates, excess := u.use("alice", "a2")
+	assert.Zero(t, excess, "an expired queue is not counted, so nothing is over the cap: %v", candidates)
 	assert.Equal(t, []string{"a1", "a2"}, liveNames(u, "alice"))
 
 	_, _ = u.allowCreate("bob")
