@@ -66,6 +66,12 @@ export function normalizeSpec(spec: SubscribeSpec): Readonly<{
  * reconnects (a changed x-expires would make RabbitMQ close the connection with
  * PRECONDITION_FAILED). `destination` is included; stompjs takes it separately.
  *
+ * `exclusive: 'false'` is what keeps the queue when the tab is away: RabbitMQ 4.x
+ * makes an `/exchange/` subscription's queue exclusive (deleted with the
+ * connection) unless the frame says otherwise, even with `durable` and
+ * `auto-delete: false`; 3.10 ignores the header and keeps it either way
+ * (measured on 3.10.8, 4.0.5, 4.3.6; rabbitmq-server#13009).
+ *
  * @param {ReturnType<typeof normalizeSpec>} spec
  * @param {string} queue  see queueName()
  * @returns {Record<string, string>}
