@@ -34,6 +34,9 @@ import {
   subscribeHeaders,
   urlList,
 } from './internal.js';
+import { DEFAULTS } from './defaults.js';
+
+export { DEFAULTS };
 
 /** Random id of this document; claims from the same document are ignored. */
 const DOC_ID = generateTabId();
@@ -299,7 +302,7 @@ export class Subscription {
     this._handler = handler;
     this._onError = onError;
     this._retry = normalizeRetry(spec.retry);
-    this._timeoutMs = normalizeTimeout(spec.handlerTimeoutMs ?? 30000);
+    this._timeoutMs = normalizeTimeout(spec.handlerTimeoutMs ?? DEFAULTS.subscribe.handlerTimeoutMs);
     this._active = true;
     this._seen = new DedupWindow(client._dedupSize);
     this._seenKey = `${client._storageKey}.seen.${spec.name}`;
@@ -765,7 +768,7 @@ export class DurableClient {
         bindings: so.bindings,
         fetch: f,
         getHeaders: so.getHeaders,
-        timeoutMs: normalizeTimeout(so.timeoutMs ?? 10000, 'session.timeoutMs'),
+        timeoutMs: normalizeTimeout(so.timeoutMs ?? DEFAULTS.session.timeoutMs, 'session.timeoutMs'),
       };
     }
     /** headers mode: the Web-STOMP URLs (one per node); empty with only a webSocketFactory */
@@ -779,21 +782,21 @@ export class DurableClient {
     this._webSocketFactory = opts.webSocketFactory;
     this._login = opts.login;
     this._passcode = opts.passcode;
-    this._vhost = opts.vhost ?? '/';
+    this._vhost = opts.vhost ?? DEFAULTS.vhost;
     this._connectHeaders = opts.connectHeaders;
-    this._heartbeatMs = opts.heartbeatMs ?? 10000;
-    this._heartbeatWorker = opts.heartbeatWorker ?? true;
-    this._reconnect = { initialMs: 500, maxMs: 30000, ...(opts.reconnect ?? {}) };
-    this._stableMs = opts.stableMs ?? 10000;
-    this._connectTimeoutMs = opts.connectTimeoutMs ?? 10000;
-    this._dedupSize = opts.dedupWindow ?? 1000;
+    this._heartbeatMs = opts.heartbeatMs ?? DEFAULTS.heartbeatMs;
+    this._heartbeatWorker = opts.heartbeatWorker ?? DEFAULTS.heartbeatWorker;
+    this._reconnect = { ...DEFAULTS.reconnect, ...(opts.reconnect ?? {}) };
+    this._stableMs = opts.stableMs ?? DEFAULTS.stableMs;
+    this._connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
+    this._dedupSize = opts.dedupWindow ?? DEFAULTS.dedupWindow;
     new DedupWindow(this._dedupSize); // validate
-    this._dupCheckMs = opts.duplicateTabCheckMs ?? 150;
+    this._dupCheckMs = opts.duplicateTabCheckMs ?? DEFAULTS.duplicateTabCheckMs;
     this._debugFn = opts.debug;
-    this._queuePrefix = opts.queuePrefix ?? 'tab';
+    this._queuePrefix = opts.queuePrefix ?? DEFAULTS.queuePrefix;
 
     this._storage = opts.storage ?? defaultStorage();
-    this._storageKey = opts.storageKey ?? 'durablews.tabId';
+    this._storageKey = opts.storageKey ?? DEFAULTS.storageKey;
     this._tabId = this._loadTabId();
     queueName(this._queuePrefix, this._tabId, 'x'); // validate prefix
     /** a session the server prepared at render time, for the first connection only */

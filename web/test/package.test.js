@@ -33,7 +33,7 @@ test('sources type-check (tsc --checkJs) and types/*.d.ts are current (run `npm 
     } catch (e) {
       throw new Error(`scripts/types.mjs (tsc --checkJs + declarations) failed:\n${e.stdout}${e.stderr}`);
     }
-    for (const f of ['durablews.d.ts', 'internal.d.ts']) {
+    for (const f of ['durablews.d.ts', 'defaults.d.ts', 'internal.d.ts']) {
       const want = fs.readFileSync(path.join(out, f), 'utf8');
       const have = fs.readFileSync(path.join(WEB, 'types', f), 'utf8');
       assert.ok(have === want, `types/${f} is stale: run \`npm run types\` in web/ and commit it`);
@@ -72,9 +72,11 @@ test('npm pack ships exactly the client, its helpers, their declarations, README
   const files = JSON.parse(stdout)[0].files.map((f) => f.path).sort();
   assert.deepEqual(files, [
     'README.md',
+    'defaults.js',
     'durablews.js',
     'internal.js',
     'package.json',
+    'types/defaults.d.ts',
     'types/durablews.d.ts',
     'types/internal.d.ts',
   ]);

@@ -12,6 +12,7 @@
 export function memoryStorage(): StorageLike & {
     removeItem: (key: string) => void;
 };
+export { DEFAULTS };
 /**
  * @typedef {'connecting'|'connected'|'reconnecting'|'closed'} ConnectionState
  *
@@ -791,5 +792,6 @@ export type ClientEvents = {
     failed: [FailedEvent];
     gap: [GapEvent];
 };
+import { DEFAULTS } from './defaults.js';
 import { DedupWindow } from './internal.js';
 import { Client } from '@stomp/stompjs';

@@ -286,10 +286,6 @@ export function streamStep(want: StreamPosition, last: number | null, first: boo
     } | null;
     skip: boolean;
 };
-/** Default SUBSCRIBE lease: the queue is deleted after being unused this long. */
-export const DEFAULT_EXPIRES_MS: 3600000;
-/** Default per-subscription prefetch (unacked messages in flight). */
-export const DEFAULT_PREFETCH: 10;
 /** Upper bound for prefetch-count; a browser tab has no business holding more. */
 export const MAX_PREFETCH: 1000;
 /** RabbitMQ's limit for queue names, in UTF-8 bytes. */
