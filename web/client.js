@@ -1,27 +1,19 @@
-// The client: ties a tab (tab.js), its subscriptions (subscription.js), the
-// tab-session requests and the STOMP connection together, and reports
-// states and events to the page.
+// The client: ties this tab (tab.js), its subscriptions (subscription.js),
+// its tab sessions (session.js) and its connection (transport.js) together;
+// owns the state the page sees ('connecting', 'connected', 'reconnecting',
+// 'closed'), the events, ready(), and the page lifecycle.
 
-import { Client, TickerStrategy } from '@stomp/stompjs';
 import { DEFAULTS } from './defaults.js';
-import { SessionError, sessionTimeoutError, streamNotGranted } from './errors.js';
-import {
-  DedupWindow,
-  backoffDelay,
-  normalizeSessionSpec,
-  normalizeSpec,
-  normalizeStreamSpec,
-  normalizeTimeout,
-  parseSession,
-  queueName,
-  sessionErrorIsFatal,
-  topicMatcher,
-  urlList,
-} from './internal.js';
+import { streamNotGranted } from './errors.js';
+import { DedupWindow, normalizeSessionSpec, normalizeSpec, normalizeStreamSpec, queueName, topicMatcher, urlList } from './internal.js';
+import { TabSessions, sessionSettings } from './session.js';
 import { Subscription } from './subscription.js';
 import { Tab } from './tab.js';
+import { StompTransport } from './transport.js';
 
 /** @import { ClientEvents, ClientOptions, ConnectionState, DurableMessage, StateDetail, SubscribeOptions } from './typedefs.js' */
+/** @import { ParsedSession } from './internal.js' */
+/** @import { Target } from './transport.js' */
 
 /**
  * Browser client delivering messages from durable per-tab RabbitMQ queues over
@@ -46,53 +38,34 @@ import { Tab } from './tab.js';
 export class DurableClient {
   /** @param {ClientOptions} opts */
   constructor(opts = {}) {
-    this._sessionOpts = null;
-    if (opts.session !== undefined) {
-      const so = opts.session;
-      if (so === null || typeof so !== 'object' || typeof so.url !== 'string' || so.url === '') {
-        throw new TypeError('DurableClient: session needs {url: string}, e.g. {url: "/api/tab-session"}');
-      }
-      if (so.bindings !== undefined && (!Array.isArray(so.bindings) || so.bindings.length === 0)) {
-        throw new TypeError('DurableClient: session.bindings must be a non-empty array of {exchange, key}');
-      }
-      if (opts.url !== undefined || opts.connectHeaders || opts.login !== undefined || opts.passcode !== undefined) {
-        throw new TypeError('DurableClient: with session, leave out url, login, passcode and connectHeaders (the session response provides them)');
-      }
-      if (so.fetch === undefined && typeof globalThis.fetch !== 'function') {
-        throw new TypeError('DurableClient: session mode needs fetch');
-      }
-      if (so.getHeaders !== undefined && typeof so.getHeaders !== 'function') {
-        throw new TypeError('DurableClient: session.getHeaders must be a function returning (a promise of) a headers object');
-      }
-      // Called as a plain function: window.fetch throws "Illegal invocation"
-      // when called as a method of another object.
-      const f = so.fetch ?? ((input, init) => globalThis.fetch(input, init));
-      this._sessionOpts = {
-        url: so.url,
-        bindings: so.bindings,
-        fetch: f,
-        getHeaders: so.getHeaders,
-        timeoutMs: normalizeTimeout(so.timeoutMs ?? DEFAULTS.session.timeoutMs, 'session.timeoutMs'),
-      };
-    }
+    const sessions = sessionSettings(opts);
     /** headers mode: the Web-STOMP URLs (one per node); empty with only a webSocketFactory */
-    this._urls = this._sessionOpts || (opts.webSocketFactory && opts.url === undefined) ? [] : urlList(opts.url, 'DurableClient: ');
-    // A random first node spreads a fleet of tabs over the cluster; every
-    // failed attempt moves on to the next one (see _failed, _pickUrl).
-    this._urlSpread = Math.random();
-    this._urlIndex = 0;
-    /** the URL of the current (or last) connection attempt */
-    this._attemptUrl = undefined;
-    this._webSocketFactory = opts.webSocketFactory;
+    this._urls = sessions || (opts.webSocketFactory && opts.url === undefined) ? [] : urlList(opts.url, 'DurableClient: ');
     this._login = opts.login;
     this._passcode = opts.passcode;
     this._vhost = opts.vhost ?? DEFAULTS.vhost;
     this._connectHeaders = opts.connectHeaders;
-    this._heartbeatMs = opts.heartbeatMs ?? DEFAULTS.heartbeatMs;
-    this._heartbeatWorker = opts.heartbeatWorker ?? DEFAULTS.heartbeatWorker;
-    this._reconnect = { ...DEFAULTS.reconnect, ...(opts.reconnect ?? {}) };
-    this._stableMs = opts.stableMs ?? DEFAULTS.stableMs;
-    this._connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
+    this._transport = new StompTransport(
+      {
+        heartbeatMs: opts.heartbeatMs ?? DEFAULTS.heartbeatMs,
+        heartbeatWorker: opts.heartbeatWorker ?? DEFAULTS.heartbeatWorker,
+        connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+        reconnect: { ...DEFAULTS.reconnect, ...(opts.reconnect ?? {}) },
+        stableMs: opts.stableMs ?? DEFAULTS.stableMs,
+        webSocketFactory: opts.webSocketFactory,
+      },
+      {
+        prepare: () => this._prepare(),
+        subscribe: (connection, gen) => Promise.all([...this._subs].filter((s) => s.headers).map((s) => s._attach(connection, gen))),
+        connected: (detail, offlineSince) => this._connected(detail, offlineSince),
+        reconnecting: (detail) => this._setState('reconnecting', detail),
+        fatal: (error) => {
+          this._debug(`giving up: ${error.message}`);
+          void this._shutdown({ attempt: this._transport.attempt, error, fatal: true });
+        },
+        debug: (m) => this._debug(m),
+      },
+    );
     this._dedupSize = opts.dedupWindow ?? DEFAULTS.dedupWindow;
     new DedupWindow(this._dedupSize); // validate
     this._debugFn = opts.debug;
@@ -107,23 +80,12 @@ export class DurableClient {
       // prepared for the original's page is the original's queue.
       renewed: () => {
         for (const sub of this._subs) sub._clearSeen();
-        this._initialSession = null;
+        this._sessions?.forgetPrepared();
       },
     });
     queueName(this._queuePrefix, this._tab.id, 'x'); // validate prefix
-    /** a session the server prepared at render time, for the first connection only */
-    this._initialSession = null;
-    if (this._sessionOpts && opts.session?.initial !== undefined) {
-      let init = opts.session.initial;
-      try {
-        if (typeof init === 'string') init = JSON.parse(init);
-        this._initialSession = parseSession(init);
-      } catch (e) {
-        throw new TypeError(`DurableClient: session.initial is not a usable tab session: ${e.message}`);
-      }
-      // Its queue is this tab's from now on (the server made it for this page).
-      this._tab.adopt(this._initialSession.tabId);
-    }
+    /** tab-session mode: the sessions; null in headers mode */
+    this._sessions = sessions ? new TabSessions(sessions, this._tab, (m) => this._debug(m)) : null;
     /** @type {{match: (rk: string) => boolean, fn: (msg: DurableMessage) => any, pattern: string}[]} */
     this._routes = [];
     /** @type {Map<string, Set<Function>>} */
@@ -135,20 +97,6 @@ export class DurableClient {
     /** @type {ConnectionState} */
     this._state = 'closed';
     this._closed = true;
-    this._gen = 0; // bumped for every connection attempt
-    this._liveGen = 0; // gen of the connection that is currently CONNECTED, else 0
-    this._stomp = null;
-    this._timer = null;
-    this._attempt = 0;
-    this._healthySince = 0;
-    /** newest tab-session response (parsed), tab-session mode only */
-    this._session = null;
-    /** a session since the previous one created the queue again; reported with the next 'connected' */
-    this._queueReset = false;
-    /** headers mode: when the broker was last heard from on a connection that was live */
-    this._lastHeard = 0;
-    /** headers mode: _lastHeard of the connection that ended; 0 while connected or never connected */
-    this._offlineSince = 0;
   }
 
   /** This tab's id (see README: duplicated tabs get a new one on connect()). */
@@ -271,13 +219,14 @@ export class DurableClient {
       throw new TypeError('subscribe(spec, handler): handler must be a function (or left out, to use client.on(pattern, fn) handlers)');
     }
     const stream = spec !== null && typeof spec === 'object' && spec.stream !== undefined ? normalizeStreamSpec(spec) : null;
-    const norm = stream ?? (this._sessionOpts ? normalizeSessionSpec(spec) : normalizeSpec(/** @type {any} */ (spec)));
+    const norm = stream ?? (this._sessions ? normalizeSessionSpec(spec) : normalizeSpec(/** @type {any} */ (spec)));
     if (stream) {
       for (const s of this._subs) {
         if (s._streamName === stream.stream) throw new Error(`stream ${stream.stream} is already subscribed (subscription ${s.name}); one subscription per stream keeps one offset`);
       }
-      if (this._session && !this._session.streams.has(stream.stream)) throw streamNotGranted([stream.stream]);
-    } else if (this._sessionOpts && this._queueSubs().length > 0) {
+      const session = this._sessions?.current;
+      if (session && !session.streams.has(stream.stream)) throw streamNotGranted([stream.stream]);
+    } else if (this._sessions && this._queueSubs().length > 0) {
       // One queue per tab session: two consumers on it would split its messages.
       throw new Error(
         this._autoSub
@@ -290,9 +239,10 @@ export class DurableClient {
     }
     const sub = new Subscription(this, { ...norm, retry: spec.retry, handlerTimeoutMs: spec.handlerTimeoutMs }, handler, spec.onError);
     this._subs.add(sub);
-    if (this._liveGen !== 0 && this._stomp && sub.headers) {
-      const gen = this._liveGen;
-      sub._attach(this._stomp, gen).catch(() => {});
+    const t = this._transport;
+    if (t.liveGen !== 0 && t.connection && sub.headers) {
+      const gen = t.liveGen;
+      sub._attach(t.connection, gen).catch(() => {});
     }
     return sub;
   }
@@ -307,13 +257,13 @@ export class DurableClient {
     this._watchPageLifecycle();
     this._closed = false;
     this._resumeOn = null;
-    this._attempt = 0;
+    this._transport.start();
     this._autoSubscribe();
     this._setState('connecting', { attempt: 0 });
-    const gen = this._gen; // close() bumps it: a close()+connect() during the claim wins
+    const gen = this._transport.gen; // close() bumps it: a close()+connect() during the claim wins
     await this._tab.claim();
-    if (this._closed || gen !== this._gen) return;
-    void this._open();
+    if (this._closed || gen !== this._transport.gen) return;
+    void this._transport.open();
   }
 
   /**
@@ -322,7 +272,7 @@ export class DurableClient {
    */
   async close() {
     this._resumeOn = null; // closed on purpose: pageshow/resume must not reopen it
-    await this._shutdown({ attempt: this._attempt });
+    await this._shutdown({ attempt: this._transport.attempt });
   }
 
   // ---- internals ----
@@ -332,7 +282,7 @@ export class DurableClient {
    * consume it through a subscription named 'events' made here.
    */
   _autoSubscribe() {
-    if (!this._sessionOpts || this._queueSubs().length > 0 || this._routes.length === 0) return;
+    if (!this._sessions || this._queueSubs().length > 0 || this._routes.length === 0) return;
     this.subscribe({ name: 'events' });
     this._autoSub = true;
   }
@@ -340,13 +290,7 @@ export class DurableClient {
   async _shutdown(detail) {
     if (this._closed) return;
     this._closed = true;
-    this._gen++;
-    if (this._liveGen && !this._offlineSince) this._offlineSince = Date.now(); // the consumer leaves now
-    this._liveGen = 0;
-    if (this._timer) clearTimeout(this._timer);
-    this._timer = null;
-    const stomp = this._stomp;
-    this._stomp = null;
+    const disconnect = this._transport.stop();
     this._tab.release();
     for (const sub of this._subs) sub._saveSeen();
     if (detail.fatal) {
@@ -357,7 +301,7 @@ export class DurableClient {
       r.reject(detail.error);
     }
     this._setState('closed', detail);
-    if (stomp) await stomp.deactivate();
+    await disconnect();
   }
 
   /**
@@ -379,7 +323,7 @@ export class DurableClient {
     /** @param {'pagehide'|'freeze'} reason */
     const pause = (reason) => {
       if (this._closed) return;
-      void this._shutdown({ attempt: this._attempt, reason });
+      void this._shutdown({ attempt: this._transport.attempt, reason });
       this._resumeOn = reason;
     };
     /** @param {'pagehide'|'freeze'} reason */
@@ -424,15 +368,6 @@ export class DurableClient {
     }
   }
 
-  /**
-   * The URL for this attempt: a random start (the same for every list this
-   * client gets), then one step further after every failed attempt.
-   * @param {string[]} urls
-   */
-  _pickUrl(urls) {
-    return urls[(Math.floor(this._urlSpread * urls.length) + this._urlIndex) % urls.length];
-  }
-
   /** The per-tab queue subscriptions (not streams). */
   _queueSubs() {
     return [...this._subs].filter((s) => s._streamName === undefined);
@@ -440,253 +375,98 @@ export class DurableClient {
 
   _remove(sub) {
     this._subs.delete(sub);
-    if (this._liveGen !== 0 && this._stomp) sub._detach(this._stomp);
+    const t = this._transport;
+    if (t.liveGen !== 0 && t.connection) sub._detach(t.connection);
   }
 
   /**
-   * POST to the session endpoint; on success remembers the session and the
-   * tab id it names (sessionStorage). Throws SessionError.
+   * The target of the next connection attempt (the transport's prepare hook).
+   * Tab-session mode: a fresh token for every attempt (the broker checks it
+   * at CONNECT and SUBSCRIBE only, so an open connection outlives it), from
+   * the prepared session once, else from the endpoint. Headers mode: the
+   * URLs and credentials, from connectHeaders() if given.
+   * @returns {Target|{fatal: Error}|Promise<Target|{fatal: Error}>}
    */
-  async _fetchSession() {
-    const so = /** @type {NonNullable<DurableClient['_sessionOpts']>} */ (this._sessionOpts);
-    /** @type {{tab_id: string, bindings?: {exchange: string, key: string}[]}} */
-    const body = { tab_id: this._tab.id };
-    if (so.bindings) body.bindings = so.bindings;
-    /** @type {Record<string, string>} */
-    let extra = {};
-    if (so.getHeaders) {
-      try {
-        extra = (await so.getHeaders()) ?? {};
-      } catch (e) {
-        throw new SessionError(`tab session request: getHeaders() failed: ${e?.message ?? e}`, { cause: e });
-      }
-    }
-    const abort = typeof AbortController === 'function' ? new AbortController() : null;
-    let timedOut = false;
-    const timer = so.timeoutMs > 0 ? setTimeout(() => ((timedOut = true), abort?.abort()), so.timeoutMs) : null;
-    let res;
-    let data = null;
-    try {
-      try {
-        res = await so.fetch(so.url, {
-          method: 'POST',
-          headers: { ...extra, 'content-type': 'application/json', accept: 'application/json' },
-          body: JSON.stringify(body),
-          credentials: 'same-origin',
-          cache: 'no-store',
-          signal: abort?.signal,
-        });
-      } catch (e) {
-        if (timedOut) throw sessionTimeoutError(so.timeoutMs, e);
-        throw new SessionError(`tab session request failed: ${e?.message ?? e}`, { cause: e });
-      }
-      try {
-        data = await res.json();
-      } catch (e) {
-        if (timedOut) throw sessionTimeoutError(so.timeoutMs, e);
-        // not JSON: reported below
-      }
-    } finally {
-      if (timer) clearTimeout(timer);
-    }
-    if (!res.ok) {
-      const code = typeof data?.error === 'string' ? data.error : undefined;
-      const detail = [code, typeof data?.message === 'string' ? data.message : ''].filter(Boolean).join(': ');
-      throw new SessionError(`tab session refused: HTTP ${res.status}${detail ? ` ${detail}` : ''}`, {
-        status: res.status,
-        code,
-        fatal: sessionErrorIsFatal(res.status),
-      });
-    }
+  _prepare() {
+    if (!this._sessions) return this._connectHeaders ? this._credentialsTarget() : this._headersTarget({});
+    const prepared = this._sessions.takePrepared();
+    return prepared ? this._sessionTarget(prepared) : this._fetchTarget();
+  }
+
+  /** @returns {Promise<Target>} */
+  async _credentialsTarget() {
+    const creds = (await /** @type {NonNullable<ClientOptions['connectHeaders']>} */ (this._connectHeaders)()) ?? {};
+    return this._headersTarget(creds);
+  }
+
+  /** @returns {Promise<Target|{fatal: Error}>} a rejection: a failed attempt */
+  async _fetchTarget() {
     let s;
     try {
-      s = parseSession(data);
+      s = await /** @type {TabSessions} */ (this._sessions).fetch();
     } catch (e) {
-      const unsupported = !!e.unsupportedVersion;
-      throw new SessionError(e.message, {
-        status: res.status,
-        cause: e,
-        code: unsupported ? 'unsupported_version' : undefined,
-        fatal: unsupported, // retrying the same server cannot help
-      });
+      if (e.fatal) return { fatal: e };
+      throw e;
     }
-    return this._useSession(s);
+    return this._sessionTarget(s);
   }
 
-  /** Remember a session (fetched or prepared) and the tab id it names. */
-  _useSession(s) {
-    this._tab.adopt(s.tabId);
-    // The first session of this client creating the queue is normal; a
-    // later one means the queue had been lost in between.
-    if (s.queueCreated && this._session !== null) this._queueReset = true;
-    this._session = s;
-    return s;
+  /**
+   * @param {ParsedSession} s
+   * @returns {Target|{fatal: Error}}
+   */
+  _sessionTarget(s) {
+    const missing = [...this._subs].filter((x) => x._streamName !== undefined && !s.streams.has(x._streamName));
+    if (missing.length > 0) return { fatal: streamNotGranted(missing.map((x) => /** @type {string} */ (x._streamName))) };
+    // The broker names the connection after the token's sub.
+    return { urls: s.urls, connectHeaders: this._connectFrame(s.vhost, { login: '', passcode: s.token }) };
   }
 
-  /** The prepared session if it is still good for a connection, once. */
-  _takeInitialSession() {
-    const s = this._initialSession;
-    this._initialSession = null;
-    // A page kept open (or restored) long after its render: the token may be
-    // gone, so ask for a fresh session instead of failing one attempt.
-    if (s && !(s.expiresAt - Date.now() > 5000)) {
-      this._debug('prepared tab session expired; requesting a new one');
-      return null;
-    }
-    return s;
+  /**
+   * @param {{login?: string, passcode?: string}} creds
+   * @returns {Target}
+   */
+  _headersTarget(creds) {
+    return { urls: this._urls, connectHeaders: this._connectFrame(this._vhost, creds) };
   }
 
-  async _open() {
-    const gen = ++this._gen;
-    let creds = {};
-    let url = this._urls.length ? this._pickUrl(this._urls) : undefined;
-    let vhost = this._vhost;
-    if (this._sessionOpts) {
-      // A fresh token for every connection attempt: the broker checks it at
-      // CONNECT and SUBSCRIBE only, so an open connection outlives it.
-      let s = this._takeInitialSession();
-      try {
-        s = s ? this._useSession(s) : await this._fetchSession();
-      } catch (e) {
-        if (gen !== this._gen || this._closed) return;
-        if (e.fatal) {
-          this._debug(`giving up: ${e.message}`);
-          void this._shutdown({ attempt: this._attempt, error: e, fatal: true });
-        } else {
-          this._failed(gen, e);
-        }
-        return;
-      }
-      const missing = [...this._subs].filter((x) => x._streamName !== undefined && !s.streams.has(x._streamName));
-      if (missing.length > 0) {
-        const err = streamNotGranted(missing.map((x) => /** @type {string} */ (x._streamName)));
-        this._debug(`giving up: ${err.message}`);
-        void this._shutdown({ attempt: this._attempt, error: err, fatal: true });
-        return;
-      }
-      creds = { login: '', passcode: s.token }; // the broker names the connection after the token's sub
-      url = this._pickUrl(s.urls);
-      vhost = s.vhost;
-    } else if (this._connectHeaders) {
-      try {
-        creds = (await this._connectHeaders()) ?? {};
-      } catch (e) {
-        this._failed(gen, e instanceof Error ? e : new Error(String(e)));
-        return;
-      }
-    }
-    if (gen !== this._gen || this._closed) return;
-    this._attemptUrl = url;
-    const connectHeaders = { host: vhost };
+  /**
+   * CONNECT's headers: creds override the login and passcode options.
+   * @param {string} vhost
+   * @param {{login?: string, passcode?: string}} creds
+   */
+  _connectFrame(vhost, creds) {
+    /** @type {Record<string, string>} */
+    const headers = { host: vhost };
     const login = creds.login ?? this._login;
     const passcode = creds.passcode ?? this._passcode;
-    if (login !== undefined) connectHeaders.login = String(login);
-    if (passcode !== undefined) connectHeaders.passcode = String(passcode);
-
-    // The socket is opened here rather than by stompjs: a constructor that
-    // throws (a URL the browser refuses, a throwing webSocketFactory) would
-    // reject inside stompjs where nobody hears it, leaving 'connecting' for ever.
-    let ws;
-    try {
-      ws = this._webSocketFactory ? this._webSocketFactory(url) : new WebSocket(/** @type {string} */ (url), STOMP_PROTOCOLS);
-      if (!ws) throw new TypeError('webSocketFactory returned no WebSocket');
-    } catch (e) {
-      const err = e instanceof Error ? e : new Error(String(e));
-      this._debug(`opening the WebSocket failed: ${err.message}`);
-      this._failed(gen, err);
-      return;
-    }
-    /** @type {Error|undefined} */
-    let lastError;
-    const stomp = new Client({
-      webSocketFactory: () => ws,
-      connectHeaders,
-      reconnectDelay: 0, // reconnects are driven here, see _failed()
-      connectionTimeout: this._connectTimeoutMs,
-      heartbeatIncoming: this._heartbeatMs,
-      heartbeatOutgoing: this._heartbeatMs,
-      heartbeatStrategy:
-        this._heartbeatWorker && typeof Worker !== 'undefined' ? TickerStrategy.Worker : TickerStrategy.Interval,
-      debug: (m) => this._debug(m),
-      onConnect: () => {
-        if (gen !== this._gen) return;
-        // Any frame or heart-beat from the broker: when the broker last knew
-        // this tab (x-expires counts from when the broker sees it gone).
-        this._lastHeard = Date.now();
-        /** @type {any} */ (stomp.webSocket)?.addEventListener?.('message', () => {
-          if (gen === this._gen) this._lastHeard = Date.now();
-        });
-        this._connected(stomp, gen);
-      },
-      onStompError: (frame) => {
-        if (gen !== this._gen) return;
-        const text = [frame.headers.message, frame.body].filter(Boolean).join(': ');
-        lastError = Object.assign(new Error(`STOMP ERROR ${text}`), { frame });
-        // The server usually closes after an ERROR, but on 3.10.8 a
-        // "Server cancelled subscription" ERROR leaves the socket open.
-        stomp.forceDisconnect();
-      },
-      onWebSocketClose: (evt) => {
-        if (gen !== this._gen) return;
-        const err = /** @type {Error & {code?: number, reason?: string}} */ (
-          lastError ?? new Error(`WebSocket closed: ${evt.code} ${evt.reason || ''}`.trim())
-        );
-        err.code = evt.code;
-        err.reason = evt.reason;
-        this._failed(gen, err);
-      },
-    });
-    this._stomp = stomp;
-    stomp.activate();
+    if (login !== undefined) headers.login = String(login);
+    if (passcode !== undefined) headers.passcode = String(passcode);
+    return headers;
   }
 
-  _connected(stomp, gen) {
-    this._liveGen = gen;
-    const receipts = [...this._subs].filter((s) => s.headers).map((s) => s._attach(stomp, gen));
-    // 'connected' only once every SUBSCRIBE is confirmed: on 3.10.8 a failed
-    // SUBSCRIBE loses its ERROR frame and the socket just closes ("STOMP died").
-    Promise.all(receipts).then(() => {
-      if (gen !== this._liveGen) return;
-      this._healthySince = Date.now();
-      const detail = { attempt: this._attempt, url: this._attemptUrl };
-      if (!this._sessionOpts && this._offlineSince) {
+  /**
+   * Every SUBSCRIBE of a connection is confirmed (the transport's connected hook).
+   * @param {{attempt: number, url: string|undefined}} confirmed
+   * @param {number} offlineSince  when the broker was last heard before this connection
+   */
+  _connected(confirmed, offlineSince) {
+    /** @type {StateDetail} */
+    const detail = { ...confirmed };
+    let queueReset;
+    if (this._sessions) {
+      queueReset = this._sessions.takeQueueReset();
+    } else {
+      queueReset = false;
+      if (offlineSince) {
         const expiresMs = Math.min(...this._queueSubs().filter((s) => s.headers).map((s) => s._spec.expiresMs));
-        if (Date.now() - this._offlineSince >= expiresMs) this._queueReset = true;
-        this._offlineSince = 0;
+        queueReset = Date.now() - offlineSince >= expiresMs;
       }
-      if (this._queueReset) {
-        detail.queueReset = true;
-        this._queueReset = false;
-      }
-      this._setState('connected', detail);
-    });
-  }
-
-  _failed(gen, error) {
-    if (gen !== this._gen || this._closed) return;
-    const stomp = this._stomp;
-    this._stomp = null;
-    if (this._liveGen && !this._offlineSince) this._offlineSince = this._lastHeard;
-    this._liveGen = 0;
-    if (stomp) void stomp.deactivate(); // socket is closed: only resets stompjs state
-    if (this._healthySince && Date.now() - this._healthySince >= this._stableMs) this._attempt = 0;
-    this._healthySince = 0;
-    this._attempt++;
-    const url = this._attemptUrl;
-    this._attemptUrl = undefined;
-    this._urlIndex++; // the next node (a list of one: the same URL)
-    const delayMs = backoffDelay(this._attempt, this._reconnect);
-    this._debug(`connection ended (${error.message}); attempt ${this._attempt} in ${delayMs} ms`);
-    this._setState('reconnecting', { attempt: this._attempt, delayMs, error, ...(url === undefined ? {} : { url }) });
-    this._timer = setTimeout(() => {
-      this._timer = null;
-      if (!this._closed) void this._open();
-    }, delayMs);
+    }
+    if (queueReset) detail.queueReset = true;
+    this._setState('connected', detail);
   }
 }
-
-/** Subprotocols stompjs offers when it opens the socket itself. */
-const STOMP_PROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'];
 
 /** Names on() treats as events; anything else is a routing-key pattern. */
 const EVENT_NAMES = new Set(['state', 'connecting', 'connected', 'reconnecting', 'closed', 'retry', 'failed', 'gap']);

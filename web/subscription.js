@@ -24,6 +24,7 @@ import {
 
 /** @import { DurableMessage, FailureAction, SubscribeOptions, SubscriptionStats } from './typedefs.js' */
 /** @import { DurableClient } from './client.js' */
+/** @import { Connection } from './transport.js' */
 
 const ACTIONS = new Set(['ack', 'park', 'retry']);
 
@@ -119,7 +120,7 @@ export class Subscription {
    */
   get queueName() {
     if (this._streamName !== undefined) return this._streamName;
-    if (this._spec.session) return this._client._session?.queue ?? null;
+    if (this._spec.session) return this._client._sessions?.current?.queue ?? null;
     return queueName(this._client._queuePrefix, this._client.tabId, this._spec.name);
   }
 
@@ -135,7 +136,7 @@ export class Subscription {
       return dest ? streamSubscribeHeaders(this._spec, dest, this._nextPosition()) : null;
     }
     if (this._spec.session) {
-      const s = this._client._session;
+      const s = this._client._sessions?.current;
       return s ? sessionSubscribeHeaders(this._spec, s.destination) : null;
     }
     return subscribeHeaders(this._spec, /** @type {string} */ (this.queueName));
@@ -159,8 +160,9 @@ export class Subscription {
   /** @internal the stream's destination: derived in headers mode, granted by the session otherwise */
   _streamDestination() {
     const stream = /** @type {string} */ (this._streamName);
-    if (!this._client._sessionOpts) return streamDestination(stream);
-    return this._client._session?.streams.get(stream)?.destination ?? null;
+    const sessions = this._client._sessions;
+    if (!sessions) return streamDestination(stream);
+    return sessions.current?.streams.get(stream)?.destination ?? null;
   }
 
   /**
@@ -172,7 +174,7 @@ export class Subscription {
     return (
       this._pos ??
       this._spec.start ??
-      this._client._session?.streams.get(/** @type {string} */ (this._streamName))?.start ?? { kind: 'next' }
+      this._client._sessions?.current?.streams.get(/** @type {string} */ (this._streamName))?.start ?? { kind: 'next' }
     );
   }
 
@@ -197,8 +199,13 @@ export class Subscription {
     this._client._remove(this);
   }
 
-  /** @internal send SUBSCRIBE on a live connection; resolves on its RECEIPT */
-  _attach(stomp, gen) {
+  /**
+   * @internal send SUBSCRIBE on a live connection; resolves on its RECEIPT
+   * @param {Connection} connection
+   * @param {number} gen  the connection's generation (see transport.js)
+   * @returns {Promise<void>}
+   */
+  _attach(connection, gen) {
     if (this._streamName !== undefined) {
       // The start is fixed by the first SUBSCRIBE: a later session's start
       // (a newer end of the stream) must not skip what this tab has not read.
@@ -211,15 +218,15 @@ export class Subscription {
     const { destination, ...headers } = /** @type {Record<string, string>} */ (this.headers);
     const receipt = `${headers.id}@${gen}`;
     /** @type {Promise<void>} */
-    const confirmed = new Promise((resolve) => stomp.watchForReceipt(receipt, () => resolve()));
-    stomp.subscribe(destination, (frame) => this._enqueue(frame, gen), { ...headers, receipt });
+    const confirmed = new Promise((resolve) => connection.watchForReceipt(receipt, () => resolve()));
+    connection.subscribe(destination, (frame) => this._enqueue(frame, gen), { ...headers, receipt });
     return confirmed;
   }
 
-  /** @internal send UNSUBSCRIBE */
-  _detach(stomp) {
+  /** @internal send UNSUBSCRIBE @param {Connection} connection */
+  _detach(connection) {
     try {
-      stomp.unsubscribe(/** @type {Record<string, string>} */ (this.headers).id);
+      connection.unsubscribe(/** @type {Record<string, string>} */ (this.headers).id);
     } catch {
       // not connected: nothing to cancel
     }
@@ -246,13 +253,13 @@ export class Subscription {
 
   /** Whether a message of connection `gen` may still be handled and acked. */
   _live(gen) {
-    return this._active && gen === this._client._liveGen;
+    return this._active && gen === this._client._transport.liveGen;
   }
 
   async _process(frame, gen) {
     const client = this._client;
     if (!this._active) return;
-    if (gen !== client._liveGen) {
+    if (gen !== client._transport.liveGen) {
       // Its connection is gone: the broker already requeued it. Acking it on
       // another connection would ack a different delivery, so drop it.
       this._stats.stale++;
@@ -463,7 +470,7 @@ export class Subscription {
 
   _ack(frame, gen) {
     const client = this._client;
-    if (gen !== client._liveGen || !client._stomp || !client._stomp.connected) return;
+    if (!client._transport.canAck(gen)) return;
     try {
       frame.ack(); // bound by stompjs to the connection that delivered it
       this._stats.acked++;
@@ -477,7 +484,7 @@ export class Subscription {
   // would hand it straight back: a hot loop.
   _nack(frame, gen) {
     const client = this._client;
-    if (gen !== client._liveGen || !client._stomp || !client._stomp.connected) return;
+    if (!client._transport.canAck(gen)) return;
     try {
       frame.nack({ requeue: 'false' });
     } catch (e) {

@@ -73,7 +73,18 @@ test('npm pack ships exactly the entry point, the modules beside it, their decla
     throw new Error(`npm pack --dry-run failed:\n${e.stdout}${e.stderr}`);
   }
   const files = JSON.parse(stdout)[0].files.map((f) => f.path).sort();
-  const modules = ['client.js', 'defaults.js', 'durablews.js', 'errors.js', 'internal.js', 'subscription.js', 'tab.js', 'typedefs.js'];
+  const modules = [
+    'client.js',
+    'defaults.js',
+    'durablews.js',
+    'errors.js',
+    'internal.js',
+    'session.js',
+    'subscription.js',
+    'tab.js',
+    'transport.js',
+    'typedefs.js',
+  ];
   assert.deepEqual(files, ['README.md', 'package.json', ...modules, ...modules.map((m) => `types/${m.replace(/\.js$/, '.d.ts')}`)].sort());
   // Every module the entry point loads is packed: nothing it needs is left out.
   const local = new Set();

@@ -1,4 +1,6 @@
 /** @import { ClientEvents, ClientOptions, ConnectionState, DurableMessage, StateDetail, SubscribeOptions } from './typedefs.js' */
+/** @import { ParsedSession } from './internal.js' */
+/** @import { Target } from './transport.js' */
 /**
  * Browser client delivering messages from durable per-tab RabbitMQ queues over
  * Web-STOMP, with at-least-once delivery.
@@ -108,12 +110,15 @@ export class DurableClient {
      */
     close(): Promise<void>;
 }
+import { StompTransport } from './transport.js';
 import { Tab } from './tab.js';
+import { TabSessions } from './session.js';
 import type { DurableMessage } from './typedefs.js';
 import { Subscription } from './subscription.js';
 import type { ConnectionState } from './typedefs.js';
-import { Client } from '@stomp/stompjs';
 import type { StateDetail } from './typedefs.js';
 import type { ClientEvents } from './typedefs.js';
 import type { SubscribeOptions } from './typedefs.js';
+import type { Target } from './transport.js';
+import type { ParsedSession } from './internal.js';
 import type { ClientOptions } from './typedefs.js';

@@ -53,4 +53,5 @@ import type { DurableMessage } from './typedefs.js';
 import type { FailureAction } from './typedefs.js';
 import { DedupWindow } from './internal.js';
 import type { SubscriptionStats } from './typedefs.js';
+import type { Connection } from './transport.js';
 import type { SubscribeOptions } from './typedefs.js';
