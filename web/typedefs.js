@@ -70,9 +70,9 @@
  * @property {StartPosition} [start]  streams: where to start while the tab has
  *   no offset (default: the session's start for the stream, else 'next')
  * @property {string} [exchange]    headers mode: the exchange (must exist)
- * @property {string} [bindingKey]  headers mode: e.g. 'customer.42.#' ('' for fanout)
- * @property {number} [expiresMs]   headers mode: x-expires of the queue (default 3600000)
- * @property {number} [prefetch]    unacked messages in flight (default 10, 1..1000)
+ * @property {string} [bindingKey='']  headers mode: e.g. 'customer.42.#' ('' for fanout)
+ * @property {number} [expiresMs=3600000]  headers mode: x-expires of the queue
+ * @property {number} [prefetch=10]  unacked messages in flight, 1..1000
  * @property {{attempts?: number, initialMs?: number, maxMs?: number}} [retry]
  *   handler calls per message before onError decides (default 3) and the
  *   back-off between them (default 200 ms .. 5 s, full jitter)

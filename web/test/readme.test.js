@@ -1,5 +1,7 @@
 // README.md's option tables against DEFAULTS (defaults.js): every default in
-// the table is the object's, and every default in the object is in the table.
+// the table is the object's, and every default in the object is in the table;
+// likewise the `[option=default]` of the JSDoc (typedefs.js), which the
+// declarations carry to an application's editor.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -60,6 +62,26 @@ for (const [heading, defaults] of TABLES) {
     }
   });
 }
+
+test('typedefs.js: every [option=default] of ClientOptions, SessionOptions and SubscribeOptions is DEFAULTS', () => {
+  const src = fs.readFileSync(path.join(WEB, 'typedefs.js'), 'utf8');
+  const blocks = { ClientOptions: TABLES[0][1], SessionOptions: DEFAULTS.session, SubscribeOptions: DEFAULTS.subscribe };
+  let checked = 0;
+  for (const [name, defaults] of Object.entries(blocks)) {
+    const start = src.indexOf(`@typedef {object} ${name}\n`);
+    assert.ok(start >= 0, `typedefs.js has no ${name}`);
+    const end = src.indexOf('@typedef', start + 1);
+    const block = src.slice(start, end < 0 ? undefined : end);
+    for (const m of block.matchAll(/@property \{[^\n]*\} \[(\w+)=([^\]\s]+)\]/g)) {
+      const [, option, value] = m;
+      if (!LITERAL.test(`\`${value}\``)) continue; // e.g. storage=sessionStorage
+      assert.ok(option in defaults, `typedefs.js ${name}: ${option} has default ${value}, DEFAULTS has none`);
+      assert.equal(value, literal(defaults[option]), `typedefs.js ${name}: ${option}`);
+      checked++;
+    }
+  }
+  assert.ok(checked >= 14, `only ${checked} defaults found in typedefs.js`);
+});
 
 test('DEFAULTS is frozen through and through', () => {
   const walk = (o, where) => {

@@ -138,11 +138,11 @@ export type SubscribeOptions = {
      */
     bindingKey?: string;
     /**
-     * headers mode: x-expires of the queue (default 3600000)
+     * headers mode: x-expires of the queue
      */
     expiresMs?: number;
     /**
-     * unacked messages in flight (default 10, 1..1000)
+     * unacked messages in flight, 1..1000
      */
     prefetch?: number;
     /**
