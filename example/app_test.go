@@ -154,12 +154,19 @@ func TestPostEventsRejectsBadInput(t *testing.T) {
 func TestServesPageClientAndConfig(t *testing.T) {
 	a, srv := newTestApp(t)
 	for path, want := range map[string]int{
-		"/":                 200,
-		"/?customer=42":     200,
-		"/static/app.js":    200,
-		"/static/style.css": 200,
-		"/web/durablews.js": 200,
-		"/web/internal.js":  200,
+		"/":                    200,
+		"/?customer=42":        200,
+		"/static/app.js":       200,
+		"/static/style.css":    200,
+		"/web/durablews.js":    200,
+		"/web/internal.js":     200,
+		"/web/client.js":       200, // the modules durablews.js imports (web/README.md, Source layout)
+		"/web/subscription.js": 200,
+		"/web/transport.js":    200,
+		"/web/session.js":      200,
+		"/web/tab.js":          200,
+		"/web/errors.js":       200,
+		"/web/defaults.js":     200,
 		"/web/node_modules/@stomp/stompjs/esm6/index.js":  200,
 		"/web/node_modules/@stomp/stompjs/esm6/client.js": 200,
 		"/web/package.json":                    404,
