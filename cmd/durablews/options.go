@@ -31,7 +31,7 @@ func envName(flagName string) string {
 }
 
 // Tab-queue policy defaults. expires matches the browser client's default
-// x-expires (web/internal.js, 1 h): RabbitMQ applies the smaller of policy
+// x-expires (web/defaults.js DEFAULTS.subscribe.expiresMs, 1 h): RabbitMQ applies the smaller of policy
 // and argument, so a shorter policy would cut the client's promise.
 // drop-head rather than reject-publish: one full queue nacks a message that
 // other tabs' queues already took, so the publisher's retry duplicates it
