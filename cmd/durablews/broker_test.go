@@ -21,7 +21,7 @@ import (
 // because the defaults (127.0.0.1:5672/15672/15674) are the shared broker.
 func nodeEnv(n *testbroker.Node) map[string]string {
 	return map[string]string{
-		"DURABLEWS_URL":            n.AMQPURL(),
+		"DURABLEWS_AMQP_URL":       n.AMQPURL(),
 		"DURABLEWS_MANAGEMENT_URL": "http://127.0.0.1:" + strconv.Itoa(n.Ports().Management),
 		// The reserved port even when web_stomp is disabled, never the shared 15674.
 		"DURABLEWS_WEB_STOMP_URL": "ws://127.0.0.1:" + strconv.Itoa(n.Ports().WebSTOMP) + "/ws",
@@ -206,7 +206,7 @@ func TestDoctor_NothingReachable(t *testing.T) {
 	t.Parallel()
 	// Port 1 refuses connections; never fall back to the shared broker's ports.
 	r := cli(t, map[string]string{
-		"DURABLEWS_URL":            "amqp://guest:guest@127.0.0.1:1/",
+		"DURABLEWS_AMQP_URL":       "amqp://guest:guest@127.0.0.1:1/",
 		"DURABLEWS_MANAGEMENT_URL": "http://127.0.0.1:1",
 		"DURABLEWS_WEB_STOMP_URL":  "ws://127.0.0.1:1/ws",
 	}, "doctor")
@@ -218,7 +218,7 @@ func TestDoctor_NothingReachable(t *testing.T) {
 	assert.Contains(t, r.stdout, "skip  exchanges ")
 	assert.Contains(t, r.stdout, "doctor: 3 problem(s)")
 
-	r = cli(t, map[string]string{"DURABLEWS_URL": "amqp://guest:guest@127.0.0.1:1/", "DURABLEWS_TIMEOUT": "2s"}, "publish", "events", "k", "{}")
+	r = cli(t, map[string]string{"DURABLEWS_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/", "DURABLEWS_TIMEOUT": "2s"}, "publish", "events", "k", "{}")
 	require.Equal(t, exitFail, r.code)
 	assert.Contains(t, r.stderr, "cannot connect to any broker")
 }
