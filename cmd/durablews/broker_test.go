@@ -125,10 +125,24 @@ func TestSetupDoctorPublish_HealthyNode(t *testing.T) {
 		`ok    tab-queue policy  "durablews-tab-queues" applies {expires: 3600000, max-length: 10000, overflow: drop-head}`,
 		`3 matching "^tab-", 2 without consumers; oldest idle: tab-`,
 		"expires after 15m0s unused",
+		"ok    broker version    RabbitMQ " + node.Version().Name + ".",
+		"ok    delivery limit    no policy limits deliveries of tab queues",
 		"doctor: everything looks fine",
 	} {
 		assert.Contains(t, r.stdout, want)
 	}
+
+	// An operator policy that limits deliveries of tab queues: a quorum tab
+	// queue would drop a message after that many cuts, so doctor warns.
+	_, err = mc.PutOperatorPolicy("/", "limits", rabbithole.OperatorPolicy{Pattern: "^tab-", ApplyTo: "queues",
+		Definition: rabbithole.PolicyDefinition{"delivery-limit": 5}})
+	require.NoError(t, err)
+	r = cli(t, env, "doctor")
+	require.Equal(t, exitOK, r.code, "a warning is not a failure:\n%s", r.stdout)
+	assert.Contains(t, r.stdout, `WARN  delivery limit    operator policy "limits" (pattern "^tab-") sets delivery-limit 5: a quorum tab queue drops a message`)
+	assert.Contains(t, r.stdout, "fix: remove delivery-limit from the policy")
+	_, err = mc.DeleteOperatorPolicy("/", "limits")
+	require.NoError(t, err)
 	assert.NotContains(t, r.stdout, "FAIL")
 	assert.Regexp(t, regexp.MustCompile(`oldest idle: (`+regexp.QuoteMeta(tabs[0])+`|`+regexp.QuoteMeta(tabs[1])+`), idle \d+s`), r.stdout,
 		"the oldest idle queue is one without a consumer")

@@ -82,12 +82,14 @@ func runDoctor(ctx context.Context, args []string, env lookupEnv, stdout, stderr
 		strings.Join(redactAll(o.urls), ", "), o.mgmt, strings.Join(o.wsList, ", "), o.vhost)
 	d.checkAMQP()
 	d.checkManagement()
+	d.checkVersion()
 	d.checkPlugins()
 	d.checkCluster()
 	d.checkWebSTOMP()
 	d.checkAlarms()
 	d.checkExchanges()
 	d.checkPolicy()
+	d.checkDeliveryLimit()
 	d.checkTabQueues()
 
 	fails, warns := 0, 0
