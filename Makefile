@@ -4,7 +4,10 @@
 #   make test       cgo + broker + chromium + web deps, go vet, gofmt check, go test -race,
 #                   web tests (node, incl. the headless-Chromium e2e), short fuzz runs
 #   make cgo        install gcc + libc6-dev if missing: go test -race needs cgo (scripts/cgo.sh)
-#   make broker     make the shared RabbitMQ ready (scripts/rabbitmq.sh)
+#   make broker     make the RabbitMQ under test ready: RABBITMQ's shared node (4.0 by default,
+#                   in a debootstrapped root: scripts/rabbitmq-versions.sh; 3.10: scripts/rabbitmq.sh)
+#   make test-matrix  the guarantee suite (chaos with kill -9, tab sessions + security, browser
+#                   e2e, streams, cluster chaos) on every other supported version (MATRIX_VERSIONS)
 #   make chromium   install Debian's chromium/chromium-driver if missing (scripts/chromium.sh)
 #   make web-deps   npm ci in web/ (when web/package.json exists and node_modules is stale)
 #   make web-test   node --test in web/ (DURABLEWS_E2E=$(WEB_E2E))
@@ -21,7 +24,8 @@
 #   make sizing     broker memory per tab queue / message / connected tab on a private node (~3 min)
 #   make fmt / vet / fmt-check / gotest / gotest-norace / fuzz
 #
-# Knobs: make test FUZZTIME=1000000x TEST_TIMEOUT=30m GOTEST_FLAGS='-v' PKGS=./internal/...
+# Knobs: make test RABBITMQ=4.3 (the version under test: 4.0, 3.10, 4.3; also DURABLEWS_RABBITMQ)
+#        make test FUZZTIME=1000000x TEST_TIMEOUT=30m GOTEST_FLAGS='-v' PKGS=./internal/...
 #        WEB_TESTS=0 (skip web-test)  WEB_E2E=0 (web tests without the browser e2e)
 #        make demo-cluster DEMO_FLAGS=-addr=127.0.0.1:8081 (extra flags of go run ./example)
 
@@ -31,6 +35,14 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 
 GO           ?= go
+# The RabbitMQ under test (README "Supported RabbitMQ versions"): the default first, then the
+# rest of the matrix. Every test, the bench and the demo find its node through
+# DURABLEWS_RABBITMQ (internal/brokerversion) and the URLs scripts/rabbitmq-versions.sh prints.
+RABBITMQ        ?= $(or $(DURABLEWS_RABBITMQ),4.0)
+MATRIX_VERSIONS ?= $(filter-out $(RABBITMQ),$(shell bash scripts/rabbitmq-versions.sh list))
+export DURABLEWS_RABBITMQ := $(RABBITMQ)
+# eval-able DURABLEWS_*_URL settings of RABBITMQ's shared node, for shells of recipes.
+BROKER_ENV = eval "$$(bash scripts/rabbitmq-versions.sh env $(RABBITMQ))"; export DURABLEWS_AMQP_URL DURABLEWS_WEB_STOMP_URL DURABLEWS_MANAGEMENT_URL;
 PKGS         ?= ./...
 TEST_TIMEOUT ?= 20m
 GOTEST_FLAGS ?=
@@ -42,7 +54,7 @@ WEB_E2E      ?= 1
 .NOTPARALLEL:
 .DEFAULT_GOAL := help
 
-.PHONY: help test cgo broker chromium web-deps web-test demo bench fmt fmt-check vet gotest fuzz doctor sizing tab-sessions-broker tab-sessions-plan cluster cluster-status cluster-stop demo-cluster
+.PHONY: help test test-matrix matrix-one cgo broker chromium web-deps web-test demo bench fmt fmt-check vet gotest fuzz doctor sizing tab-sessions-broker tab-sessions-plan cluster cluster-status cluster-stop demo-cluster
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -67,7 +79,7 @@ cgo:
 	@GO=$(GO) bash scripts/cgo.sh
 
 broker:
-	@bash scripts/rabbitmq.sh
+	@bash scripts/rabbitmq-versions.sh start $(RABBITMQ)
 
 cluster:
 	@bash scripts/rabbitmq-cluster.sh start
@@ -109,9 +121,9 @@ web-test: web-deps
 		echo "web-test: no \"test\" script in web/package.json; skipping"; \
 		exit 0; \
 	fi; \
-	cd web && DURABLEWS_E2E=$(WEB_E2E) npm test --silent </dev/null
+	$(BROKER_ENV) cd web && DURABLEWS_E2E=$(WEB_E2E) npm test --silent </dev/null
 
-# The demo uses tab sessions: rabbitmq-tab-sessions.sh configures the broker for them
+# The demo uses tab sessions: rabbitmq-tab-sessions.sh configures RABBITMQ's node for them
 # (signing key, OAuth 2 backend, policy; restarts it only if its config changed).
 demo: broker web-deps
 	@if [ ! -d example ]; then \
@@ -119,7 +131,8 @@ demo: broker web-deps
 		exit 1; \
 	fi
 	bash scripts/rabbitmq-tab-sessions.sh
-	$(GO) run ./example -signing-key "$$(bash scripts/rabbitmq-tab-sessions.sh key-path)"
+	@$(BROKER_ENV) set -x; $(GO) run ./example -signing-key "$$(bash scripts/rabbitmq-tab-sessions.sh key-path)" \
+		-amqp "$$DURABLEWS_AMQP_URL" -ws "$$DURABLEWS_WEB_STOMP_URL" $(DEMO_FLAGS)
 
 # The cluster's nodes have no tab-session (OAuth 2) config, so the demo runs in its
 # trusted mode there: guest/guest in the page, on this machine only (ports bind 127.0.0.1).
@@ -149,12 +162,12 @@ fmt-check:
 	echo "fmt-check: ok"
 
 gotest:
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(GOTEST_FLAGS) $(PKGS)
+	@$(BROKER_ENV) set -x; $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(GOTEST_FLAGS) $(PKGS)
 
 # Tests that cannot run under -race because of races in a dependency's code
 # (files with //go:build !race; each says why).
 gotest-norace:
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestWatermillAMQPSubscriberAcrossRestarts$$' $(GOTEST_FLAGS) .
+	@$(BROKER_ENV) set -x; $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestWatermillAMQPSubscriberAcrossRestarts$$' $(GOTEST_FLAGS) .
 
 # Every `func FuzzX(` in a *_test.go is fuzzed for FUZZTIME, one target at a time
 # (go test -fuzz takes one package and one target). New targets are picked up

@@ -3,6 +3,7 @@ package durablews_test
 import (
 	"errors"
 	"net"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,15 @@ import (
 // tests of other packages too; these are their names in this package.
 
 func amqpURL() string { return brokertest.AMQPURL() }
+
+// brokerHost is host:port of the shared broker, as errors name it.
+func brokerHost(t testing.TB) string {
+	u, err := url.Parse(amqpURL())
+	if err != nil {
+		t.Fatalf("shared broker URL: %v", err)
+	}
+	return u.Host
+}
 
 func uniqueName(_ testing.TB, prefix string) string { return brokertest.UniqueName(prefix) }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durablews/durablews"
-	"github.com/durablews/durablews/internal/faultproxy"
+	"github.com/durablews/durablews/internal/brokertest"
 )
 
 // runRouter starts r and stops it when the test ends.
@@ -176,10 +175,8 @@ func TestForwardMiddleware_NothingLostWhileBrokerConnectionIsCut(t *testing.T) {
 	b.exchange(ex, "topic")
 	tab := b.queue(ex, "#", nil)
 
-	proxy, err := faultproxy.New("127.0.0.1:5672")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	cfg := durablews.NewConfig(strings.Replace(amqpURL(), "127.0.0.1:5672", proxy.Addr(), 1), durablews.Exchange{Name: ex})
+	proxy, proxiedURL := brokertest.ProxiedAMQP(t)
+	cfg := durablews.NewConfig(proxiedURL, durablews.Exchange{Name: ex})
 	cfg.ConfirmTimeout = 300 * time.Millisecond // fail forwards fast while the broker is away
 	cfg.Reconnect = durablews.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2}
 	pub := newPublisher(t, cfg)

@@ -8,7 +8,6 @@ package durablews_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -37,10 +36,7 @@ type wsEnv struct {
 func wsStompURL() string { return brokertest.WebSTOMPURL() }
 
 func wsManagementURL() string {
-	if u := os.Getenv("DURABLEWS_MGMT_URL"); u != "" {
-		return u
-	}
-	return stomptab.DefaultManagementURL
+	return stomptab.ManagementURL()
 }
 
 // newWSEnv declares the exchange up front (a tab's SUBSCRIBE fails if it

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +19,6 @@ import (
 
 	"github.com/durablews/durablews"
 	"github.com/durablews/durablews/internal/brokertest"
-	"github.com/durablews/durablews/internal/faultproxy"
 	"github.com/durablews/durablews/prommetrics"
 )
 
@@ -174,10 +172,8 @@ func TestMetrics_InFlightTimeoutsAndReconnects(t *testing.T) {
 	b.Exchange(ex, "topic")
 	b.Queue(ex, "#", nil)
 
-	proxy, err := faultproxy.New("127.0.0.1:5672")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	cfg := durablews.NewConfig(strings.Replace(brokertest.AMQPURL(), "127.0.0.1:5672", proxy.Addr(), 1), durablews.Exchange{Name: ex})
+	proxy, proxiedURL := brokertest.ProxiedAMQP(t)
+	cfg := durablews.NewConfig(proxiedURL, durablews.Exchange{Name: ex})
 	// Long enough that the gauge is certainly seen before the timeout, even on a loaded CI host.
 	cfg.ConfirmTimeout = 4 * time.Second
 	cfg.Reconnect = durablews.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2}
@@ -191,7 +187,7 @@ func TestMetrics_InFlightTimeoutsAndReconnects(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return value(t, reg, "durablews_publisher_in_flight") == n
 	}, 3*time.Second, 10*time.Millisecond, "in-flight gauge while the confirms are stalled")
-	err = <-done
+	err := <-done
 	require.ErrorIs(t, err, durablews.ErrConfirmTimeout)
 	assert.Equal(t, float64(n), value(t, reg, "durablews_publisher_timed_out_total", "topic", ex))
 	assert.Equal(t, float64(n), value(t, reg, "durablews_publisher_not_confirmed_total", "topic", ex, "reason", "timeout"))

@@ -24,12 +24,18 @@ func TestClusterConfig(t *testing.T) {
 	if good.QueueType != QueueClassic {
 		t.Errorf("default QueueType %q, want %q", good.QueueType, QueueClassic)
 	}
-	if _, ok := queueArgs(good)["x-queue-type"]; ok {
+	if _, ok := queueArgs(good, "4.0.5")["x-queue-type"]; ok {
 		t.Error("classic tab queues are declared without x-queue-type")
 	}
 	good.QueueType = QueueQuorum
-	if got := queueArgs(good)["x-queue-type"]; got != QueueQuorum {
+	if got := queueArgs(good, "4.0.5")["x-queue-type"]; got != QueueQuorum {
 		t.Errorf("quorum config declares x-queue-type %v", got)
+	}
+	if got := queueArgs(good, "4.0.5")["x-delivery-limit"]; got != int64(-1) {
+		t.Errorf("quorum tab queue on RabbitMQ 4.0.5: x-delivery-limit %v, want -1 (4.x drops a message after 20 deliveries)", got)
+	}
+	if got, ok := queueArgs(good, "3.10.8")["x-delivery-limit"]; ok {
+		t.Errorf("quorum tab queue on RabbitMQ 3.10.8: x-delivery-limit %v, want none (3.10 reads -1 as a limit)", got)
 	}
 
 	bad := base

@@ -36,12 +36,11 @@ import (
 // Config.AMQPURLs that answers, on a cluster). A Handler is
 // safe for concurrent use; call Close when done.
 type Handler struct {
-	cfg       Config
-	vhost     string
-	nameKey   []byte
-	logger    watermill.LoggerAdapter
-	cop       *http.CrossOriginProtection
-	queueArgs amqp.Table
+	cfg     Config
+	vhost   string
+	nameKey []byte
+	logger  watermill.LoggerAdapter
+	cop     *http.CrossOriginProtection
 
 	mgmt          []*rabbithole.Client // one per node; nil without a management URL
 	mgmtTransport *http.Transport
@@ -87,12 +86,11 @@ func NewHandler(cfg Config, logger watermill.LoggerAdapter) (*Handler, error) {
 		logger = watermill.NopLogger{}
 	}
 	h := &Handler{
-		cfg:       cfg,
-		vhost:     vhost,
-		nameKey:   queueNameKey(cfg),
-		logger:    logger.With(watermill.LogFields{"component": "tabsession.Handler"}),
-		cop:       http.NewCrossOriginProtection(),
-		queueArgs: queueArgs(cfg),
+		cfg:     cfg,
+		vhost:   vhost,
+		nameKey: queueNameKey(cfg),
+		logger:  logger.With(watermill.LogFields{"component": "tabsession.Handler"}),
+		cop:     http.NewCrossOriginProtection(),
 	}
 	for _, o := range cfg.TrustedOrigins {
 		_ = h.cop.AddTrustedOrigin(o) // validated

@@ -8,12 +8,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/durablews/durablews/internal/amqpconn"
 )
 
 // tabIDPattern is the web client's tab id format (web/internal.js).
@@ -53,8 +56,12 @@ func queueName(key []byte, user, tabID string) string {
 	return "tab-" + hex.EncodeToString(m.Sum(nil)[:8]) + "-" + tabID
 }
 
-// queueArgs are the declare arguments of a new tab queue.
-func queueArgs(cfg Config) amqp.Table {
+// queueArgs are the declare arguments of a new tab queue on a broker of
+// the given version (amqpconn.BrokerVersion). A quorum tab queue never
+// drops a message for having been delivered too often: a tab on a flapping
+// connection gets the same message again and again, and must still get it
+// (amqpconn.UnlimitedDeliveries: RabbitMQ 4.x would drop it after 20).
+func queueArgs(cfg Config, brokerVersion string) amqp.Table {
 	t := amqp.Table{
 		"x-expires":                int64(cfg.QueueExpires / time.Millisecond),
 		"x-max-length":             int64(cfg.QueueMaxLength),
@@ -63,6 +70,7 @@ func queueArgs(cfg Config) amqp.Table {
 	}
 	if cfg.QueueType == QueueQuorum {
 		t["x-queue-type"] = QueueQuorum
+		maps.Copy(t, amqpconn.UnlimitedDeliveries(brokerVersion))
 	}
 	return t
 }
@@ -127,7 +135,7 @@ func (h *Handler) ensureQueue(queue string, granted []Binding) (created bool, er
 	if err := reopen(); err != nil {
 		return false, err
 	}
-	_, err = ch.QueueDeclare(queue, true, false, false, false, h.queueArgs)
+	_, err = ch.QueueDeclare(queue, true, false, false, false, queueArgs(h.cfg, amqpconn.BrokerVersion(conn)))
 	created = err == nil
 	if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
 		// The queue exists with other arguments (QueueType, QueueExpires

@@ -1,6 +1,7 @@
 package amqpconn
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -60,5 +61,20 @@ func TestDialErrorIsRedacted(t *testing.T) {
 	_, err := Dial("amqp://svc:secret@127.0.0.1:1/", amqp.Config{}, "test")
 	if err == nil || strings.Contains(err.Error(), "secret") || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("Dial to a closed port: %v; want an error naming the host without the password", err)
+	}
+}
+
+func TestUnlimitedDeliveries(t *testing.T) {
+	for version, want := range map[string]amqp.Table{
+		"3.10.8": nil,
+		"3.13.7": nil,
+		"4.0.5":  {"x-delivery-limit": int64(-1)},
+		"4.3.6":  {"x-delivery-limit": int64(-1)},
+		"10.1.0": {"x-delivery-limit": int64(-1)},
+		"":       {"x-delivery-limit": int64(-1)},
+	} {
+		if got := UnlimitedDeliveries(version); !reflect.DeepEqual(got, want) {
+			t.Errorf("UnlimitedDeliveries(%q) = %v, want %v", version, got, want)
+		}
 	}
 }

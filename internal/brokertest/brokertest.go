@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os"
 	"testing"
 	"time"
 
@@ -19,37 +18,49 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/internal/brokerversion"
 	"github.com/durablews/durablews/internal/faultproxy"
 	"github.com/durablews/durablews/internal/stomptab"
 )
 
-// AMQPURL is the shared test broker: $DURABLEWS_AMQP_URL, else guest on
-// 127.0.0.1:5672.
-func AMQPURL() string { return envOr("DURABLEWS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/") }
+// AMQPURL is the shared test broker (brokerversion.SharedAMQPURL):
+// $DURABLEWS_AMQP_URL, else the shared node of the RabbitMQ version
+// DURABLEWS_RABBITMQ names (`make broker` starts it).
+func AMQPURL() string { return brokerversion.SharedAMQPURL() }
 
-// WebSTOMPURL is the shared broker's Web-STOMP endpoint:
-// $DURABLEWS_WEBSTOMP_URL, else stomptab.DefaultURL.
-func WebSTOMPURL() string { return envOr("DURABLEWS_WEBSTOMP_URL", stomptab.DefaultURL) }
+// WebSTOMPURL is the shared broker's Web-STOMP endpoint
+// ($DURABLEWS_WEB_STOMP_URL, else the selected version's node).
+func WebSTOMPURL() string { return brokerversion.SharedWebSTOMPURL() }
+
+// ManagementURL is the shared broker's management API without credentials
+// (guest/guest; $DURABLEWS_MANAGEMENT_URL, else the selected version's).
+func ManagementURL() string { return brokerversion.SharedManagementURL() }
+
+// ProxiedAMQP puts a fault proxy in front of the shared broker's AMQP
+// listener and returns it with the amqp:// URL that goes through it. The
+// proxy is closed at cleanup.
+func ProxiedAMQP(t testing.TB) (*faultproxy.Proxy, string) {
+	t.Helper()
+	return proxied(t, AMQPURL())
+}
 
 // ProxiedWebSTOMP puts a fault proxy in front of the shared Web-STOMP
 // listener and returns it with the ws:// URL that goes through it. The
 // proxy is closed at cleanup.
 func ProxiedWebSTOMP(t testing.TB) (*faultproxy.Proxy, string) {
 	t.Helper()
-	u, err := url.Parse(WebSTOMPURL())
+	return proxied(t, WebSTOMPURL())
+}
+
+func proxied(t testing.TB, target string) (*faultproxy.Proxy, string) {
+	t.Helper()
+	u, err := url.Parse(target)
 	require.NoError(t, err)
 	p, err := faultproxy.New(u.Host)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Close() })
 	u.Host = p.Addr()
 	return p, u.String()
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }
 
 // UniqueName gives each test its own exchanges and queues on the shared

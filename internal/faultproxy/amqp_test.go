@@ -4,22 +4,25 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
+	"net/url"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/durablews/durablews/internal/brokerversion"
 )
 
 // sharedBroker is the machine's shared RabbitMQ. These tests only open
 // connections to it (never reconfigure it) and skip when it is unreachable.
 func sharedBroker(t *testing.T) string {
 	t.Helper()
-	addr := os.Getenv("DWS_AMQP_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:5672"
+	u, err := url.Parse(brokerversion.SharedAMQPURL())
+	if err != nil {
+		t.Fatalf("shared broker URL: %v", err)
 	}
+	addr := u.Host
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		t.Fatalf("no broker at %s: %v (run `make broker`)", addr, err)

@@ -88,13 +88,10 @@ func NodeEnv(n *testbroker.Node, f Files) []string {
 		"DURABLEWS_TABS_CONF_DIR=" + f.Dir,
 		"DURABLEWS_TABS_KEY_FILE=" + f.KeyFile,
 		"DURABLEWS_TABS_NODE=" + n.Name(),
-		"DURABLEWS_TABS_CTL_DIR=" + testbroker.BinDir,
+		// The node's own CLI wrappers: the right RabbitMQ version (chroot'ed
+		// into its root where it has one), its cookie, no shared env file.
+		"DURABLEWS_TABS_CTL_DIR=" + n.CLIDir(),
 		"DURABLEWS_TABS_RESTART=never",
-		// The node's cookie and an empty env file, as testbroker's CLI calls.
-		"HOME=" + filepath.Join(n.BaseDir(), "home"),
-		"RABBITMQ_CONF_ENV_FILE=" + filepath.Join(n.BaseDir(), "rabbitmq-env.conf"),
-		"RABBITMQ_CTL_DIST_PORT_MIN=0",
-		"RABBITMQ_CTL_DIST_PORT_MAX=0",
 	}
 }
 

@@ -10,13 +10,22 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/durablews/durablews/internal/brokerversion"
 )
 
-// Defaults for the local test broker.
-const (
-	DefaultAMQPURL       = "amqp://guest:guest@127.0.0.1:5672/"
-	DefaultManagementURL = "http://guest:guest@127.0.0.1:15672"
-)
+// ManagementURL is the shared test broker's management API with guest's
+// credentials (brokerversion.SharedManagementURL).
+func ManagementURL() string {
+	u, err := url.Parse(brokerversion.SharedManagementURL())
+	if err != nil {
+		return brokerversion.SharedManagementURL()
+	}
+	if u.User == nil {
+		u.User = url.UserPassword("guest", "guest")
+	}
+	return u.String()
+}
 
 // InspectQueue looks a queue up with a passive queue.declare on a
 // throwaway channel (a failed passive declare closes the channel, so it
@@ -53,7 +62,7 @@ func QueueExists(conn *amqp.Connection, name string) (bool, error) {
 // QueueExistsHTTP asks the management API (GET /api/queues/<vhost>/<name>)
 // whether a queue exists. Unlike a passive declare it does not touch the
 // queue, so it does not renew x-expires. mgmtURL carries the credentials,
-// e.g. DefaultManagementURL; vhost "" means "/".
+// e.g. ManagementURL(); vhost "" means "/".
 func QueueExistsHTTP(ctx context.Context, mgmtURL, vhost, name string) (bool, error) {
 	if vhost == "" {
 		vhost = "/"

@@ -22,7 +22,7 @@ type broker struct {
 
 func newBroker(t *testing.T) *broker {
 	t.Helper()
-	conn, err := amqp.Dial(stomptab.DefaultAMQPURL)
+	conn, err := amqp.Dial(brokertest.AMQPURL())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	return &broker{t: t, conn: conn}

@@ -168,7 +168,7 @@ func TestQueueExpiresAfterTabIsGone(t *testing.T) {
 	}
 	// exists asks the management API: a passive declare would renew the lease.
 	exists := func(t *testing.T, q string) bool {
-		ok, err := stomptab.QueueExistsHTTP(context.Background(), stomptab.DefaultManagementURL, "", q)
+		ok, err := stomptab.QueueExistsHTTP(context.Background(), stomptab.ManagementURL(), "", q)
 		require.NoError(t, err)
 		return ok
 	}

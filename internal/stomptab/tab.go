@@ -44,11 +44,12 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/go-stomp/stomp/v3/frame"
+
+	"github.com/durablews/durablews/internal/brokerversion"
 )
 
 // Defaults used when the corresponding Options / Sub fields are zero.
 const (
-	DefaultURL       = "ws://127.0.0.1:15674/ws"
 	DefaultLogin     = "guest"
 	DefaultPasscode  = "guest"
 	DefaultHost      = "/"
@@ -92,7 +93,7 @@ func (e *BrokerError) Is(target error) bool { return target == ErrBrokerClosed }
 
 // Options configure a tab's STOMP connection.
 type Options struct {
-	URL      string // default DefaultURL
+	URL      string // default: the shared test broker (brokerversion.SharedWebSTOMPURL)
 	Login    string // default "guest" (only when Passcode is empty too)
 	Passcode string // default "guest" (only when Login is empty too)
 	Host     string // STOMP host header = vhost, default "/"
@@ -106,7 +107,7 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.URL == "" {
-		o.URL = DefaultURL
+		o.URL = brokerversion.SharedWebSTOMPURL()
 	}
 	if o.Login == "" && o.Passcode == "" {
 		o.Login, o.Passcode = DefaultLogin, DefaultPasscode

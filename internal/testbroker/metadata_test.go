@@ -24,6 +24,23 @@ func TestSyncMetadataKeepsABindingAcrossKill(t *testing.T) {
 	_, err = ch.QueueDeclare("tab-sync", true, false, false, false, nil)
 	require.NoError(t, err)
 	require.NoError(t, n.SyncMetadata())
+	store, err := n.MetadataStore()
+	require.NoError(t, err)
+	t.Logf("RabbitMQ %s, metadata store %s", n.Version().Name, store)
+
+	if store == StoreKhepri {
+		// No Mnesia, no commit decision on its way: bind, and kill -9 the node
+		// from inside the moment bind-ok is back.
+		require.NoError(t, ch.QueueBind("tab-sync", "customer.#", "sync", false, nil))
+		out, err := n.Ctl("eval", `os:cmd("kill -9 " ++ os:getpid()).`)
+		t.Logf("node killed itself right after bind-ok (rabbitmqctl: %v: %.100s)", err, out)
+		require.NoError(t, n.Kill())
+		require.NoError(t, n.StartAgain())
+		out, err = n.Ctl("list_bindings", "source_name", "destination_name", "routing_key")
+		require.NoError(t, err, out)
+		require.True(t, strings.Contains(out, "sync\ttab-sync\tcustomer.#"), "Khepri: binding lost across a kill -9 right after bind-ok:\n%s", out)
+		return
+	}
 
 	out, err := n.Ctl("eval", "sys:suspend(mnesia_recover).")
 	require.NoError(t, err, out)

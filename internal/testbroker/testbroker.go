@@ -47,14 +47,20 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/durablews/durablews/internal/brokerversion"
 )
 
-// Paths of the installed RabbitMQ scripts. They are run directly: Debian's
-// /usr/sbin wrappers switch to the rabbitmq user and the system paths.
+// Paths of the RabbitMQ scripts, inside the version's root ("/" for the
+// machine's own). They are run directly: Debian's /usr/sbin wrappers switch
+// to the rabbitmq user and the system paths.
 const (
 	ServerPath = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 	BinDir     = "/usr/lib/rabbitmq/bin"
 )
+
+// cliTools get a wrapper in every node's bin directory (Node.CLIDir).
+var cliTools = []string{"rabbitmqctl", "rabbitmq-plugins", "rabbitmq-diagnostics", "rabbitmq-queues", "rabbitmq-streams"}
 
 // Plugin names.
 const (
@@ -118,6 +124,12 @@ type Options struct {
 	// Logf, if set, receives progress messages (boot and stop durations).
 	// Start sets it to t.Logf when nil.
 	Logf func(format string, args ...any)
+
+	// Version is the RabbitMQ the node runs. The zero value means the one
+	// DURABLEWS_RABBITMQ names (brokerversion.Selected): the machine's own
+	// for 3.10, else a debootstrapped root of scripts/rabbitmq-versions.sh,
+	// into which the node and its CLI calls are chroot'ed.
+	Version brokerversion.Version
 }
 
 // Ports are the TCP ports of a node, all bound to 127.0.0.1. Ports of
@@ -136,7 +148,8 @@ type Ports struct {
 type Node struct {
 	opts    Options
 	name    string
-	base    string
+	base    string // host path of the node's directory
+	ibase   string // the same directory as the node sees it (inside its root)
 	plugins []string
 	ports   Ports
 	locks   []*portLock
@@ -206,8 +219,15 @@ func StartNode(opts Options) (*Node, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	if _, err := os.Stat(ServerPath); err != nil {
-		return nil, fmt.Errorf("rabbitmq-server not installed: %w", err)
+	if opts.Version.Name == "" {
+		v, err := brokerversion.Selected()
+		if err != nil {
+			return nil, err
+		}
+		opts.Version = v
+	}
+	if err := opts.Version.CheckInstalled(); err != nil {
+		return nil, err
 	}
 
 	short := opts.NamePrefix + "-" + randHex(4)
@@ -217,11 +237,21 @@ func StartNode(opts Options) (*Node, error) {
 		plugins: slices.Clone(opts.Plugins),
 		logf:    logf,
 	}
-	base, err := os.MkdirTemp("", "durablews-testbroker-"+short+"-")
+	// A chroot'ed node sees only its root: its directory lives in the
+	// root's /tmp, and the node is given the path as it sees it.
+	tmp := ""
+	if opts.Version.Chrooted() {
+		tmp = opts.Version.Path("/tmp")
+	}
+	base, err := os.MkdirTemp(tmp, "durablews-testbroker-"+short+"-")
 	if err != nil {
 		return nil, err
 	}
 	n.base = base
+	n.ibase = base
+	if opts.Version.Chrooted() {
+		n.ibase = "/" + strings.TrimPrefix(strings.TrimPrefix(base, opts.Version.Root), "/")
+	}
 	fail := func(err error) (*Node, error) {
 		n.closed = true
 		n.wd.stop()
@@ -231,7 +261,7 @@ func StartNode(opts Options) (*Node, error) {
 		_ = os.RemoveAll(base)
 		return nil, err
 	}
-	for _, d := range []string{"home", "mnesia", "log"} {
+	for _, d := range []string{"home", "mnesia", "log", "bin"} {
 		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
 			return fail(err)
 		}
@@ -254,6 +284,9 @@ func StartNode(opts Options) (*Node, error) {
 		if err := os.WriteFile(filepath.Join(base, "advanced.config"), []byte(opts.AdvancedConfig), 0o644); err != nil {
 			return fail(err)
 		}
+	}
+	if err := n.writeCLIWrappers(); err != nil {
+		return fail(err)
 	}
 	if n.wd, err = startWatchdog(n.name, base); err != nil {
 		return fail(fmt.Errorf("start watchdog: %w", err))
@@ -336,32 +369,88 @@ func cleanEnv() []string {
 	return env
 }
 
+// in is the path of a file in the node's directory as the node sees it.
+func (n *Node) in(elem ...string) string { return filepath.Join(append([]string{n.ibase}, elem...)...) }
+
 func (n *Node) serverEnv() []string {
 	erlArgs := "-kernel inet_dist_use_interface {127,0,0,1} -durablews_testbroker " + n.name
 	if n.opts.ErlArgs != "" {
 		erlArgs += " " + n.opts.ErlArgs
 	}
 	env := append(cleanEnv(),
-		"HOME="+filepath.Join(n.base, "home"),
+		"HOME="+n.in("home"),
 		"RABBITMQ_NODENAME="+n.name,
 		"RABBITMQ_DIST_PORT="+strconv.Itoa(n.ports.Dist),
-		"RABBITMQ_MNESIA_BASE="+filepath.Join(n.base, "mnesia"),
-		"RABBITMQ_LOG_BASE="+filepath.Join(n.base, "log"),
-		"RABBITMQ_CONFIG_FILE="+filepath.Join(n.base, "rabbitmq.conf"),
+		"RABBITMQ_MNESIA_BASE="+n.in("mnesia"),
+		"RABBITMQ_LOG_BASE="+n.in("log"),
+		"RABBITMQ_CONFIG_FILE="+n.in("rabbitmq.conf"),
 		// Always point at our own file, even if absent: the default is
 		// /etc/rabbitmq/advanced.config of the shared broker.
-		"RABBITMQ_ADVANCED_CONFIG_FILE="+filepath.Join(n.base, "advanced.config"),
-		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(n.base, "enabled_plugins"),
+		"RABBITMQ_ADVANCED_CONFIG_FILE="+n.in("advanced.config"),
+		"RABBITMQ_ENABLED_PLUGINS_FILE="+n.in("enabled_plugins"),
 		// Not the shared broker's /etc/rabbitmq/conf.d/*.conf either.
-		"RABBITMQ_CONFIG_FILES="+filepath.Join(n.base, "conf.d", "*.conf"),
+		"RABBITMQ_CONFIG_FILES="+n.in("conf.d", "*.conf"),
 		// The default /etc/rabbitmq/rabbitmq-env.conf sets NODENAME and
 		// ERL_FLAGS for the shared broker.
-		"RABBITMQ_CONF_ENV_FILE="+n.confEnvFile(),
-		"RABBITMQ_PID_FILE="+filepath.Join(n.base, "rabbitmq.pid"),
+		"RABBITMQ_CONF_ENV_FILE="+n.in("rabbitmq-env.conf"),
+		"RABBITMQ_PID_FILE="+n.in("rabbitmq.pid"),
 		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+erlArgs,
 	)
 	return append(env, n.opts.Env...)
 }
+
+// command is name (a path inside the node's root) with args, chroot'ed
+// into the root for a version that has one.
+func (n *Node) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	if !n.opts.Version.Chrooted() {
+		return exec.CommandContext(ctx, name, args...)
+	}
+	return exec.CommandContext(ctx, "chroot", append([]string{n.opts.Version.Root, name}, args...)...)
+}
+
+// cliEnv is the environment of a CLI call against the node.
+func (n *Node) cliEnv() []string {
+	return append(cleanEnv(),
+		"HOME="+n.in("home"),
+		"RABBITMQ_CONF_ENV_FILE="+n.in("rabbitmq-env.conf"),
+		// The CLI's default distribution port range is 35672-35682: eleven
+		// ports shared by every concurrent CLI call on the machine. Port 0
+		// lets the kernel pick one.
+		"RABBITMQ_CTL_DIST_PORT_MIN=0",
+		"RABBITMQ_CTL_DIST_PORT_MAX=0",
+	)
+}
+
+// writeCLIWrappers puts one script per CLI tool into CLIDir that runs the
+// tool of the node's version against the node, as CLIContext does.
+func (n *Node) writeCLIWrappers() error {
+	for _, tool := range cliTools {
+		var b strings.Builder
+		b.WriteString("#!/bin/sh\n# testbroker: " + tool + " of RabbitMQ " + n.opts.Version.Name + " against " + n.name + "\n")
+		b.WriteString("unset RABBITMQ_NODENAME ERL_LIBS\n")
+		fmt.Fprintf(&b, "export HOME=%q RABBITMQ_CONF_ENV_FILE=%q RABBITMQ_CTL_DIST_PORT_MIN=0 RABBITMQ_CTL_DIST_PORT_MAX=0\n",
+			n.in("home"), n.in("rabbitmq-env.conf"))
+		exe := filepath.Join(BinDir, tool)
+		if n.opts.Version.Chrooted() {
+			fmt.Fprintf(&b, "exec chroot %q %q -n %q \"$@\"\n", n.opts.Version.Root, exe, n.name)
+		} else {
+			fmt.Fprintf(&b, "exec %q -n %q \"$@\"\n", exe, n.name)
+		}
+		if err := os.WriteFile(filepath.Join(n.CLIDir(), tool), []byte(b.String()), 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CLIDir holds a script per RabbitMQ CLI tool (rabbitmqctl,
+// rabbitmq-plugins, rabbitmq-diagnostics, rabbitmq-queues,
+// rabbitmq-streams) that runs the tool of the node's version against the
+// node, with its cookie: for scripts, and for poking at a node by hand.
+func (n *Node) CLIDir() string { return filepath.Join(n.base, "bin") }
+
+// Version is the RabbitMQ the node runs.
+func (n *Node) Version() brokerversion.Version { return n.opts.Version }
 
 // boot starts the server process and waits for readiness. Caller holds n.mu
 // or has exclusive access.
@@ -381,7 +470,7 @@ func (n *Node) boot() error {
 		return err
 	}
 	fmt.Fprintf(console, "\n==== testbroker: starting %s at %s ====\n", n.name, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(ServerPath)
+	cmd := n.command(context.Background(), ServerPath)
 	cmd.Dir = n.base
 	cmd.Env = n.serverEnv()
 	cmd.Stdout = console
@@ -554,17 +643,9 @@ func (n *Node) CLIContext(ctx context.Context, tool string, args ...string) (str
 	if strings.ContainsRune(tool, '/') {
 		return "", fmt.Errorf("tool must be a name in %s", BinDir)
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(BinDir, tool), append([]string{"-n", n.name}, args...)...)
+	cmd := n.command(ctx, filepath.Join(BinDir, tool), append([]string{"-n", n.name}, args...)...)
 	cmd.Dir = n.base
-	cmd.Env = append(cleanEnv(),
-		"HOME="+filepath.Join(n.base, "home"),
-		"RABBITMQ_CONF_ENV_FILE="+n.confEnvFile(),
-		// The CLI's default distribution port range is 35672-35682: eleven
-		// ports shared by every concurrent CLI call on the machine. Port 0
-		// lets the kernel pick one.
-		"RABBITMQ_CTL_DIST_PORT_MIN=0",
-		"RABBITMQ_CTL_DIST_PORT_MAX=0",
-	)
+	cmd.Env = n.cliEnv()
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	s := strings.TrimSpace(string(out))

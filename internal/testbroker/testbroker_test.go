@@ -16,6 +16,8 @@ import (
 	"github.com/coder/websocket"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/durablews/durablews/internal/brokerversion"
 )
 
 func TestMain(m *testing.M) {
@@ -28,8 +30,8 @@ func TestMain(m *testing.M) {
 
 func requireRabbit(t *testing.T) {
 	t.Helper()
-	if _, err := os.Stat(ServerPath); err != nil {
-		t.Fatal("rabbitmq-server is not installed: run `make broker` (scripts/rabbitmq.sh installs it)")
+	if err := brokerversion.MustSelected().CheckInstalled(); err != nil {
+		t.Fatal(err)
 	}
 }
 
