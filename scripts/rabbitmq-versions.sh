@@ -100,7 +100,9 @@ mounts() {
 
 installed() { [ -f "$(root "$1")/.durablews-complete" ]; }
 
-# install_root VER — debootstrap (minbase) + apt-get install rabbitmq-server, once. A partial
+# install_root VER — debootstrap (minbase) + apt-get install rabbitmq-server, once (with
+# ca-certificates, as any production host has: without them 4.x's OAuth 2 backend crashes in
+# pubkey_os_cacerts while refusing a token with an unknown key id, instead of refusing it plainly). A partial
 # root (an interrupted run) is removed and built again; .durablews-complete marks a good one.
 install_root() {
 	local v=$1 r s log
@@ -139,7 +141,7 @@ install_root() {
 	chroot "$r" env DEBIAN_FRONTEND=noninteractive "${apt[@]}" update >>"$log" 2>&1 ||
 		die "apt-get update in the $v root failed" "see $log"
 	chroot "$r" env DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y --no-install-recommends \
-		rabbitmq-server >>"$log" 2>&1 || die "apt-get install rabbitmq-server in the $v root failed" "see $log"
+		rabbitmq-server ca-certificates >>"$log" 2>&1 || die "apt-get install rabbitmq-server in the $v root failed" "see $log"
 	chroot "$r" apt-get clean >>"$log" 2>&1 || true
 	[ -x "$r$BIN/rabbitmq-server" ] || die "the $v root has no $BIN/rabbitmq-server after the install" "see $log"
 	chroot "$r" dpkg-query -W -f '${Version}' rabbitmq-server >"$r/.durablews-complete"
