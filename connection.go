@@ -32,6 +32,10 @@ type session struct {
 	lost    chan struct{} // closed when the connection closes
 	lostErr atomic.Pointer[amqp.Error]
 
+	writers    atomic.Int32 // Publish calls writing to the connection (callDeadline.beginWrite)
+	dropOnce   sync.Once
+	dropReason atomic.Pointer[string] // why drop dropped the socket
+
 	mu        sync.Mutex
 	closed    bool                      // close started: start no more goroutines
 	exchanges map[string]*exchangeState // by exchange name
@@ -205,7 +209,21 @@ func (s *session) lostConnection(err error) bool {
 	return true
 }
 
+// drop closes the TCP connection under the AMQP one, ending any write
+// stuck on it, and remembers why: amqp091-go then reports a frame error,
+// and lostReason says what happened instead.
+func (s *session) drop(reason string) {
+	s.dropOnce.Do(func() {
+		s.dropReason.Store(&reason)
+		s.logger.Error("Dropping the connection to the broker", errors.New(reason), watermill.LogFields{"url": amqpconn.RedactURL(s.url)})
+		_ = s.netConn.Close()
+	})
+}
+
 func (s *session) lostReason() string {
+	if r := s.dropReason.Load(); r != nil {
+		return *r
+	}
 	if e := s.lostErr.Load(); e != nil {
 		return e.Error()
 	}

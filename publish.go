@@ -50,6 +50,11 @@ type flight struct {
 //
 // Every wait, including declaring the exchange and opening a channel on a
 // connection the broker blocks, ends when Config.ConfirmTimeout runs out.
+// A write still in progress then (a large message to a broker that
+// stopped reading: a frozen node, a resource alarm) cannot be cancelled,
+// so the publisher drops the connection under it; the message fails with
+// ErrNotSent wrapping ErrConfirmTimeout, and the other callers' messages
+// whose confirm was lost with it are republished on the next connection.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	p.closedMu.RLock()
 	if p.closed {
@@ -83,23 +88,23 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	}
 
 	p.cfg.Observer.Published(topic, len(out))
-	timer := p.confirmTimer()
+	dl := p.callDeadline()
 	defer func() {
-		// Only a timer stopped before it fired goes back: its channel is
-		// empty whatever the GODEBUG asynctimerchan setting.
-		if timer.Stop() {
-			p.timers.Put(timer)
+		// Only a deadline stopped before it fired goes back: its
+		// channel is empty.
+		if dl.stop() {
+			p.deadlines.Put(dl)
 		}
 	}()
 	var avoid *session
 	channelRetries, notFound := 0, 0
 	for len(out) > 0 {
-		s, err := p.session(timer.C, avoid)
+		s, err := p.session(dl.C, avoid)
 		if err != nil {
 			failOut(out, results, err)
 			break
 		}
-		cc, decl, err := p.exchangeChannel(s, topic, ex, timer.C)
+		cc, decl, err := p.exchangeChannel(s, topic, ex, dl.C)
 		if errors.Is(err, errReconnect) {
 			avoid = s
 			continue
@@ -108,11 +113,11 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			failOut(out, results, err)
 			break
 		}
-		retry, nacked, chanErr := p.pipeline(s, cc, topic, ex, out, results, timer.C)
+		retry, nacked, chanErr := p.pipeline(s, cc, topic, ex, out, results, dl)
 		if len(nacked) > 0 {
 			// "Not now" on a cluster: a quorum queue without a leader.
 			p.retried(topic, len(nacked), ErrNacked)
-			if err := p.sleep(nackBackoff(nacked), timer.C); err != nil {
+			if err := p.sleep(nackBackoff(nacked), dl.C); err != nil {
 				failNacked(nacked, results, err)
 				failOut(retry, results, err)
 				break
@@ -139,7 +144,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			s.forget(ex.Name, decl)
 			p.logger.Info("Exchange gone; declaring it again", watermill.LogFields{"topic": topic, "exchange": ex.Name, "passive": ex.Passive})
 			if notFound > 0 {
-				if err := p.sleep(10*time.Millisecond<<min(notFound-1, 6), timer.C); err != nil {
+				if err := p.sleep(10*time.Millisecond<<min(notFound-1, 6), dl.C); err != nil {
 					failOut(out, results, fmt.Errorf("%w: exchange %q kept disappearing: %v", err, ex.Name, chanErr))
 					break
 				}
@@ -157,7 +162,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			// chaos test: hundreds of messages failed "channel closed 4
 			// times" right at a cut). Wait until the connection is
 			// declared lost, or briefly, then try again.
-			if err := p.sleepUnless(100*time.Millisecond, s.lost, timer.C); err != nil {
+			if err := p.sleepUnless(100*time.Millisecond, s.lost, dl.C); err != nil {
 				failOut(out, results, err)
 				break
 			}
@@ -318,15 +323,15 @@ func roundTripError(s *session, err error, what string) error {
 	return err
 }
 
-// confirmTimer returns a timer running for Config.ConfirmTimeout. Timers
-// stopped before they fired are pooled, so a one-message Publish does not
-// allocate a timer each time.
-func (p *Publisher) confirmTimer() *time.Timer {
-	if t, ok := p.timers.Get().(*time.Timer); ok {
-		t.Reset(p.cfg.ConfirmTimeout)
-		return t
+// callDeadline returns a deadline running for Config.ConfirmTimeout.
+// Deadlines stopped before they fired are pooled, so a one-message
+// Publish does not allocate one each time.
+func (p *Publisher) callDeadline() *callDeadline {
+	if d, ok := p.deadlines.Get().(*callDeadline); ok {
+		d.reset(p.cfg.ConfirmTimeout)
+		return d
 	}
-	return time.NewTimer(p.cfg.ConfirmTimeout)
+	return newCallDeadline(p.cfg.ConfirmTimeout)
 }
 
 // prepare validates and marshals every message. It records failures in
@@ -378,7 +383,7 @@ func (p *Publisher) prepare(topic string, ex Exchange, msgs []*message.Message, 
 // channel (their confirm was lost with cc or the connection, or cc closed
 // before they were sent), those the broker nacked when Config.RetryNacks
 // is on, and, when the broker closed cc, why.
-func (p *Publisher) pipeline(s *session, cc *confirmChannel, topic string, ex Exchange, out []outgoing, results []error, deadline <-chan time.Time) (retry, nacked []outgoing, chanErr *amqp.Error) {
+func (p *Publisher) pipeline(s *session, cc *confirmChannel, topic string, ex Exchange, out []outgoing, results []error, dl *callDeadline) (retry, nacked []outgoing, chanErr *amqp.Error) {
 	queue := make([]flight, 0, min(len(out), p.cfg.MaxInFlight))
 	release := func() { <-p.slots }
 	next := 0
@@ -413,7 +418,22 @@ func (p *Publisher) pipeline(s *session, cc *confirmChannel, topic string, ex Ex
 				results[o.idx] = fmt.Errorf("%w: message context done before sending: %w", ErrNotSent, err)
 				continue
 			}
+			if !dl.beginWrite(s) {
+				// The deadline ran out; it is waiting in dl.C.
+				release()
+				next--
+				continue
+			}
 			dc, ret, err := cc.publish(ex.Name, o.key, p.cfg.Mandatory, o.pub)
+			dl.endWrite(s)
+			if err != nil && dl.fired.Load() {
+				// The deadline dropped the connection under a stuck write.
+				release()
+				results[o.idx] = fmt.Errorf("%w: %w: %s; the broker did not get the whole message", ErrNotSent, ErrConfirmTimeout, stalledWriteReason)
+				failNacked(nacked, results, ErrConfirmTimeout)
+				p.abandon(cc, queue, out[next:], retry, results, ErrConfirmTimeout, "")
+				return nil, nil, nil
+			}
 			if err != nil {
 				// Messages are checked before sending, so this is the
 				// channel or the connection failing.
@@ -460,7 +480,7 @@ func (p *Publisher) pipeline(s *session, cc *confirmChannel, topic string, ex Ex
 			failNacked(nacked, results, ErrPublisherClosed)
 			p.abandon(cc, queue, out[next:], retry, results, ErrPublisherClosed, "closed while the broker blocked the connection")
 			return nil, nil, nil
-		case <-deadline:
+		case <-dl.C:
 			failNacked(nacked, results, ErrConfirmTimeout)
 			p.abandon(cc, queue, out[next:], retry, results, ErrConfirmTimeout, "")
 			return nil, nil, nil

@@ -60,8 +60,8 @@ type Publisher struct {
 	sess  *session      // current session; may be lost while reconnecting
 	ready chan struct{} // closed when the next session is installed
 
-	slots  chan struct{} // in-flight semaphore, one token per unconfirmed message
-	timers sync.Pool     // *time.Timer for ConfirmTimeout, reused across calls
+	slots     chan struct{} // in-flight semaphore, one token per unconfirmed message
+	deadlines sync.Pool     // *callDeadline for ConfirmTimeout, reused across calls
 
 	closedMu sync.RWMutex
 	closed   bool
@@ -223,9 +223,12 @@ func (p *Publisher) InFlight() int { return len(p.slots) }
 // the connection (memory or disk alarm) nothing in progress can finish and
 // the broker reads nothing, so those calls end at once (their unconfirmed
 // messages fail with ErrPublisherClosed) and the connection is dropped
-// without waiting. Calls waiting for a reconnect end at once too. So Close
-// returns within ConfirmTimeout + 5 s, and at once when the broker blocks
-// the connection.
+// without waiting; a call stuck writing to the blocked connection has its
+// socket dropped. Calls waiting for a reconnect end at once too. A call
+// stuck writing to a broker that stopped reading without blocking the
+// connection (a frozen node) ends at its ConfirmTimeout, when its
+// connection is dropped. So Close returns within ConfirmTimeout + 5 s, and
+// at once when the broker blocks the connection.
 //
 // It is idempotent; Publish after Close returns ErrPublisherClosed.
 func (p *Publisher) Close() error {
@@ -235,7 +238,7 @@ func (p *Publisher) Close() error {
 		p.closedMu.Unlock()
 		close(p.closing)
 		p.cancel()
-		p.calls.Wait()
+		p.waitForCalls()
 		<-p.runDone
 		p.mu.Lock()
 		s := p.sess
@@ -248,4 +251,31 @@ func (p *Publisher) Close() error {
 		p.logger.Info("Publisher closed", nil)
 	})
 	return nil
+}
+
+// waitForCalls waits for the Publish calls in progress to end. Each ends
+// within its ConfirmTimeout, and at once on Close while the broker blocks
+// the connection, except one stuck writing to the blocked connection (the
+// broker reads nothing): that socket is dropped so the write ends too.
+func (p *Publisher) waitForCalls() {
+	done := make(chan struct{})
+	go func() {
+		p.calls.Wait()
+		close(done)
+	}()
+	for {
+		p.mu.Lock()
+		s, ready := p.sess, p.ready
+		p.mu.Unlock()
+		blocked, changed := s.blockState()
+		if blocked && s.writers.Load() > 0 {
+			s.drop("Close was called while the broker blocked the connection (a memory or disk alarm) and a write to it could not finish")
+		}
+		select {
+		case <-done:
+			return
+		case <-changed:
+		case <-ready: // a reconnect that was under way installed a new session
+		}
+	}
 }

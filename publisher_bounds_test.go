@@ -1,0 +1,142 @@
+package durablews_test
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/durablews/durablews"
+)
+
+// stallingBroker is a fake broker that stops reading a connection as soon
+// as a basic.publish arrives (a frozen node, or a broker that blocks the
+// connection without telling), until the test ends. stalled receives once
+// per stall.
+func stallingBroker(t *testing.T) (b *fakeBroker, stalled <-chan struct{}) {
+	b = newFakeBroker(t)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // runs before the broker's own cleanup
+	ch := make(chan struct{}, 16)
+	b.onPublishMethod = func(*fakeConn) {
+		ch <- struct{}{}
+		<-release
+	}
+	return b, ch
+}
+
+// bigMessage is a message far larger than the socket buffers of a
+// loopback connection, so writing it stalls when the peer stops reading.
+func bigMessage() *message.Message {
+	m := message.NewMessage(watermill.NewUUID(), bytes.Repeat([]byte("a"), 32<<20))
+	m.Metadata.Set(durablews.RoutingKeyMetadataKey, "k")
+	return m
+}
+
+// A Publish whose write stalls because the broker stopped reading ends
+// with ConfirmTimeout and says so, and Close returns within its
+// documented bound (ConfirmTimeout + 5 s) even while that write is stuck.
+func TestPublish_StalledWriteEndsAtConfirmTimeout(t *testing.T) {
+	const confirmTimeout = 2 * time.Second
+	for _, closeWhileStuck := range []bool{false, true} {
+		name := map[bool]string{false: "publish alone", true: "close while stuck"}[closeWhileStuck]
+		t.Run(name, func(t *testing.T) {
+			b, stalled := stallingBroker(t)
+			cfg := durablews.NewConfig(b.URL(), durablews.Exchange{Name: "events"})
+			cfg.ConfirmTimeout = confirmTimeout
+			cfg.MaxPayloadBytes = 64 << 20
+			p, err := durablews.NewPublisher(cfg, nil)
+			require.NoError(t, err)
+
+			start := time.Now()
+			errc := make(chan error, 1)
+			go func() { errc <- p.Publish("events", bigMessage()) }()
+			select {
+			case <-stalled:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the publish never reached the fake broker")
+			}
+			closed := make(chan time.Duration, 1)
+			if closeWhileStuck {
+				time.Sleep(100 * time.Millisecond) // let the write fill the socket buffers
+				go func() {
+					closeStart := time.Now()
+					_ = p.Close()
+					closed <- time.Since(closeStart)
+				}()
+			}
+
+			var pubErr error
+			select {
+			case pubErr = <-errc:
+			case <-time.After(confirmTimeout + 5*time.Second):
+				t.Fatalf("Publish still stuck %v after it started (ConfirmTimeout %v)", time.Since(start), confirmTimeout)
+			}
+			took := time.Since(start)
+			t.Logf("after %v: %v", took.Round(time.Millisecond), pubErr)
+			assert.Less(t, took, confirmTimeout+time.Second, "Publish ends at its ConfirmTimeout")
+			assert.ErrorIs(t, pubErr, durablews.ErrConfirmTimeout)
+			assert.ErrorIs(t, pubErr, durablews.ErrNotSent, "an unfinished write never gives the broker the whole message")
+			assert.ErrorContains(t, pubErr, "stopped reading")
+			var pe *durablews.PublishError
+			require.ErrorAs(t, pubErr, &pe)
+			assert.Len(t, pe.Failed, 1)
+
+			if closeWhileStuck {
+				select {
+				case d := <-closed:
+					assert.Less(t, d, confirmTimeout+5*time.Second, "Close returns within ConfirmTimeout + 5 s")
+				case <-time.After(confirmTimeout + 10*time.Second):
+					t.Fatal("Close did not return within ConfirmTimeout + 10 s")
+				}
+				return
+			}
+			closeStart := time.Now()
+			require.NoError(t, p.Close())
+			assert.Less(t, time.Since(closeStart), 6*time.Second, "Close after the stall")
+		})
+	}
+}
+
+// While the broker blocks the connection (resource alarm) it reads
+// nothing; Close then ends the calls in progress at once, documented as
+// such, also one stuck writing a message the broker stopped reading.
+func TestPublish_CloseEndsAWriteStuckOnABlockedConnection(t *testing.T) {
+	b, stalled := stallingBroker(t)
+	stall := b.onPublishMethod
+	b.onPublishMethod = func(c *fakeConn) {
+		_ = c.method(0, fkConnection, 60, fkShortStr("low on memory")) // connection.blocked
+		stall(c)
+	}
+	cfg := durablews.NewConfig(b.URL(), durablews.Exchange{Name: "events"})
+	cfg.ConfirmTimeout = 20 * time.Second
+	cfg.MaxPayloadBytes = 64 << 20
+	p, err := durablews.NewPublisher(cfg, nil)
+	require.NoError(t, err)
+
+	errc := make(chan error, 1)
+	go func() { errc <- p.Publish("events", bigMessage()) }()
+	select {
+	case <-stalled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the publish never reached the fake broker")
+	}
+	time.Sleep(200 * time.Millisecond) // the write fills the socket buffers; the block notice arrives
+	start := time.Now()
+	closed := make(chan struct{})
+	go func() { _ = p.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Close still waiting after 5 s (ConfirmTimeout %v)", cfg.ConfirmTimeout)
+	}
+	assert.Less(t, time.Since(start), 2*time.Second, "Close ends at once while the broker blocks the connection")
+	pubErr := <-errc
+	t.Logf("%v", pubErr)
+	assert.ErrorIs(t, pubErr, durablews.ErrPublisherClosed)
+	assert.ErrorIs(t, pubErr, durablews.ErrNotSent)
+}
