@@ -170,7 +170,9 @@ type Config struct {
 
 	// Mandatory makes unroutable messages (no queue bound for the routing
 	// key) an error instead of a silent drop. Off by default because a
-	// message for a user with no open tab is normally not an error.
+	// message for a user with no open tab is normally not an error. With
+	// it, each message carries the header PublishTokenHeader, which the
+	// broker's return brings back to name the publish.
 	Mandatory bool
 
 	// MaxInFlight bounds unconfirmed messages across all callers. Publish

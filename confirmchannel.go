@@ -3,6 +3,7 @@ package durablews
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -27,7 +28,7 @@ func (s *session) openConfirmChannel() (*confirmChannel, error) {
 		// pending confirms: whoever sees a confirm lost with the channel
 		// finds the reason here.
 		closes:   ch.NotifyClose(make(chan *amqp.Error, 1)),
-		awaiting: make(map[returnKey][]*awaitedReturn),
+		awaiting: make(map[uint64]*awaitedReturn),
 	}
 	if s.cfg.Mandatory {
 		// amqp091-go hands each basic.return to both chans in turn before
@@ -54,6 +55,17 @@ func (s *session) openConfirmChannel() (*confirmChannel, error) {
 	return cc, nil
 }
 
+// PublishTokenHeader is the AMQP header in which, with Config.Mandatory, the
+// Publisher sends a token naming the publish (the publish sequence number
+// on its channel, as a decimal string). A basic.return carries the
+// message's headers back, so the return is matched to exactly the publish
+// it belongs to, even when copies of one message (same id, exchange and
+// routing key) are in flight together. Consumers see it: a STOMP client
+// as a header "x-durablews-publish:17", a watermill-amqp subscriber as
+// metadata. It says nothing about the message; DefaultMarshaler leaves it
+// out of the metadata it reads and never writes metadata of that name.
+const PublishTokenHeader = "x-durablews-publish"
+
 // confirmChannel is one AMQP channel in confirm mode, with the returns of
 // its mandatory publishes.
 type confirmChannel struct {
@@ -63,13 +75,12 @@ type confirmChannel struct {
 	reasonOnce sync.Once
 	reason     *amqp.Error // why the channel closed; nil: closed by us or with the connection
 
-	// pubMu makes "register the awaited return, then publish" one step, so
-	// awaiting is in publish order even with concurrent callers.
+	// pubMu makes "take the next publish sequence number as the token,
+	// register the awaited return, publish" one step.
 	pubMu sync.Mutex
 
-	retMu     sync.Mutex
-	awaiting  map[returnKey][]*awaitedReturn // mandatory publishes by what a return names, in publish order
-	abandoned []*awaitedReturn               // given up before their confirm came
+	retMu    sync.Mutex
+	awaiting map[uint64]*awaitedReturn // mandatory publishes by publish sequence number (the token)
 }
 
 // returnKey is what a basic.return tells about the message it returns.
@@ -77,6 +88,7 @@ type returnKey struct{ messageID, exchange, routingKey string }
 
 // awaitedReturn is a mandatory publish whose confirm has not been handled.
 type awaitedReturn struct {
+	tag uint64 // publish sequence number on the channel, sent as PublishTokenHeader
 	key returnKey
 	dc  *amqp.DeferredConfirmation
 	ret *amqp.Return // set when the broker returned it
@@ -101,15 +113,20 @@ func (cc *confirmChannel) closeReason() *amqp.Error {
 }
 
 // publish sends pub and, when mandatory, registers it to be matched with a
-// return.
+// return by the token it sets in pub.Headers[PublishTokenHeader] (pub's
+// headers must be the caller's own).
 func (cc *confirmChannel) publish(exchange, key string, mandatory bool, pub amqp.Publishing) (*amqp.DeferredConfirmation, *awaitedReturn, error) {
 	cc.pubMu.Lock()
 	defer cc.pubMu.Unlock()
 	var a *awaitedReturn
 	if mandatory {
-		a = &awaitedReturn{key: returnKey{pub.MessageId, exchange, key}}
+		a = &awaitedReturn{tag: cc.ch.GetNextPublishSeqNo(), key: returnKey{pub.MessageId, exchange, key}}
+		if pub.Headers == nil {
+			pub.Headers = amqp.Table{}
+		}
+		pub.Headers[PublishTokenHeader] = strconv.FormatUint(a.tag, 10)
 		cc.retMu.Lock()
-		cc.awaiting[a.key] = append(cc.awaiting[a.key], a)
+		cc.awaiting[a.tag] = a
 		cc.retMu.Unlock()
 	}
 	dc, err := cc.ch.PublishWithDeferredConfirm(exchange, key, mandatory, false, pub)
@@ -118,10 +135,11 @@ func (cc *confirmChannel) publish(exchange, key string, mandatory bool, pub amqp
 	}
 	if a != nil {
 		cc.retMu.Lock()
-		if err != nil {
-			cc.removeLocked(a)
+		switch {
+		case err != nil:
+			delete(cc.awaiting, a.tag)
 			a = nil
-		} else {
+		default:
 			a.dc = dc
 		}
 		cc.retMu.Unlock()
@@ -129,19 +147,32 @@ func (cc *confirmChannel) publish(exchange, key string, mandatory bool, pub amqp
 	return dc, a, err
 }
 
-// returned attributes a basic.return to the earliest publish it can
-// belong to: same message id, exchange and routing key, not returned yet,
-// and not confirmed yet (a return precedes its message's ack). A return
-// nobody awaits is dropped.
+// returned attributes a basic.return to the publish its token names. A
+// return without a token (a broker that dropped the headers) goes to the
+// earliest publish it can belong to: same message id, exchange and
+// routing key, not returned yet, and not confirmed yet (a return precedes
+// its message's ack). A return nobody awaits, e.g. of a publish given up
+// (abandon), is dropped.
 func (cc *confirmChannel) returned(r amqp.Return) {
 	cc.retMu.Lock()
 	defer cc.retMu.Unlock()
-	cc.pruneLocked()
-	for _, a := range cc.awaiting[returnKey{r.MessageId, r.Exchange, r.RoutingKey}] {
-		if a.ret == nil && (a.dc == nil || !isDone(a.dc.Done())) {
-			a.ret = &r
+	key := returnKey{r.MessageId, r.Exchange, r.RoutingKey}
+	if tok, ok := r.Headers[PublishTokenHeader].(string); ok {
+		if tag, err := strconv.ParseUint(tok, 10, 64); err == nil {
+			if a := cc.awaiting[tag]; a != nil && a.key == key && a.ret == nil {
+				a.ret = &r
+			}
 			return
 		}
+	}
+	var first *awaitedReturn
+	for _, a := range cc.awaiting {
+		if a.key == key && a.ret == nil && (a.dc == nil || !isDone(a.dc.Done())) && (first == nil || a.tag < first.tag) {
+			first = a
+		}
+	}
+	if first != nil {
+		first.ret = &r
 	}
 }
 
@@ -153,49 +184,17 @@ func (cc *confirmChannel) settle(a *awaitedReturn) *amqp.Return {
 	}
 	cc.retMu.Lock()
 	defer cc.retMu.Unlock()
-	cc.removeLocked(a)
+	delete(cc.awaiting, a.tag)
 	return a.ret
 }
 
-// abandon gives up on a before its confirm came. It stays registered until
-// the confirm comes, so a late return is matched to it, and dropped, rather
-// than to a later publish of the same message.
+// abandon gives up on a before its confirm came: a return of it that
+// comes later names it by its token and is dropped.
 func (cc *confirmChannel) abandon(a *awaitedReturn) {
 	if a == nil {
 		return
 	}
 	cc.retMu.Lock()
 	defer cc.retMu.Unlock()
-	cc.abandoned = append(cc.abandoned, a)
-	cc.pruneLocked()
-}
-
-// pruneLocked removes abandoned publishes whose confirm came: no return
-// can follow an ack.
-func (cc *confirmChannel) pruneLocked() {
-	kept := cc.abandoned[:0]
-	for _, a := range cc.abandoned {
-		if isDone(a.dc.Done()) {
-			cc.removeLocked(a)
-		} else {
-			kept = append(kept, a)
-		}
-	}
-	clear(cc.abandoned[len(kept):])
-	cc.abandoned = kept
-}
-
-func (cc *confirmChannel) removeLocked(a *awaitedReturn) {
-	list := cc.awaiting[a.key]
-	for i, b := range list {
-		if b == a {
-			list = append(list[:i], list[i+1:]...)
-			break
-		}
-	}
-	if len(list) == 0 {
-		delete(cc.awaiting, a.key)
-	} else {
-		cc.awaiting[a.key] = list
-	}
+	delete(cc.awaiting, a.tag)
 }

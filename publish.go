@@ -3,6 +3,7 @@ package durablews
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"time"
 
@@ -339,6 +340,7 @@ func (p *Publisher) callDeadline() *callDeadline {
 func (p *Publisher) prepare(topic string, ex Exchange, msgs []*message.Message, results []error) ([]outgoing, bool) {
 	out := make([]outgoing, 0, len(msgs))
 	invalid := false
+	_, ownHeaders := p.cfg.Marshaler.(DefaultMarshaler) // a new table per message
 	for i, msg := range msgs {
 		fail := func(err error) {
 			results[i] = fmt.Errorf("%w: %w", ErrInvalidMessage, err)
@@ -372,6 +374,11 @@ func (p *Publisher) prepare(topic string, ex Exchange, msgs []*message.Message, 
 		if err := checkPublishing(pub); err != nil {
 			fail(fmt.Errorf("Config.Marshaler: %w", err))
 			continue
+		}
+		if p.cfg.Mandatory && !ownHeaders {
+			// The publish token is set in the headers: a custom
+			// marshaler may share one table between messages.
+			pub.Headers = maps.Clone(pub.Headers)
 		}
 		out = append(out, outgoing{idx: i, msg: msg, key: key, pub: pub})
 	}

@@ -31,10 +31,11 @@ const maxChannelRetries = 3
 // the broker rather than by round trips.
 //
 // With Config.Mandatory, a message the broker returns (no queue bound for
-// its routing key) fails with ErrUnroutable. A return is matched to one
-// publish by message id, exchange and routing key, in publish order, so
-// copies of one message (same UUID) sent with different keys each get
-// their own outcome.
+// its routing key) fails with ErrUnroutable. Each publish carries a token
+// (header PublishTokenHeader) that the return brings back, so a return is
+// matched to exactly the publish it belongs to: copies of one message
+// (same UUID) in flight together each get their own outcome, even when the
+// broker confirms them out of order.
 //
 // If an exchange is deleted while the publisher runs, the next publish to
 // it finds it gone (404), declares it again (or, when Passive, fails with
