@@ -348,7 +348,7 @@ func (s *session) declare(topic string, e Exchange) error {
 // it is being opened, the rpc to wait for before asking again.
 func (s *session) channel(exchange string) (*confirmChannel, *rpc) {
 	x := s.exchange(exchange)
-	slot := x.slots[int(x.next.Add(1))%len(x.slots)]
+	slot := x.slots[slotIndex(x.next.Add(1), len(x.slots))]
 	slot.mu.Lock()
 	defer slot.mu.Unlock()
 	if slot.cur != nil && !slot.cur.isClosed() {
@@ -365,6 +365,9 @@ func (s *session) channel(exchange string) (*confirmChannel, *rpc) {
 	}
 	return nil, slot.opening
 }
+
+// slotIndex is the slot of n that counter value c picks, round robin.
+func slotIndex(c uint32, n int) int { return int(c % uint32(n)) } // unsigned: int(c) is negative past 2^31 on 32-bit platforms
 
 func isDone(c <-chan struct{}) bool {
 	select {

@@ -31,6 +31,18 @@ var (
 	// at all: the wrapped reason says why). The broker may still have the
 	// message.
 	ErrConnectionLost = errors.New("connection lost before the broker confirmed")
+	// ErrRefused: the broker closed the publishing channel with a channel
+	// error about what was published (403 ACCESS_REFUSED: the user may
+	// not write to the exchange; 406 PRECONDITION_FAILED, e.g. a message
+	// over the broker's max_message_size), so republishing would only
+	// repeat it. errors.As(err, &amqpErr) with amqpErr an *amqp.Error
+	// (amqp091-go) gives the code and the broker's reason. The broker
+	// names no message: every message of the call whose confirm was lost
+	// with that channel, or that was still to be sent on it (then also
+	// ErrNotSent), fails with it. A message sent before may still have
+	// been delivered. (A 404, an exchange deleted while publishing, is
+	// handled by declaring it again.)
+	ErrRefused = errors.New("refused by the broker")
 	// ErrInvalidMessage: the message was rejected before sending, because
 	// of the message itself or of what Config.Marshaler made of it (not
 	// persistent, a header value AMQP cannot carry); see the MessageError

@@ -33,7 +33,7 @@ type flight struct {
 // Publish publishes msgs to the exchange mapped to topic and returns nil
 // only after the broker confirmed every one of them. Otherwise it returns
 // a *PublishError listing the confirmed UUIDs and, for each other message,
-// why it was not confirmed (ErrNacked, ErrUnroutable, ErrConfirmTimeout,
+// why it was not confirmed (ErrNacked, ErrUnroutable, ErrRefused, ErrConfirmTimeout,
 // ErrConnectionLost, ErrInvalidMessage, ErrNotSent, ErrPublisherClosed or
 // the message context's error). With Config.RetryNacks a nacked message
 // is sent again until ConfirmTimeout, and fails with ErrNacked only if the
@@ -131,6 +131,10 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		if len(retry) == 0 {
 			avoid = nil // only nacks: the same connection if it lives
 			continue
+		}
+		if chanErr != nil && chanErr.Server && isChannelException(chanErr.Code) {
+			failOut(out, results, refusedError(ex, chanErr))
+			break
 		}
 		p.logRepublish(topic, retry, chanErr)
 		if s.dead() {
@@ -257,6 +261,30 @@ func failNacked(nacked []outgoing, results []error, err error) {
 		}
 		results[o.idx] = fmt.Errorf("%w (%d times; %s)", ErrNacked, o.nacks, why)
 	}
+}
+
+// isChannelException reports whether code is one of the channel-level
+// errors a broker closes a channel with because of what was sent on it
+// (AMQP 0-9-1 spec, section 1.9.1; 404 is handled on its own), rather
+// than a connection-level error passed on to the channel.
+func isChannelException(code int) bool {
+	switch code {
+	case amqp.ContentTooLarge, amqp.NoConsumers, amqp.AccessRefused, amqp.ResourceLocked, amqp.PreconditionFailed:
+		return true
+	}
+	return false
+}
+
+// refusedError says what a channel exception means for a publish to ex.
+func refusedError(ex Exchange, chanErr *amqp.Error) error {
+	hint := ""
+	switch chanErr.Code {
+	case amqp.AccessRefused:
+		hint = ": the broker's user may not publish there; grant it write permission on the exchange (rabbitmqctl set_permissions)"
+	case amqp.PreconditionFailed, amqp.ContentTooLarge:
+		hint = ": the broker refused a publish on the channel, e.g. a message over its max_message_size (lower Config.MaxPayloadBytes to match)"
+	}
+	return fmt.Errorf("%w: it closed the channel to exchange %q with %w%s; not republished, as that would only repeat it", ErrRefused, ex.Name, chanErr, hint)
 }
 
 // errReconnect marks a round trip that failed because the connection is
@@ -554,7 +582,7 @@ func failOut(out []outgoing, results []error, err error) {
 	for _, o := range out {
 		if o.sent {
 			e := err
-			if !errors.Is(e, ErrConfirmTimeout) && !errors.Is(e, ErrConnectionLost) && !errors.Is(e, ErrPublisherClosed) {
+			if !errors.Is(e, ErrConfirmTimeout) && !errors.Is(e, ErrConnectionLost) && !errors.Is(e, ErrPublisherClosed) && !errors.Is(e, ErrRefused) {
 				e = fmt.Errorf("%w, not republished: %w", ErrConnectionLost, e)
 			}
 			results[o.idx] = fmt.Errorf("%w (its confirm was lost with a channel or the connection; the broker may have it)", e)

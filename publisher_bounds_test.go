@@ -2,11 +2,15 @@ package durablews_test
 
 import (
 	"bytes"
+	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -139,4 +143,90 @@ func TestPublish_CloseEndsAWriteStuckOnABlockedConnection(t *testing.T) {
 	t.Logf("%v", pubErr)
 	assert.ErrorIs(t, pubErr, durablews.ErrPublisherClosed)
 	assert.ErrorIs(t, pubErr, durablews.ErrNotSent)
+}
+
+// A channel error the broker sends about what was published (403: the user
+// may not write to the exchange; 406) is reported at once, naming the code
+// and the broker's reason, instead of being republished until it turns
+// into ErrConnectionLost ("channel closed 4 times").
+func TestPublish_ChannelErrorIsReportedAtOnce(t *testing.T) {
+	for _, c := range []struct {
+		code uint16
+		text string
+		hint string
+	}{
+		{403, "ACCESS_REFUSED - access to exchange 'events' in vhost '/' refused for user 'guest'", "write permission"},
+		{406, "PRECONDITION_FAILED - message size 70000 is larger than configured max size 65536", "PRECONDITION_FAILED"},
+	} {
+		t.Run(fmt.Sprint(c.code), func(t *testing.T) {
+			b := newFakeBroker(t)
+			var publishes atomic.Int32
+			b.onPublish = func(fc *fakeConn, p fakePublish) {
+				publishes.Add(1)
+				if p.Tag == 1 {
+					_ = fc.CloseChannel(p.Channel, c.code, c.text)
+				}
+			}
+			cfg := durablews.NewConfig(b.URL(), durablews.Exchange{Name: "events"})
+			cfg.ConfirmTimeout = 10 * time.Second
+			p, err := durablews.NewPublisher(cfg, nil)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = p.Close() })
+
+			batch := []*message.Message{newMsg("k.1"), newMsg("k.2"), newMsg("k.3")}
+			start := time.Now()
+			err = p.Publish("events", batch...)
+			t.Logf("after %v: %v", time.Since(start).Round(time.Millisecond), err)
+			assert.Less(t, time.Since(start), 2*time.Second, "reported at once")
+			var pe *durablews.PublishError
+			require.ErrorAs(t, err, &pe)
+			assert.Len(t, pe.Failed, 3)
+			for _, f := range pe.Failed {
+				assert.ErrorIs(t, f.Err, durablews.ErrRefused)
+				assert.NotErrorIs(t, f.Err, durablews.ErrConnectionLost)
+				var ae *amqp.Error
+				require.ErrorAs(t, f.Err, &ae, "the broker's error is there to inspect")
+				assert.Equal(t, int(c.code), ae.Code)
+				assert.Equal(t, c.text, ae.Reason)
+				assert.ErrorContains(t, f.Err, c.hint)
+			}
+			assert.LessOrEqual(t, int(publishes.Load()), len(batch), "nothing was republished")
+		})
+	}
+}
+
+// A header amqp091-go cannot encode, deep inside a value, is refused before
+// anything is sent: the connection, and other callers' messages on it, are
+// not lost to a failed write.
+func TestPublish_RefusesAnUnencodableNestedHeader(t *testing.T) {
+	b := newFakeBroker(t)
+	var publishes atomic.Int32
+	b.onPublish = func(fc *fakeConn, p fakePublish) {
+		publishes.Add(1)
+		_ = fc.Ack(p.Channel, p.Tag)
+	}
+	cfg := durablews.NewConfig(b.URL(), durablews.Exchange{Name: "events"})
+	cfg.Marshaler = marshalerFunc(func(m *message.Message) (amqp.Publishing, error) {
+		pub, err := durablews.DefaultMarshaler{}.Marshal(m)
+		if m.Metadata.Get("bad") != "" {
+			pub.Headers["trace"] = []any{amqp.Table{strings.Repeat("k", 256): "v"}}
+		}
+		return pub, err
+	})
+	p, err := durablews.NewPublisher(cfg, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+
+	bad := newMsg("k")
+	bad.Metadata.Set("bad", "yes")
+	err = p.Publish("events", newMsg("k"), bad)
+	var pe *durablews.PublishError
+	require.ErrorAs(t, err, &pe)
+	require.Len(t, pe.Failed, 2)
+	assert.ErrorIs(t, pe.Failed[1].Err, durablews.ErrInvalidMessage)
+	assert.ErrorContains(t, pe.Failed[1].Err, `header "trace": element 0: key "kkkk`)
+	assert.ErrorIs(t, pe.Failed[0].Err, durablews.ErrNotSent, "the valid one of the batch is not sent either")
+	assert.Zero(t, publishes.Load(), "nothing was sent")
+	require.NoError(t, p.Publish("events", newMsg("k")), "the connection is intact")
+	assert.True(t, p.Connected())
 }
