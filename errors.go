@@ -6,8 +6,9 @@ import (
 	"strings"
 )
 
-// Errors a message can fail with. Test with errors.Is on a *PublishError
-// (it matches if any message failed for that reason) or on a
+// Errors a message can fail with. Publish returns them inside a
+// *PublishError, one per failed message; test with errors.Is on the
+// *PublishError (it matches if any message failed for that reason) or on a
 // MessageError.Err.
 var (
 	// ErrPublisherClosed: Publish was called after Close, or Close
@@ -48,6 +49,11 @@ var (
 	// persistent, a header value AMQP cannot carry); see the MessageError
 	// text for what to fix.
 	ErrInvalidMessage = errors.New("invalid message")
+	// ErrUnknownTopic: Publish was given an empty topic, or one that
+	// neither Config.Exchanges nor Config.ExchangeFor maps; the error
+	// lists the configured topics. Every message of the call fails with
+	// it (and ErrNotSent).
+	ErrUnknownTopic = errors.New("unknown topic")
 	// ErrNotSent: the message was valid but not sent: another message of
 	// the same batch was invalid, or the reason it wraps (e.g.
 	// ErrConfirmTimeout while declaring the exchange, or an exchange that

@@ -33,9 +33,11 @@ type flight struct {
 // Publish publishes msgs to the exchange mapped to topic and returns nil
 // only after the broker confirmed every one of them. Otherwise it returns
 // a *PublishError listing the confirmed UUIDs and, for each other message,
-// why it was not confirmed (ErrNacked, ErrUnroutable, ErrRefused, ErrConfirmTimeout,
-// ErrConnectionLost, ErrInvalidMessage, ErrNotSent, ErrPublisherClosed or
-// the message context's error). With Config.RetryNacks a nacked message
+// why it was not confirmed (ErrNacked, ErrUnroutable, ErrRefused,
+// ErrConfirmTimeout, ErrConnectionLost, ErrInvalidMessage, ErrNotSent,
+// ErrUnknownTopic, ErrPublisherClosed or the message context's error).
+// The one error that is not a *PublishError is ErrPublisherClosed for a
+// call with no messages after Close: there is no message to name. With Config.RetryNacks a nacked message
 // is sent again until ConfirmTimeout, and fails with ErrNacked only if the
 // broker was still nacking it then.
 //
@@ -60,7 +62,10 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	p.closedMu.RLock()
 	if p.closed {
 		p.closedMu.RUnlock()
-		return ErrPublisherClosed
+		if len(msgs) == 0 {
+			return ErrPublisherClosed // no message to name it for
+		}
+		return p.failAll(topic, msgs, fmt.Errorf("%w: %w", ErrNotSent, ErrPublisherClosed))
 	}
 	p.calls.Add(1)
 	p.closedMu.RUnlock()
@@ -70,11 +75,11 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		return nil // nothing to confirm, as with every Watermill publisher
 	}
 	if topic == "" {
-		return fmt.Errorf("durablews: empty topic: pass one of the configured topics %s", p.cfg.knownTopics())
+		return p.failAll(topic, msgs, fmt.Errorf("%w: %w: empty topic: pass one of the configured topics %s", ErrNotSent, ErrUnknownTopic, p.cfg.knownTopics()))
 	}
 	ex, err := p.cfg.exchangeFor(topic)
 	if err != nil {
-		return err
+		return p.failAll(topic, msgs, fmt.Errorf("%w: %w", ErrNotSent, err))
 	}
 
 	results := make([]error, len(msgs))
@@ -542,6 +547,15 @@ func (p *Publisher) abandon(cc *confirmChannel, queue []flight, unsent, retry []
 	}
 	failOut(unsent, results, err)
 	failOut(retry, results, err)
+}
+
+// failAll fails every message of a call with err.
+func (p *Publisher) failAll(topic string, msgs []*message.Message, err error) error {
+	results := make([]error, len(msgs))
+	for i := range results {
+		results[i] = err
+	}
+	return p.result(topic, msgs, results)
 }
 
 func (p *Publisher) result(topic string, msgs []*message.Message, results []error) error {

@@ -141,10 +141,9 @@ func (p *Publisher) run(urlIdx int) {
 		}
 		p.logger.Error("Connection to broker lost; reconnecting", errors.New(s.lostReason()), watermill.LogFields{"url": amqpconn.RedactURL(s.url)})
 		_ = s.close()
+		wait := p.reconnectWait(0)
 		for attempt := 0; ; attempt++ {
-			delay := p.cfg.Reconnect.Delay(attempt)
-			delay = delay/2 + rand.N(delay/2+1) // jitter, so a fleet does not reconnect in lockstep
-			t := time.NewTimer(delay)
+			t := time.NewTimer(wait)
 			select {
 			case <-t.C:
 			case <-p.closing:
@@ -155,7 +154,8 @@ func (p *Publisher) run(urlIdx int) {
 			u := p.cfg.URLs[urlIdx]
 			ns, err := p.connect(p.ctx, u)
 			if err != nil {
-				p.logger.Error("Reconnect failed", err, watermill.LogFields{"attempt": attempt + 1, "retry_in": p.cfg.Reconnect.Delay(attempt + 1).String()})
+				wait = p.reconnectWait(attempt + 1)
+				p.logger.Error("Reconnect failed", err, watermill.LogFields{"attempt": attempt + 1, "retry_in": wait.String()})
 				continue
 			}
 			p.mu.Lock()
@@ -168,6 +168,14 @@ func (p *Publisher) run(urlIdx int) {
 			break
 		}
 	}
+}
+
+// reconnectWait is the wait before reconnect attempt n (0-based):
+// Config.Reconnect's delay with jitter (half to all of it), so a fleet
+// does not reconnect in lockstep.
+func (p *Publisher) reconnectWait(n int) time.Duration {
+	d := p.cfg.Reconnect.Delay(n)
+	return d/2 + rand.N(d/2+1)
 }
 
 // connect dials u and runs Config.OnConnect on the new connection; a
@@ -214,8 +222,9 @@ func (p *Publisher) session(deadline <-chan time.Time, avoid *session) (*session
 	}
 }
 
-// InFlight returns how many messages currently await their confirm (or a
-// free in-flight slot), across all callers.
+// InFlight returns how many messages hold one of the Config.MaxInFlight
+// slots now, across all callers: sent, or being sent, and awaiting their
+// confirm. Messages of callers waiting for a free slot are not counted.
 func (p *Publisher) InFlight() int { return len(p.slots) }
 
 // Close stops accepting messages, lets Publish calls in progress finish
@@ -231,7 +240,8 @@ func (p *Publisher) InFlight() int { return len(p.slots) }
 // connection is dropped. So Close returns within ConfirmTimeout + 5 s, and
 // at once when the broker blocks the connection.
 //
-// It is idempotent; Publish after Close returns ErrPublisherClosed.
+// It is idempotent. Publish after Close fails every message with
+// ErrPublisherClosed (and ErrNotSent), in a *PublishError.
 func (p *Publisher) Close() error {
 	p.once.Do(func() {
 		p.closedMu.Lock()
