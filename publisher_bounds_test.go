@@ -56,12 +56,17 @@ func TestPublish_StalledWriteEndsAtConfirmTimeout(t *testing.T) {
 			p, err := durablews.NewPublisher(cfg, nil)
 			require.NoError(t, err)
 
-			start := time.Now()
+			msg := bigMessage()
 			errc := make(chan error, 1)
-			go func() { errc <- p.Publish("events", bigMessage()) }()
+			go func() { errc <- p.Publish("events", msg) }()
+			// ConfirmTimeout runs from when the batch is validated and
+			// marshalled (checking 32 MiB of UTF-8 takes a while under
+			// -race), so measure from the write, which starts right after.
+			var start time.Time
 			select {
 			case <-stalled:
-			case <-time.After(10 * time.Second):
+				start = time.Now()
+			case <-time.After(20 * time.Second):
 				t.Fatal("the publish never reached the fake broker")
 			}
 			closed := make(chan time.Duration, 1)
@@ -78,11 +83,11 @@ func TestPublish_StalledWriteEndsAtConfirmTimeout(t *testing.T) {
 			select {
 			case pubErr = <-errc:
 			case <-time.After(confirmTimeout + 5*time.Second):
-				t.Fatalf("Publish still stuck %v after it started (ConfirmTimeout %v)", time.Since(start), confirmTimeout)
+				t.Fatalf("Publish still stuck %v after its write began (ConfirmTimeout %v)", time.Since(start), confirmTimeout)
 			}
 			took := time.Since(start)
 			t.Logf("after %v: %v", took.Round(time.Millisecond), pubErr)
-			assert.Less(t, took, confirmTimeout+time.Second, "Publish ends at its ConfirmTimeout")
+			assert.Less(t, took, confirmTimeout+time.Second, "Publish ends at its ConfirmTimeout (measured from its write)")
 			assert.ErrorIs(t, pubErr, durablews.ErrConfirmTimeout)
 			assert.ErrorIs(t, pubErr, durablews.ErrNotSent, "an unfinished write never gives the broker the whole message")
 			assert.ErrorContains(t, pubErr, "stopped reading")
@@ -122,11 +127,12 @@ func TestPublish_CloseEndsAWriteStuckOnABlockedConnection(t *testing.T) {
 	p, err := durablews.NewPublisher(cfg, nil)
 	require.NoError(t, err)
 
+	msg := bigMessage()
 	errc := make(chan error, 1)
-	go func() { errc <- p.Publish("events", bigMessage()) }()
+	go func() { errc <- p.Publish("events", msg) }()
 	select {
 	case <-stalled:
-	case <-time.After(10 * time.Second):
+	case <-time.After(20 * time.Second):
 		t.Fatal("the publish never reached the fake broker")
 	}
 	time.Sleep(200 * time.Millisecond) // the write fills the socket buffers; the block notice arrives

@@ -3,6 +3,8 @@ package durablews_test
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,27 +63,18 @@ func TestPublisher_ReconnectLogNamesTheJitteredWait(t *testing.T) {
 	cfg := durablews.NewConfig(b.URL(), durablews.Exchange{Name: "events"})
 	const delay = 40 * time.Millisecond
 	cfg.Reconnect = durablews.Backoff{Initial: delay, Max: delay, Multiplier: 1}
-	logs := watermill.NewCaptureLogger()
+	logs := &retryLog{}
 	p, err := durablews.NewPublisher(cfg, logs)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Close() })
 
 	b.close() // the broker goes away: every reconnect attempt is refused
-	failed := func() []watermill.CapturedMessage {
-		var out []watermill.CapturedMessage
-		for _, m := range logs.Captured()[watermill.ErrorLogLevel] {
-			if m.Msg == "Reconnect failed" {
-				out = append(out, m)
-			}
-		}
-		return out
-	}
-	waitFor(t, 10*time.Second, "5 failed reconnects", func() bool { return len(failed()) >= 5 })
+	waitFor(t, 10*time.Second, "5 failed reconnects", func() bool { return len(logs.retryIns()) >= 5 })
 	require.NoError(t, p.Close())
 
 	exact := 0
-	for _, m := range failed() {
-		d, err := time.ParseDuration(fmt.Sprint(m.Fields["retry_in"]))
+	for _, r := range logs.retryIns() {
+		d, err := time.ParseDuration(r)
 		require.NoError(t, err)
 		assert.GreaterOrEqual(t, d, delay/2)
 		assert.LessOrEqual(t, d, delay)
@@ -90,7 +83,31 @@ func TestPublisher_ReconnectLogNamesTheJitteredWait(t *testing.T) {
 		}
 	}
 	// A jittered wait is exactly the delay once in 20 million.
-	assert.Less(t, exact, len(failed()), "retry_in is the delay without jitter every time")
+	assert.Less(t, exact, len(logs.retryIns()), "retry_in is the delay without jitter every time")
+}
+
+// retryLog keeps the retry_in of each "Reconnect failed" line; safe for
+// concurrent use (watermill's CaptureLoggerAdapter hands out its map).
+type retryLog struct {
+	watermill.NopLogger
+	mu sync.Mutex
+	in []string
+}
+
+func (l *retryLog) Error(msg string, _ error, fields watermill.LogFields) {
+	if msg == "Reconnect failed" {
+		l.mu.Lock()
+		l.in = append(l.in, fmt.Sprint(fields["retry_in"]))
+		l.mu.Unlock()
+	}
+}
+
+func (l *retryLog) With(watermill.LogFields) watermill.LoggerAdapter { return l }
+
+func (l *retryLog) retryIns() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.in)
 }
 
 // InFlight counts the messages holding a MaxInFlight slot (sent, awaiting
