@@ -15,10 +15,10 @@ type callDeadline struct {
 	timer   *time.Timer // runs fire
 	C       chan time.Time
 	fired   atomic.Bool
-	writing atomic.Pointer[session] // the session the call is writing to, if any
+	writing atomic.Pointer[connection] // the connection the call is writing to, if any
 }
 
-// stalledWriteReason is why a session was dropped by a call's deadline.
+// stalledWriteReason is why a connection was dropped by a call's deadline.
 const stalledWriteReason = "writing to the broker stalled until Config.ConfirmTimeout ran out: the broker stopped reading from the connection (a frozen node, or a memory or disk alarm), so the publisher dropped the connection"
 
 // newCallDeadline returns a deadline running for d.
@@ -34,8 +34,8 @@ func (cd *callDeadline) fire() {
 	case cd.C <- time.Now():
 	default:
 	}
-	if s := cd.writing.Load(); s != nil {
-		s.drop(stalledWriteReason)
+	if c := cd.writing.Load(); c != nil {
+		c.drop(stalledWriteReason)
 	}
 }
 
@@ -49,23 +49,23 @@ func (cd *callDeadline) reset(d time.Duration) {
 // empty and it can be reused.
 func (cd *callDeadline) stop() bool { return cd.timer.Stop() }
 
-// beginWrite marks the start of a write to s under the deadline: if the
-// deadline runs out before endWrite, s's socket is dropped, which ends the
+// beginWrite marks the start of a write to c under the deadline: if the
+// deadline runs out before endWrite, c's socket is dropped, which ends the
 // write. It returns false, and marks nothing, when the deadline already
 // ran out.
-func (cd *callDeadline) beginWrite(s *session) bool {
-	cd.writing.Store(s)
-	// fire sets fired before it reads writing: it sees s, or we see fired.
+func (cd *callDeadline) beginWrite(c *connection) bool {
+	cd.writing.Store(c)
+	// fire sets fired before it reads writing: it sees c, or we see fired.
 	if cd.fired.Load() {
 		cd.writing.Store(nil)
 		return false
 	}
-	s.writers.Add(1)
+	c.writers.Add(1)
 	return true
 }
 
 // endWrite marks the end of the write begun by beginWrite.
-func (cd *callDeadline) endWrite(s *session) {
+func (cd *callDeadline) endWrite(c *connection) {
 	cd.writing.Store(nil)
-	s.writers.Add(-1)
+	c.writers.Add(-1)
 }

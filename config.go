@@ -385,12 +385,7 @@ func (c *Config) exchangeFor(topic string) (e Exchange, err error) {
 	if c.ExchangeFor == nil {
 		return Exchange{}, fmt.Errorf("%w %q: configured topics are %s (add it to Config.Exchanges, or map generated topics with Config.ExchangeFor)", ErrUnknownTopic, topic, c.knownTopics())
 	}
-	defer func() {
-		// A user ExchangeFor must not take the publisher down.
-		if r := recover(); r != nil {
-			e, err = Exchange{}, fmt.Errorf("topic %q: Config.ExchangeFor panicked: %v", topic, r)
-		}
-	}()
+	defer recoverUser("Config.ExchangeFor", &err)
 	e, ok := c.ExchangeFor(topic)
 	if !ok {
 		return Exchange{}, fmt.Errorf("%w %q: not in Config.Exchanges %s and Config.ExchangeFor does not map it", ErrUnknownTopic, topic, c.knownTopics())

@@ -2,7 +2,6 @@ package durablews
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -11,15 +10,9 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/durablews/durablews/internal/amqpconn"
 )
-
-// maxChannelRetries bounds how often one Publish call republishes after a
-// channel (not connection) error, so a persistent channel error ends in a
-// clear error instead of a loop until ConfirmTimeout.
-const maxChannelRetries = 3
 
 // Publisher publishes Watermill messages to RabbitMQ exchanges and returns
 // only after the broker confirmed every message. It implements
@@ -58,8 +51,8 @@ type Publisher struct {
 	trace bool
 
 	mu    sync.Mutex
-	sess  *session      // current session; may be lost while reconnecting
-	ready chan struct{} // closed when the next session is installed
+	conn  *connection   // current connection; may be lost while reconnecting
+	ready chan struct{} // closed when the next connection is installed
 
 	slots     chan struct{} // in-flight semaphore, one token per unconfirmed message
 	deadlines sync.Pool     // *callDeadline for ConfirmTimeout, reused across calls
@@ -70,7 +63,7 @@ type Publisher struct {
 	closing  chan struct{}
 	ctx      context.Context // ends on Close; passed to Config.OnConnect
 	cancel   context.CancelFunc
-	runDone  chan struct{}
+	runDone  chan struct{} // closed when keepConnected returns
 	once     sync.Once
 }
 
@@ -112,110 +105,40 @@ func NewPublisher(config Config, logger watermill.LoggerAdapter) (*Publisher, er
 	defer cancel()
 	var errs []string
 	for i, u := range config.URLs {
-		s, err := p.connect(ctx, u)
+		c, err := p.connect(ctx, u)
 		if err != nil {
 			errs = append(errs, err.Error())
 			continue
 		}
-		p.sess = s
+		p.conn = c
 		logger.Info("Connected to broker", watermill.LogFields{"url": amqpconn.RedactURL(u)})
-		go p.run(i)
+		go p.keepConnected(i)
 		return p, nil
 	}
 	p.cancel()
 	return nil, fmt.Errorf("durablews: cannot connect to any broker (is RabbitMQ running, reachable within Config.DialTimeout, and are the credentials right?): %s", strings.Join(errs, "; "))
 }
 
-// run replaces a lost session with a new one, with back-off, rotating
-// through the URLs, until Close.
-func (p *Publisher) run(urlIdx int) {
-	defer close(p.runDone)
+// current returns the current connection, and a channel closed when a
+// reconnect installs the next one.
+func (p *Publisher) current() (*connection, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.conn, p.ready
+}
+
+// liveConnection returns a live connection other than avoid, waiting for a
+// reconnect if needed, until deadline or Close.
+func (p *Publisher) liveConnection(deadline <-chan time.Time, avoid *connection) (*connection, error) {
 	for {
-		p.mu.Lock()
-		s := p.sess
-		p.mu.Unlock()
-		select {
-		case <-s.lost:
-		case <-p.closing:
-			return
-		}
-		p.logger.Error("Connection to broker lost; reconnecting", errors.New(s.lostReason()), watermill.LogFields{"url": amqpconn.RedactURL(s.url)})
-		_ = s.close()
-		wait := p.reconnectWait(0)
-		for attempt := 0; ; attempt++ {
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-p.closing:
-				t.Stop()
-				return
-			}
-			urlIdx = (urlIdx + 1) % len(p.cfg.URLs)
-			u := p.cfg.URLs[urlIdx]
-			ns, err := p.connect(p.ctx, u)
-			if err != nil {
-				wait = p.reconnectWait(attempt + 1)
-				p.logger.Error("Reconnect failed", err, watermill.LogFields{"attempt": attempt + 1, "retry_in": wait.String()})
-				continue
-			}
-			p.mu.Lock()
-			p.sess = ns
-			close(p.ready)
-			p.ready = make(chan struct{})
-			p.mu.Unlock()
-			p.logger.Info("Reconnected to broker", watermill.LogFields{"url": amqpconn.RedactURL(u), "attempts": attempt + 1})
-			p.cfg.Observer.Reconnected(amqpconn.RedactURL(u))
-			break
-		}
-	}
-}
-
-// reconnectWait is the wait before reconnect attempt n (0-based):
-// Config.Reconnect's delay with jitter (half to all of it), so a fleet
-// does not reconnect in lockstep.
-func (p *Publisher) reconnectWait(n int) time.Duration {
-	d := p.cfg.Reconnect.Delay(n)
-	return d/2 + rand.N(d/2+1)
-}
-
-// connect dials u and runs Config.OnConnect on the new connection; a
-// session that fails it is closed.
-func (p *Publisher) connect(ctx context.Context, u string) (*session, error) {
-	s, err := dialSession(&p.cfg, u, p.logger)
-	if err != nil || p.cfg.OnConnect == nil {
-		return s, err
-	}
-	if err := p.onConnect(ctx, s.conn); err != nil {
-		_ = s.close()
-		return nil, fmt.Errorf("Config.OnConnect on %s: %w", amqpconn.RedactURL(u), err)
-	}
-	return s, nil
-}
-
-func (p *Publisher) onConnect(ctx context.Context, conn *amqp.Connection) (err error) {
-	defer func() {
-		// A user hook must not take the publisher down.
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panicked: %v", r)
-		}
-	}()
-	return p.cfg.OnConnect(ctx, conn)
-}
-
-// session returns a live session other than avoid, waiting for a reconnect
-// if needed, until deadline or Close.
-func (p *Publisher) session(deadline <-chan time.Time, avoid *session) (*session, error) {
-	for {
-		p.mu.Lock()
-		s, ready := p.sess, p.ready
-		p.mu.Unlock()
-		if s != avoid && !s.dead() {
-			return s, nil
+		c, ready := p.current()
+		if c != avoid && !c.dead() {
+			return c, nil
 		}
 		select {
 		case <-ready:
 		case <-deadline:
-			return nil, fmt.Errorf("%w: still reconnecting when Config.ConfirmTimeout ran out (%s)", ErrConnectionLost, s.lostReason())
+			return nil, fmt.Errorf("%w: still reconnecting when Config.ConfirmTimeout ran out (%s)", ErrConnectionLost, c.lostReason())
 		case <-p.closing:
 			return nil, ErrPublisherClosed
 		}
@@ -251,10 +174,8 @@ func (p *Publisher) Close() error {
 		p.cancel()
 		p.waitForCalls()
 		<-p.runDone
-		p.mu.Lock()
-		s := p.sess
-		p.mu.Unlock()
-		if err := s.close(); err != nil {
+		c, _ := p.current()
+		if err := c.close(); err != nil {
 			// The connection is closed either way; the broker did not
 			// answer (e.g. it blocks the connection during an alarm).
 			p.logger.Info("Broker did not confirm closing the connection", watermill.LogFields{"error": err.Error()})
@@ -275,18 +196,16 @@ func (p *Publisher) waitForCalls() {
 		close(done)
 	}()
 	for {
-		p.mu.Lock()
-		s, ready := p.sess, p.ready
-		p.mu.Unlock()
-		blocked, changed := s.blockState()
-		if blocked && s.writers.Load() > 0 {
-			s.drop("Close was called while the broker blocked the connection (a memory or disk alarm) and a write to it could not finish")
+		c, ready := p.current()
+		blocked, changed := c.blockState()
+		if blocked && c.writers.Load() > 0 {
+			c.drop("Close was called while the broker blocked the connection (a memory or disk alarm) and a write to it could not finish")
 		}
 		select {
 		case <-done:
 			return
 		case <-changed:
-		case <-ready: // a reconnect that was under way installed a new session
+		case <-ready: // a reconnect that was under way installed a new connection
 		}
 	}
 }

@@ -49,12 +49,7 @@ func (c *Config) validateForBrowser(msg *message.Message) error {
 
 // routingKey computes and checks msg's routing key for exchange e.
 func (c *Config) routingKey(topic string, e Exchange, msg *message.Message) (key string, err error) {
-	defer func() {
-		// A user RoutingKeyFunc must not take the publisher down.
-		if r := recover(); r != nil {
-			key, err = "", fmt.Errorf("Config.RoutingKey panicked: %v", r)
-		}
-	}()
+	defer recoverUser("Config.RoutingKey", &err)
 	key, err = c.RoutingKey(topic, msg)
 	if err != nil {
 		return "", fmt.Errorf("Config.RoutingKey: %w", err)
