@@ -13,9 +13,13 @@ import (
 // order. What it could not settle it leaves to the call's retry decision
 // (publishCall.next).
 type pipeline struct {
-	call *publishCall
-	conn *connection
-	cc   *confirmChannel
+	p        *Publisher
+	topic    string
+	exchange string
+	results  []error       // the call's
+	dl       *callDeadline // the call's
+	conn     *connection
+	cc       *confirmChannel
 
 	unconfirmed []sentMessage // sent, awaiting their confirm, oldest first
 	ended       bool          // ended early (deadline, Close): every message has its outcome
@@ -29,7 +33,7 @@ type pipeline struct {
 // run sends out and waits for their confirms, until each has an outcome
 // in the call's results or is left in retry or nacked.
 func (pl *pipeline) run(out []outgoing) {
-	p := pl.call.p
+	p := pl.p
 	pl.unconfirmed = make([]sentMessage, 0, min(len(out), p.cfg.MaxInFlight))
 	next := 0
 	for next < len(out) || len(pl.unconfirmed) > 0 {
@@ -64,7 +68,7 @@ func (pl *pipeline) run(out []outgoing) {
 			pl.contextDone()
 		case <-closing:
 			pl.endEarly(out[next:], ErrPublisherClosed, "closed while the broker blocked the connection")
-		case <-pl.call.dl.C:
+		case <-pl.dl.C:
 			pl.endEarly(out[next:], ErrConfirmTimeout, "")
 		}
 		if pl.ended {
@@ -77,13 +81,13 @@ func (pl *pipeline) run(out []outgoing) {
 }
 
 // release frees the in-flight slot of a message.
-func (pl *pipeline) release() { <-pl.call.p.slots }
+func (pl *pipeline) release() { <-pl.p.slots }
 
 // send sends out[next], which holds a slot just taken, and returns the
 // index of the next message to send.
 func (pl *pipeline) send(out []outgoing, next int) int {
 	o := &out[next]
-	results, dl := pl.call.results, pl.call.dl
+	results, dl := pl.results, pl.dl
 	if err := o.msg.Context().Err(); err != nil {
 		pl.release()
 		results[o.idx] = fmt.Errorf("%w: message context done before sending: %w", ErrNotSent, err)
@@ -93,7 +97,7 @@ func (pl *pipeline) send(out []outgoing, next int) int {
 		pl.release()
 		return next // the deadline ran out: it waits in dl.C
 	}
-	dc, ret, err := pl.cc.publish(pl.call.ex.Name, o.key, pl.call.p.cfg.Mandatory, o.pub)
+	dc, ret, err := pl.cc.publish(pl.exchange, o.key, pl.p.cfg.Mandatory, o.pub)
 	dl.endWrite(pl.conn)
 	switch {
 	case err != nil && dl.fired.Load():
@@ -119,13 +123,13 @@ func (pl *pipeline) confirmed() {
 	f := pl.unconfirmed[0]
 	pl.unconfirmed = pl.unconfirmed[1:]
 	pl.release()
-	results := pl.call.results
+	results := pl.results
 	r := pl.cc.returns.take(f.ret)
 	switch {
 	case f.dc.Acked() && r != nil:
 		results[f.out.idx] = fmt.Errorf("%w (%d %s, exchange %q, routing key %q)", ErrUnroutable, r.ReplyCode, r.ReplyText, r.Exchange, r.RoutingKey)
 	case f.dc.Acked():
-		pl.call.p.cfg.Observer.Confirmed(pl.call.topic, time.Since(f.sent))
+		pl.p.cfg.Observer.Confirmed(pl.topic, time.Since(f.sent))
 	case pl.cc.isClosed():
 		// amqp091-go completes every pending confirm with ack=false when
 		// its channel closes; that is no nack, the confirm is just lost.
@@ -133,7 +137,7 @@ func (pl *pipeline) confirmed() {
 		if e := pl.cc.closeReason(); e != nil {
 			pl.chanErr = e
 		}
-	case pl.call.p.cfg.RetryNacks:
+	case pl.p.cfg.RetryNacks:
 		f.out.nacks++
 		pl.nacked = append(pl.nacked, *f.out)
 	default:
@@ -148,7 +152,7 @@ func (pl *pipeline) contextDone() {
 	pl.unconfirmed = pl.unconfirmed[1:]
 	pl.release()
 	pl.cc.returns.forget(f.ret)
-	pl.call.results[f.out.idx] = fmt.Errorf("message context done before the confirm (the broker may still deliver it): %w", f.out.msg.Context().Err())
+	pl.results[f.out.idx] = fmt.Errorf("message context done before the confirm (the broker may still deliver it): %w", f.out.msg.Context().Err())
 }
 
 // endEarly ends the pass, and the call, with reason (the deadline, or
@@ -156,7 +160,7 @@ func (pl *pipeline) contextDone() {
 // ErrNotSent unless a confirm of theirs was lost before (the broker may
 // have them).
 func (pl *pipeline) endEarly(unsent []outgoing, reason error, detail string) {
-	results := pl.call.results
+	results := pl.results
 	err := reason
 	if detail != "" {
 		err = fmt.Errorf("%w: %s", reason, detail)

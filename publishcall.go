@@ -59,12 +59,12 @@ func (c *publishCall) pass(out []outgoing) []outgoing {
 		failOut(out, c.results, err)
 		return nil
 	}
-	pl := pipeline{call: c, conn: conn, cc: cc}
+	pl := pipeline{p: c.p, topic: c.topic, exchange: c.ex.Name, results: c.results, dl: c.dl, conn: conn, cc: cc}
 	pl.run(out)
 	if pl.ended {
 		return nil
 	}
-	return c.next(conn, decl, &pl)
+	return c.next(conn, decl, pl.retry, pl.nacked, pl.chanErr)
 }
 
 // errReconnect marks a round trip that failed because the connection is

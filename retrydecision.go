@@ -15,10 +15,12 @@ import (
 // ConfirmTimeout.
 const maxChannelRetries = 3
 
-// next is the retry decision of a Publish call: after the pass pl on conn,
-// whose exchange declaration was decl, it returns the messages for the
-// next pass, nil when each has its outcome in results, waiting first
-// where the outcome calls for it. The outcomes, in the order checked:
+// next is the retry decision of a Publish call: after a pass on conn,
+// whose exchange declaration was decl, that left retry and nacked (and
+// chanErr, why the broker closed the channel) unsettled, it returns the
+// messages for the next pass, nil when each has its outcome in results,
+// waiting first where the outcome calls for it. The outcomes, in the
+// order checked:
 //
 //  1. Nacked messages (Config.RetryNacks: "not now" on a cluster, a
 //     quorum queue without a leader): back off, then send them again.
@@ -32,8 +34,7 @@ const maxChannelRetries = 3
 //  7. The channel closed without a reason (it went with the connection):
 //     wait until the connection is declared lost, or briefly, then again.
 //  8. Another channel error: again, at most maxChannelRetries times.
-func (c *publishCall) next(conn *connection, decl *roundTrip, pl *pipeline) []outgoing {
-	retry, nacked, chanErr := pl.retry, pl.nacked, pl.chanErr
+func (c *publishCall) next(conn *connection, decl *roundTrip, retry, nacked []outgoing, chanErr *amqp.Error) []outgoing {
 	if len(nacked) > 0 { // 1
 		c.retried(len(nacked), ErrNacked)
 		if err := c.sleep(nackBackoff(nacked)); err != nil {
