@@ -99,7 +99,7 @@ func (h *Handler) open(r *http.Request, user, tabID string, requested *[]Binding
 	}
 
 	queue := queueName(h.nameKey, user, tabID)
-	created, err := h.ensureQueue(queue, granted)
+	created, err := h.ensureQueueWithin(queue, granted)
 	if err != nil {
 		var he *httpError
 		if errors.As(err, &he) {
