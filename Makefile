@@ -7,7 +7,8 @@
 #   make broker     make the RabbitMQ under test ready: RABBITMQ's shared node (4.0 by default,
 #                   in a debootstrapped root: scripts/rabbitmq-versions.sh; 3.10: scripts/rabbitmq.sh)
 #   make test-matrix  the guarantee suite (chaos with kill -9, tab sessions + security, browser
-#                   e2e, streams, cluster chaos) on every other supported version (MATRIX_VERSIONS)
+#                   e2e, streams, cluster chaos) on every other supported version (MATRIX_VERSIONS;
+#                   each installed and started by scripts/rabbitmq-versions.sh)
 #   make chromium   install Debian's chromium/chromium-driver if missing (scripts/chromium.sh)
 #   make web-deps   npm ci in web/ (when web/package.json exists and node_modules is stale)
 #   make web-test   node --test in web/ (DURABLEWS_E2E=$(WEB_E2E))
@@ -73,6 +74,31 @@ test:
 		fi; \
 	done; \
 	echo "make test: OK: all steps passed ($(TEST_STEPS))"
+
+# The guarantee suite, run on every other supported version by test-matrix (README "Supported
+# RabbitMQ versions"): single-node chaos with kill -9, tab faults and Web-STOMP durability, cluster
+# chaos with quorum tab queues (root tests below); tab sessions with the security negative tests,
+# streams resume and kill -9, the browser tests in headless Chromium (Go and node), the demo walk,
+# setup/doctor, the kill -9 metadata measurement (packages below, whole).
+GUARANTEE_ROOT_TESTS := ^(TestChaos_NothingConfirmedIsLost|TestCluster|TestTabFaults_.*|TestWebSTOMP_.*)$$
+GUARANTEE_PKGS       := ./tabsession/ ./broadcast/ ./web/ ./example/ ./cmd/durablews/ ./internal/testbroker/
+
+test-matrix:
+	@for v in $(MATRIX_VERSIONS); do \
+		echo "==> RabbitMQ $$v: the guarantee suite"; \
+		start=$$SECONDS; \
+		if ! $(MAKE) --no-print-directory matrix-one RABBITMQ=$$v; then \
+			echo >&2; echo "make test-matrix: FAILED on RabbitMQ $$v (see its output above)" >&2; exit 1; \
+		fi; \
+		echo "==> RabbitMQ $$v: guarantee suite OK in $$((SECONDS - start)) s"; \
+	done; \
+	echo "make test-matrix: OK on RabbitMQ $(MATRIX_VERSIONS)"
+
+# One version of the matrix: its broker, then the guarantee suite against it.
+matrix-one: broker chromium web-deps
+	@$(BROKER_ENV) set -x; $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run '$(GUARANTEE_ROOT_TESTS)' . && \
+		$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(GUARANTEE_PKGS)
+	@$(MAKE) --no-print-directory web-test
 
 # go test -race needs cgo, and cgo a C compiler with libc headers: a fresh Debian has none.
 cgo:
