@@ -13,7 +13,7 @@
 #   make web-deps   npm ci in web/ (when web/package.json exists and node_modules is stale)
 #   make web-test   node --test in web/ (DURABLEWS_E2E=$(WEB_E2E))
 #   make demo       broker (+ tab sessions config) + web deps, then go run ./example
-#   make demo-cluster  the demo against `make cluster` (trusted mode, all 3 nodes' URLs): kill a
+#   make demo-cluster  the demo against `make cluster` (tab sessions, quorum tab queues, all 3 nodes): kill a
 #                   node (bash scripts/rabbitmq-cluster.sh kill N) and watch the page fail over
 #   make bench      cmd/durablews-bench: durablews vs watermill-amqp vs raw amqp091-go, streams, connected tabs
 #                   (~25 min; the 1,000-tab scenarios on a private node; BENCH_FLAGS=-short/-markdown)
@@ -160,13 +160,14 @@ demo: broker web-deps
 	@$(BROKER_ENV) set -x; $(GO) run ./example -signing-key "$$(bash scripts/rabbitmq-tab-sessions.sh key-path)" \
 		-amqp "$$DURABLEWS_AMQP_URL" -ws "$$DURABLEWS_WEB_STOMP_URL" $(DEMO_FLAGS)
 
-# The cluster's nodes have no tab-session (OAuth 2) config, so the demo runs in its
-# trusted mode there: guest/guest in the page, on this machine only (ports bind 127.0.0.1).
+# The production path on a cluster: tab sessions (make cluster configures every node for them)
+# with quorum tab queues, which survive a killed node.
 CLUSTER_AMQP := amqp://guest:guest@127.0.0.1:5681/,amqp://guest:guest@127.0.0.1:5682/,amqp://guest:guest@127.0.0.1:5683/
 CLUSTER_WS   := ws://127.0.0.1:15681/ws,ws://127.0.0.1:15682/ws,ws://127.0.0.1:15683/ws
 
 demo-cluster: cluster web-deps
-	$(GO) run ./example -trusted -amqp '$(CLUSTER_AMQP)' -ws '$(CLUSTER_WS)' $(DEMO_FLAGS)
+	$(GO) run ./example -quorum -signing-key "$$(bash scripts/rabbitmq-tab-sessions.sh key-path)" \
+		-amqp '$(CLUSTER_AMQP)' -ws '$(CLUSTER_WS)' $(DEMO_FLAGS)
 
 vet:
 	$(GO) vet $(PKGS)

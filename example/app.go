@@ -104,6 +104,9 @@ type appConfig struct {
 	// refuses a SUBSCRIBE whose x-expires differs from the existing queue's,
 	// and tabsession.Handler keeps an existing queue's.
 	QueueExpiresMs int
+	// QuorumQueues makes tab-session queues quorum queues (replicated over
+	// a cluster's nodes: tabsession.QueueQuorum) instead of classic ones.
+	QuorumQueues bool
 
 	// PublishTimeout bounds one POST /api/events, including waiting for
 	// RabbitMQ's confirms.
@@ -333,6 +336,7 @@ func tabSessionConfig(cfg appConfig) tabsession.Config {
 		SigningKey:    cfg.SigningKey,
 		KeyID:         cfg.KeyID,
 		QueueExpires:  time.Duration(cfg.QueueExpiresMs) * time.Millisecond,
+		QueueType:     map[bool]string{false: tabsession.QueueClassic, true: tabsession.QueueQuorum}[cfg.QuorumQueues],
 		Authenticate: func(r *http.Request) (string, error) {
 			c, err := r.Cookie(loginCookie)
 			if err != nil || !customerRE.MatchString(c.Value) {
