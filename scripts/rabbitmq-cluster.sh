@@ -123,6 +123,12 @@ prepare() {
 			web_stomp.tcp.ip = 127.0.0.1
 			web_stomp.tcp.port = 1568$n
 		EOF
+		# Where the version has it (4.3): return a dead node's consumer's unacked messages after
+		# 10 s, not the default 60 s, so a tab that moved to another node is not kept waiting
+		# (single active consumer) a minute (README "Supported RabbitMQ versions").
+		if grep -qs '"consumer_disconnected_timeout"' "${ROOT%/}"/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/rabbit-*/priv/schema/rabbit.schema; then
+			echo "consumer_disconnected_timeout = 10000" >>"$d/rabbitmq.conf"
+		fi
 		echo "[rabbitmq_management,rabbitmq_stomp,rabbitmq_web_stomp,rabbitmq_auth_backend_oauth2]." >"$d/enabled_plugins"
 	done
 }
