@@ -4,12 +4,16 @@
 #   make test       cgo + broker + chromium + web deps, go vet, gofmt check, go test -race,
 #                   web tests (node, incl. the headless-Chromium e2e), short fuzz runs
 #   make cgo        install gcc + libc6-dev if missing: go test -race needs cgo (scripts/cgo.sh)
-#   make broker     make the shared RabbitMQ ready (scripts/rabbitmq.sh)
+#   make broker     make the RabbitMQ under test ready: RABBITMQ's shared node (4.0 by default,
+#                   in a debootstrapped root: scripts/rabbitmq-versions.sh; 3.10: scripts/rabbitmq.sh)
+#   make test-matrix  the guarantee suite (chaos with kill -9, tab sessions + security, browser
+#                   e2e, streams, cluster chaos) on every other supported version (MATRIX_VERSIONS;
+#                   each installed and started by scripts/rabbitmq-versions.sh)
 #   make chromium   install Debian's chromium/chromium-driver if missing (scripts/chromium.sh)
 #   make web-deps   npm ci in web/ (when web/package.json exists and node_modules is stale)
 #   make web-test   node --test in web/ (DURABLEWS_E2E=$(WEB_E2E))
 #   make demo       broker (+ tab sessions config) + web deps, then go run ./example
-#   make demo-cluster  the demo against `make cluster` (trusted mode, all 3 nodes' URLs): kill a
+#   make demo-cluster  the demo against `make cluster` (tab sessions, quorum tab queues, all 3 nodes): kill a
 #                   node (bash scripts/rabbitmq-cluster.sh kill N) and watch the page fail over
 #   make bench      cmd/durablews-bench: durablews vs watermill-amqp vs raw amqp091-go, streams, connected tabs
 #                   (~25 min; the 1,000-tab scenarios on a private node; BENCH_FLAGS=-short/-markdown)
@@ -21,7 +25,8 @@
 #   make sizing     broker memory per tab queue / message / connected tab on a private node (~3 min)
 #   make fmt / vet / fmt-check / gotest / gotest-norace / fuzz
 #
-# Knobs: make test FUZZTIME=1000000x TEST_TIMEOUT=30m GOTEST_FLAGS='-v' PKGS=./internal/...
+# Knobs: make test RABBITMQ=4.3 (the version under test: 4.0, 3.10, 4.3; also DURABLEWS_RABBITMQ)
+#        make test FUZZTIME=1000000x TEST_TIMEOUT=30m GOTEST_FLAGS='-v' PKGS=./internal/...
 #        WEB_TESTS=0 (skip web-test)  WEB_E2E=0 (web tests without the browser e2e)
 #        make demo-cluster DEMO_FLAGS=-addr=127.0.0.1:8081 (extra flags of go run ./example)
 
@@ -31,6 +36,14 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 
 GO           ?= go
+# The RabbitMQ under test (README "Supported RabbitMQ versions"): the default first, then the
+# rest of the matrix. Every test, the bench and the demo find its node through
+# DURABLEWS_RABBITMQ (internal/brokerversion) and the URLs scripts/rabbitmq-versions.sh prints.
+RABBITMQ        ?= $(or $(DURABLEWS_RABBITMQ),4.0)
+MATRIX_VERSIONS ?= $(filter-out $(RABBITMQ),$(shell bash scripts/rabbitmq-versions.sh list))
+export DURABLEWS_RABBITMQ := $(RABBITMQ)
+# eval-able DURABLEWS_*_URL settings of RABBITMQ's shared node, for shells of recipes.
+BROKER_ENV = eval "$$(bash scripts/rabbitmq-versions.sh env $(RABBITMQ))"; export DURABLEWS_AMQP_URL DURABLEWS_WEB_STOMP_URL DURABLEWS_MANAGEMENT_URL;
 PKGS         ?= ./...
 TEST_TIMEOUT ?= 20m
 GOTEST_FLAGS ?=
@@ -42,7 +55,7 @@ WEB_E2E      ?= 1
 .NOTPARALLEL:
 .DEFAULT_GOAL := help
 
-.PHONY: help test cgo broker chromium web-deps web-test demo bench fmt fmt-check vet gotest fuzz doctor sizing tab-sessions-broker tab-sessions-plan cluster cluster-status cluster-stop demo-cluster
+.PHONY: help test test-matrix matrix-one cgo broker chromium web-deps web-test demo bench fmt fmt-check vet gotest fuzz doctor sizing tab-sessions-broker tab-sessions-plan cluster cluster-status cluster-stop demo-cluster
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -62,12 +75,37 @@ test:
 	done; \
 	echo "make test: OK: all steps passed ($(TEST_STEPS))"
 
+# The guarantee suite, run on every other supported version by test-matrix (README "Supported
+# RabbitMQ versions"): single-node chaos with kill -9, tab faults and Web-STOMP durability, cluster
+# chaos with quorum tab queues (root tests below); tab sessions with the security negative tests,
+# streams resume and kill -9, the browser tests in headless Chromium (Go and node), the demo walk,
+# setup/doctor, the kill -9 metadata measurement (packages below, whole).
+GUARANTEE_ROOT_TESTS := ^(TestChaos_NothingConfirmedIsLost|TestCluster|TestTabFaults_.*|TestWebSTOMP_.*)$$
+GUARANTEE_PKGS       := ./tabsession/ ./broadcast/ ./web/ ./example/ ./cmd/durablews/ ./internal/testbroker/
+
+test-matrix:
+	@for v in $(MATRIX_VERSIONS); do \
+		echo "==> RabbitMQ $$v: the guarantee suite"; \
+		start=$$SECONDS; \
+		if ! $(MAKE) --no-print-directory matrix-one RABBITMQ=$$v; then \
+			echo >&2; echo "make test-matrix: FAILED on RabbitMQ $$v (see its output above)" >&2; exit 1; \
+		fi; \
+		echo "==> RabbitMQ $$v: guarantee suite OK in $$((SECONDS - start)) s"; \
+	done; \
+	echo "make test-matrix: OK on RabbitMQ $(MATRIX_VERSIONS)"
+
+# One version of the matrix: its broker, then the guarantee suite against it.
+matrix-one: broker chromium web-deps
+	@$(BROKER_ENV) set -x; $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run '$(GUARANTEE_ROOT_TESTS)' . && \
+		$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(GUARANTEE_PKGS)
+	@$(MAKE) --no-print-directory web-test
+
 # go test -race needs cgo, and cgo a C compiler with libc headers: a fresh Debian has none.
 cgo:
 	@GO=$(GO) bash scripts/cgo.sh
 
 broker:
-	@bash scripts/rabbitmq.sh
+	@bash scripts/rabbitmq-versions.sh start $(RABBITMQ)
 
 cluster:
 	@bash scripts/rabbitmq-cluster.sh start
@@ -109,9 +147,9 @@ web-test: web-deps
 		echo "web-test: no \"test\" script in web/package.json; skipping"; \
 		exit 0; \
 	fi; \
-	cd web && DURABLEWS_E2E=$(WEB_E2E) npm test --silent </dev/null
+	$(BROKER_ENV) cd web && DURABLEWS_E2E=$(WEB_E2E) npm test --silent </dev/null
 
-# The demo uses tab sessions: rabbitmq-tab-sessions.sh configures the broker for them
+# The demo uses tab sessions: rabbitmq-tab-sessions.sh configures RABBITMQ's node for them
 # (signing key, OAuth 2 backend, policy; restarts it only if its config changed).
 demo: broker web-deps
 	@if [ ! -d example ]; then \
@@ -119,15 +157,17 @@ demo: broker web-deps
 		exit 1; \
 	fi
 	bash scripts/rabbitmq-tab-sessions.sh
-	$(GO) run ./example -signing-key "$$(bash scripts/rabbitmq-tab-sessions.sh key-path)"
+	@$(BROKER_ENV) set -x; $(GO) run ./example -signing-key "$$(bash scripts/rabbitmq-tab-sessions.sh key-path)" \
+		-amqp "$$DURABLEWS_AMQP_URL" -ws "$$DURABLEWS_WEB_STOMP_URL" $(DEMO_FLAGS)
 
-# The cluster's nodes have no tab-session (OAuth 2) config, so the demo runs in its
-# trusted mode there: guest/guest in the page, on this machine only (ports bind 127.0.0.1).
+# The production path on a cluster: tab sessions (make cluster configures every node for them)
+# with quorum tab queues, which survive a killed node.
 CLUSTER_AMQP := amqp://guest:guest@127.0.0.1:5681/,amqp://guest:guest@127.0.0.1:5682/,amqp://guest:guest@127.0.0.1:5683/
 CLUSTER_WS   := ws://127.0.0.1:15681/ws,ws://127.0.0.1:15682/ws,ws://127.0.0.1:15683/ws
 
 demo-cluster: cluster web-deps
-	$(GO) run ./example -trusted -amqp '$(CLUSTER_AMQP)' -ws '$(CLUSTER_WS)' $(DEMO_FLAGS)
+	$(GO) run ./example -quorum -signing-key "$$(bash scripts/rabbitmq-tab-sessions.sh key-path)" \
+		-amqp '$(CLUSTER_AMQP)' -ws '$(CLUSTER_WS)' $(DEMO_FLAGS)
 
 vet:
 	$(GO) vet $(PKGS)
@@ -149,12 +189,12 @@ fmt-check:
 	echo "fmt-check: ok"
 
 gotest:
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(GOTEST_FLAGS) $(PKGS)
+	@$(BROKER_ENV) set -x; $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(GOTEST_FLAGS) $(PKGS)
 
 # Tests that cannot run under -race because of races in a dependency's code
 # (files with //go:build !race; each says why).
 gotest-norace:
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestWatermillAMQPSubscriberAcrossRestarts$$' $(GOTEST_FLAGS) .
+	@$(BROKER_ENV) set -x; $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestWatermillAMQPSubscriberAcrossRestarts$$' $(GOTEST_FLAGS) .
 
 # Every `func FuzzX(` in a *_test.go is fuzzed for FUZZTIME, one target at a time
 # (go test -fuzz takes one package and one target). New targets are picked up

@@ -170,7 +170,9 @@ type Config struct {
 
 	// Mandatory makes unroutable messages (no queue bound for the routing
 	// key) an error instead of a silent drop. Off by default because a
-	// message for a user with no open tab is normally not an error.
+	// message for a user with no open tab is normally not an error. With
+	// it, each message carries the header PublishTokenHeader, which the
+	// broker's return brings back to name the publish.
 	Mandatory bool
 
 	// MaxInFlight bounds unconfirmed messages across all callers. Publish
@@ -226,11 +228,15 @@ func NewConfig(url string, exchanges ...Exchange) Config {
 
 // Presets of NewClusterConfig.
 const (
-	// ClusterConfirmTimeout leaves room for quorum queue leader elections
-	// after a node is lost (measured up to ~12 s on a loaded 2-core
-	// machine with 3.10.8), a reconnect to another node and the
-	// republishing and retries that follow.
-	ClusterConfirmTimeout = 30 * time.Second
+	// ClusterConfirmTimeout is the ConfirmTimeout of NewClusterConfig. It
+	// equals DefaultConfirmTimeout on purpose: the default already leaves
+	// room for a quorum queue leader election after a node is lost
+	// (measured up to ~12 s on a loaded 2-core machine with 3.10.8), a
+	// reconnect to another node and the republishing and retries that
+	// follow, and a longer one would only make callers wait longer for a
+	// cluster that cannot take a message. The cluster soak and chaos tests
+	// ran with it. Raise ConfirmTimeout if your elections take longer.
+	ClusterConfirmTimeout = DefaultConfirmTimeout
 	// ClusterDialTimeout bounds a connection attempt to a node: a dead
 	// node should cost little before the next one is tried.
 	ClusterDialTimeout = 2 * time.Second
@@ -249,8 +255,9 @@ const (
 //     what is routed to it; those messages are sent again until they
 //     are confirmed, so a caller sees ErrNacked only when the cluster
 //     could not take a message within ConfirmTimeout.
-//   - ConfirmTimeout ClusterConfirmTimeout, long enough for a leader
-//     election plus a reconnect.
+//   - ConfirmTimeout ClusterConfirmTimeout, which is the default (30 s):
+//     the preset does not change it, because the default is already long
+//     enough for a leader election plus a reconnect.
 //   - Mandatory: a classic queue whose node is down does not exist for
 //     routing; RabbitMQ confirms a message routed only to it and drops
 //     it. With Mandatory it is returned, and Publish fails with
@@ -369,29 +376,25 @@ func checkExchange(topic string, e Exchange, from string) error {
 }
 
 // exchangeFor resolves topic: Exchanges first, then ExchangeFor. The error
-// says what to do and names the known topics.
+// says what to do and names the known topics; it wraps ErrUnknownTopic
+// when neither maps the topic.
 func (c *Config) exchangeFor(topic string) (e Exchange, err error) {
 	if e, ok := c.Exchanges[topic]; ok {
 		return e, nil
 	}
 	if c.ExchangeFor == nil {
-		return Exchange{}, fmt.Errorf("durablews: unknown topic %q: configured topics are %s (add it to Config.Exchanges, or map generated topics with Config.ExchangeFor)", topic, c.knownTopics())
+		return Exchange{}, fmt.Errorf("%w %q: configured topics are %s (add it to Config.Exchanges, or map generated topics with Config.ExchangeFor)", ErrUnknownTopic, topic, c.knownTopics())
 	}
-	defer func() {
-		// A user ExchangeFor must not take the publisher down.
-		if r := recover(); r != nil {
-			e, err = Exchange{}, fmt.Errorf("durablews: topic %q: Config.ExchangeFor panicked: %v", topic, r)
-		}
-	}()
+	defer recoverUser("Config.ExchangeFor", &err)
 	e, ok := c.ExchangeFor(topic)
 	if !ok {
-		return Exchange{}, fmt.Errorf("durablews: unknown topic %q: not in Config.Exchanges %s and Config.ExchangeFor does not map it", topic, c.knownTopics())
+		return Exchange{}, fmt.Errorf("%w %q: not in Config.Exchanges %s and Config.ExchangeFor does not map it", ErrUnknownTopic, topic, c.knownTopics())
 	}
 	if e.Kind == "" {
 		e.Kind = KindTopic
 	}
 	if err := checkExchange(topic, e, "ExchangeFor"); err != nil {
-		return Exchange{}, fmt.Errorf("durablews: topic %q: %w", topic, err)
+		return Exchange{}, fmt.Errorf("topic %q: %w", topic, err)
 	}
 	return e, nil
 }

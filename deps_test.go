@@ -1,6 +1,7 @@
 package durablews_test
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -24,11 +25,40 @@ func TestRootPackageDependencies(t *testing.T) {
 			}
 		}
 	}
-	for _, own := range []string{"github.com/durablews/durablews/tabsession", "github.com/durablews/durablews/prommetrics"} {
+	for _, own := range []string{"github.com/durablews/durablews/tabsession", "github.com/durablews/durablews/prommetrics", "github.com/durablews/durablews/broadcast"} {
 		for _, dep := range deps {
 			if dep == own {
 				t.Errorf("the root package imports %s", own)
 			}
 		}
+	}
+}
+
+// The package doc's "Other packages" names every public library package
+// (one with non-test Go files, outside internal/, cmd/ and example/).
+func TestPackageDocNamesEveryPackage(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{len .GoFiles}}", "github.com/durablews/durablews/...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const root = "github.com/durablews/durablews/"
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		path, files, _ := strings.Cut(line, " ")
+		rel, ok := strings.CutPrefix(path, root)
+		if !ok || files == "0" || strings.HasPrefix(rel, "internal/") || strings.HasPrefix(rel, "cmd/") || strings.HasPrefix(rel, "example") {
+			continue
+		}
+		checked++
+		if !strings.Contains(strings.ToLower(string(doc)), "package "+rel) {
+			t.Errorf("doc.go does not name package %s under \"Other packages\"", rel)
+		}
+	}
+	if checked < 3 {
+		t.Fatalf("checked only %d packages; go list said:\n%s", checked, out)
 	}
 }

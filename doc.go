@@ -31,7 +31,8 @@
 // flight together, so confirmed throughput is bounded by the broker, not by
 // round trips. An error is a *PublishError naming each unconfirmed message
 // and why (ErrNacked, ErrUnroutable, ErrConfirmTimeout, ErrConnectionLost,
-// ErrInvalidMessage, ...). Publisher.Ping and Publisher.Connected tell a
+// ErrInvalidMessage, ErrUnknownTopic, ErrPublisherClosed, ...), except
+// ErrPublisherClosed itself for a call with no messages after Close. Publisher.Ping and Publisher.Connected tell a
 // readiness probe whether the publisher is connected.
 //
 // # On a RabbitMQ cluster
@@ -67,8 +68,11 @@
 //
 // Package tabsession gives each browser tab its own server-declared queue
 // and a token that can read only that queue (per-user access control);
-// package prommetrics has Prometheus metrics for a Publisher (an
-// Observer). The publisher does not depend on either.
+// package broadcast declares RabbitMQ streams for events many tabs share
+// (each message stored once, every tab reading from its own offset) and
+// tells a page where in a stream to start; package prommetrics has
+// Prometheus metrics for a Publisher (an Observer). The publisher depends
+// on none of them.
 //
 // # Guarantees and limits
 //

@@ -6,8 +6,9 @@ import (
 	"strings"
 )
 
-// Errors a message can fail with. Test with errors.Is on a *PublishError
-// (it matches if any message failed for that reason) or on a
+// Errors a message can fail with. Publish returns them inside a
+// *PublishError, one per failed message; test with errors.Is on the
+// *PublishError (it matches if any message failed for that reason) or on a
 // MessageError.Err.
 var (
 	// ErrPublisherClosed: Publish was called after Close, or Close
@@ -31,11 +32,28 @@ var (
 	// at all: the wrapped reason says why). The broker may still have the
 	// message.
 	ErrConnectionLost = errors.New("connection lost before the broker confirmed")
+	// ErrRefused: the broker closed the publishing channel with a channel
+	// error about what was published (403 ACCESS_REFUSED: the user may
+	// not write to the exchange; 406 PRECONDITION_FAILED, e.g. a message
+	// over the broker's max_message_size), so republishing would only
+	// repeat it. errors.As(err, &amqpErr) with amqpErr an *amqp.Error
+	// (amqp091-go) gives the code and the broker's reason. The broker
+	// names no message: every message of the call whose confirm was lost
+	// with that channel, or that was still to be sent on it (then also
+	// ErrNotSent), fails with it. A message sent before may still have
+	// been delivered. (A 404, an exchange deleted while publishing, is
+	// handled by declaring it again.)
+	ErrRefused = errors.New("refused by the broker")
 	// ErrInvalidMessage: the message was rejected before sending, because
 	// of the message itself or of what Config.Marshaler made of it (not
 	// persistent, a header value AMQP cannot carry); see the MessageError
 	// text for what to fix.
 	ErrInvalidMessage = errors.New("invalid message")
+	// ErrUnknownTopic: Publish was given an empty topic, or one that
+	// neither Config.Exchanges nor Config.ExchangeFor maps; the error
+	// lists the configured topics. Every message of the call fails with
+	// it (and ErrNotSent).
+	ErrUnknownTopic = errors.New("unknown topic")
 	// ErrNotSent: the message was valid but not sent: another message of
 	// the same batch was invalid, or the reason it wraps (e.g.
 	// ErrConfirmTimeout while declaring the exchange, or an exchange that

@@ -46,7 +46,11 @@ const watermillUUIDHeader = wamqp.DefaultMessageUUIDHeaderKey
 //     watermill-amqp's DefaultMarshaler looks for it.
 //
 // Metadata cannot use the _watermill_message_uuid key (Marshal refuses it).
-// Unmarshal restores UUID, metadata and payload exactly. watermill-amqp's
+// A metadata entry named PublishTokenHeader is left out (the Publisher sets
+// that header itself with Config.Mandatory), so a message read by
+// watermill-amqp's marshaler can be forwarded as it is.
+// Unmarshal restores UUID, metadata and payload exactly; it leaves out the
+// PublishTokenHeader header, which is not metadata. watermill-amqp's
 // DefaultMarshaler reads the same UUID, metadata and payload, so either
 // marshaler works on the consuming side.
 type DefaultMarshaler struct {
@@ -66,6 +70,9 @@ func (m DefaultMarshaler) Marshal(msg *message.Message) (amqp.Publishing, error)
 	for k, v := range msg.Metadata {
 		if err := checkHeaderName(k); err != nil {
 			return amqp.Publishing{}, err
+		}
+		if k == PublishTokenHeader {
+			continue // the Publisher's, e.g. read by watermill-amqp from a message being forwarded
 		}
 		headers[k] = v
 	}
@@ -97,7 +104,7 @@ func (m DefaultMarshaler) Unmarshal(d amqp.Delivery) (*message.Message, error) {
 	}
 	msg := message.NewMessage(uuid, d.Body)
 	for k, v := range d.Headers {
-		if k == watermillUUIDHeader {
+		if k == watermillUUIDHeader || k == PublishTokenHeader {
 			continue
 		}
 		switch v := v.(type) {

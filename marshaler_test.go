@@ -101,7 +101,7 @@ func TestMarshaler_InteropWithWatermillAMQPDefaultMarshaler(t *testing.T) {
 
 func TestMarshaler_UnmarshalReadsWatermillAMQPProducers(t *testing.T) {
 	d := amqp.Delivery{
-		Headers: amqp.Table{"_watermill_message_uuid": "w-1", "n": int32(7), "s": "x"},
+		Headers: amqp.Table{"_watermill_message_uuid": "w-1", "n": int32(7), "s": "x", durablews.PublishTokenHeader: "3"},
 		Body:    []byte("p"),
 	}
 	msg, err := durablews.DefaultMarshaler{}.Unmarshal(d)
@@ -114,6 +114,7 @@ func FuzzMarshalerRoundTrip(f *testing.F) {
 	f.Add("8c4e0f1e-2b9a-4d6e-9f00-1a2b3c4d5e6f", []byte(`{"x":1}`), "routing_key", "customer.1.created", "content_type", "text/plain")
 	f.Add("u", []byte{0xff, 0x00}, "k", "", "correlation_id", "c")
 	f.Add("u", []byte(nil), "ünïcödé", "välue\n", "x", "y")
+	f.Add("u", []byte("{}"), durablews.PublishTokenHeader, "12", "x", "y")
 	f.Fuzz(func(t *testing.T, uuid string, payload []byte, k1, v1, k2, v2 string) {
 		msg := message.NewMessage(uuid, payload)
 		msg.Metadata.Set(k1, v1)
@@ -128,6 +129,8 @@ func FuzzMarshalerRoundTrip(f *testing.F) {
 			return
 		}
 		require.Equal(t, uint8(amqp.Persistent), pub.DeliveryMode)
+		require.NotContains(t, pub.Headers, durablews.PublishTokenHeader, "only the Publisher sets the token")
+		delete(msg.Metadata, durablews.PublishTokenHeader)
 		got, err := m.Unmarshal(deliveryOf(pub))
 		require.NoError(t, err)
 		require.Equal(t, msg.UUID, got.UUID)

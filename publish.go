@@ -1,42 +1,43 @@
 package durablews
 
 import (
-	"errors"
 	"fmt"
-	"math/rand/v2"
-	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// outgoing is one prepared message of a Publish call.
-type outgoing struct {
-	idx   int
-	msg   *message.Message
-	key   string
-	pub   amqp.Publishing
-	sent  bool // sent at least once: the broker may have it
-	nacks int  // times the broker nacked it (Config.RetryNacks)
-}
-
-// flight is a sent message awaiting its confirm.
-type flight struct {
-	out  *outgoing
-	dc   *amqp.DeferredConfirmation
-	ret  *awaitedReturn // nil unless Mandatory
-	sent time.Time
-}
+// The path of a message, from Publish to its confirm:
+//
+//  1. Publish (this file) checks the topic and prepares the batch: each
+//     message validated and marshalled into an outgoing (outgoing.go).
+//  2. A publishCall (publishcall.go) sends the batch in passes, each over
+//     a live connection (Publisher.liveConnection, publisher.go; replaced
+//     when lost by reconnect.go; the connection itself in connection.go)
+//     and a confirm channel of the exchange (publishCall.channelFor:
+//     declared once per connection, exchangechannels.go; the channel
+//     opened on demand, lazychannel.go, confirmchannel.go).
+//  3. A pipeline (pipeline.go) sends the messages of a pass with many in
+//     flight, each holding one of the Publisher's MaxInFlight slots, and
+//     takes their confirms in publish order; a return is matched to its
+//     publish by a token (returnmatcher.go). Writes run under the call's
+//     deadline (calldeadline.go).
+//  4. What a pass could not settle (confirm lost with a channel or the
+//     connection, nacked, exchange deleted) goes through the retry
+//     decision (publishCall.next, retrydecision.go) into the next pass.
+//  5. result (this file) turns the outcomes into nil or a *PublishError.
 
 // Publish publishes msgs to the exchange mapped to topic and returns nil
 // only after the broker confirmed every one of them. Otherwise it returns
 // a *PublishError listing the confirmed UUIDs and, for each other message,
-// why it was not confirmed (ErrNacked, ErrUnroutable, ErrConfirmTimeout,
-// ErrConnectionLost, ErrInvalidMessage, ErrNotSent, ErrPublisherClosed or
-// the message context's error). With Config.RetryNacks a nacked message
-// is sent again until ConfirmTimeout, and fails with ErrNacked only if the
-// broker was still nacking it then.
+// why it was not confirmed (ErrNacked, ErrUnroutable, ErrRefused,
+// ErrConfirmTimeout, ErrConnectionLost, ErrInvalidMessage, ErrNotSent,
+// ErrUnknownTopic, ErrPublisherClosed or the message context's error).
+// The one error that is not a *PublishError is ErrPublisherClosed for a
+// call with no messages after Close: there is no message to name.
+// With Config.RetryNacks a nacked message is sent again until
+// ConfirmTimeout, and fails with ErrNacked only if the broker was still
+// nacking it then.
 //
 // Publish with no messages returns nil and does nothing, as Watermill
 // publishers do. The topic is looked up in Config.Exchanges, then in
@@ -50,11 +51,19 @@ type flight struct {
 //
 // Every wait, including declaring the exchange and opening a channel on a
 // connection the broker blocks, ends when Config.ConfirmTimeout runs out.
+// A write still in progress then (a large message to a broker that
+// stopped reading: a frozen node, a resource alarm) cannot be cancelled,
+// so the publisher drops the connection under it; the message fails with
+// ErrNotSent wrapping ErrConfirmTimeout, and the other callers' messages
+// whose confirm was lost with it are republished on the next connection.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	p.closedMu.RLock()
 	if p.closed {
 		p.closedMu.RUnlock()
-		return ErrPublisherClosed
+		if len(msgs) == 0 {
+			return ErrPublisherClosed // no message to name it for
+		}
+		return p.failAll(topic, msgs, fmt.Errorf("%w: %w", ErrNotSent, ErrPublisherClosed))
 	}
 	p.calls.Add(1)
 	p.closedMu.RUnlock()
@@ -64,11 +73,11 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		return nil // nothing to confirm, as with every Watermill publisher
 	}
 	if topic == "" {
-		return fmt.Errorf("durablews: empty topic: pass one of the configured topics %s", p.cfg.knownTopics())
+		return p.failAll(topic, msgs, fmt.Errorf("%w: %w: empty topic: pass one of the configured topics %s", ErrNotSent, ErrUnknownTopic, p.cfg.knownTopics()))
 	}
 	ex, err := p.cfg.exchangeFor(topic)
 	if err != nil {
-		return err
+		return p.failAll(topic, msgs, fmt.Errorf("%w: %w", ErrNotSent, err))
 	}
 
 	results := make([]error, len(msgs))
@@ -83,412 +92,25 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	}
 
 	p.cfg.Observer.Published(topic, len(out))
-	timer := p.confirmTimer()
-	defer func() {
-		// Only a timer stopped before it fired goes back: its channel is
-		// empty whatever the GODEBUG asynctimerchan setting.
-		if timer.Stop() {
-			p.timers.Put(timer)
-		}
-	}()
-	var avoid *session
-	channelRetries, notFound := 0, 0
+	call := publishCall{p: p, topic: topic, ex: ex, results: results, dl: p.callDeadline()}
+	defer call.end()
 	for len(out) > 0 {
-		s, err := p.session(timer.C, avoid)
-		if err != nil {
-			failOut(out, results, err)
-			break
-		}
-		cc, decl, err := p.exchangeChannel(s, topic, ex, timer.C)
-		if errors.Is(err, errReconnect) {
-			avoid = s
-			continue
-		}
-		if err != nil {
-			failOut(out, results, err)
-			break
-		}
-		retry, nacked, chanErr := p.pipeline(s, cc, topic, ex, out, results, timer.C)
-		if len(nacked) > 0 {
-			// "Not now" on a cluster: a quorum queue without a leader.
-			p.retried(topic, len(nacked), ErrNacked)
-			if err := p.sleep(nackBackoff(nacked), timer.C); err != nil {
-				failNacked(nacked, results, err)
-				failOut(retry, results, err)
-				break
-			}
-		}
-		out = append(retry, nacked...)
-		if len(out) == 0 {
-			break
-		}
-		if len(retry) == 0 {
-			avoid = nil // only nacks: the same connection if it lives
-			continue
-		}
-		p.logRepublish(topic, retry, chanErr)
-		if s.dead() {
-			avoid = s
-			continue
-		}
-		if chanErr != nil && chanErr.Code == amqp.NotFound {
-			// The exchange was deleted under us: declare (or check) it
-			// again. While the broker is still deleting it, it answers a
-			// declare without acting on it (rabbit_exchange:declare), so
-			// the exchange can be gone again: back off, until the deadline.
-			s.forget(ex.Name, decl)
-			p.logger.Info("Exchange gone; declaring it again", watermill.LogFields{"topic": topic, "exchange": ex.Name, "passive": ex.Passive})
-			if notFound > 0 {
-				if err := p.sleep(10*time.Millisecond<<min(notFound-1, 6), timer.C); err != nil {
-					failOut(out, results, fmt.Errorf("%w: exchange %q kept disappearing: %v", err, ex.Name, chanErr))
-					break
-				}
-			}
-			notFound++
-			avoid = nil
-			continue
-		}
-		if chanErr == nil {
-			// The broker gave no reason: the channel failed with the
-			// connection. After a failed write amqp091-go shuts the
-			// connection down in another goroutine, so s.dead() can
-			// still be false here; retrying at once would spend the
-			// channel retries in microseconds (measured on the cluster
-			// chaos test: hundreds of messages failed "channel closed 4
-			// times" right at a cut). Wait until the connection is
-			// declared lost, or briefly, then try again.
-			if err := p.sleepUnless(100*time.Millisecond, s.lost, timer.C); err != nil {
-				failOut(out, results, err)
-				break
-			}
-			avoid = nil
-			continue
-		}
-		channelRetries++
-		if channelRetries > maxChannelRetries {
-			failOut(out, results, fmt.Errorf("%w: channel closed %d times: %v", ErrConnectionLost, channelRetries, chanErr))
-			break
-		}
-		avoid = nil
+		out = call.pass(out)
 	}
 	return p.result(topic, msgs, results)
 }
 
-// sleep waits d, or returns ErrConfirmTimeout at the deadline or
-// ErrPublisherClosed on Close.
-func (p *Publisher) sleep(d time.Duration, deadline <-chan time.Time) error {
-	return p.sleepUnless(d, nil, deadline)
+// failAll fails every message of a call with err.
+func (p *Publisher) failAll(topic string, msgs []*message.Message, err error) error {
+	results := make([]error, len(msgs))
+	for i := range results {
+		results[i] = err
+	}
+	return p.result(topic, msgs, results)
 }
 
-// sleepUnless is sleep that also ends, without error, when wake closes.
-func (p *Publisher) sleepUnless(d time.Duration, wake <-chan struct{}, deadline <-chan time.Time) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-wake:
-		return nil
-	case <-deadline:
-		return ErrConfirmTimeout
-	case <-p.closing:
-		return ErrPublisherClosed
-	}
-}
-
-// logRepublish logs, at debug, that messages whose confirm was lost with a
-// channel or the connection are about to be sent again, and tells a
-// RetryObserver.
-func (p *Publisher) logRepublish(topic string, out []outgoing, chanErr *amqp.Error) {
-	n := 0
-	for _, o := range out {
-		if o.sent {
-			n++
-		}
-	}
-	if n == 0 {
-		return
-	}
-	fields := watermill.LogFields{"topic": topic, "messages": n}
-	reason := ErrConnectionLost
-	if chanErr != nil {
-		fields["reason"] = chanErr.Error()
-		reason = fmt.Errorf("%w: %w", ErrConnectionLost, chanErr)
-	}
-	p.logger.Debug("Republishing messages whose confirm was lost", fields)
-	p.retried(topic, n, reason)
-}
-
-// retried tells the Observer, if it is a RetryObserver, that messages are
-// sent again.
-func (p *Publisher) retried(topic string, messages int, reason error) {
-	if ro, ok := p.cfg.Observer.(RetryObserver); ok {
-		ro.Retried(topic, messages, reason)
-	}
-}
-
-// nackBackoff is the wait before nacked messages are sent again: 20 ms
-// doubling with the most nacks any of them had, up to 1.28 s, jittered so
-// that callers nacked together do not come back together. A leader
-// election takes seconds; the cap keeps the retries going often enough to
-// catch the new leader soon.
-func nackBackoff(nacked []outgoing) time.Duration {
-	n := 0
-	for _, o := range nacked {
-		n = max(n, o.nacks)
-	}
-	d := 20 * time.Millisecond << min(max(n-1, 0), 6)
-	return d/2 + rand.N(d/2+1)
-}
-
-// failNacked ends nacked messages that will not be sent again: err says
-// why (ErrConfirmTimeout: the deadline came first; ErrPublisherClosed).
-func failNacked(nacked []outgoing, results []error, err error) {
-	for _, o := range nacked {
-		why := "Config.ConfirmTimeout ran out before the broker took it"
-		if !errors.Is(err, ErrConfirmTimeout) {
-			why = "not retried: " + err.Error()
-		}
-		results[o.idx] = fmt.Errorf("%w (%d times; %s)", ErrNacked, o.nacks, why)
-	}
-}
-
-// errReconnect marks a round trip that failed because the connection is
-// gone: retry on the next one.
-var errReconnect = errors.New("connection lost")
-
-// errDeadline: the call's Config.ConfirmTimeout ran out.
-var errDeadline = errors.New("deadline")
-
-// exchangeChannel declares (or checks) ex on s if not done yet and returns
-// a confirm channel for it, opening one if needed; both within the call's
-// deadline. It also returns the declaration it relied on.
-func (p *Publisher) exchangeChannel(s *session, topic string, ex Exchange, deadline <-chan time.Time) (*confirmChannel, *rpc, error) {
-	decl := s.declaration(topic, ex)
-	if err := p.await(s, decl, deadline); err != nil {
-		return nil, nil, roundTripError(s, err, fmt.Sprintf("declaring exchange %q", ex.Name))
-	}
-	for {
-		cc, opening := s.channel(ex.Name)
-		if cc != nil {
-			return cc, decl, nil
-		}
-		if err := p.await(s, opening, deadline); err != nil {
-			return nil, nil, roundTripError(s, err, "opening a confirm channel")
-		}
-	}
-}
-
-// await waits for r until the deadline, or until Close while the broker
-// blocks the connection (then nothing will end the wait sooner).
-func (p *Publisher) await(s *session, r *rpc, deadline <-chan time.Time) error {
-	for {
-		blocked, changed := s.blockState()
-		var closing <-chan struct{}
-		if blocked {
-			closing = p.closing
-		}
-		select {
-		case <-r.done:
-			return r.err
-		case <-changed:
-		case <-closing:
-			return ErrPublisherClosed
-		case <-deadline:
-			return errDeadline
-		}
-	}
-}
-
-// roundTripError says what became of a declare or channel open on s.
-func roundTripError(s *session, err error, what string) error {
-	blocked, _ := s.blockState()
-	hint := ""
-	if blocked {
-		hint = " (the broker blocks the connection: a memory or disk alarm)"
-	}
-	switch {
-	case errors.Is(err, errDeadline):
-		return fmt.Errorf("%w: %s got no answer from the broker%s", ErrConfirmTimeout, what, hint)
-	case errors.Is(err, ErrPublisherClosed):
-		return fmt.Errorf("%w while %s%s", ErrPublisherClosed, what, hint)
-	case s.lostConnection(err):
-		return fmt.Errorf("%w: %s: %w", errReconnect, what, err)
-	}
-	return err
-}
-
-// confirmTimer returns a timer running for Config.ConfirmTimeout. Timers
-// stopped before they fired are pooled, so a one-message Publish does not
-// allocate a timer each time.
-func (p *Publisher) confirmTimer() *time.Timer {
-	if t, ok := p.timers.Get().(*time.Timer); ok {
-		t.Reset(p.cfg.ConfirmTimeout)
-		return t
-	}
-	return time.NewTimer(p.cfg.ConfirmTimeout)
-}
-
-// prepare validates and marshals every message. It records failures in
-// results and reports whether any message was invalid.
-func (p *Publisher) prepare(topic string, ex Exchange, msgs []*message.Message, results []error) ([]outgoing, bool) {
-	out := make([]outgoing, 0, len(msgs))
-	invalid := false
-	for i, msg := range msgs {
-		fail := func(err error) {
-			results[i] = fmt.Errorf("%w: %w", ErrInvalidMessage, err)
-			invalid = true
-		}
-		if msg == nil {
-			fail(errors.New("message is nil"))
-			continue
-		}
-		key, err := p.cfg.routingKey(topic, ex, msg)
-		if err != nil {
-			fail(fmt.Errorf("%w: %w", ErrRoutingKey, err))
-			continue
-		}
-		if err := p.cfg.validateForBrowser(msg); err != nil {
-			fail(err)
-			continue
-		}
-		pub, err := p.cfg.Marshaler.Marshal(msg)
-		if err != nil {
-			fail(fmt.Errorf("marshal: %w", err))
-			continue
-		}
-		if pub.MessageId == "" {
-			pub.MessageId = msg.UUID
-		}
-		if pub.MessageId == "" {
-			fail(errors.New("message has no UUID: create it with message.NewMessage(watermill.NewUUID(), payload)"))
-			continue
-		}
-		if err := checkPublishing(pub); err != nil {
-			fail(fmt.Errorf("Config.Marshaler: %w", err))
-			continue
-		}
-		out = append(out, outgoing{idx: i, msg: msg, key: key, pub: pub})
-	}
-	return out, invalid
-}
-
-// pipeline sends out on cc with many messages in flight and collects their
-// confirms in order. It returns the messages to send again on another
-// channel (their confirm was lost with cc or the connection, or cc closed
-// before they were sent), those the broker nacked when Config.RetryNacks
-// is on, and, when the broker closed cc, why.
-func (p *Publisher) pipeline(s *session, cc *confirmChannel, topic string, ex Exchange, out []outgoing, results []error, deadline <-chan time.Time) (retry, nacked []outgoing, chanErr *amqp.Error) {
-	queue := make([]flight, 0, min(len(out), p.cfg.MaxInFlight))
-	release := func() { <-p.slots }
-	next := 0
-	for next < len(out) || len(queue) > 0 {
-		if next < len(out) && cc.isClosed() {
-			// Whatever closed it (a deleted exchange: 404) would close the
-			// next channel too; the caller finds out and retries.
-			retry = append(retry, out[next:]...)
-			next = len(out)
-			continue
-		}
-		blocked, changed := s.blockState()
-		var acquire chan struct{}
-		if next < len(out) && !blocked {
-			acquire = p.slots
-		}
-		var closing <-chan struct{}
-		if blocked {
-			closing = p.closing // nothing moves until the alarm clears
-		}
-		var oldestDone, oldestCtx <-chan struct{}
-		if len(queue) > 0 {
-			oldestDone = queue[0].dc.Done()
-			oldestCtx = queue[0].out.msg.Context().Done()
-		}
-		select {
-		case acquire <- struct{}{}:
-			o := &out[next]
-			next++
-			if err := o.msg.Context().Err(); err != nil {
-				release()
-				results[o.idx] = fmt.Errorf("%w: message context done before sending: %w", ErrNotSent, err)
-				continue
-			}
-			dc, ret, err := cc.publish(ex.Name, o.key, p.cfg.Mandatory, o.pub)
-			if err != nil {
-				// Messages are checked before sending, so this is the
-				// channel or the connection failing.
-				release()
-				retry = append(retry, *o)
-				retry = append(retry, out[next:]...)
-				next = len(out)
-				continue
-			}
-			o.sent = true
-			queue = append(queue, flight{out: o, dc: dc, ret: ret, sent: time.Now()})
-		case <-changed:
-		case <-oldestDone:
-			f := queue[0]
-			queue = queue[1:]
-			release()
-			r := cc.settle(f.ret)
-			switch {
-			case f.dc.Acked() && r != nil:
-				results[f.out.idx] = fmt.Errorf("%w (%d %s, exchange %q, routing key %q)", ErrUnroutable, r.ReplyCode, r.ReplyText, r.Exchange, r.RoutingKey)
-			case f.dc.Acked():
-				p.cfg.Observer.Confirmed(topic, time.Since(f.sent))
-			case cc.isClosed():
-				// amqp091-go completes every pending confirm with ack=false
-				// when its channel closes; that is no nack, the confirm is
-				// just lost.
-				retry = append(retry, *f.out)
-				if e := cc.closeReason(); e != nil {
-					chanErr = e
-				}
-			case p.cfg.RetryNacks:
-				f.out.nacks++
-				nacked = append(nacked, *f.out)
-			default:
-				results[f.out.idx] = ErrNacked
-			}
-		case <-oldestCtx:
-			f := queue[0]
-			queue = queue[1:]
-			release()
-			cc.abandon(f.ret)
-			results[f.out.idx] = fmt.Errorf("message context done before the confirm (the broker may still deliver it): %w", f.out.msg.Context().Err())
-		case <-closing:
-			failNacked(nacked, results, ErrPublisherClosed)
-			p.abandon(cc, queue, out[next:], retry, results, ErrPublisherClosed, "closed while the broker blocked the connection")
-			return nil, nil, nil
-		case <-deadline:
-			failNacked(nacked, results, ErrConfirmTimeout)
-			p.abandon(cc, queue, out[next:], retry, results, ErrConfirmTimeout, "")
-			return nil, nil, nil
-		}
-	}
-	if chanErr == nil && cc.isClosed() {
-		chanErr = cc.closeReason() // closed before any confirm of ours told us why
-	}
-	return retry, nacked, chanErr
-}
-
-// abandon ends a pipeline early with reason: the messages in flight get
-// reason, the others reason wrapped by ErrNotSent unless a confirm of
-// theirs was lost before (the broker may have them).
-func (p *Publisher) abandon(cc *confirmChannel, queue []flight, unsent, retry []outgoing, results []error, reason error, detail string) {
-	err := reason
-	if detail != "" {
-		err = fmt.Errorf("%w: %s", reason, detail)
-	}
-	for _, f := range queue {
-		<-p.slots
-		cc.abandon(f.ret)
-		results[f.out.idx] = fmt.Errorf("%w (the broker may still deliver it)", err)
-	}
-	failOut(unsent, results, err)
-	failOut(retry, results, err)
-}
-
+// result is nil when every message was confirmed, else a *PublishError
+// with each message's outcome.
 func (p *Publisher) result(topic string, msgs []*message.Message, results []error) error {
 	// The common case, all confirmed, builds no PublishError.
 	var pe *PublishError
@@ -518,21 +140,4 @@ func (p *Publisher) result(topic string, msgs []*message.Message, results []erro
 		}
 	}
 	return pe
-}
-
-// failOut ends messages that are not in flight with err. One never sent
-// also gets ErrNotSent; one sent before lost its confirm with a channel or
-// the connection, and the broker may have it.
-func failOut(out []outgoing, results []error, err error) {
-	for _, o := range out {
-		if o.sent {
-			e := err
-			if !errors.Is(e, ErrConfirmTimeout) && !errors.Is(e, ErrConnectionLost) && !errors.Is(e, ErrPublisherClosed) {
-				e = fmt.Errorf("%w, not republished: %w", ErrConnectionLost, e)
-			}
-			results[o.idx] = fmt.Errorf("%w (its confirm was lost with a channel or the connection; the broker may have it)", e)
-		} else {
-			results[o.idx] = fmt.Errorf("%w: %w", ErrNotSent, err)
-		}
-	}
 }

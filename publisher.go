@@ -2,7 +2,6 @@ package durablews
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -11,15 +10,9 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/durablews/durablews/internal/amqpconn"
 )
-
-// maxChannelRetries bounds how often one Publish call republishes after a
-// channel (not connection) error, so a persistent channel error ends in a
-// clear error instead of a loop until ConfirmTimeout.
-const maxChannelRetries = 3
 
 // Publisher publishes Watermill messages to RabbitMQ exchanges and returns
 // only after the broker confirmed every message. It implements
@@ -31,10 +24,11 @@ const maxChannelRetries = 3
 // the broker rather than by round trips.
 //
 // With Config.Mandatory, a message the broker returns (no queue bound for
-// its routing key) fails with ErrUnroutable. A return is matched to one
-// publish by message id, exchange and routing key, in publish order, so
-// copies of one message (same UUID) sent with different keys each get
-// their own outcome.
+// its routing key) fails with ErrUnroutable. Each publish carries a token
+// (header PublishTokenHeader) that the return brings back, so a return is
+// matched to exactly the publish it belongs to: copies of one message
+// (same UUID) in flight together each get their own outcome, even when the
+// broker confirms them out of order.
 //
 // If an exchange is deleted while the publisher runs, the next publish to
 // it finds it gone (404), declares it again (or, when Passive, fails with
@@ -57,11 +51,11 @@ type Publisher struct {
 	trace bool
 
 	mu    sync.Mutex
-	sess  *session      // current session; may be lost while reconnecting
-	ready chan struct{} // closed when the next session is installed
+	conn  *connection   // current connection; may be lost while reconnecting
+	ready chan struct{} // closed when the next connection is installed
 
-	slots  chan struct{} // in-flight semaphore, one token per unconfirmed message
-	timers sync.Pool     // *time.Timer for ConfirmTimeout, reused across calls
+	slots     chan struct{} // in-flight semaphore, one token per unconfirmed message
+	deadlines sync.Pool     // *callDeadline for ConfirmTimeout, reused across calls
 
 	closedMu sync.RWMutex
 	closed   bool
@@ -69,7 +63,7 @@ type Publisher struct {
 	closing  chan struct{}
 	ctx      context.Context // ends on Close; passed to Config.OnConnect
 	cancel   context.CancelFunc
-	runDone  chan struct{}
+	runDone  chan struct{} // closed when keepConnected returns
 	once     sync.Once
 }
 
@@ -111,110 +105,49 @@ func NewPublisher(config Config, logger watermill.LoggerAdapter) (*Publisher, er
 	defer cancel()
 	var errs []string
 	for i, u := range config.URLs {
-		s, err := p.connect(ctx, u)
+		c, err := p.connect(ctx, u)
 		if err != nil {
 			errs = append(errs, err.Error())
 			continue
 		}
-		p.sess = s
+		p.conn = c
 		logger.Info("Connected to broker", watermill.LogFields{"url": amqpconn.RedactURL(u)})
-		go p.run(i)
+		go p.keepConnected(i)
 		return p, nil
 	}
 	p.cancel()
 	return nil, fmt.Errorf("durablews: cannot connect to any broker (is RabbitMQ running, reachable within Config.DialTimeout, and are the credentials right?): %s", strings.Join(errs, "; "))
 }
 
-// run replaces a lost session with a new one, with back-off, rotating
-// through the URLs, until Close.
-func (p *Publisher) run(urlIdx int) {
-	defer close(p.runDone)
+// current returns the current connection, and a channel closed when a
+// reconnect installs the next one.
+func (p *Publisher) current() (*connection, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.conn, p.ready
+}
+
+// liveConnection returns a live connection other than avoid, waiting for a
+// reconnect if needed, until deadline or Close.
+func (p *Publisher) liveConnection(deadline <-chan time.Time, avoid *connection) (*connection, error) {
 	for {
-		p.mu.Lock()
-		s := p.sess
-		p.mu.Unlock()
-		select {
-		case <-s.lost:
-		case <-p.closing:
-			return
-		}
-		p.logger.Error("Connection to broker lost; reconnecting", errors.New(s.lostReason()), watermill.LogFields{"url": amqpconn.RedactURL(s.url)})
-		_ = s.close()
-		for attempt := 0; ; attempt++ {
-			delay := p.cfg.Reconnect.Delay(attempt)
-			delay = delay/2 + rand.N(delay/2+1) // jitter, so a fleet does not reconnect in lockstep
-			t := time.NewTimer(delay)
-			select {
-			case <-t.C:
-			case <-p.closing:
-				t.Stop()
-				return
-			}
-			urlIdx = (urlIdx + 1) % len(p.cfg.URLs)
-			u := p.cfg.URLs[urlIdx]
-			ns, err := p.connect(p.ctx, u)
-			if err != nil {
-				p.logger.Error("Reconnect failed", err, watermill.LogFields{"attempt": attempt + 1, "retry_in": p.cfg.Reconnect.Delay(attempt + 1).String()})
-				continue
-			}
-			p.mu.Lock()
-			p.sess = ns
-			close(p.ready)
-			p.ready = make(chan struct{})
-			p.mu.Unlock()
-			p.logger.Info("Reconnected to broker", watermill.LogFields{"url": amqpconn.RedactURL(u), "attempts": attempt + 1})
-			p.cfg.Observer.Reconnected(amqpconn.RedactURL(u))
-			break
-		}
-	}
-}
-
-// connect dials u and runs Config.OnConnect on the new connection; a
-// session that fails it is closed.
-func (p *Publisher) connect(ctx context.Context, u string) (*session, error) {
-	s, err := dialSession(&p.cfg, u, p.logger)
-	if err != nil || p.cfg.OnConnect == nil {
-		return s, err
-	}
-	if err := p.onConnect(ctx, s.conn); err != nil {
-		_ = s.close()
-		return nil, fmt.Errorf("Config.OnConnect on %s: %w", amqpconn.RedactURL(u), err)
-	}
-	return s, nil
-}
-
-func (p *Publisher) onConnect(ctx context.Context, conn *amqp.Connection) (err error) {
-	defer func() {
-		// A user hook must not take the publisher down.
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panicked: %v", r)
-		}
-	}()
-	return p.cfg.OnConnect(ctx, conn)
-}
-
-// session returns a live session other than avoid, waiting for a reconnect
-// if needed, until deadline or Close.
-func (p *Publisher) session(deadline <-chan time.Time, avoid *session) (*session, error) {
-	for {
-		p.mu.Lock()
-		s, ready := p.sess, p.ready
-		p.mu.Unlock()
-		if s != avoid && !s.dead() {
-			return s, nil
+		c, ready := p.current()
+		if c != avoid && !c.dead() {
+			return c, nil
 		}
 		select {
 		case <-ready:
 		case <-deadline:
-			return nil, fmt.Errorf("%w: still reconnecting when Config.ConfirmTimeout ran out (%s)", ErrConnectionLost, s.lostReason())
+			return nil, fmt.Errorf("%w: still reconnecting when Config.ConfirmTimeout ran out (%s)", ErrConnectionLost, c.lostReason())
 		case <-p.closing:
 			return nil, ErrPublisherClosed
 		}
 	}
 }
 
-// InFlight returns how many messages currently await their confirm (or a
-// free in-flight slot), across all callers.
+// InFlight returns how many messages hold one of the Config.MaxInFlight
+// slots now, across all callers: sent, or being sent, and awaiting their
+// confirm. Messages of callers waiting for a free slot are not counted.
 func (p *Publisher) InFlight() int { return len(p.slots) }
 
 // Close stops accepting messages, lets Publish calls in progress finish
@@ -223,11 +156,15 @@ func (p *Publisher) InFlight() int { return len(p.slots) }
 // the connection (memory or disk alarm) nothing in progress can finish and
 // the broker reads nothing, so those calls end at once (their unconfirmed
 // messages fail with ErrPublisherClosed) and the connection is dropped
-// without waiting. Calls waiting for a reconnect end at once too. So Close
-// returns within ConfirmTimeout + 5 s, and at once when the broker blocks
-// the connection.
+// without waiting; a call stuck writing to the blocked connection has its
+// socket dropped. Calls waiting for a reconnect end at once too. A call
+// stuck writing to a broker that stopped reading without blocking the
+// connection (a frozen node) ends at its ConfirmTimeout, when its
+// connection is dropped. So Close returns within ConfirmTimeout + 5 s, and
+// at once when the broker blocks the connection.
 //
-// It is idempotent; Publish after Close returns ErrPublisherClosed.
+// It is idempotent. Publish after Close fails every message with
+// ErrPublisherClosed (and ErrNotSent), in a *PublishError.
 func (p *Publisher) Close() error {
 	p.once.Do(func() {
 		p.closedMu.Lock()
@@ -235,12 +172,10 @@ func (p *Publisher) Close() error {
 		p.closedMu.Unlock()
 		close(p.closing)
 		p.cancel()
-		p.calls.Wait()
+		p.waitForCalls()
 		<-p.runDone
-		p.mu.Lock()
-		s := p.sess
-		p.mu.Unlock()
-		if err := s.close(); err != nil {
+		c, _ := p.current()
+		if err := c.close(); err != nil {
 			// The connection is closed either way; the broker did not
 			// answer (e.g. it blocks the connection during an alarm).
 			p.logger.Info("Broker did not confirm closing the connection", watermill.LogFields{"error": err.Error()})
@@ -248,4 +183,29 @@ func (p *Publisher) Close() error {
 		p.logger.Info("Publisher closed", nil)
 	})
 	return nil
+}
+
+// waitForCalls waits for the Publish calls in progress to end. Each ends
+// within its ConfirmTimeout, and at once on Close while the broker blocks
+// the connection, except one stuck writing to the blocked connection (the
+// broker reads nothing): that socket is dropped so the write ends too.
+func (p *Publisher) waitForCalls() {
+	done := make(chan struct{})
+	go func() {
+		p.calls.Wait()
+		close(done)
+	}()
+	for {
+		c, ready := p.current()
+		blocked, changed := c.blockState()
+		if blocked && c.writers.Load() > 0 {
+			c.drop("Close was called while the broker blocked the connection (a memory or disk alarm) and a write to it could not finish")
+		}
+		select {
+		case <-done:
+			return
+		case <-changed:
+		case <-ready: // a reconnect that was under way installed a new connection
+		}
+	}
 }

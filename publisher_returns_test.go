@@ -157,3 +157,50 @@ func TestPublish_ReturnsOfAbandonedPublishesAreDropped(t *testing.T) {
 	assert.ErrorIs(t, err, durablews.ErrUnroutable)
 	assert.Equal(t, 3, b.count(bound))
 }
+
+// RabbitMQ acks an unroutable message at once but a routed persistent one
+// only after fsync (or a quorum commit). So when two copies of one message
+// (same id, exchange and key) are in flight on one channel, the later
+// copy's return can arrive while the earlier, routed copy is unconfirmed.
+// Each copy must still get its own outcome: the return names exactly the
+// publish it belongs to.
+func TestPublish_ReturnOfALaterCopyIsNotBlamedOnAnEarlierOne(t *testing.T) {
+	b := newFakeBroker(t)
+	var acks sync.WaitGroup
+	t.Cleanup(acks.Wait) // runs before the broker closes
+	got := make(chan fakePublish, 2)
+	var header []byte
+	b.onPublish = func(c *fakeConn, p fakePublish) {
+		switch p.Tag {
+		case 1: // routed: confirmed after a (slow) fsync
+			acks.Add(1)
+			go func() {
+				defer acks.Done()
+				time.Sleep(700 * time.Millisecond)
+				_ = c.Ack(p.Channel, p.Tag)
+			}()
+		default: // unroutable: returned and confirmed at once
+			header = p.header
+			_ = c.Return(p)
+			_ = c.Ack(p.Channel, p.Tag)
+		}
+		got <- p
+	}
+	cfg := durablews.NewConfig(b.URL(), durablews.Exchange{Name: "events"})
+	cfg.Mandatory = true
+	cfg.ConfirmTimeout = 5 * time.Second
+	p, err := durablews.NewPublisher(cfg, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+
+	msg := newMsg("customer.1")
+	routed := make(chan error, 1)
+	go func() { routed <- p.Publish("events", msg) }()
+	require.Equal(t, uint64(1), (<-got).Tag)
+	returned := p.Publish("events", msg.Copy()) // the same message again, as a redelivered forward would
+	require.Equal(t, uint64(2), (<-got).Tag)
+
+	assert.ErrorIs(t, returned, durablews.ErrUnroutable, "the returned copy")
+	assert.NoError(t, <-routed, "the routed copy")
+	assert.Contains(t, string(header), durablews.PublishTokenHeader, "the return carries the publish token")
+}

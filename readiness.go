@@ -14,10 +14,8 @@ func (p *Publisher) Connected() bool {
 	if p.isClosed() {
 		return false
 	}
-	p.mu.Lock()
-	s := p.sess
-	p.mu.Unlock()
-	return !s.dead()
+	c, _ := p.current()
+	return !c.dead()
 }
 
 // Ping returns nil when the publisher is connected to a broker, waiting
@@ -37,10 +35,8 @@ func (p *Publisher) Ping(ctx context.Context) error {
 		if p.isClosed() {
 			return ErrPublisherClosed
 		}
-		p.mu.Lock()
-		s, ready := p.sess, p.ready
-		p.mu.Unlock()
-		if !s.dead() {
+		c, ready := p.current()
+		if !c.dead() {
 			return nil
 		}
 		select {
@@ -48,7 +44,7 @@ func (p *Publisher) Ping(ctx context.Context) error {
 		case <-p.closing:
 		case <-ctx.Done():
 			return fmt.Errorf("durablews: not connected to the broker: reconnecting since the connection to %s was lost (%s): %w",
-				amqpconn.RedactURL(s.url), s.lostReason(), ctx.Err())
+				amqpconn.RedactURL(c.url), c.lostReason(), ctx.Err())
 		}
 	}
 }

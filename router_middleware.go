@@ -153,11 +153,7 @@ func (f *Forward) publish(out []*message.Message) error {
 }
 
 func (f *Forward) routingKey(m *message.Message) (key string, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("Forward.RoutingKey panicked: %v", r)
-		}
-	}()
+	defer recoverUser("Forward.RoutingKey", &err)
 	key, err = f.RoutingKey(m)
 	if err == nil && key == "" {
 		err = errors.New("Forward.RoutingKey returned an empty key")

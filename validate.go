@@ -49,12 +49,7 @@ func (c *Config) validateForBrowser(msg *message.Message) error {
 
 // routingKey computes and checks msg's routing key for exchange e.
 func (c *Config) routingKey(topic string, e Exchange, msg *message.Message) (key string, err error) {
-	defer func() {
-		// A user RoutingKeyFunc must not take the publisher down.
-		if r := recover(); r != nil {
-			key, err = "", fmt.Errorf("Config.RoutingKey panicked: %v", r)
-		}
-	}()
+	defer recoverUser("Config.RoutingKey", &err)
 	key, err = c.RoutingKey(topic, msg)
 	if err != nil {
 		return "", fmt.Errorf("Config.RoutingKey: %w", err)
@@ -98,14 +93,40 @@ func checkPublishing(pub amqp.Publishing) error {
 	return nil
 }
 
+// checkTableKeys reports a header whose name, or a key of a table inside
+// its value (in inner tables and arrays, at any depth), is over the AMQP
+// short-string limit: amqp091-go would fail the write and drop the
+// connection, costing every caller its unconfirmed messages.
 func checkTableKeys(t amqp.Table) error {
 	for k, v := range t {
 		if len(k) > amqpconn.MaxShortString {
 			return fmt.Errorf("header name %.40q... is %d bytes, over the AMQP limit of %d", k, len(k), amqpconn.MaxShortString)
 		}
-		if nested, ok := v.(amqp.Table); ok {
-			if err := checkTableKeys(nested); err != nil {
-				return err
+		if err := checkNestedKeys(v); err != nil {
+			return fmt.Errorf("header %.40q: %w: AMQP cannot encode it; shorten that key", k, err)
+		}
+	}
+	return nil
+}
+
+// checkNestedKeys checks the keys of the tables in v, a header value. The
+// error says where, built only on failure: the check runs for every
+// message.
+func checkNestedKeys(v any) error {
+	switch v := v.(type) {
+	case amqp.Table:
+		for k, x := range v {
+			if len(k) > amqpconn.MaxShortString {
+				return fmt.Errorf("key %.40q... is %d bytes, over the AMQP limit of %d", k, len(k), amqpconn.MaxShortString)
+			}
+			if err := checkNestedKeys(x); err != nil {
+				return fmt.Errorf("in table key %.40q: %w", k, err)
+			}
+		}
+	case []any:
+		for i, x := range v {
+			if err := checkNestedKeys(x); err != nil {
+				return fmt.Errorf("element %d: %w", i, err)
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -106,4 +107,30 @@ func FuzzRoutingKeyAndValidation(f *testing.F) {
 			}
 		}
 	})
+}
+
+// amqp091-go cannot encode a table key over 255 bytes at any depth: a
+// write with one fails and drops the connection, and every caller's
+// messages are republished. checkPublishing finds such a key inside
+// arrays and inner tables too, and says where.
+func TestCheckPublishing_NestedHeaderKeys(t *testing.T) {
+	long := strings.Repeat("k", 256)
+	for _, c := range []struct {
+		name    string
+		headers amqp.Table
+		where   string
+	}{
+		{"top level", amqp.Table{long: "v"}, `header name "kkkk`},
+		{"inner table", amqp.Table{"outer": amqp.Table{long: "v"}}, `header "outer": key "kkkk`},
+		{"table in an array", amqp.Table{"outer": []any{"ok", amqp.Table{long: "v"}}}, `header "outer": element 1: key "kkkk`},
+		{"deep", amqp.Table{"a": []any{[]any{amqp.Table{"b": amqp.Table{long: 1}}}}}, `header "a": element 0: element 0: in table key "b": key "kkkk`},
+	} {
+		pub := amqp.Publishing{DeliveryMode: amqp.Persistent, Headers: c.headers}
+		err := checkPublishing(pub)
+		require.Error(t, err, c.name)
+		assert.ErrorContains(t, err, c.where, c.name)
+		assert.ErrorContains(t, err, "256 bytes, over the AMQP limit of 255", c.name)
+	}
+	ok := amqp.Table{"outer": []any{amqp.Table{strings.Repeat("k", 255): "v"}}, "t": amqp.Table{"x": []any{int32(1)}}}
+	assert.NoError(t, checkPublishing(amqp.Publishing{DeliveryMode: amqp.Persistent, Headers: ok}))
 }

@@ -75,3 +75,54 @@ func TestWatermillAMQPConfig_SubscriberReadsPublisherMessages(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 }
+
+// With Config.Mandatory every publish carries PublishTokenHeader, a string,
+// so a watermill-amqp subscriber with watermill-amqp's own DefaultMarshaler
+// (which refuses headers that are not strings) still reads it; forwarding
+// what it read through durablews.DefaultMarshaler does not copy the stale
+// token.
+func TestWatermillAMQPConfig_SubscriberReadsMandatoryPublishes(t *testing.T) {
+	ex := uniqueName(t, "wmm")
+	b := newBroker(t)
+	t.Cleanup(func() { b.deleteExchange(ex) })
+	cfg := durablews.NewConfig(amqpURL(), durablews.Exchange{Name: ex})
+	cfg.Mandatory = true
+	queue := uniqueName(t, "wmmq")
+	wcfg := cfg.WatermillAMQPConfig(
+		func(topic string) string { return queue },
+		func(topic string) string { return "customer.#" },
+	)
+	wcfg.Marshaler = wamqp.DefaultMarshaler{} // the preset's is durablews.DefaultMarshaler, which leaves the token out
+	sub, err := wamqp.NewSubscriber(wcfg, watermill.NopLogger{})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = sub.Close()
+		if ch, err := b.Conn.Channel(); err == nil {
+			_, _ = ch.QueueDelete(queue, false, false, false)
+			_ = ch.Close()
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	msgs, err := sub.Subscribe(ctx, ex)
+	require.NoError(t, err)
+
+	p := newPublisher(t, cfg)
+	want := newMsg("customer.7.order_created")
+	require.NoError(t, p.Publish(ex, want))
+	select {
+	case got := <-msgs:
+		assert.Equal(t, want.UUID, got.UUID)
+		assert.NotEmpty(t, got.Metadata.Get(durablews.PublishTokenHeader), "the token reaches consumers as a string header")
+		delete(got.Metadata, durablews.PublishTokenHeader)
+		assert.Equal(t, want.Metadata, got.Metadata)
+		got.Ack()
+
+		got.Metadata.Set(durablews.PublishTokenHeader, "17")
+		pub, err := durablews.DefaultMarshaler{}.Marshal(got)
+		require.NoError(t, err)
+		assert.NotContains(t, pub.Headers, durablews.PublishTokenHeader, "a forwarded message does not carry the old token")
+	case <-ctx.Done():
+		t.Fatal("the watermill-amqp subscriber received nothing")
+	}
+}

@@ -13,7 +13,7 @@ import (
 	"github.com/durablews/durablews/internal/stomptab"
 )
 
-var sharedWS = brokertest.WebSTOMPURL() // DURABLEWS_WEBSTOMP_URL overrides
+var sharedWS = brokertest.WebSTOMPURL() // DURABLEWS_WEB_STOMP_URL overrides
 
 func offsetsOf(msgs []stomptab.StreamMessage) []int64 {
 	out := make([]int64, len(msgs))

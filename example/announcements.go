@@ -33,9 +33,7 @@ const maxAnnouncementRunes = 280
 // exchange, with a retention (a stream without one grows until the disk is
 // full): a day, or 64 MiB in 8 MiB segments (retention removes whole
 // segments).
-func declareAnnouncements(conn broadcast.Channeler, cfg appConfig) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+func declareAnnouncements(ctx context.Context, conn broadcast.Channeler, cfg appConfig) error {
 	return broadcast.Declare(ctx, conn, broadcast.Config{
 		Stream:              cfg.Stream,
 		Exchange:            cfg.Exchange,

@@ -26,6 +26,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/broadcast"
 	"github.com/durablews/durablews/tabsession"
 )
 
@@ -103,6 +104,9 @@ type appConfig struct {
 	// refuses a SUBSCRIBE whose x-expires differs from the existing queue's,
 	// and tabsession.Handler keeps an existing queue's.
 	QueueExpiresMs int
+	// QuorumQueues makes tab-session queues quorum queues (replicated over
+	// a cluster's nodes: tabsession.QueueQuorum) instead of classic ones.
+	QuorumQueues bool
 
 	// PublishTimeout bounds one POST /api/events, including waiting for
 	// RabbitMQ's confirms.
@@ -302,13 +306,24 @@ func splitURLs(s string) []string {
 
 // publisherConfig is durablews.NewConfig for one AMQP URL, and the cluster
 // preset (durablews.NewClusterConfig: fail over between nodes, retry nacks)
-// for several.
+// for several. On every new connection (after a broker restart, a failover)
+// it re-asserts the announcements stream and waits until the stream takes
+// messages again before anything is (re)published, as the README says a
+// stream publisher must: RabbitMQ 3.10 confirms messages routed to a stream
+// that is still recovering without storing them.
 func publisherConfig(cfg appConfig) durablews.Config {
 	urls := splitURLs(cfg.AMQPURL)
+	c := durablews.NewConfig(cfg.AMQPURL, durablews.Exchange{Name: cfg.Exchange})
 	if len(urls) > 1 {
-		return durablews.NewClusterConfig(urls, durablews.Exchange{Name: cfg.Exchange})
+		c = durablews.NewClusterConfig(urls, durablews.Exchange{Name: cfg.Exchange})
 	}
-	return durablews.NewConfig(cfg.AMQPURL, durablews.Exchange{Name: cfg.Exchange})
+	c.OnConnect = func(ctx context.Context, conn *amqp.Connection) error {
+		if err := declareAnnouncements(ctx, conn, cfg); err != nil {
+			return err
+		}
+		return broadcast.WaitReady(ctx, conn, cfg.Stream)
+	}
+	return c
 }
 
 // tabSessionConfig maps the demo's config to the tab-session endpoint's:
@@ -321,6 +336,7 @@ func tabSessionConfig(cfg appConfig) tabsession.Config {
 		SigningKey:    cfg.SigningKey,
 		KeyID:         cfg.KeyID,
 		QueueExpires:  time.Duration(cfg.QueueExpiresMs) * time.Millisecond,
+		QueueType:     map[bool]string{false: tabsession.QueueClassic, true: tabsession.QueueQuorum}[cfg.QuorumQueues],
 		Authenticate: func(r *http.Request) (string, error) {
 			c, err := r.Cookie(loginCookie)
 			if err != nil || !customerRE.MatchString(c.Value) {
@@ -433,7 +449,9 @@ func declareTopology(cfg appConfig) error {
 	if err := ch.Close(); err != nil {
 		return err
 	}
-	return declareAnnouncements(conn, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return declareAnnouncements(ctx, conn, cfg)
 }
 
 func routingKey(customer, eventType string) (string, error) {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/durablews/durablews/internal/brokertest"
 )
 
 // newTestApp starts the app on the shared broker with a unique exchange and
@@ -26,7 +28,7 @@ import (
 // matter.
 func newTestApp(t *testing.T, mods ...func(*appConfig)) (*app, *httptest.Server) {
 	t.Helper()
-	amqpURL := envOr("DURABLEWS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+	amqpURL := brokertest.AMQPURL()
 	exchange := "durablews-example-test-" + randHex(6)
 	key, _ := hex.DecodeString(randHex(32))
 	cfg := appConfig{AMQPURL: amqpURL, Exchange: exchange, Stream: exchange + ".announcements", WebDir: "../web", SigningKey: key, Logger: &testLogger{t: t}}
@@ -154,12 +156,19 @@ func TestPostEventsRejectsBadInput(t *testing.T) {
 func TestServesPageClientAndConfig(t *testing.T) {
 	a, srv := newTestApp(t)
 	for path, want := range map[string]int{
-		"/":                 200,
-		"/?customer=42":     200,
-		"/static/app.js":    200,
-		"/static/style.css": 200,
-		"/web/durablews.js": 200,
-		"/web/internal.js":  200,
+		"/":                    200,
+		"/?customer=42":        200,
+		"/static/app.js":       200,
+		"/static/style.css":    200,
+		"/web/durablews.js":    200,
+		"/web/internal.js":     200,
+		"/web/client.js":       200, // the modules durablews.js imports (web/README.md, Source layout)
+		"/web/subscription.js": 200,
+		"/web/transport.js":    200,
+		"/web/session.js":      200,
+		"/web/tab.js":          200,
+		"/web/errors.js":       200,
+		"/web/defaults.js":     200,
 		"/web/node_modules/@stomp/stompjs/esm6/index.js":  200,
 		"/web/node_modules/@stomp/stompjs/esm6/client.js": 200,
 		"/web/package.json":                    404,
@@ -309,7 +318,7 @@ func TestMissingWebDirSaysWhatToRun(t *testing.T) {
 // A request that runs out of time gets a 503 naming every unconfirmed event,
 // and the router stops retrying them (no hang, no hot loop).
 func TestPostEventsTimeoutReportsUnconfirmed(t *testing.T) {
-	amqpURL := envOr("DURABLEWS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+	amqpURL := brokertest.AMQPURL()
 	exchange := "durablews-example-test-" + randHex(6)
 	a, err := newApp(appConfig{AMQPURL: amqpURL, Exchange: exchange, WebDir: "../web", PublishTimeout: time.Nanosecond, Trusted: true})
 	if err != nil {
@@ -359,7 +368,7 @@ func postUnconfirmed(t *testing.T, base, customer string, count int) map[string]
 // preset, Mandatory) an event no queue is bound for is unroutable, as when the
 // node holding a tab's classic queue is down.
 func TestPostEventsTimeoutNamesTheLastFailure(t *testing.T) {
-	amqpURL := envOr("DURABLEWS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+	amqpURL := brokertest.AMQPURL()
 	_, srv := newTestApp(t, func(c *appConfig) {
 		c.AMQPURL, c.Trusted, c.PublishTimeout = amqpURL+","+amqpURL, true, 1500*time.Millisecond
 	})

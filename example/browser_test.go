@@ -49,13 +49,6 @@ const waitTimeout = 20 * time.Second
 // watchdogTimeout bounds the whole browser test (it takes ~10-30 s).
 const watchdogTimeout = 3 * time.Minute
 
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
 // harness is one app + one browser shared by the scenarios.
 type harness struct {
 	t        *testing.T

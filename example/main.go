@@ -47,6 +47,7 @@ func main() {
 	flag.StringVar(&cfg.KeyID, "key-id", d.KeyID, "kid of the signing key in the broker's config (DURABLEWS_TABS_KEY_ID)")
 	flag.StringVar(&cfg.ManagementURL, "management", "", "optional management API URL with credentials, to remove revoked bindings at renewal")
 	flag.BoolVar(&cfg.Trusted, "trusted", false, "TRUSTED NETWORKS ONLY: give every page guest/guest and let it declare and bind its own queue (for brokers not configured for tab sessions)")
+	flag.BoolVar(&cfg.QuorumQueues, "quorum", false, "tab-session queues are quorum queues: they survive the loss of a cluster node (for a cluster's URLs)")
 	verbose := flag.Bool("v", false, "debug logging")
 	flag.Parse()
 	cfg.Logger = watermill.NewStdLogger(*verbose, false)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/rabbitmq-tab-sessions.sh — configure a RabbitMQ 3.10 node for durablews tab sessions
+# scripts/rabbitmq-tab-sessions.sh — configure a RabbitMQ node (3.10, 4.0 or 4.3) for durablews tab sessions
 # (package tabsession): browser tabs log in over Web-STOMP with a short-lived JWT (the
 # STOMP passcode) whose only scope is read on their own queue; the service's AMQP users stay
 # on the internal backend.
@@ -33,8 +33,11 @@
 #   5. the running node has loaded 2 and 3 (checked with rabbitmqctl eval). Only if it has
 #      not, apply restarts it (a restart drops every connection of every user of the node).
 #
-# Environment (defaults are for this machine's shared broker, rabbit@localhost):
+# Environment (defaults are for the shared node of the RabbitMQ version DURABLEWS_RABBITMQ names,
+# 4.0 unless set: scripts/rabbitmq-versions.sh; for 3.10, the machine's broker rabbit@localhost):
+#   DURABLEWS_RABBITMQ=4.0                         which version's shared node (4.0, 3.10, 4.3)
 #   DURABLEWS_TABS_CONF_DIR=/etc/rabbitmq          where advanced.config and rabbitmq.conf are
+#                                                  (4.x: the node directory in its root)
 #   DURABLEWS_TABS_KEY_FILE=/var/lib/durablews/dev-signing-key
 #   DURABLEWS_TABS_KEY_ID=durablews-dev            kid = tabsession.Config.KeyID ("" also works:
 #                                                  it is the default_key)
@@ -48,9 +51,10 @@
 #                                                  /usr/lib/rabbitmq/bin, with HOME holding
 #                                                  their cookie)
 #   DURABLEWS_TABS_OFFLINE=1                       files only: no node is asked or changed
-#   DURABLEWS_TABS_RESTART=auto|never              auto (default): restart the shared broker
-#                                                  (rabbitmqctl stop, then scripts/rabbitmq.sh
-#                                                  starts it); never: print "restart required"
+#   DURABLEWS_TABS_RESTART=auto|never              auto (default): restart the shared node
+#                                                  (3.10: rabbitmqctl stop, then scripts/rabbitmq.sh
+#                                                  starts it; 4.x: scripts/rabbitmq-versions.sh stop
+#                                                  and start); never: print "restart required"
 #                                                  and leave the restart to the caller
 #   DURABLEWS_TABS_QUIET=1                         print nothing when there is nothing to do
 #
@@ -61,15 +65,24 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CONF_DIR=${DURABLEWS_TABS_CONF_DIR:-/etc/rabbitmq}
+VERSION=${DURABLEWS_RABBITMQ:-$(bash "$SCRIPT_DIR/rabbitmq-versions.sh" list | head -n1)}
+# The shared node of a version in a root: its directory, name and CLI wrappers come from
+# scripts/rabbitmq-versions.sh. Explicit DURABLEWS_TABS_* settings (private nodes) win.
+VERSION_NODE=
+VERSION_DIR=
+if [ "$VERSION" != 3.10 ] && [ -z "${DURABLEWS_TABS_NODE:-}" ] && [ "${DURABLEWS_TABS_OFFLINE:-0}" != 1 ]; then
+	VERSION_DIR=$(bash "$SCRIPT_DIR/rabbitmq-versions.sh" node-dir "$VERSION") || exit 1
+	VERSION_NODE=$(bash "$SCRIPT_DIR/rabbitmq-versions.sh" node "$VERSION")
+fi
+CONF_DIR=${DURABLEWS_TABS_CONF_DIR:-${VERSION_DIR:-/etc/rabbitmq}}
 KEY_FILE=${DURABLEWS_TABS_KEY_FILE:-/var/lib/durablews/dev-signing-key}
 KEY_ID=${DURABLEWS_TABS_KEY_ID:-durablews-dev}
 RSID=${DURABLEWS_TABS_RESOURCE_SERVER_ID:-rabbitmq}
 EXPIRES_MS=${DURABLEWS_TABS_EXPIRES_MS:-3600000}
 MAX_LENGTH=${DURABLEWS_TABS_MAX_LENGTH:-10000}
 VHOST=${DURABLEWS_TABS_VHOST:-/}
-NODE=${DURABLEWS_TABS_NODE:-}
-CTL_DIR=${DURABLEWS_TABS_CTL_DIR:-}
+NODE=${DURABLEWS_TABS_NODE:-$VERSION_NODE}
+CTL_DIR=${DURABLEWS_TABS_CTL_DIR:-${VERSION_DIR:+$VERSION_DIR/bin}}
 OFFLINE=${DURABLEWS_TABS_OFFLINE:-0}
 RESTART=${DURABLEWS_TABS_RESTART:-auto}
 QUIET=${DURABLEWS_TABS_QUIET:-0}
@@ -100,7 +113,7 @@ validate_env() {
 	[[ $EXPIRES_MS =~ ^[1-9][0-9]*$ ]] || die "DURABLEWS_TABS_EXPIRES_MS '$EXPIRES_MS' must be a positive integer"
 	[[ $MAX_LENGTH =~ ^[1-9][0-9]*$ ]] || die "DURABLEWS_TABS_MAX_LENGTH '$MAX_LENGTH' must be a positive integer"
 	case $RESTART in auto | never) ;; *) die "DURABLEWS_TABS_RESTART '$RESTART': auto or never" ;; esac
-	if [ "$RESTART" = auto ] && [ -n "$NODE" ] && [ "$OFFLINE" != 1 ]; then
+	if [ "$RESTART" = auto ] && [ -n "${DURABLEWS_TABS_NODE:-}" ] && [ "$OFFLINE" != 1 ]; then
 		die "DURABLEWS_TABS_NODE=$NODE with DURABLEWS_TABS_RESTART=auto: this script can only restart the shared broker" \
 			"set DURABLEWS_TABS_RESTART=never and restart the node yourself when told"
 	fi
@@ -360,8 +373,15 @@ apply() {
 
 restart_shared_broker() {
 	[ "$(id -u)" = 0 ] || die "restarting the broker needs root" "run: sudo bash scripts/rabbitmq-tab-sessions.sh"
-	note "restarting the broker to load $ADV (drops every connection to it)..."
+	note "restarting the broker (RabbitMQ $VERSION) to load $ADV (drops every connection to it)..."
 	local out
+	if [ -n "$VERSION_NODE" ]; then
+		bash "$SCRIPT_DIR/rabbitmq-versions.sh" stop "$VERSION" 9>&- &&
+			bash "$SCRIPT_DIR/rabbitmq-versions.sh" start "$VERSION" >/dev/null 9>&- ||
+			die "scripts/rabbitmq-versions.sh could not restart RabbitMQ $VERSION" "look at its error above"
+		note "broker restarted"
+		return 0
+	fi
 	out=$(ctl stop 2>&1) || die "rabbitmqctl stop failed: $out"
 	DURABLEWS_RABBITMQ_QUIET=1 bash "$SCRIPT_DIR/rabbitmq.sh" ensure 9>&- ||
 		die "scripts/rabbitmq.sh could not start the broker again" "look at its error above"

@@ -10,6 +10,9 @@
 #   bash scripts/rabbitmq-versions.sh root VER           print VER's root ("/" for the machine's own)
 #   bash scripts/rabbitmq-versions.sh env VER            print the DURABLEWS_* settings that point
 #                                                        the tests at VER's node (eval-able)
+#   bash scripts/rabbitmq-versions.sh node VER           print VER's node name
+#   bash scripts/rabbitmq-versions.sh node-dir VER       print the host path of VER's node directory
+#                                                        (config files; bin/ holds CLI wrappers)
 #   bash scripts/rabbitmq-versions.sh list               the supported versions, default first
 #
 # Versions (VER): 3.10 is the machine's own broker (Debian 12's package; scripts/rabbitmq.sh),
@@ -97,7 +100,9 @@ mounts() {
 
 installed() { [ -f "$(root "$1")/.durablews-complete" ]; }
 
-# install_root VER — debootstrap (minbase) + apt-get install rabbitmq-server, once. A partial
+# install_root VER — debootstrap (minbase) + apt-get install rabbitmq-server, once (with
+# ca-certificates, as any production host has: without them 4.x's OAuth 2 backend crashes in
+# pubkey_os_cacerts while refusing a token with an unknown key id, instead of refusing it plainly). A partial
 # root (an interrupted run) is removed and built again; .durablews-complete marks a good one.
 install_root() {
 	local v=$1 r s log
@@ -136,7 +141,7 @@ install_root() {
 	chroot "$r" env DEBIAN_FRONTEND=noninteractive "${apt[@]}" update >>"$log" 2>&1 ||
 		die "apt-get update in the $v root failed" "see $log"
 	chroot "$r" env DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y --no-install-recommends \
-		rabbitmq-server >>"$log" 2>&1 || die "apt-get install rabbitmq-server in the $v root failed" "see $log"
+		rabbitmq-server ca-certificates >>"$log" 2>&1 || die "apt-get install rabbitmq-server in the $v root failed" "see $log"
 	chroot "$r" apt-get clean >>"$log" 2>&1 || true
 	[ -x "$r$BIN/rabbitmq-server" ] || die "the $v root has no $BIN/rabbitmq-server after the install" "see $log"
 	chroot "$r" dpkg-query -W -f '${Version}' rabbitmq-server >"$r/.durablews-complete"
@@ -179,7 +184,26 @@ prepare_node() {
 		web_stomp.tcp.ip = 127.0.0.1
 		web_stomp.tcp.port = $(port_ws "$v")
 	EOF
-	echo "[rabbitmq_management,rabbitmq_stomp,rabbitmq_web_stomp]." >"$d/enabled_plugins"
+	[ -s "$d/enabled_plugins" ] || echo "[rabbitmq_management,rabbitmq_stomp,rabbitmq_web_stomp]." >"$d/enabled_plugins"
+	write_wrappers "$v"
+}
+
+# write_wrappers VER — $NODE_DIR/bin/<tool> in VER's root: the root's CLI tool against VER's node
+# with its cookie, runnable from the host (scripts/rabbitmq-tab-sessions.sh uses them).
+write_wrappers() {
+	local v=$1 d tool
+	d=$(root "$v")$NODE_DIR/bin
+	mkdir -p "$d"
+	for tool in rabbitmqctl rabbitmq-plugins rabbitmq-diagnostics rabbitmq-queues rabbitmq-streams; do
+		cat >"$d/$tool" <<-EOF
+			#!/bin/sh
+			# $tool of RabbitMQ $v (root $(root "$v")) against $(node "$v"); from scripts/rabbitmq-versions.sh
+			exec chroot '$(root "$v")' /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME='$NODE_DIR/home' LANG=C.UTF-8 \\
+			  RABBITMQ_CONF_ENV_FILE='$NODE_DIR/rabbitmq-env.conf' RABBITMQ_CTL_DIST_PORT_MIN=0 RABBITMQ_CTL_DIST_PORT_MAX=0 \\
+			  '$BIN/$tool' -n '$(node "$v")' "\$@"
+		EOF
+		chmod 755 "$d/$tool"
+	done
 }
 
 cmd_start() {
@@ -292,6 +316,14 @@ root)
 	root "$2"
 	;;
 env) cmd_env "${2:-}" ;;
+node) known "${2:-}"; node "$2" ;;
+node-dir)
+	known "${2:-}"
+	[ "$2" != 3.10 ] || die "3.10 is the machine's broker: its files are in /etc/rabbitmq"
+	installed "$2" || die "RabbitMQ $2 is not installed" "bash scripts/rabbitmq-versions.sh install $2"
+	prepare_node "$2" >/dev/null
+	echo "$(root "$2")$NODE_DIR"
+	;;
 list) printf '%s\n' "${VERSIONS[@]}" ;;
 help | -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
 *) die "unknown command '$1'" "bash scripts/rabbitmq-versions.sh help" ;;

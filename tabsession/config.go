@@ -28,6 +28,7 @@ const (
 	// once, then one every 3 s (20 a minute).
 	DefaultQueueCreateBurst    = 20
 	DefaultQueueCreateInterval = 3 * time.Second
+	DefaultBrokerTimeout       = 10 * time.Second
 )
 
 // Queue types for Config.QueueType.
@@ -117,7 +118,9 @@ type Config struct {
 	// the token's aud and the prefix of its scope. Default "rabbitmq".
 	ResourceServerID string
 	// TokenTTL is how long a token can open a connection. Default 10 min.
-	// A connection opened before expiry keeps consuming after it.
+	// On RabbitMQ 3.10 and 4.0 a connection opened before expiry keeps
+	// consuming after it; 4.3 closes it at expiry (ERROR "Credential
+	// expired"), and the browser client reconnects with a new session.
 	TokenTTL time.Duration
 
 	// QueueNameKey is the server secret that keys the HMAC deriving the
@@ -169,6 +172,11 @@ type Config struct {
 	// (20 and 3 s); a negative QueueCreateBurst means no rate limit.
 	QueueCreateBurst    int
 	QueueCreateInterval time.Duration
+	// BrokerTimeout bounds the broker's part of a session request (queue
+	// declare and bindings): past it the request answers 503 and the
+	// client retries. RabbitMQ 4.x takes about a minute to refuse an
+	// operation on a classic queue whose node is down. Default 10 s.
+	BrokerTimeout time.Duration
 
 	// TrustedOrigins are extra origins (scheme://host[:port]) whose pages
 	// may call the endpoint cross-origin; see net/http.CrossOriginProtection.
@@ -185,6 +193,7 @@ func (c *Config) setDefaults() {
 	defaults.Set(&c.MaxQueuesPerUser, DefaultMaxQueuesPerUser)
 	defaults.Set(&c.QueueCreateBurst, DefaultQueueCreateBurst)
 	defaults.Set(&c.QueueCreateInterval, DefaultQueueCreateInterval)
+	defaults.Set(&c.BrokerTimeout, DefaultBrokerTimeout)
 	if c.AMQP.Dial == nil {
 		c.AMQP.Dial = amqp.DefaultDial(5 * time.Second)
 	}
@@ -258,6 +267,9 @@ func (c Config) Validate() error {
 	}
 	if c.QueueExpires < time.Second {
 		bad("QueueExpires %v must be at least 1s", c.QueueExpires)
+	}
+	if c.BrokerTimeout < 100*time.Millisecond {
+		bad("BrokerTimeout %v must be at least 100ms", c.BrokerTimeout)
 	}
 	if c.QueueType != QueueClassic && c.QueueType != QueueQuorum {
 		bad("QueueType %q: want %q (default) or %q", c.QueueType, QueueClassic, QueueQuorum)

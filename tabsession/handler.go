@@ -56,6 +56,9 @@ type Handler struct {
 	dialErrAt  time.Time
 	closed     bool
 	inRequests sync.WaitGroup
+	// brokerOps counts queue operations that outlived their request
+	// (ensureQueueWithin); Close ends them by closing the connection.
+	brokerOps sync.WaitGroup
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -138,6 +141,7 @@ func (h *Handler) Close() error {
 	if conn != nil && !conn.IsClosed() {
 		err = conn.Close()
 	}
+	h.brokerOps.Wait()
 	if h.mgmtTransport != nil {
 		h.mgmtTransport.CloseIdleConnections()
 	}

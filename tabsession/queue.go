@@ -269,8 +269,13 @@ func (h *Handler) evict(conn *amqp.Connection, user, queue string) {
 
 // homeNodeDown tells the broker's answer for a classic queue whose node is
 // down ("home node ... of durable queue ... is down or inaccessible").
+//
+// RabbitMQ 3.10 says "home node ... is down or inaccessible" at once; 4.x
+// tries for about a minute and says "failed to perform operation on queue
+// ... due to timeout" (ensureQueueWithin answers before that).
 func homeNodeDown(ae *amqp.Error) bool {
-	return ae.Code == amqp.NotFound && strings.Contains(ae.Reason, "is down or inaccessible")
+	return ae.Code == amqp.NotFound && (strings.Contains(ae.Reason, "is down or inaccessible") ||
+		strings.Contains(ae.Reason, "due to timeout"))
 }
 
 // queueNodeDown is the 503 for a classic tab queue whose node is down: the

@@ -105,7 +105,7 @@ func (h *Handler) open(r *http.Request, user, tabID string, requested *[]Binding
 	}
 
 	queue := queueName(h.nameKey, user, tabID)
-	created, err := h.ensureQueue(user, queue, granted)
+	created, err := h.ensureQueueWithin(user, queue, granted)
 	if err != nil {
 		var he *httpError
 		if errors.As(err, &he) {

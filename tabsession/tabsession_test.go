@@ -117,7 +117,12 @@ func TestTabSessions(t *testing.T) {
 		assert.Equal(t, true, q["durable"])
 		assert.Equal(t, false, q["auto_delete"])
 		assert.Equal(t, false, q["exclusive"])
-		assert.Equal(t, map[string]any{"x-expires": 3600000.0, "x-max-length": 10000.0, "x-overflow": "drop-head", "x-single-active-consumer": true}, q["arguments"])
+		args, _ := q["arguments"].(map[string]any)
+		if qt, ok := args["x-queue-type"]; ok { // RabbitMQ 4.x names the type it gave a queue declared without one
+			assert.Equal(t, "classic", qt)
+			delete(args, "x-queue-type")
+		}
+		assert.Equal(t, map[string]any{"x-expires": 3600000.0, "x-max-length": 10000.0, "x-overflow": "drop-head", "x-single-active-consumer": true}, args)
 		// The management API shows policies only once stats arrive (5 s);
 		// ask the node directly.
 		pol, err := node.Ctl("eval", fmt.Sprintf(`{ok, Q} = rabbit_amqqueue:lookup(rabbit_misc:r(<<"/">>, queue, <<"%s">>)), rabbit_amqqueue:info(Q, [operator_policy, effective_policy_definition]).`, alice.Queue))
@@ -230,15 +235,26 @@ func TestTabSessions(t *testing.T) {
 		var s tabsession.Session
 		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &s))
 
-		// Opened before expiry: keeps consuming after it (documented limit).
 		tab := dialTab(t, s)
 		sub, err := tab.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), s.Queue, 10)
 		require.NoError(t, err)
 		time.Sleep(time.Until(s.ExpiresAt) + 1500*time.Millisecond)
 		e.publish(t, "customer.alice.after_expiry", `{"user":"alice","n":3}`)
-		assert.JSONEq(t, `{"user":"alice","n":3}`, string(nextBody(t, sub, 10*time.Second).Body),
-			"a consumer started before expiry keeps receiving after it")
-		require.NoError(t, tab.Close())
+		if v := node.Version().Name; v == "3.10" || v == "4.0" {
+			// Opened before expiry: keeps consuming after it (documented limit).
+			assert.JSONEq(t, `{"user":"alice","n":3}`, string(nextBody(t, sub, 10*time.Second).Body),
+				"a consumer started before expiry keeps receiving after it")
+		} else {
+			// 4.3 ends the connection when its token expires; the browser
+			// client reconnects with a new session, and the message waits.
+			_, err := sub.Next(brokertest.Ctx(t, 10*time.Second))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "Credential expired", "RabbitMQ %s closes a connection whose token expired", v)
+			t.Logf("RabbitMQ %s at token expiry: %v", v, err)
+			assert.Equal(t, 1, e.ready(t, s.Queue), "the message waits in the tab's queue for its next connection")
+			e.deleteQueue(t, s.Queue)
+		}
+		_ = tab.Close()
 		// The tab of the first subtest's queue got the message too: drain it.
 		drain := dialTab(t, e.open(t, "c-alice", `{"tab_id":"alicetab0000000001"}`))
 		dsub, err := drain.SubscribeQueue(brokertest.Ctx(t, 10*time.Second), alice.Queue, 10)
@@ -295,7 +311,10 @@ func TestTabSessions(t *testing.T) {
 				body, _ := json.Marshal(wideScope)
 				return p[0] + "." + base64.RawURLEncoding.EncodeToString(body) + "." + p[2]
 			}(), "signature_invalid"},
-			{"unknown kid", resign(forBob, "attacker-key", otherKey), "key_not_found"},
+			// 3.x: the key id is not configured. 4.x tries to download the
+			// key from the provider's JWKS endpoint, of which there is none;
+			// 4.x prints its reason (missing_oauth_provider_attributes) on the lines after.
+			{"unknown kid", resign(forBob, "attacker-key", otherKey), map[bool]string{true: "key_not_found", false: ""}[strings.HasPrefix(node.Version().Name, "3.")]},
 			{"alg none", noneTok, "signature_invalid"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {

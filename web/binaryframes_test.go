@@ -29,7 +29,7 @@ func TestBinaryFramesInChromium(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, nodeBin, "--test", filepath.Join("test", "binary-frames.e2e.js"))
-	cmd.Env = append(os.Environ(), "WEBSTOMP_URL="+node.WebSTOMPURL(), "RABBITMQ_MGMT="+mgmt, "CHROMIUM="+chromium)
+	cmd.Env = append(os.Environ(), "DURABLEWS_WEB_STOMP_URL="+node.WebSTOMPURL(), "DURABLEWS_MANAGEMENT_URL="+mgmt, "CHROMIUM="+chromium)
 	out, err := cmd.CombinedOutput()
 	t.Logf("node --test test/binary-frames.e2e.js:\n%s", out)
 	if err != nil {

@@ -2,10 +2,8 @@
 // is deterministic given its inputs (randomness is injected) and is unit-tested
 // with `node --test test/`.
 
-/** Default SUBSCRIBE lease: the queue is deleted after being unused this long. */
-export const DEFAULT_EXPIRES_MS = 3600000;
-/** Default per-subscription prefetch (unacked messages in flight). */
-export const DEFAULT_PREFETCH = 10;
+import { DEFAULTS } from './defaults.js';
+
 /** Upper bound for prefetch-count; a browser tab has no business holding more. */
 export const MAX_PREFETCH = 1000;
 /** RabbitMQ's limit for queue names, in UTF-8 bytes. */
@@ -24,8 +22,8 @@ const TAB_ID_RE = /^[a-z0-9]{8,64}$/;
  * @returns {number} delay in whole milliseconds, 0 <= delay <= maxMs
  */
 export function backoffDelay(attempt, opts = {}, random = Math.random) {
-  const initialMs = opts.initialMs ?? 500;
-  const maxMs = opts.maxMs ?? 30000;
+  const initialMs = opts.initialMs ?? DEFAULTS.reconnect.initialMs;
+  const maxMs = opts.maxMs ?? DEFAULTS.reconnect.maxMs;
   const n = Math.max(1, Math.floor(attempt));
   // 2^(n-1) overflows to Infinity for large n; Math.min takes care of it.
   const cap = Math.min(maxMs, initialMs * Math.pow(2, n - 1));
@@ -39,7 +37,7 @@ export function backoffDelay(attempt, opts = {}, random = Math.random) {
  */
 export class DedupWindow {
   /** @param {number} size maximum number of ids remembered (0 disables) */
-  constructor(size = 1000) {
+  constructor(size = DEFAULTS.dedupWindow) {
     if (!Number.isInteger(size) || size < 0) {
       throw new TypeError(`dedupWindow must be a non-negative integer, got ${size}`);
     }
@@ -199,15 +197,15 @@ export function normalizeSpec(spec) {
   if (spec === null || typeof spec !== 'object') {
     throw new TypeError('subscribe() needs an options object');
   }
-  const expiresMs = spec.expiresMs ?? DEFAULT_EXPIRES_MS;
+  const expiresMs = spec.expiresMs ?? DEFAULTS.subscribe.expiresMs;
   if (!Number.isInteger(expiresMs) || expiresMs < 1 || expiresMs > 2 ** 31 - 1) {
     throw new TypeError(`expiresMs must be an integer in 1..${2 ** 31 - 1}, got ${expiresMs}`);
   }
-  const prefetch = spec.prefetch ?? DEFAULT_PREFETCH;
+  const prefetch = spec.prefetch ?? DEFAULTS.subscribe.prefetch;
   if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > MAX_PREFETCH) {
     throw new TypeError(`prefetch must be an integer in 1..${MAX_PREFETCH}, got ${prefetch}`);
   }
-  const bindingKey = spec.bindingKey ?? '';
+  const bindingKey = spec.bindingKey ?? DEFAULTS.subscribe.bindingKey;
   const destination = exchangeDestination(spec.exchange, bindingKey);
   if (typeof spec.name !== 'string' || !NAME_RE.test(spec.name)) {
     throw new TypeError(`subscription name must match ${NAME_RE}, got ${JSON.stringify(spec.name)}`);
@@ -299,7 +297,7 @@ export function normalizeSessionSpec(spec) {
       throw new TypeError(`subscribe(): ${k} is not used in tab-session mode (the server declares and binds the queue; pass bindings in the session option)`);
     }
   }
-  const prefetch = spec.prefetch ?? DEFAULT_PREFETCH;
+  const prefetch = spec.prefetch ?? DEFAULTS.subscribe.prefetch;
   if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > MAX_PREFETCH) {
     throw new TypeError(`prefetch must be an integer in 1..${MAX_PREFETCH}, got ${prefetch}`);
   }
@@ -470,7 +468,8 @@ export function topicMatcher(pattern) {
  */
 export function normalizeRetry(r = {}) {
   if (r === null || typeof r !== 'object') throw new TypeError('retry must be an object {attempts?, initialMs?, maxMs?}');
-  const out = { attempts: r.attempts ?? 3, initialMs: r.initialMs ?? 200, maxMs: r.maxMs ?? 5000 };
+  const d = DEFAULTS.subscribe.retry;
+  const out = { attempts: r.attempts ?? d.attempts, initialMs: r.initialMs ?? d.initialMs, maxMs: r.maxMs ?? d.maxMs };
   if (!Number.isInteger(out.attempts) || out.attempts < 1 || out.attempts > 100) {
     throw new TypeError(`retry.attempts must be an integer in 1..100 (handler calls before onError), got ${r.attempts}`);
   }
@@ -587,7 +586,7 @@ export function normalizeStreamSpec(spec) {
   if (typeof name !== 'string' || !NAME_RE.test(name)) {
     throw new TypeError(`subscription name must match ${NAME_RE}, got ${JSON.stringify(name)}`);
   }
-  const prefetch = spec.prefetch ?? DEFAULT_PREFETCH;
+  const prefetch = spec.prefetch ?? DEFAULTS.subscribe.prefetch;
   if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > MAX_PREFETCH) {
     throw new TypeError(`prefetch must be an integer in 1..${MAX_PREFETCH}, got ${prefetch}`);
   }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/durablews/durablews/internal/brokerversion"
 )
 
 // Options configure a bench run. DefaultOptions is the full run (about
@@ -79,8 +81,9 @@ type Options struct {
 // DefaultOptions is the full run.
 func DefaultOptions() Options {
 	return Options{
-		AMQPURL:     "amqp://guest:guest@127.0.0.1:5672/",
-		WSURL:       "ws://127.0.0.1:15674/ws",
+		AMQPURL:     brokerversion.SharedAMQPURL(),
+		WSURL:       brokerversion.SharedWebSTOMPURL(),
+		MgmtURL:     brokerversion.SharedManagementURL(),
 		Runs:        3,
 		Warmup:      500 * time.Millisecond,
 		Window:      2 * time.Second,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,12 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func amqpURL() string {
-	if u := os.Getenv("DURABLEWS_AMQP_URL"); u != "" {
-		return u
-	}
-	return DefaultOptions().AMQPURL
-}
+func amqpURL() string { return DefaultOptions().AMQPURL }
 
 // TestBenchShort runs the bench in its CI mode (-short: every scenario and
 // contender, one run, a handful of messages) against the shared broker
@@ -31,11 +25,6 @@ func amqpURL() string {
 func TestBenchShort(t *testing.T) {
 	o := DefaultOptions()
 	o.ApplyShort()
-	o.AMQPURL = amqpURL()
-	if u := os.Getenv("DURABLEWS_WS_URL"); u != "" {
-		o.WSURL = u
-	}
-	o.MgmtURL = os.Getenv("DURABLEWS_MGMT_URL")
 	var progress bytes.Buffer
 	o.Progress = &progress
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)

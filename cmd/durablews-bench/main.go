@@ -49,9 +49,9 @@ func run(args []string) int {
 	o := DefaultOptions()
 	fs := flag.NewFlagSet("durablews-bench", flag.ContinueOnError)
 	short := fs.Bool("short", false, "smoke run: 1 run, a handful of messages per contender (for CI; numbers are meaningless)")
-	fs.StringVar(&o.AMQPURL, "amqp", envOr("DURABLEWS_AMQP_URL", o.AMQPURL), "AMQP URL of the broker")
-	fs.StringVar(&o.WSURL, "ws", envOr("DURABLEWS_WS_URL", o.WSURL), "Web-STOMP URL of the same broker")
-	fs.StringVar(&o.MgmtURL, "mgmt", envOr("DURABLEWS_MGMT_URL", ""), "management API of the same broker (default: the AMQP host, port 15672)")
+	fs.StringVar(&o.AMQPURL, "amqp", o.AMQPURL, "AMQP URL of the broker (default $DURABLEWS_AMQP_URL, else the shared node of the RabbitMQ version $DURABLEWS_RABBITMQ names)")
+	fs.StringVar(&o.WSURL, "ws", o.WSURL, "Web-STOMP URL of the same broker (default $DURABLEWS_WEB_STOMP_URL, else that node's)")
+	fs.StringVar(&o.MgmtURL, "mgmt", o.MgmtURL, "management API of the same broker (default $DURABLEWS_MANAGEMENT_URL, else that node's)")
 	private := fs.Bool("private-broker", false, "start a private RabbitMQ node (internal/testbroker: management, Web-STOMP, the open-files limit of this shell) and run the scenarios on it instead of -amqp/-ws/-mgmt")
 	runs := fs.Int("runs", 0, "repetitions per contender, median reported (default 3; -short 1)")
 	dur := fs.Duration("duration", 0, "measured window per contender and run (default 2s; -short 50ms)")
@@ -189,6 +189,11 @@ func run(args []string) int {
 	// Ctrl-C stops the run and still deletes what it created.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["amqp"] && !set["mgmt"] {
+		o.MgmtURL = "" // the -amqp host's management port, not the shared node's
+	}
 	if *private {
 		logw := o.Progress
 		if logw == nil {
@@ -221,13 +226,6 @@ func run(args []string) int {
 		code = 1
 	}
 	return code
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 func optRegexp(s string) (*regexp.Regexp, error) {

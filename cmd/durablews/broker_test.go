@@ -21,7 +21,7 @@ import (
 // because the defaults (127.0.0.1:5672/15672/15674) are the shared broker.
 func nodeEnv(n *testbroker.Node) map[string]string {
 	return map[string]string{
-		"DURABLEWS_URL":            n.AMQPURL(),
+		"DURABLEWS_AMQP_URL":       n.AMQPURL(),
 		"DURABLEWS_MANAGEMENT_URL": "http://127.0.0.1:" + strconv.Itoa(n.Ports().Management),
 		// The reserved port even when web_stomp is disabled, never the shared 15674.
 		"DURABLEWS_WEB_STOMP_URL": "ws://127.0.0.1:" + strconv.Itoa(n.Ports().WebSTOMP) + "/ws",
@@ -125,10 +125,24 @@ func TestSetupDoctorPublish_HealthyNode(t *testing.T) {
 		`ok    tab-queue policy  "durablews-tab-queues" applies {expires: 3600000, max-length: 10000, overflow: drop-head}`,
 		`3 matching "^tab-", 2 without consumers; oldest idle: tab-`,
 		"expires after 15m0s unused",
+		"ok    broker version    RabbitMQ " + node.Version().Name + ".",
+		"ok    delivery limit    no policy limits deliveries of tab queues",
 		"doctor: everything looks fine",
 	} {
 		assert.Contains(t, r.stdout, want)
 	}
+
+	// An operator policy that limits deliveries of tab queues: a quorum tab
+	// queue would drop a message after that many cuts, so doctor warns.
+	_, err = mc.PutOperatorPolicy("/", "limits", rabbithole.OperatorPolicy{Pattern: "^tab-", ApplyTo: "queues",
+		Definition: rabbithole.PolicyDefinition{"delivery-limit": 5}})
+	require.NoError(t, err)
+	r = cli(t, env, "doctor")
+	require.Equal(t, exitOK, r.code, "a warning is not a failure:\n%s", r.stdout)
+	assert.Contains(t, r.stdout, `WARN  delivery limit    operator policy "limits" (pattern "^tab-") sets delivery-limit 5: a quorum tab queue drops a message`)
+	assert.Contains(t, r.stdout, "fix: remove delivery-limit from the policy")
+	_, err = mc.DeleteOperatorPolicy("/", "limits")
+	require.NoError(t, err)
 	assert.NotContains(t, r.stdout, "FAIL")
 	assert.Regexp(t, regexp.MustCompile(`oldest idle: (`+regexp.QuoteMeta(tabs[0])+`|`+regexp.QuoteMeta(tabs[1])+`), idle \d+s`), r.stdout,
 		"the oldest idle queue is one without a consumer")
@@ -206,7 +220,7 @@ func TestDoctor_NothingReachable(t *testing.T) {
 	t.Parallel()
 	// Port 1 refuses connections; never fall back to the shared broker's ports.
 	r := cli(t, map[string]string{
-		"DURABLEWS_URL":            "amqp://guest:guest@127.0.0.1:1/",
+		"DURABLEWS_AMQP_URL":       "amqp://guest:guest@127.0.0.1:1/",
 		"DURABLEWS_MANAGEMENT_URL": "http://127.0.0.1:1",
 		"DURABLEWS_WEB_STOMP_URL":  "ws://127.0.0.1:1/ws",
 	}, "doctor")
@@ -218,7 +232,7 @@ func TestDoctor_NothingReachable(t *testing.T) {
 	assert.Contains(t, r.stdout, "skip  exchanges ")
 	assert.Contains(t, r.stdout, "doctor: 3 problem(s)")
 
-	r = cli(t, map[string]string{"DURABLEWS_URL": "amqp://guest:guest@127.0.0.1:1/", "DURABLEWS_TIMEOUT": "2s"}, "publish", "events", "k", "{}")
+	r = cli(t, map[string]string{"DURABLEWS_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/", "DURABLEWS_TIMEOUT": "2s"}, "publish", "events", "k", "{}")
 	require.Equal(t, exitFail, r.code)
 	assert.Contains(t, r.stderr, "cannot connect to any broker")
 }

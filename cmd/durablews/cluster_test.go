@@ -14,14 +14,14 @@ import (
 
 // On a 3-node cluster, setup applies the exchanges and the policy once
 // (through one node's management API; RabbitMQ replicates definitions) and
-// doctor checks every node: AMQP on each -url, Web-STOMP on each
+// doctor checks every node: AMQP on each -amqp-url, Web-STOMP on each
 // -web-stomp-url, and the cluster's members (running, partitions).
 func TestSetupDoctor_Cluster(t *testing.T) {
 	t.Parallel()
 	c := testbroker.StartCluster(t, testbroker.ClusterOptions{})
 	n1, n3 := c.Node(0), c.Node(2)
 	env := map[string]string{
-		"DURABLEWS_URL":            strings.Join(c.AMQPURLs(), ","),
+		"DURABLEWS_AMQP_URL":       strings.Join(c.AMQPURLs(), ","),
 		"DURABLEWS_MANAGEMENT_URL": "http://127.0.0.1:" + strconv.Itoa(n1.Ports().Management),
 		"DURABLEWS_WEB_STOMP_URL":  strings.Join(c.WebSTOMPURLs(), ","),
 		"DURABLEWS_EXCHANGES":      "events",

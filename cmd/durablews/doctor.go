@@ -82,12 +82,14 @@ func runDoctor(ctx context.Context, args []string, env lookupEnv, stdout, stderr
 		strings.Join(redactAll(o.urls), ", "), o.mgmt, strings.Join(o.wsList, ", "), o.vhost)
 	d.checkAMQP()
 	d.checkManagement()
+	d.checkVersion()
 	d.checkPlugins()
 	d.checkCluster()
 	d.checkWebSTOMP()
 	d.checkAlarms()
 	d.checkExchanges()
 	d.checkPolicy()
+	d.checkDeliveryLimit()
 	d.checkTabQueues()
 
 	fails, warns := 0, 0
@@ -154,13 +156,13 @@ func amqpFix(err error) string {
 	msg := err.Error()
 	switch {
 	case errors.As(err, &ae) && ae.Code == amqp.AccessRefused:
-		return "the broker refused the user or password of -url (DURABLEWS_URL); guest only works from localhost unless loopback_users is changed"
+		return "the broker refused the user or password of -amqp-url (DURABLEWS_AMQP_URL); guest only works from localhost unless loopback_users is changed"
 	case errors.As(err, &ae) && ae.Code == amqp.NotAllowed:
-		return "the user may not open this vhost: `rabbitmqctl set_permissions -p <vhost> <user> '.*' '.*' '.*'` or fix the vhost in -url"
+		return "the user may not open this vhost: `rabbitmqctl set_permissions -p <vhost> <user> '.*' '.*' '.*'` or fix the vhost in -amqp-url"
 	case strings.Contains(msg, "connection refused"), strings.Contains(msg, "i/o timeout"), strings.Contains(msg, "no such host"):
-		return "start RabbitMQ (`make broker` here, or `systemctl start rabbitmq-server`) or fix host and port in -url (DURABLEWS_URL)"
+		return "start RabbitMQ (`make broker` here, or `systemctl start rabbitmq-server`) or fix host and port in -amqp-url (DURABLEWS_AMQP_URL)"
 	default:
-		return "check -url (DURABLEWS_URL) and the broker log"
+		return "check -amqp-url (DURABLEWS_AMQP_URL) and the broker log"
 	}
 }
 
@@ -352,7 +354,7 @@ func (d *doctor) checkWebSTOMPAt(wsURL string) {
 	)
 	if err != nil {
 		d.report(statusFail, "web-stomp", fmt.Sprintf("%s: WebSocket ok, STOMP CONNECT failed: %v", wsURL, err),
-			"STOMP logs in with the user and vhost of -url: check that user's password and permissions on the vhost; the broker log names the reason")
+			"STOMP logs in with the user and vhost of -amqp-url: check that user's password and permissions on the vhost; the broker log names the reason")
 		return
 	}
 	server, version := conn.Server(), conn.Version()

@@ -7,7 +7,7 @@
 //	                                     publish one message and print its confirmation
 //
 // Every flag can also be set by an environment variable: DURABLEWS_ and the
-// flag name in upper case with - as _, e.g. -url is DURABLEWS_URL and
+// flag name in upper case with - as _, e.g. -amqp-url is DURABLEWS_AMQP_URL and
 // -confirm-timeout is DURABLEWS_CONFIRM_TIMEOUT. A flag on the command line
 // wins over the environment. Run "durablews <command> -h" for the flags.
 //
@@ -88,6 +88,6 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Every flag can be set by an environment variable: DURABLEWS_<FLAG> in upper case with - as _,")
-	fmt.Fprintln(w, "e.g. -url is DURABLEWS_URL. Flags on the command line win. \"durablews <command> -h\" lists the flags.")
+	fmt.Fprintln(w, "e.g. -amqp-url is DURABLEWS_AMQP_URL. Flags on the command line win. \"durablews <command> -h\" lists the flags.")
 	fmt.Fprintln(w, "Exit codes: 0 ok, 1 failure (doctor: a check failed), 2 usage error.")
 }

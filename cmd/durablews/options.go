@@ -31,7 +31,7 @@ func envName(flagName string) string {
 }
 
 // Tab-queue policy defaults. expires matches the browser client's default
-// x-expires (web/internal.js, 1 h): RabbitMQ applies the smaller of policy
+// x-expires (web/defaults.js DEFAULTS.subscribe.expiresMs, 1 h): RabbitMQ applies the smaller of policy
 // and argument, so a shorter policy would cut the client's promise.
 // drop-head rather than reject-publish: one full queue nacks a message that
 // other tabs' queues already took, so the publisher's retry duplicates it
@@ -47,9 +47,9 @@ const (
 )
 
 // options are the flags shared by all commands, named after the fields of
-// durablews.Config where there is one (URLs -> -url, Exchanges -> -exchanges).
+// durablews.Config where there is one (URLs -> -amqp-url, Exchanges -> -exchanges).
 type options struct {
-	urls          stringList // -url: broker URL(s), comma-separated; Config.URLs
+	urls          stringList // -amqp-url: broker URL(s), comma-separated; Config.URLs
 	exchanges     string     // -exchanges: name[:kind],...; Config.Exchanges
 	managementURL string
 	managementUsr string
@@ -108,12 +108,12 @@ func newFlagSet(command, argsUsage, about string, stderr io.Writer) (*flag.FlagS
 			fmt.Fprintln(stderr)
 		})
 	}
-	fs.Var(&o.urls, "url", "AMQP URL of the broker, `amqp://user:pass@host:5672/vhost`; comma-separated or repeated for\nseveral nodes (Config.URLs). Default amqp://guest:guest@127.0.0.1:5672/")
+	fs.Var(&o.urls, "amqp-url", "AMQP URL of the broker, `amqp://user:pass@host:5672/vhost`; comma-separated or repeated for\nseveral nodes (Config.URLs). Default amqp://guest:guest@127.0.0.1:5672/")
 	fs.StringVar(&o.exchanges, "exchanges", defaultExchanges, "exchanges as `name[:kind],...`, kind topic (default), direct, fanout or headers\n(Config.Exchanges; the topic is the exchange name)")
 	fs.StringVar(&o.managementURL, "management-url", "", "management HTTP API, e.g. `http://host:15672` (default: the AMQP host, port 15672; https and 15671 for amqps)")
-	fs.StringVar(&o.managementUsr, "management-user", "", "management API user (default: the user of -url); setup needs the policymaker tag, doctor monitoring (administrator has both)")
-	fs.StringVar(&o.managementPwd, "management-password", "", "management API password (default: the password of -url)")
-	fs.Var(&o.webSTOMPURL, "web-stomp-url", "Web-STOMP endpoint browsers use, e.g. `ws://host:15674/ws`; comma-separated or repeated for\nseveral nodes (default: each -url host, port 15674, path /ws)")
+	fs.StringVar(&o.managementUsr, "management-user", "", "management API user (default: the user of -amqp-url); setup needs the policymaker tag, doctor monitoring (administrator has both)")
+	fs.StringVar(&o.managementPwd, "management-password", "", "management API password (default: the password of -amqp-url)")
+	fs.Var(&o.webSTOMPURL, "web-stomp-url", "Web-STOMP endpoint browsers use, e.g. `ws://host:15674/ws`; comma-separated or repeated for\nseveral nodes (default: each -amqp-url host, port 15674, path /ws)")
 	fs.StringVar(&o.policyName, "policy-name", defaultPolicyName, "name of the tab-queue policy")
 	fs.IntVar(&o.policyPriority, "policy-priority", 0, "priority of the tab-queue policy (the highest-priority matching policy is the only one applied)")
 	fs.StringVar(&o.tabPattern, "tab-queue-pattern", defaultTabPattern, "regular expression matching tab queue names (the browser client names them tab-<tabId>-<name>)")
@@ -160,7 +160,7 @@ func (o *options) finish(stderr io.Writer) error {
 	for i, u := range o.urls {
 		uri, err := amqp.ParseURI(u)
 		if err != nil {
-			bad("-url (DURABLEWS_URL) %q: %v (want amqp://user:pass@host:5672/vhost)", amqpconn.RedactURL(u), err)
+			bad("-amqp-url (DURABLEWS_AMQP_URL) %q: %v (want amqp://user:pass@host:5672/vhost)", amqpconn.RedactURL(u), err)
 			continue
 		}
 		if i == 0 {

@@ -32,7 +32,7 @@ func TestOptions_Defaults(t *testing.T) {
 
 func TestOptions_EnvironmentAndFlags(t *testing.T) {
 	env := map[string]string{
-		"DURABLEWS_URL":               "amqp://alice:secret@mq.example:5673/prod",
+		"DURABLEWS_AMQP_URL":          "amqp://alice:secret@mq.example:5673/prod",
 		"DURABLEWS_EXCHANGES":         "events, alerts:fanout",
 		"DURABLEWS_TAB_QUEUE_EXPIRES": "30m",
 		"DURABLEWS_MANAGEMENT_USER":   "ops",
@@ -50,14 +50,14 @@ func TestOptions_EnvironmentAndFlags(t *testing.T) {
 	assert.Equal(t, []durablews.Exchange{{Name: "alerts", Kind: "fanout"}, {Name: "events", Kind: "topic"}}, o.exchangeList)
 	assert.Equal(t, map[string]any{"expires": float64(7200000), "max-length": float64(10000)}, o.policyDefinition(), "empty overflow is left out")
 
-	o, err = parseShared(t, map[string]string{"DURABLEWS_URL": "amqps://u:p@h/", "DURABLEWS_URL_UNUSED": "x"}, "-url", "amqps://a:b@h1,amqps://a:b@h2")
+	o, err = parseShared(t, map[string]string{"DURABLEWS_AMQP_URL": "amqps://u:p@h/", "DURABLEWS_URL_UNUSED": "x"}, "-amqp-url", "amqps://a:b@h1,amqps://a:b@h2")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"amqps://a:b@h1", "amqps://a:b@h2"}, []string(o.urls))
 	assert.Equal(t, "https://h1:15671", o.mgmt)
 	assert.Equal(t, "wss://h1:15673/ws", o.ws)
-	assert.Equal(t, []string{"wss://h1:15673/ws", "wss://h2:15673/ws"}, o.wsList, "one Web-STOMP URL per -url host")
+	assert.Equal(t, []string{"wss://h1:15673/ws", "wss://h2:15673/ws"}, o.wsList, "one Web-STOMP URL per -amqp-url host")
 
-	o, err = parseShared(t, nil, "-url", "amqp://a:b@h:5681/,amqp://a:b@h:5682/", "-web-stomp-url", "ws://h:15681/ws, ws://h:15682/ws")
+	o, err = parseShared(t, nil, "-amqp-url", "amqp://a:b@h:5681/,amqp://a:b@h:5682/", "-web-stomp-url", "ws://h:15681/ws, ws://h:15682/ws")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"ws://h:15681/ws", "ws://h:15682/ws"}, o.wsList)
 	assert.Equal(t, "ws://h:15681/ws", o.ws)
@@ -70,7 +70,7 @@ func TestOptions_Errors(t *testing.T) {
 		want string
 	}{
 		{map[string]string{"DURABLEWS_TIMEOUT": "soon"}, nil, "DURABLEWS_TIMEOUT"},
-		{nil, []string{"-url", "http://x"}, "-url"},
+		{nil, []string{"-amqp-url", "http://x"}, "-amqp-url"},
 		{nil, []string{"-exchanges", "events:queue"}, `kind "queue"`},
 		{nil, []string{"-exchanges", "a,a"}, "listed twice"},
 		{nil, []string{"-exchanges", ","}, "no exchange"},
@@ -103,7 +103,7 @@ func TestRun_UsageAndExitCodes(t *testing.T) {
 	r = cli(t, nil, "setup", "-h")
 	assert.Equal(t, exitOK, r.code)
 	assert.Contains(t, r.stderr, "-dry-run")
-	assert.Contains(t, r.stderr, "[DURABLEWS_URL]", "the usage names each flag's environment variable")
+	assert.Contains(t, r.stderr, "[DURABLEWS_AMQP_URL]", "the usage names each flag's environment variable")
 
 	r = cli(t, nil, "publish", "events")
 	assert.Equal(t, exitUsage, r.code)

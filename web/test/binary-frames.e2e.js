@@ -1,16 +1,16 @@
 // Binary bodies end to end: headless Chromium against a PRIVATE RabbitMQ node
 // running Web-STOMP with web_stomp.ws_frame = binary. Not part of `npm test`
 // (the shared broker uses text frames): web/binaryframes_test.go boots the
-// node (internal/testbroker) and runs this file with WEBSTOMP_URL and
-// RABBITMQ_MGMT pointing at it.
+// node (internal/testbroker) and runs this file with DURABLEWS_WEB_STOMP_URL and
+// DURABLEWS_MANAGEMENT_URL pointing at it.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WS_URL, api, e2eSetup, launchChromium, sleep } from './e2e-harness.js';
 
 test('msg.bytes() in Chromium: non-UTF-8 bodies arrive byte for byte over binary frames', { timeout: 120000 }, async (t) => {
-  if (!process.env.WEBSTOMP_URL || !process.env.RABBITMQ_MGMT) {
-    throw new Error('run through `go test ./web/` (it starts a broker with web_stomp.ws_frame = binary and sets WEBSTOMP_URL, RABBITMQ_MGMT)');
+  if (!process.env.DURABLEWS_WEB_STOMP_URL || !process.env.DURABLEWS_MANAGEMENT_URL) {
+    throw new Error('run through `go test ./web/` (it starts a broker with web_stomp.ws_frame = binary and sets DURABLEWS_WEB_STOMP_URL, DURABLEWS_MANAGEMENT_URL)');
   }
   const ex = 'dw-binary';
   await api('PUT', `/api/exchanges/%2F/${ex}`, { type: 'topic', durable: true });

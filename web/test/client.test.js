@@ -4,6 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Worker } from 'node:worker_threads';
 import { DurableClient, memoryStorage } from '../durablews.js';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -498,25 +499,48 @@ test('tab id persists in storage; a duplicated tab (copied storage) picks a new 
   assert.equal(a.tabId, b.tabId, 'same tab (e.g. reload) keeps its id');
   assert.equal(storage.getItem('durablews.tabId'), a.tabId);
 
-  // Two "documents" = two module instances (each has its own document id).
+  // Two "documents": this thread and a worker thread, each with its own
+  // module instances (so its own document id); BroadcastChannel reaches
+  // across threads as it reaches across tabs.
   const broker = new FakeBroker();
-  const mod1 = await import('../durablews.js?doc=1');
-  const mod2 = await import('../durablews.js?doc=2');
-  const original = mod1.memoryStorage();
+  const original = memoryStorage();
   const opts = { webSocketFactory: broker.factory, heartbeatMs: 0, connectTimeoutMs: 0, duplicateTabCheckMs: 40 };
-  const tab1 = new mod1.DurableClient({ ...opts, storage: original });
+  const tab1 = new DurableClient({ ...opts, storage: original });
   await tab1.connect(); // owns its id after 40 ms without objection
-  const copy = mod2.memoryStorage();
-  copy.setItem('durablews.tabId', original.getItem('durablews.tabId')); // "Duplicate tab"
-  const tab2 = new mod2.DurableClient({ ...opts, storage: copy });
-  assert.equal(tab2.tabId, tab1.tabId);
-  await tab2.connect();
-  assert.notEqual(tab2.tabId, tab1.tabId, 'duplicate got a new id');
-  assert.equal(copy.getItem('durablews.tabId'), tab2.tabId, 'and stored it');
+  const worker = new Worker(DUPLICATED_TAB, {
+    eval: true,
+    workerData: { url: new URL('../durablews.js', import.meta.url).href, tabId: original.getItem('durablews.tabId') },
+  });
+  const tab2 = await new Promise((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`worker exited with ${code} before reporting`)));
+  });
+  assert.equal(tab2.before, tab1.tabId, 'the copy starts with the original\'s id');
+  assert.notEqual(tab2.after, tab1.tabId, 'duplicate got a new id');
+  assert.equal(tab2.stored, tab2.after, 'and stored it');
   assert.equal(original.getItem('durablews.tabId'), tab1.tabId, 'original kept its id');
   await tab1.close();
-  await tab2.close();
 });
+
+/** The duplicated tab of the test above, run in a worker thread: another document. */
+const DUPLICATED_TAB = `
+const { parentPort, workerData } = require('node:worker_threads');
+(async () => {
+  const { DurableClient, memoryStorage } = await import(workerData.url);
+  const copy = memoryStorage();
+  copy.setItem('durablews.tabId', workerData.tabId); // "Duplicate tab"
+  const client = new DurableClient({
+    webSocketFactory: () => { throw new Error('no broker in this thread'); },
+    heartbeatMs: 0, connectTimeoutMs: 0, duplicateTabCheckMs: 40, storage: copy,
+  });
+  const before = client.tabId;
+  await client.connect(); // the duplicated-tab check ends before the first attempt
+  const after = client.tabId;
+  await client.close();
+  parentPort.postMessage({ before, after, stored: copy.getItem('durablews.tabId') });
+})();
+`;
 
 test('invalid options are rejected early', () => {
   assert.throws(() => new DurableClient({ url: 'http://x/ws', storage: memoryStorage() }), /ws: or wss:/);

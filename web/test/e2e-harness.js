@@ -2,8 +2,10 @@
 // a harness HTTP server the page reports to, and a headless Chromium launcher.
 // Not a test file itself: package.json runs test/*.test.js only.
 //
-// Env: CHROMIUM (default 'chromium'), RABBITMQ_MGMT (default
-// http://guest:guest@127.0.0.1:15672), WEBSTOMP_URL (default ws://127.0.0.1:15674/ws).
+// Env: CHROMIUM (default 'chromium'); the broker under test, as every durablews test finds it
+// (internal/brokerversion): DURABLEWS_MANAGEMENT_URL (e.g. http://127.0.0.1:15640; guest/guest
+// unless the URL carries credentials) and DURABLEWS_WEB_STOMP_URL (e.g. ws://127.0.0.1:15740/ws).
+// `make web-test` sets both for the RabbitMQ version it runs (scripts/rabbitmq-versions.sh env).
 
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -15,8 +17,19 @@ import { fileURLToPath } from 'node:url';
 
 export const ENABLED = process.env.DURABLEWS_E2E === '1';
 const CHROMIUM = process.env.CHROMIUM || 'chromium';
-const MGMT = new URL(process.env.RABBITMQ_MGMT || 'http://guest:guest@127.0.0.1:15672');
-export const WS_URL = process.env.WEBSTOMP_URL || 'ws://127.0.0.1:15674/ws';
+function brokerURL(name) {
+  const v = process.env[name];
+  if (ENABLED && !v) {
+    throw new Error(`${name} is not set: run the browser tests through \`make web-test\` (it sets DURABLEWS_MANAGEMENT_URL and DURABLEWS_WEB_STOMP_URL for the broker under test), or set both`);
+  }
+  return v || 'http://unset.invalid';
+}
+const MGMT = new URL(brokerURL('DURABLEWS_MANAGEMENT_URL'));
+if (!MGMT.username) {
+  MGMT.username = 'guest';
+  MGMT.password = 'guest';
+}
+export const WS_URL = brokerURL('DURABLEWS_WEB_STOMP_URL');
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..'); // serves /web/...
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -33,7 +33,9 @@ test('sources type-check (tsc --checkJs) and types/*.d.ts are current (run `npm 
     } catch (e) {
       throw new Error(`scripts/types.mjs (tsc --checkJs + declarations) failed:\n${e.stdout}${e.stderr}`);
     }
-    for (const f of ['durablews.d.ts', 'internal.d.ts']) {
+    const generated = fs.readdirSync(out).sort();
+    assert.deepEqual(fs.readdirSync(path.join(WEB, 'types')).sort(), generated, 'types/ holds exactly the generated declarations: run `npm run types`');
+    for (const f of generated) {
       const want = fs.readFileSync(path.join(out, f), 'utf8');
       const have = fs.readFileSync(path.join(WEB, 'types', f), 'utf8');
       assert.ok(have === want, `types/${f} is stale: run \`npm run types\` in web/ and commit it`);
@@ -45,9 +47,10 @@ test('sources type-check (tsc --checkJs) and types/*.d.ts are current (run `npm 
 
 test('a TypeScript application compiles against the package (strict), and no private member is in the declarations', async () => {
   await tsc('-p', 'test/ts/tsconfig.json');
-  const dts = fs.readFileSync(path.join(WEB, 'types', 'durablews.d.ts'), 'utf8');
-  assert.doesNotMatch(dts, /^ {4}_/m);
-  assert.match(dts, /^ {4}ready\(\): Promise<void>;$/m);
+  for (const f of fs.readdirSync(path.join(WEB, 'types'))) {
+    assert.doesNotMatch(fs.readFileSync(path.join(WEB, 'types', f), 'utf8'), /^ {4}_/m, `types/${f}`);
+  }
+  assert.match(fs.readFileSync(path.join(WEB, 'types', 'client.d.ts'), 'utf8'), /^ {4}ready\(\): Promise<void>;$/m);
 });
 
 test('package.json: a publishable package with @stomp/stompjs as its only runtime dependency, internals not exported', () => {
@@ -62,7 +65,7 @@ test('package.json: a publishable package with @stomp/stompjs as its only runtim
   });
 });
 
-test('npm pack ships exactly the client, its helpers, their declarations, README and package.json', async () => {
+test('npm pack ships exactly the entry point, the modules beside it, their declarations, README and package.json', async () => {
   let stdout;
   try {
     ({ stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: WEB }));
@@ -70,14 +73,34 @@ test('npm pack ships exactly the client, its helpers, their declarations, README
     throw new Error(`npm pack --dry-run failed:\n${e.stdout}${e.stderr}`);
   }
   const files = JSON.parse(stdout)[0].files.map((f) => f.path).sort();
-  assert.deepEqual(files, [
-    'README.md',
+  const modules = [
+    'client.js',
+    'defaults.js',
     'durablews.js',
+    'errors.js',
     'internal.js',
-    'package.json',
-    'types/durablews.d.ts',
-    'types/internal.d.ts',
-  ]);
+    'session.js',
+    'subscription.js',
+    'tab.js',
+    'transport.js',
+    'typedefs.js',
+  ];
+  assert.deepEqual(files, ['README.md', 'package.json', ...modules, ...modules.map((m) => `types/${m.replace(/\.js$/, '.d.ts')}`)].sort());
+  // Every module the entry point loads is packed: nothing it needs is left out.
+  const local = new Set();
+  const visit = (f) => {
+    if (local.has(f)) return;
+    local.add(f);
+    const src = fs.readFileSync(path.join(WEB, f), 'utf8');
+    for (const m of src.matchAll(/^(?:import|export)\b[^;]*?from '\.\/([^']+)'/gms)) visit(m[1]);
+  };
+  visit('durablews.js');
+  assert.deepEqual([...local].sort(), modules.filter((m) => m !== 'typedefs.js'));
+});
+
+test('the entry point exports the public API and nothing else', async () => {
+  const api = await import('../durablews.js');
+  assert.deepEqual(Object.keys(api).sort(), ['DEFAULTS', 'DurableClient', 'HandlerTimeoutError', 'SessionError', 'Subscription', 'memoryStorage']);
 });
 
 test('the import-map entry the README gives exists in the installed @stomp/stompjs', () => {

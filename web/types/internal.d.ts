@@ -66,6 +66,12 @@ export function normalizeSpec(spec: SubscribeSpec): Readonly<{
  * reconnects (a changed x-expires would make RabbitMQ close the connection with
  * PRECONDITION_FAILED). `destination` is included; stompjs takes it separately.
  *
+ * `exclusive: 'false'` is what keeps the queue when the tab is away: RabbitMQ 4.x
+ * makes an `/exchange/` subscription's queue exclusive (deleted with the
+ * connection) unless the frame says otherwise, even with `durable` and
+ * `auto-delete: false`; 3.10 ignores the header and keeps it either way
+ * (measured on 3.10.8, 4.0.5, 4.3.6; rabbitmq-server#13009).
+ *
  * @param {ReturnType<typeof normalizeSpec>} spec
  * @param {string} queue  see queueName()
  * @returns {Record<string, string>}
@@ -280,10 +286,6 @@ export function streamStep(want: StreamPosition, last: number | null, first: boo
     } | null;
     skip: boolean;
 };
-/** Default SUBSCRIBE lease: the queue is deleted after being unused this long. */
-export const DEFAULT_EXPIRES_MS: 3600000;
-/** Default per-subscription prefetch (unacked messages in flight). */
-export const DEFAULT_PREFETCH: 10;
 /** Upper bound for prefetch-count; a browser tab has no business holding more. */
 export const MAX_PREFETCH: 1000;
 /** RabbitMQ's limit for queue names, in UTF-8 bytes. */

@@ -53,3 +53,39 @@ void main();
 
 // @ts-expect-error: an unknown failure action does not type-check
 client.subscribe({ name: 'x', onError: () => 'nack' });
+
+// Every name the package exported before its source was split (issue 22) is
+// still exported from '@durablews/web', with DEFAULTS beside them.
+import {
+  DEFAULTS,
+  Subscription,
+  memoryStorage,
+  type ClientEvents,
+  type ClientOptions,
+  type ConnectionState,
+  type FailureAction,
+  type GapEvent,
+  type RetryEvent,
+  type SessionOptions,
+  type StartPosition,
+  type StateDetail,
+  type StorageLike,
+  type SubscribeOptions,
+  type SubscriptionStats,
+} from '@durablews/web';
+
+const storage: StorageLike = memoryStorage();
+const options: ClientOptions = { url: 'ws://127.0.0.1:15674/ws', storage, reconnect: { ...DEFAULTS.reconnect, maxMs: 60000 } };
+const session: SessionOptions = { url: '/api/tab-session', timeoutMs: DEFAULTS.session.timeoutMs };
+const start: StartPosition = { last: 42 };
+const spec: SubscribeOptions = { stream: 'prices', start, prefetch: DEFAULTS.subscribe.prefetch };
+const state: ConnectionState = 'reconnecting';
+const action: FailureAction = 'park';
+const onGap = (e: GapEvent): number => e.to - e.from;
+const onRetry = (e: RetryEvent): number => e.delayMs;
+const onState = (...[s, d]: ClientEvents['state']): string => `${s} ${d.attempt}`;
+const detail: StateDetail = { attempt: 0 };
+const stats = (s: Subscription): SubscriptionStats => s.stats;
+console.log(options, session, spec, state, action, onGap, onRetry, onState, detail, stats);
+// @ts-expect-error: DEFAULTS is read-only
+DEFAULTS.heartbeatMs = 1;

@@ -1,0 +1,34 @@
+/**
+ * The defaults of `new DurableClient(options)` (top level), of its
+ * `session` option (`session`), and of `client.subscribe(spec)` (`subscribe`).
+ * Frozen: read it, don't change it (pass options instead).
+ */
+export const DEFAULTS: Readonly<{
+    vhost: string;
+    heartbeatMs: number;
+    heartbeatWorker: boolean;
+    reconnect: {
+        initialMs: number;
+        maxMs: number;
+    };
+    stableMs: number;
+    connectTimeoutMs: number;
+    storageKey: string;
+    queuePrefix: string;
+    dedupWindow: number;
+    duplicateTabCheckMs: number;
+    session: {
+        timeoutMs: number;
+    };
+    subscribe: {
+        bindingKey: string;
+        expiresMs: number;
+        prefetch: number;
+        retry: {
+            attempts: number;
+            initialMs: number;
+            maxMs: number;
+        };
+        handlerTimeoutMs: number;
+    };
+}>;
