@@ -151,6 +151,11 @@ func DeliveryOffset(h amqp.Table) (int64, error) {
 	}
 }
 
+// ErrNotReady is in WaitReady's error when the broker closed the
+// connection instead of refusing the consumer while the stream recovers
+// (RabbitMQ 4.3: 541 INTERNAL_ERROR): dial again and call WaitReady again.
+var ErrNotReady = errors.New("stream not ready")
+
 // WaitReady waits until the stream can be read on the node conn is
 // connected to: a consumer on it is accepted (a stream whose replica on
 // that node is still starting, after a broker restart, refuses consumers
@@ -159,7 +164,10 @@ func DeliveryOffset(h amqp.Table) (int64, error) {
 //
 // Publish to a stream only once it is ready after a broker restart:
 // RabbitMQ 3.10.8 was seen confirming messages routed to a stream that
-// was still recovering without storing them (see the package doc).
+// was still recovering without storing them, and 4.0.5 returning them as
+// unroutable (see the package doc). On 4.3 the broker may close the
+// connection instead of refusing the consumer: the error then wraps
+// ErrNotReady, and the caller dials again.
 func WaitReady(ctx context.Context, conn Channeler, stream string) error {
 	for {
 		err := withChannel(ctx, conn, func(ch *amqp.Channel) error {
@@ -174,6 +182,13 @@ func WaitReady(ctx context.Context, conn Channeler, stream string) error {
 		switch {
 		case err == nil:
 			return nil
+		case isCode(err, amqp.InternalError):
+			// RabbitMQ 4.3 answers a consumer on a stream that is still
+			// recovering with 541 INTERNAL_ERROR, a connection exception:
+			// conn is closed, so waiting here cannot succeed.
+			return fmt.Errorf("broadcast: stream %q not ready: the broker closed the connection (%v) while the stream recovers after a restart: %w; "+
+				"dial again and call WaitReady again (as Config.OnConnect of a durablews Publisher, this happens by itself: the Publisher reconnects)",
+				stream, reason(err), ErrNotReady)
 		case isCode(err, amqp.NotFound) && !recovering:
 			return fmt.Errorf("broadcast: stream %q does not exist: declare it (broadcast.Declare, durablews setup -streams): %v", stream, reason(err))
 		case !recovering && ctx.Err() == nil:
