@@ -75,7 +75,7 @@ func parseVersions(s string) ([]string, error) {
 	for _, f := range strings.Split(s, ",") {
 		name := strings.TrimSpace(f)
 		if _, err := brokerversion.Lookup(name); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("unknown RabbitMQ version %q (supported: %s)", name, strings.Join(brokerversion.Names(), ", "))
 		}
 		if seen[name] {
 			return nil, fmt.Errorf("%q named twice", name)
