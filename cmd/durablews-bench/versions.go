@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -230,6 +231,26 @@ func (r *VersionsReport) rows() []versionsRow {
 				return 0, false
 			}})
 	}
+	// How loaded the machine was while this version ran: the same cores
+	// are shared with the broker, the bench and whatever else runs.
+	rows = append(rows, versionsRow{label: "other processes during the windows: cores (median over the version's windows)", value: func(r *Report) (float64, bool) {
+		var v []float64
+		for _, s := range r.Scenarios {
+			for _, c := range s.Contenders {
+				for _, smp := range c.Samples {
+					v = append(v, smp.CPU.Other)
+				}
+			}
+		}
+		if len(v) == 0 {
+			return 0, false
+		}
+		sort.Float64s(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2], true
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2, true
+	}})
 	return rows
 }
 
