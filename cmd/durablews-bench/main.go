@@ -9,7 +9,7 @@
 //	go run ./cmd/durablews-bench -scenarios 'pipelined' -contenders 'durablews|raw' -cpuprofile cpu.out
 //	go run ./cmd/durablews-bench -cluster        # classic vs quorum tab queues on a private 3-node cluster (cluster.go)
 //	go run ./cmd/durablews-bench -private-broker -scenarios connected   # on a private node (its own open-files limit)
-//	go run ./cmd/durablews-bench -versions -markdown   # per RabbitMQ version, side by side (versions.go), ~20 min
+//	go run ./cmd/durablews-bench -versions -markdown   # per RabbitMQ version, side by side (versions.go), ~35 min
 //	go run ./cmd/durablews-bench -versions=4.0,4.3 -short   # smoke run on two versions, seconds each
 //
 // -versions (alone: every version of internal/brokerversion, default
