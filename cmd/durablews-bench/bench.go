@@ -56,6 +56,9 @@ type Options struct {
 	// ConnectedTabs are the tab counts of the connected-K scenarios (tab
 	// queues vs one stream, Web-STOMP tabs acking).
 	ConnectedTabs []int
+	// SkipAwayMemory leaves out the streams scenario's broker memory per
+	// away subscriber (about half a minute of readings).
+	SkipAwayMemory bool
 
 	// MgmtURL is the broker's management API ("" = the AMQP URL's host,
 	// port 15672; credentials always from the AMQP URL).
@@ -336,7 +339,10 @@ type ScenarioResult struct {
 	Contenders  []*ContenderResult
 	Ratios      []Ratio
 	Notes       []string // extra result lines (streams: memory per away subscriber)
-	Errs        []error  // setup/teardown errors
+	// Away is the streams scenario's broker memory per away subscriber
+	// (nil when not measured).
+	Away *awayMemory
+	Errs []error // setup/teardown errors
 }
 
 func (s *ScenarioResult) contender(id string) *ContenderResult {

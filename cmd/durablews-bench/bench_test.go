@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/durablews/durablews/internal/brokerversion"
 )
 
 func amqpURL() string { return DefaultOptions().AMQPURL }
@@ -183,4 +186,116 @@ func TestCheckFDs(t *testing.T) {
 		require.Contains(t, err.Error(), "200 of 1024 in use")
 		require.Contains(t, err.Error(), "-connected-k")
 	}
+}
+
+// TestBenchVersionsShort runs the -versions mode in its smoke form
+// (-short) on every version's shared node and checks only that it works:
+// every cell of the side-by-side table holds a number, in both formats,
+// nothing errored and nothing was left on any broker. No timing is
+// asserted. A version whose shared node does not answer is left out and
+// the test reports itself skipped with the command that starts it (`make
+// test` starts only the default version's node).
+func TestBenchVersionsShort(t *testing.T) {
+	var names, down []string
+	for _, name := range brokerversion.Names() {
+		v, err := brokerversion.Lookup(name)
+		require.NoError(t, err)
+		conn, err := amqp.Dial(v.AMQPURL())
+		if err != nil {
+			t.Logf("RabbitMQ %s: shared node not reachable (%v)", name, err)
+			down = append(down, name)
+			continue
+		}
+		_ = conn.Close()
+		names = append(names, name)
+	}
+	if len(names) == 0 {
+		t.Skipf("no shared node answers; start them: bash scripts/rabbitmq-versions.sh start VER (for VER in %v)", brokerversion.Names())
+	}
+
+	o := DefaultOptions()
+	o.ApplyShort()
+	o.SkipAwayMemory = true // as -versions -short does
+	var progress bytes.Buffer
+	o.Progress = &progress
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rep, err := RunVersions(ctx, o, names)
+	t.Logf("progress:\n%s", progress.String())
+	require.NoError(t, err)
+	for _, e := range rep.Errors() {
+		t.Errorf("error: %v", e)
+	}
+	require.Len(t, rep.Versions, len(names))
+
+	for _, md := range []bool{false, true} {
+		tab := rep.Table(md)
+		require.Len(t, tab.head, 1+len(names), "a column per version")
+		for i, v := range rep.Versions {
+			require.Contains(t, tab.head[1+i], "RabbitMQ", "column %d is headed by the broker's version", i)
+			require.NotNil(t, v.Report, v.Name)
+		}
+		// publisher: 4 anchors/figures + ... ; streams: 3 per K + 1
+		// 12 publisher rows, 3 per K and one across K, the machine's load.
+		want := 12 + 3*len(o.StreamSubscribers) + 1 + 1
+		require.Len(t, tab.rows, want, "rows")
+		for _, row := range tab.rows {
+			load := strings.HasPrefix(row[0], "other processes")
+			for i, cell := range row[1:] {
+				c := strings.NewReplacer(",", "", "*", "").Replace(cell)
+				x, err := strconv.ParseFloat(c, 64)
+				if err != nil || x < 0 || (!load && x == 0) {
+					t.Errorf("markdown=%v: %q, %s: cell %q is not a positive number", md, row[0], tab.head[1+i], cell)
+				}
+			}
+		}
+		for _, label := range []string{"durablews ÷ raw, one at a time", "durablews ÷ raw, pipelined", "streams ÷ queues at K=10"} {
+			found := false
+			for _, row := range tab.rows {
+				found = found || strings.HasPrefix(row[0], label)
+			}
+			require.True(t, found, "a row %q", label)
+		}
+		var out bytes.Buffer
+		rep.Print(&out, md)
+		if s := out.String(); strings.Contains(s, "ERROR") || strings.Contains(s, "error(s)") {
+			t.Errorf("markdown=%v: the report shows an error:\n%s", md, s)
+		}
+		t.Logf("markdown=%v:\n%s", md, out.String())
+	}
+
+	// Nothing left behind on any broker.
+	for _, v := range rep.Versions {
+		o, err := versionOptions(o, v.Name)
+		require.NoError(t, err)
+		conn, err := amqp.Dial(o.AMQPURL)
+		require.NoError(t, err)
+		left, err := Leftovers(conn, v.Report.Exchange, v.Report.QueuesCreated)
+		_ = conn.Close()
+		require.NoError(t, err)
+		require.Empty(t, left, "RabbitMQ %s: left on the broker", v.Name)
+		require.NotEmpty(t, v.Report.QueuesCreated, "RabbitMQ %s: no queue recorded as created; the leak check checked nothing", v.Name)
+	}
+	if len(down) > 0 {
+		t.Skipf("ran on %v only; not on %v, whose shared node does not answer: bash scripts/rabbitmq-versions.sh start VER", names, down)
+	}
+}
+
+// TestVersionsFlag: -versions alone means every version, -versions=LIST
+// and -versions LIST (other flags after it) name some; unknown names and
+// the flags the mode sets itself are refused.
+func TestVersionsFlag(t *testing.T) {
+	all, err := parseVersions("")
+	require.NoError(t, err)
+	require.Equal(t, brokerversion.Names(), all)
+	got, err := parseVersions("4.3, 3.10")
+	require.NoError(t, err)
+	require.Equal(t, []string{"4.3", "3.10"}, got)
+	for _, bad := range []string{"3.9", "4.0,4.0", "4.0,"} {
+		_, err := parseVersions(bad)
+		require.Error(t, err, bad)
+	}
+	require.Equal(t, 2, run([]string{"-versions", "3.9", "-short"}))
+	require.Equal(t, 2, run([]string{"-versions=4.0", "-amqp", "amqp://x/"}))
+	require.Equal(t, 2, run([]string{"-versions", "4.0", "stray"}))
 }

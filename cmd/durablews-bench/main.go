@@ -9,6 +9,18 @@
 //	go run ./cmd/durablews-bench -scenarios 'pipelined' -contenders 'durablews|raw' -cpuprofile cpu.out
 //	go run ./cmd/durablews-bench -cluster        # classic vs quorum tab queues on a private 3-node cluster (cluster.go)
 //	go run ./cmd/durablews-bench -private-broker -scenarios connected   # on a private node (its own open-files limit)
+//	go run ./cmd/durablews-bench -versions -markdown   # per RabbitMQ version, side by side (versions.go), ~35 min
+//	go run ./cmd/durablews-bench -versions=4.0,4.3 -short   # smoke run on two versions, seconds each
+//
+// -versions (alone: every version of internal/brokerversion, default
+// first; or a comma-separated list) runs, against each version's shared
+// node in turn, the publisher scenarios one-by-one-q1 and pipelined-q1
+// (durablews and raw amqp091-go only) and the streams scenario, and prints
+// one table: a row per metric (raw amqp091-go's msg/s as the anchors,
+// durablews ÷ raw one at a time and pipelined, streams ÷ queues at each K,
+// broker memory per away subscriber), a column per version. Every ratio
+// divides two figures of the same run on the same broker. Make each node
+// ready first: bash scripts/rabbitmq-versions.sh start VER.
 //
 // Scenarios (each on fresh queues, contenders interleaved and rotated
 // across runs, median of -runs reported):
@@ -38,6 +50,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/durablews/durablews/internal/brokerversion"
 	"github.com/durablews/durablews/internal/testbroker"
 )
 
@@ -75,8 +88,22 @@ func run(args []string) int {
 	quietCores := fs.Float64("quiet-cores", o.QuietCores, "CPU cores other processes may use before a measurement starts")
 	retries := fs.Int("retries", -1, "repeat a measurement up to this many times when other processes used more than -quiet-cores during it (default 2; -short 0)")
 	quiet := fs.Bool("q", false, "no per-measurement progress on stderr")
+	var versions versionsFlag
+	fs.Var(&versions, "versions", "instead of the scenarios: the publisher ratios and the streams-vs-queues table on each RabbitMQ version's shared node, side by side (-versions alone: "+strings.Join(brokerversion.Names(), ",")+"; or -versions=4.0,4.3)")
 	cluster := fs.Bool("cluster", false, "instead of the scenarios: the cost of classic vs quorum tab queues on a private 3-node cluster (with -short: a smoke run)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	// -versions 4.0,4.3: a bool-like flag leaves its value as the first
+	// argument, and flag parsing stops there; take it and parse the rest.
+	if versions.set && !versions.explicit && fs.NArg() > 0 && !strings.HasPrefix(fs.Arg(0), "-") {
+		versions.value, versions.explicit = fs.Arg(0), true
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return 2
+		}
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "durablews-bench: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
 	if *short {
@@ -157,6 +184,39 @@ func run(args []string) int {
 	if !*quiet {
 		o.Progress = os.Stderr
 	}
+	if versions.set {
+		names, err := parseVersions(versions.value)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "durablews-bench: -versions: %v\n", err)
+			return 2
+		}
+		var conflict []string
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "amqp", "ws", "mgmt", "private-broker", "scenarios", "contenders", "cluster", "list":
+				conflict = append(conflict, "-"+f.Name)
+			}
+		})
+		if len(conflict) > 0 {
+			fmt.Fprintf(os.Stderr, "durablews-bench: -versions picks its brokers and scenarios itself; drop %s\n", strings.Join(conflict, " "))
+			return 2
+		}
+		if *short {
+			o.SkipAwayMemory = true // half a minute of memory readings per version
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		rep, err := RunVersions(ctx, o, names)
+		rep.Print(os.Stdout, *markdown)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "durablews-bench: -versions: %v\n", err)
+			return 1
+		}
+		if len(rep.Errors()) > 0 {
+			return 1
+		}
+		return 0
+	}
 	if *cluster {
 		co := defaultClusterCost(*short)
 		co.Progress = o.Progress
@@ -226,6 +286,24 @@ func run(args []string) int {
 		code = 1
 	}
 	return code
+}
+
+// versionsFlag is -versions: alone (like a bool flag) every version,
+// with a value (-versions=4.0,4.3) those.
+type versionsFlag struct {
+	value         string
+	set, explicit bool
+}
+
+func (v *versionsFlag) String() string   { return v.value }
+func (v *versionsFlag) IsBoolFlag() bool { return true }
+func (v *versionsFlag) Set(s string) error {
+	v.set, v.value = true, s
+	v.explicit = s != "true"
+	if s == "false" {
+		v.set = false
+	}
+	return nil
 }
 
 func optRegexp(s string) (*regexp.Regexp, error) {

@@ -13,6 +13,8 @@ import (
 type table struct {
 	head []string
 	rows [][]string
+	// numFrom is the first column right-aligned in markdown (0: the third).
+	numFrom int
 }
 
 func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
@@ -21,9 +23,13 @@ func (t *table) print(w io.Writer, markdown bool) {
 	if markdown {
 		fmt.Fprintf(w, "| %s |\n", strings.Join(t.head, " | "))
 		seps := make([]string, len(t.head))
+		numFrom := t.numFrom
+		if numFrom == 0 {
+			numFrom = 2
+		}
 		for i := range seps {
 			seps[i] = "---"
-			if i >= 2 {
+			if i >= numFrom {
 				seps[i] = "---:"
 			}
 		}

@@ -186,18 +186,20 @@ func runStreams(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 	topo.track(s.stream)
 	e.streams = s
 
-	kmax := o.StreamSubscribers[len(o.StreamSubscribers)-1]
-	mem, err := newBrokerMemory(ctx, o.AMQPURL, o.MgmtURL)
-	if err == nil {
-		var lines []string
-		lines, err = s.memoryPerSubscriber(ctx, mem, kmax)
-		sr.Notes = append(sr.Notes, lines...)
-		for _, l := range lines {
-			fmt.Fprintf(progress, "   %s\n", l)
+	if !o.SkipAwayMemory {
+		kmax := o.StreamSubscribers[len(o.StreamSubscribers)-1]
+		mem, err := newBrokerMemory(ctx, o.AMQPURL, o.MgmtURL)
+		if err == nil {
+			var lines []string
+			sr.Away, lines, err = s.memoryPerSubscriber(ctx, mem, kmax)
+			sr.Notes = append(sr.Notes, lines...)
+			for _, l := range lines {
+				fmt.Fprintf(progress, "   %s\n", l)
+			}
 		}
-	}
-	if err != nil {
-		sr.Errs = append(sr.Errs, fmt.Errorf("memory per away subscriber: %w", err))
+		if err != nil {
+			sr.Errs = append(sr.Errs, fmt.Errorf("memory per away subscriber: %w", err))
+		}
 	}
 	runThroughput(ctx, o, topo, meter, def, sr, e, prefix, progress)
 }
@@ -276,19 +278,26 @@ func (m *brokerMemory) used(ctx context.Context) (float64, error) {
 	return low, nil
 }
 
+// awayMemory is the broker memory per away subscriber in each design, at
+// K away subscribers (node-wide, KiB).
+type awayMemory struct {
+	K              int
+	Queues, Stream float64
+}
+
 // memoryPerSubscriber is the broker memory k away subscribers cost in
 // each design: k empty tab queues bound to the exchange, and k tabs that
 // subscribed to the stream and left. Node-wide, so other work on the same
 // broker shows up as noise.
-func (s *streamsRun) memoryPerSubscriber(ctx context.Context, m *brokerMemory, k int) ([]string, error) {
+func (s *streamsRun) memoryPerSubscriber(ctx context.Context, m *brokerMemory, k int) (*awayMemory, []string, error) {
 	before, err := m.used(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p := fmt.Sprintf("%s-mem-%s", s.prefix, randomHex(3))
 	names, err := s.topo.declareQueues(p, k, p+".#", true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	withQueues, err := m.used(ctx)
 	var procs float64
@@ -299,18 +308,18 @@ func (s *streamsRun) memoryPerSubscriber(ctx context.Context, m *brokerMemory, k
 		err = derr
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	afterDelete, err := m.used(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := s.awayTabs(ctx, k); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	withTabs, err := m.used(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// The management API's consumer count is a statistic (sampled every
 	// 5 s); give it up to a minute to show the tabs gone.
@@ -320,19 +329,21 @@ func (s *streamsRun) memoryPerSubscriber(ctx context.Context, m *brokerMemory, k
 	left := time.Now()
 	for {
 		if err := m.get(ctx, "/api/queues/"+url.PathEscape(vhostOf(s.o.AMQPURL))+"/"+url.PathEscape(s.stream), &q); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if q.Consumers == 0 || time.Since(left) > time.Minute {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-time.After(time.Second):
 		}
 	}
-	kib := func(d float64) string { return strconv.FormatFloat(d/float64(k)/1024, 'f', 1, 64) }
-	return []string{
+	per := func(d float64) float64 { return d / float64(k) / 1024 }
+	kib := func(d float64) string { return strconv.FormatFloat(per(d), 'f', 1, 64) }
+	am := &awayMemory{K: k, Queues: per(withQueues - before), Stream: per(withTabs - afterDelete)}
+	return am, []string{
 		fmt.Sprintf("memory: per away subscriber, tab queue design: %s KiB node-wide (%d empty tab queues bound: node memory %s → %s MiB), of which the queue processes %s KiB",
 			kib(withQueues-before), k, mib(before), mib(withQueues), kib(procs)),
 		fmt.Sprintf("memory: per away subscriber, stream design: %s KiB node-wide (%d tabs subscribed to the stream and left: node memory %s → %s MiB); consumers left on the stream: %d (after %v more)",
