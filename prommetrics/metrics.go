@@ -29,6 +29,8 @@ const OtherTopic = "other"
 const (
 	ReasonReturned       = "returned"        // ErrUnroutable
 	ReasonNacked         = "nacked"          // ErrNacked
+	ReasonRefused        = "refused"         // ErrRefused: the broker closed the channel (e.g. 403 access refused)
+	ReasonUnknownTopic   = "unknown_topic"   // ErrUnknownTopic: an empty topic, or one not in Config.Exchanges
 	ReasonTimeout        = "timeout"         // ErrConfirmTimeout
 	ReasonConnectionLost = "connection_lost" // ErrConnectionLost
 	ReasonClosed         = "closed"          // ErrPublisherClosed
@@ -119,8 +121,8 @@ type topicMetrics struct {
 	latency                                          prometheus.Observer
 }
 
-var allReasons = []string{ReasonReturned, ReasonNacked, ReasonTimeout, ReasonConnectionLost,
-	ReasonClosed, ReasonInvalid, ReasonContext, ReasonNotSent, ReasonOther}
+var allReasons = []string{ReasonReturned, ReasonNacked, ReasonRefused, ReasonUnknownTopic, ReasonTimeout,
+	ReasonConnectionLost, ReasonClosed, ReasonInvalid, ReasonContext, ReasonNotSent, ReasonOther}
 
 var (
 	_ durablews.RetryObserver = (*Metrics)(nil)
@@ -298,6 +300,10 @@ func NotConfirmedReason(err error) string {
 		return ReasonReturned
 	case errors.Is(err, durablews.ErrNacked):
 		return ReasonNacked
+	case errors.Is(err, durablews.ErrRefused):
+		return ReasonRefused
+	case errors.Is(err, durablews.ErrUnknownTopic):
+		return ReasonUnknownTopic
 	case errors.Is(err, durablews.ErrConfirmTimeout):
 		return ReasonTimeout
 	case errors.Is(err, durablews.ErrConnectionLost):

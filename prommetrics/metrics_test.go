@@ -262,6 +262,8 @@ func TestMetrics_NotConfirmedReason(t *testing.T) {
 	}{
 		{fmt.Errorf("%w (312 NO_ROUTE)", durablews.ErrUnroutable), prommetrics.ReasonReturned},
 		{durablews.ErrNacked, prommetrics.ReasonNacked},
+		{fmt.Errorf("%w: %w", durablews.ErrRefused, errors.New("403 ACCESS_REFUSED")), prommetrics.ReasonRefused},
+		{fmt.Errorf("%w: %w: \"nosuch\"", durablews.ErrNotSent, durablews.ErrUnknownTopic), prommetrics.ReasonUnknownTopic},
 		{durablews.ErrConfirmTimeout, prommetrics.ReasonTimeout},
 		{fmt.Errorf("%w: %w before it could be sent", durablews.ErrNotSent, durablews.ErrConfirmTimeout), prommetrics.ReasonTimeout},
 		{fmt.Errorf("%w: reconnecting", durablews.ErrConnectionLost), prommetrics.ReasonConnectionLost},
