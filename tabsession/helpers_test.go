@@ -29,6 +29,7 @@ import (
 
 	"github.com/durablews/durablews"
 	"github.com/durablews/durablews/internal/brokertest"
+	"github.com/durablews/durablews/internal/oauthbroker"
 	"github.com/durablews/durablews/internal/stomptab"
 	"github.com/durablews/durablews/internal/testbroker"
 	"github.com/durablews/durablews/tabsession"
@@ -90,6 +91,7 @@ func (a *fakeApp) setAllowed(user string, b ...tabsession.Binding) {
 // shared by the subtests of TestTabSessions.
 type tabEnv struct {
 	node     *testbroker.Node
+	files    oauthbroker.Files // the script's files of node (newOAuthEnv)
 	key      []byte
 	app      *fakeApp
 	sessions *tabsession.Handler
@@ -97,6 +99,60 @@ type tabEnv struct {
 	client   *http.Client
 	admin    *amqp.Connection
 	pub      *durablews.Publisher
+}
+
+// newOAuthEnv starts a private node configured by
+// scripts/rabbitmq-tab-sessions.sh (opts: extra node settings), with the
+// topic exchange "events", an admin connection (the internal backend's
+// guest) and a publisher, and returns the config of a Handler for it and
+// the script's apply; handlers are added with withHandler.
+func newOAuthEnv(t *testing.T, opts testbroker.Options) (*tabEnv, tabsession.Config, oauthbroker.Result) {
+	t.Helper()
+	start := time.Now()
+	node, files, apply := oauthbroker.Start(t, opts)
+	t.Logf("RabbitMQ %s node configured for tab sessions in %v", node.Version().Name, time.Since(start).Round(time.Millisecond))
+	key, err := tabsession.LoadSigningKey(files.KeyFile)
+	require.NoError(t, err)
+	admin, err := amqp.Dial(node.AMQPURL())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = admin.Close() })
+	ach, err := admin.Channel()
+	require.NoError(t, err)
+	require.NoError(t, ach.ExchangeDeclare("events", "topic", true, false, false, false, nil))
+	require.NoError(t, ach.Close())
+	pub, err := durablews.NewPublisher(durablews.NewConfig(node.AMQPURL(), durablews.Exchange{Name: "events"}), nil)
+	require.NoError(t, err, "the service's internal user must still log in next to the OAuth 2 backend")
+	t.Cleanup(func() { _ = pub.Close() })
+	app := newFakeApp()
+	mgmt := url.URL{Scheme: "http", User: url.UserPassword(node.Username(), node.Password()), Host: strings.TrimPrefix(node.ManagementURL(), "http://")}
+	cfg := tabsession.Config{
+		AMQPURL:       node.AMQPURL(),
+		ManagementURL: mgmt.String(),
+		WebSTOMPURL:   node.WebSTOMPURL(),
+		Authenticate:  app.authenticate,
+		Bindings:      app.bindings,
+		SigningKey:    key,
+		KeyID:         oauthbroker.KeyID,
+	}
+	transport := &http.Transport{DisableKeepAlives: true}
+	t.Cleanup(transport.CloseIdleConnections)
+	e := &tabEnv{node: node, files: files, key: key, app: app, admin: admin, pub: pub,
+		client: &http.Client{Transport: transport, Timeout: 30 * time.Second}}
+	return e, cfg, apply
+}
+
+// withHandler returns a copy of e whose requests go to a new Handler made
+// from cfg (closed at the end of the test).
+func (e *tabEnv) withHandler(t *testing.T, cfg tabsession.Config, logger watermill.LoggerAdapter) *tabEnv {
+	t.Helper()
+	h, err := tabsession.NewHandler(cfg, logger)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, h.Close()) })
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	c := *e
+	c.sessions, c.srv = h, srv
+	return &c
 }
 
 // sessionResult is one response of the session endpoint.

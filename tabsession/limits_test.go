@@ -4,75 +4,19 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/durablews/durablews"
 	"github.com/durablews/durablews/internal/brokertest"
-	"github.com/durablews/durablews/internal/oauthbroker"
 	"github.com/durablews/durablews/internal/testbroker"
 	"github.com/durablews/durablews/tabsession"
 )
-
-// newOAuthEnv starts a private node configured by
-// scripts/rabbitmq-tab-sessions.sh, with the topic exchange "events", an
-// admin connection and a publisher; handlers are added with withHandler.
-func newOAuthEnv(t *testing.T) (*tabEnv, tabsession.Config) {
-	t.Helper()
-	start := time.Now()
-	node, files, _ := oauthbroker.Start(t, testbroker.Options{})
-	t.Logf("RabbitMQ %s node configured for tab sessions in %v", node.Version().Name, time.Since(start).Round(time.Millisecond))
-	key, err := tabsession.LoadSigningKey(files.KeyFile)
-	require.NoError(t, err)
-	admin, err := amqp.Dial(node.AMQPURL())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = admin.Close() })
-	ach, err := admin.Channel()
-	require.NoError(t, err)
-	require.NoError(t, ach.ExchangeDeclare("events", "topic", true, false, false, false, nil))
-	require.NoError(t, ach.Close())
-	pub, err := durablews.NewPublisher(durablews.NewConfig(node.AMQPURL(), durablews.Exchange{Name: "events"}), nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = pub.Close() })
-	app := newFakeApp()
-	app.sessions["c-carol"] = "carol"
-	app.allowed["carol"] = []tabsession.Binding{{Exchange: "events", Key: "customer.carol.#"}}
-	mgmt := url.URL{Scheme: "http", User: url.UserPassword(node.Username(), node.Password()), Host: strings.TrimPrefix(node.ManagementURL(), "http://")}
-	cfg := tabsession.Config{
-		AMQPURL:       node.AMQPURL(),
-		ManagementURL: mgmt.String(),
-		WebSTOMPURL:   node.WebSTOMPURL(),
-		Authenticate:  app.authenticate,
-		Bindings:      app.bindings,
-		SigningKey:    key,
-		KeyID:         oauthbroker.KeyID,
-	}
-	e := &tabEnv{node: node, key: key, app: app, admin: admin, pub: pub,
-		client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}}
-	return e, cfg
-}
-
-// withHandler returns a copy of e whose requests go to a new Handler made
-// from cfg (closed at the end of the test).
-func (e *tabEnv) withHandler(t *testing.T, cfg tabsession.Config, logger watermill.LoggerAdapter) *tabEnv {
-	t.Helper()
-	h, err := tabsession.NewHandler(cfg, logger)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, h.Close()) })
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	c := *e
-	c.sessions, c.srv = h, srv
-	return &c
-}
 
 // tabBody is a session request for tab id prefix+n (padded to 8+ chars).
 func tabBody(prefix string, n int) string {
@@ -83,7 +27,9 @@ func tabBody(prefix string, n int) string {
 // queues nor create them faster than the rate limit, other users are not
 // affected, and a broker at its vhost's max-queues gives a clear 503.
 func TestTabQueueLimits(t *testing.T) {
-	e, cfg := newOAuthEnv(t)
+	e, cfg, _ := newOAuthEnv(t, testbroker.Options{})
+	e.app.sessions["c-carol"] = "carol"
+	e.app.allowed["carol"] = []tabsession.Binding{{Exchange: "events", Key: "customer.carol.#"}}
 
 	t.Run("per-user cap: the least recently used tab queue goes, other users keep theirs", func(t *testing.T) {
 		capped := cfg

@@ -11,6 +11,7 @@ import (
 
 	"github.com/durablews/durablews/internal/brokertest"
 	"github.com/durablews/durablews/internal/stomptab"
+	"github.com/durablews/durablews/internal/testbroker"
 	"github.com/durablews/durablews/tabsession"
 )
 
@@ -25,7 +26,7 @@ import (
 // the first redelivery, which is why queueArgs depends on the version.)
 func TestQuorumTabQueueKeepsAMessageThroughCuts(t *testing.T) {
 	const cuts = 25
-	e, cfg := newOAuthEnv(t)
+	e, cfg, _ := newOAuthEnv(t, testbroker.Options{})
 	cfg.QueueType = tabsession.QueueQuorum
 	c := e.withHandler(t, cfg, nil)
 

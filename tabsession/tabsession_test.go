@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +22,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/go-stomp/stomp/v3"
 	"github.com/golang-jwt/jwt/v5"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -42,49 +40,12 @@ func TestTabSessions(t *testing.T) {
 	// online apply).
 	// Debug logging: the OAuth 2 backend says why it refused a token only
 	// at debug level.
-	node, files, apply := oauthbroker.Start(t, testbroker.Options{Config: []string{"log.file.level = debug"}})
+	e, cfg, apply := newOAuthEnv(t, testbroker.Options{Config: []string{"log.file.level = debug"}})
 	t.Logf("node and script ready in %v; script apply said: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(apply.Stdout))
 	require.Contains(t, apply.Stdout, "configured (policy;", "the script should find the boot config loaded and only set the policy")
 	require.NotContains(t, apply.Stdout, "restart required")
-
-	key, err := tabsession.LoadSigningKey(files.KeyFile)
-	require.NoError(t, err)
-
-	admin, err := amqp.Dial(node.AMQPURL()) // internal backend user guest
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = admin.Close() })
-	ach, err := admin.Channel()
-	require.NoError(t, err)
-	require.NoError(t, ach.ExchangeDeclare("events", "topic", true, false, false, false, nil))
-	require.NoError(t, ach.Close())
-
-	pub, err := durablews.NewPublisher(durablews.NewConfig(node.AMQPURL(), durablews.Exchange{Name: "events"}), nil)
-	require.NoError(t, err, "the service's internal user must still log in next to the OAuth 2 backend")
-	t.Cleanup(func() { _ = pub.Close() })
-
-	app := newFakeApp()
-	mgmt := url.URL{Scheme: "http", User: url.UserPassword(node.Username(), node.Password()), Host: strings.TrimPrefix(node.ManagementURL(), "http://")}
-	cfg := tabsession.Config{
-		AMQPURL:       node.AMQPURL(),
-		ManagementURL: mgmt.String(),
-		WebSTOMPURL:   node.WebSTOMPURL(),
-		Authenticate:  app.authenticate,
-		Bindings:      app.bindings,
-		SigningKey:    key,
-		KeyID:         oauthbroker.KeyID,
-	}
-	sessions, err := tabsession.NewHandler(cfg, nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, sessions.Close()) })
-	mux := http.NewServeMux()
-	mux.Handle("/durablews/session", sessions)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	transport := &http.Transport{DisableKeepAlives: true}
-	t.Cleanup(transport.CloseIdleConnections)
-
-	e := &tabEnv{node: node, key: key, app: app, sessions: sessions, srv: srv,
-		client: &http.Client{Transport: transport, Timeout: 30 * time.Second}, admin: admin, pub: pub}
+	e = e.withHandler(t, cfg, nil)
+	node, files, key, app, sessions, pub := e.node, e.files, e.key, e.app, e.sessions, e.pub
 
 	// Sessions used across subtests.
 	alice := e.open(t, "c-alice", `{"tab_id": "alicetab0000000001"}`)
