@@ -2,7 +2,6 @@ package tabsession
 
 import (
 	"fmt"
-	"net/http"
 	"time"
 )
 
@@ -39,6 +38,5 @@ func (h *Handler) ensureQueueWithin(user, queue string, granted []Binding) (crea
 func brokerTimedOut(queue string, d time.Duration) *httpError {
 	e := unavailable(fmt.Errorf("tab queue %s: the broker did not answer within BrokerTimeout %v (the queue's node may be down: classic queues live on one node, QueueType %q survives that; or the node is overloaded)", queue, d, QueueQuorum))
 	e.message = fmt.Sprintf("the broker did not answer within %v (the node holding this tab's queue may be down); retry later", d)
-	e.status = http.StatusServiceUnavailable
 	return e
 }
