@@ -171,7 +171,14 @@ prepare_node() {
 	local v=$1 d
 	d=$(root "$v")$NODE_DIR
 	mkdir -p "$d/home" "$d/mnesia" "$d/log" "$d/conf.d"
-	: >"$d/rabbitmq-env.conf"
+	# Debian's default plugins path starts with /usr/lib/rabbitmq/plugins,
+	# which the package does not create: rabbitmq-plugins then fails with
+	# plugins_dir_does_not_exist (or, with it present, finds no plugin). The
+	# package's own directory, for the server and the CLI alike; and the
+	# node's enabled_plugins file, which the CLI must name as the node does.
+	local pd
+	pd=$(cd "$(root "$v")" && ls -d usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins | tail -n 1)
+	printf 'PLUGINS_DIR=/%s\nENABLED_PLUGINS_FILE=%s/enabled_plugins\n' "$pd" "$NODE_DIR" >"$d/rabbitmq-env.conf"
 	if [ ! -s "$d/home/.erlang.cookie" ]; then
 		head -c 15 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F >"$d/home/.erlang.cookie"
 		chmod 400 "$d/home/.erlang.cookie"
