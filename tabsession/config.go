@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -39,6 +40,9 @@ const (
 	// the loss of a minority of nodes with its messages.
 	QueueQuorum = "quorum"
 )
+
+// exchangeNamePattern is what Config.ReceiptsExchange may hold.
+var exchangeNamePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,127}$`)
 
 // Config configures a Handler. Zero fields get the defaults named on them.
 type Config struct {
@@ -178,6 +182,22 @@ type Config struct {
 	// operation on a classic queue whose node is down. Default 10 s.
 	BrokerTimeout time.Duration
 
+	// Receipts, when true, lets every tab send delivery receipts (package
+	// receipts; docs/receipts.md): the session carries "receipts" with the
+	// tab's destination, /exchange/<ReceiptsExchange>/<user key>.<tab id>,
+	// and the token may write to that exchange with exactly that routing
+	// key, so a tab can neither send a receipt in another tab's or user's
+	// name nor publish anywhere else. The Handler declares the exchange
+	// (durable topic) once per connection, so the service's user needs
+	// configure on it; an existing exchange of another type fails every
+	// session request with 500, since RabbitMQ checks routing keys on topic
+	// exchanges only. Default false: tokens grant no write at all.
+	Receipts bool
+	// ReceiptsExchange names the receipts exchange. Default
+	// DefaultReceiptsExchange ("durablews.receipts", receipts.DefaultExchange).
+	// Only with Receipts.
+	ReceiptsExchange string
+
 	// TrustedOrigins are extra origins (scheme://host[:port]) whose pages
 	// may call the endpoint cross-origin; see net/http.CrossOriginProtection.
 	// By default only same-origin browser requests are accepted.
@@ -194,6 +214,9 @@ func (c *Config) setDefaults() {
 	defaults.Set(&c.QueueCreateBurst, DefaultQueueCreateBurst)
 	defaults.Set(&c.QueueCreateInterval, DefaultQueueCreateInterval)
 	defaults.Set(&c.BrokerTimeout, DefaultBrokerTimeout)
+	if c.Receipts {
+		defaults.Set(&c.ReceiptsExchange, DefaultReceiptsExchange)
+	}
 	if c.AMQP.Dial == nil {
 		c.AMQP.Dial = amqp.DefaultDial(5 * time.Second)
 	}
@@ -279,6 +302,12 @@ func (c Config) Validate() error {
 	}
 	if c.QueueCreateInterval < 0 {
 		bad("QueueCreateInterval %v is negative: give the time between two queue creations of one user, or 0 for the default (%v)", c.QueueCreateInterval, DefaultQueueCreateInterval)
+	}
+	switch {
+	case !c.Receipts && c.ReceiptsExchange != "":
+		bad("ReceiptsExchange %q is set but Receipts is false: set Receipts to let tabs send delivery receipts, or leave ReceiptsExchange empty", c.ReceiptsExchange)
+	case c.Receipts && !exchangeNamePattern.MatchString(c.ReceiptsExchange):
+		bad("ReceiptsExchange %q: want 1 to 127 characters of A-Z a-z 0-9 . _ - (it goes into token scopes and STOMP destinations), or empty for %q", c.ReceiptsExchange, DefaultReceiptsExchange)
 	}
 	for _, o := range c.TrustedOrigins {
 		if err := http.NewCrossOriginProtection().AddTrustedOrigin(o); err != nil {

@@ -71,7 +71,9 @@
 //	  "bindings":    [{"exchange": "events", "key": "customer.42.#"}],
 //	  "queue_created": false,                         // true: the queue or one of its bindings did not exist
 //	  "streams":     [{"name": "prices", "destination": "/amq/queue/prices",
-//	                   "start": {"last": 1234}}]      // only with Config.Streams; start: Prepare only
+//	                   "start": {"last": 1234}}],     // only with Config.Streams; start: Prepare only
+//	  "receipts":    {"destination": "/exchange/durablews.receipts/9f86d081884c7d65.k3xq7r2m4a6b8c2d4f6g8h2j4k",
+//	                  "user_key": "9f86d081884c7d65"} // only with Config.Receipts
 //	}
 //
 // The queue name is tab-<16 hex of HMAC-SHA256(Config.QueueNameKey,
@@ -147,6 +149,18 @@
 // rendering, before loading the state, and embed the Session in the page;
 // the browser client starts from it (web/README.md), so every event
 // published after Prepare is delivered, once. See the example of Prepare.
+//
+// # Delivery receipts
+//
+// With Config.Receipts, a tab tells the service which messages it handled:
+// the browser client sends each receipt, batched, as a persistent message to
+// the session's receipts destination, /exchange/<Config.ReceiptsExchange>/
+// <user key>.<tab id>, and the token grants write on that exchange for
+// exactly that routing key (RabbitMQ's topic authorisation), so a tab
+// cannot send a receipt in another tab's or user's name, nor publish
+// anywhere else. The user key is the queue name's keyed user part
+// (Handler.UserKey). Package receipts consumes them on the service's side;
+// docs/receipts.md has the wire format.
 //
 // # Broadcast streams
 //

@@ -48,14 +48,17 @@ type Handler struct {
 	mgmt          []*rabbithole.Client // one per node; nil without a management URL
 	mgmtTransport *http.Transport
 
-	mu         sync.Mutex
-	conn       *amqp.Connection
-	urlIdx     int // index in cfg.amqpURLs() of conn, or of the URL to try first
-	mgmtIdx    int // index in mgmt of the last client that answered
-	dialErr    error
-	dialErrAt  time.Time
-	closed     bool
-	inRequests sync.WaitGroup
+	mu        sync.Mutex
+	conn      *amqp.Connection
+	urlIdx    int // index in cfg.amqpURLs() of conn, or of the URL to try first
+	mgmtIdx   int // index in mgmt of the last client that answered
+	dialErr   error
+	dialErrAt time.Time
+	closed    bool
+	// receiptsCheckedOn is the connection on which the receipts exchange
+	// was last found to be a topic exchange (checkReceiptsExchange).
+	receiptsCheckedOn *amqp.Connection
+	inRequests        sync.WaitGroup
 	// brokerOps counts queue operations that outlived their request
 	// (ensureQueueWithin); Close ends them by closing the connection.
 	brokerOps sync.WaitGroup

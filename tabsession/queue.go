@@ -51,9 +51,14 @@ func queueNameKey(cfg Config) []byte {
 // client can only ever name queues of its own user; and it is keyed, so
 // nobody without the key can tell from a queue name whose it is.
 func queueName(key []byte, user, tabID string) string {
+	return "tab-" + userKey(key, user) + "-" + tabID
+}
+
+// userKey is the first 16 hex characters of HMAC-SHA256(key, user).
+func userKey(key []byte, user string) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(user))
-	return "tab-" + hex.EncodeToString(m.Sum(nil)[:8]) + "-" + tabID
+	return hex.EncodeToString(m.Sum(nil)[:8])
 }
 
 // queueArgs are the declare arguments of a new tab queue on a broker of
@@ -124,6 +129,14 @@ func (h *Handler) ensureQueue(user, queue string, granted []Binding) (created bo
 		}
 		ch = c
 		return nil
+	}
+
+	if err := h.checkReceiptsExchange(conn, ch); err != nil {
+		var he *httpError
+		if errors.As(err, &he) {
+			return false, he
+		}
+		return false, brokerErr("check receipts exchange", err)
 	}
 
 	// A passive declare first tells whether the queue exists; a 404 closes

@@ -39,6 +39,9 @@ type Session struct {
 	// crash right after declaring it. Messages published while it was
 	// missing are lost, so the page should reload its state.
 	QueueCreated bool `json:"queue_created"`
+	// Receipts is where the tab sends delivery receipts (Config.Receipts);
+	// omitted when receipts are off.
+	Receipts *ReceiptsGrant `json:"receipts,omitempty"`
 }
 
 // Prepare opens a tab session for the page the server is rendering in
@@ -104,6 +107,7 @@ func (h *Handler) open(r *http.Request, user, tabID string, requested *[]Binding
 		return nil, herr
 	}
 
+	ukey := userKey(h.nameKey, user)
 	queue := queueName(h.nameKey, user, tabID)
 	created, err := h.ensureQueueWithin(user, queue, granted)
 	if err != nil {
@@ -115,7 +119,12 @@ func (h *Handler) open(r *http.Request, user, tabID string, requested *[]Binding
 	}
 
 	now := time.Now()
-	token, exp, err := mintTabToken(h.cfg.SigningKey, h.cfg.KeyID, h.cfg.ResourceServerID, h.vhost, queue, streamNames(streams), now, h.cfg.TokenTTL)
+	receipts := h.receiptsGrant(ukey, tabID)
+	var writes []string
+	if receipts != nil {
+		writes = append(writes, writeScope(h.cfg.ResourceServerID, h.vhost, h.cfg.ReceiptsExchange, receiptsRoutingKey(ukey, tabID)))
+	}
+	token, exp, err := mintTabToken(h.cfg.SigningKey, h.cfg.KeyID, h.cfg.ResourceServerID, h.vhost, queue, streamNames(streams), writes, now, h.cfg.TokenTTL)
 	if err != nil {
 		return nil, internalError(err)
 	}
@@ -136,5 +145,6 @@ func (h *Handler) open(r *http.Request, user, tabID string, requested *[]Binding
 		Bindings:     granted,
 		Streams:      streams,
 		QueueCreated: created,
+		Receipts:     receipts,
 	}, nil
 }

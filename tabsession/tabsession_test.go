@@ -582,6 +582,8 @@ func TestTabSessions(t *testing.T) {
 		assert.ErrorIs(t, err, tabsession.ErrClosed)
 	})
 
+	t.Run("receipt grants", func(t *testing.T) { testReceiptGrants(t, e, cfg) })
+
 	// Last: it changes the script's files under the running node.
 	t.Run("stream grants", func(t *testing.T) { testStreamGrants(t, e, cfg) })
 
@@ -611,12 +613,24 @@ func TestConfigValidate(t *testing.T) {
 	_, err := tabsession.NewHandler(tabsession.Config{
 		AMQPURL: "http://x", WebSTOMPURL: "http://x", SigningKey: []byte("short"), KeyID: "a b",
 		TokenTTL: time.Millisecond, QueueMaxLength: -1, ResourceServerID: "a/b", QueueCreateInterval: -time.Second,
+		ReceiptsExchange: "receipts",
 	}, nil)
 	require.Error(t, err)
-	for _, want := range []string{"AMQPURL", "WebSTOMPURL", "Authenticate is nil", "Bindings is nil", "SigningKey is 5 bytes",
+	for _, want := range []string{"ReceiptsExchange \"receipts\" is set but Receipts is false", "AMQPURL", "WebSTOMPURL", "Authenticate is nil", "Bindings is nil", "SigningKey is 5 bytes",
 		"KeyID", "ResourceServerID", "TokenTTL", "QueueMaxLength", "QueueCreateInterval -1s is negative"} {
 		assert.Contains(t, err.Error(), want)
 	}
+}
+
+func TestConfigValidate_ReceiptsExchange(t *testing.T) {
+	for _, name := range []string{"a/b", "r*", "has space", "%2F", strings.Repeat("x", 128)} {
+		_, err := tabsession.NewHandler(tabsession.Config{Receipts: true, ReceiptsExchange: name}, nil)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "ReceiptsExchange "+fmt.Sprintf("%q", name)+": want 1 to 127 characters")
+	}
+	_, err := tabsession.NewHandler(tabsession.Config{Receipts: true}, nil)
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "ReceiptsExchange", "Receipts alone takes the default exchange")
 }
 
 func TestLoadSigningKey(t *testing.T) {

@@ -36,10 +36,11 @@ type tabClaims struct {
 // tabTokenIssuer is the iss claim (informational; RabbitMQ does not check it).
 const tabTokenIssuer = "durablews"
 
-// readScope is the only kind of scope a tab token carries: read on one queue
+// readScope is the main kind of scope a tab token carries: read on one queue
 // (the tab's, or a granted stream) in one vhost, e.g.
 // rabbitmq.read:%2F/tab-0123456789abcdef-k3x... It grants neither configure
-// (declare, delete) nor write (bind, publish).
+// (declare, delete) nor write (bind, publish). The only write a token can
+// carry is writeScope, for the tab's own receipts routing key.
 //
 // The plugin splits the resource part on '/' and URL-decodes each part,
 // treating '*' as a wildcard, so the vhost is query-escaped ('/' -> %2F,
@@ -49,15 +50,17 @@ func readScope(resourceServerID, vhost, queue string) string {
 	return resourceServerID + ".read:" + url.QueryEscape(vhost) + "/" + queue
 }
 
-// mintTabToken signs an HS256 JWT reading queue and streams, valid from now
-// for ttl. kid goes into the header when non-empty; without it the broker
+// mintTabToken signs an HS256 JWT reading queue and streams, with the
+// write scopes writes (writeScope: the tab's receipts routing key only),
+// valid from now for ttl. kid goes into the header when non-empty; without it the broker
 // uses its default_key.
-func mintTabToken(key []byte, kid, resourceServerID, vhost, queue string, streams []string, now time.Time, ttl time.Duration) (string, time.Time, error) {
+func mintTabToken(key []byte, kid, resourceServerID, vhost, queue string, streams, writes []string, now time.Time, ttl time.Duration) (string, time.Time, error) {
 	exp := now.Add(ttl).Truncate(time.Second)
 	scopes := []string{readScope(resourceServerID, vhost, queue)}
 	for _, s := range streams { // read on each granted stream, nothing more
 		scopes = append(scopes, readScope(resourceServerID, vhost, s))
 	}
+	scopes = append(scopes, writes...)
 	claims := tabClaims{
 		Scope: strings.Join(scopes, " "),
 		RegisteredClaims: jwt.RegisteredClaims{
