@@ -10,8 +10,10 @@ import { TabSessions, sessionSettings } from './session.js';
 import { Subscription } from './subscription.js';
 import { Tab } from './tab.js';
 import { StompTransport } from './transport.js';
+import { SharedTransport } from './shared-transport.js';
+import { sharedLocks } from './leader.js';
 
-/** @import { ClientEvents, ClientOptions, ConnectionState, DurableMessage, StateDetail, SubscribeOptions } from './typedefs.js' */
+/** @import { ClientEvents, ClientMode, ClientOptions, ConnectionState, DurableMessage, StateDetail, SubscribeOptions } from './typedefs.js' */
 /** @import { ParsedSession } from './internal.js' */
 /** @import { Target } from './transport.js' */
 
@@ -45,27 +47,35 @@ export class DurableClient {
     this._passcode = opts.passcode;
     this._vhost = opts.vhost ?? DEFAULTS.vhost;
     this._connectHeaders = opts.connectHeaders;
-    this._transport = new StompTransport(
-      {
-        heartbeatMs: opts.heartbeatMs ?? DEFAULTS.heartbeatMs,
-        heartbeatWorker: opts.heartbeatWorker ?? DEFAULTS.heartbeatWorker,
-        connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
-        reconnect: { ...DEFAULTS.reconnect, ...(opts.reconnect ?? {}) },
-        stableMs: opts.stableMs ?? DEFAULTS.stableMs,
-        webSocketFactory: opts.webSocketFactory,
+    const transportOpts = {
+      heartbeatMs: opts.heartbeatMs ?? DEFAULTS.heartbeatMs,
+      heartbeatWorker: opts.heartbeatWorker ?? DEFAULTS.heartbeatWorker,
+      connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+      reconnect: { ...DEFAULTS.reconnect, ...(opts.reconnect ?? {}) },
+      stableMs: opts.stableMs ?? DEFAULTS.stableMs,
+      webSocketFactory: opts.webSocketFactory,
+    };
+    /** @type {import('./transport.js').TransportHooks} */
+    const hooks = {
+      prepare: () => this._prepare(),
+      subscribe: (connection, gen) => Promise.all([...this._subs].filter((s) => s.headers).map((s) => s._attach(connection, gen))),
+      connected: (detail, offlineSince) => this._connected(detail, offlineSince),
+      reconnecting: (detail) => this._setState('reconnecting', detail),
+      fatal: (error) => {
+        this._debug(`giving up: ${error.message}`);
+        void this._shutdown({ attempt: this._transport.attempt, error, fatal: true });
       },
-      {
-        prepare: () => this._prepare(),
-        subscribe: (connection, gen) => Promise.all([...this._subs].filter((s) => s.headers).map((s) => s._attach(connection, gen))),
-        connected: (detail, offlineSince) => this._connected(detail, offlineSince),
-        reconnecting: (detail) => this._setState('reconnecting', detail),
-        fatal: (error) => {
-          this._debug(`giving up: ${error.message}`);
-          void this._shutdown({ attempt: this._transport.attempt, error, fatal: true });
-        },
-        debug: (m) => this._debug(m),
-      },
-    );
+      debug: (m) => this._debug(m),
+    };
+    const shared = sharedSettings(opts, this._urls, this._vhost, !!sessions);
+    /** @type {StompTransport|SharedTransport} */
+    this._transport = shared
+      ? new SharedTransport(transportOpts, { ...hooks, tabId: () => this._tab.id, leader: (info) => this._leaderChanged(info) }, shared)
+      : new StompTransport(transportOpts, hooks);
+    /** @type {ClientMode} the mode last reported ('mode' event) */
+    this._mode = this.mode;
+    /** @type {string|null} */
+    this._leaderTab = null;
     this._dedupSize = opts.dedupWindow ?? DEFAULTS.dedupWindow;
     new DedupWindow(this._dedupSize); // validate
     this._debugFn = opts.debug;
@@ -102,6 +112,27 @@ export class DurableClient {
   /** This tab's id (see README: duplicated tabs get a new one on connect()). */
   get tabId() {
     return this._tab.id;
+  }
+
+  /**
+   * How this tab reaches the broker: 'own' (a connection of its own),
+   * 'shared-leader' (this tab holds the connection its browser's tabs share)
+   * or 'shared-follower' (another tab of this browser holds it). See README,
+   * "Shared mode".
+   * @returns {ClientMode}
+   */
+  get mode() {
+    const t = this._transport;
+    return t instanceof SharedTransport ? t.mode : 'own';
+  }
+
+  /**
+   * Shared mode: the tab id of the tab holding the shared connection (this
+   * tab's own id when it leads); null in 'own' mode or before a leader is known.
+   * @returns {string|null}
+   */
+  get leader() {
+    return this._leaderTab;
   }
 
   /** @returns {ConnectionState} */
@@ -300,7 +331,9 @@ export class DurableClient {
       this._ready = deferred();
       r.reject(detail.error);
     }
+    this._leaderTab = null;
     this._setState('closed', detail);
+    this._modeChanged();
     await disconnect();
   }
 
@@ -338,6 +371,20 @@ export class DurableClient {
     });
     doc?.addEventListener?.('freeze', () => pause('freeze'));
     doc?.addEventListener?.('resume', () => resume('freeze'));
+  }
+
+  /** @param {{tabId: string, self: boolean}} info */
+  _leaderChanged(info) {
+    this._leaderTab = info.tabId;
+    this._emit('leader', info);
+    this._modeChanged();
+  }
+
+  _modeChanged() {
+    const mode = this.mode;
+    if (mode === this._mode) return;
+    this._mode = mode;
+    this._emit('mode', mode);
   }
 
   _debug(msg) {
@@ -469,7 +516,33 @@ export class DurableClient {
 }
 
 /** Names on() treats as events; anything else is a routing-key pattern. */
-const EVENT_NAMES = new Set(['state', 'connecting', 'connected', 'reconnecting', 'closed', 'retry', 'failed', 'gap']);
+const EVENT_NAMES = new Set(['state', 'connecting', 'connected', 'reconnecting', 'closed', 'retry', 'failed', 'gap', 'mode', 'leader']);
+
+/**
+ * Shared mode's settings, or null for a connection of this tab's own: when
+ * the option `shared` is false, the browser lacks Web Locks or
+ * BroadcastChannel, in tab-session mode (not yet shared), or with a
+ * connectHeaders() function and no group name (its credentials may be
+ * another user's). The group key names the broker, vhost and login, or the
+ * page's own group name.
+ * @param {ClientOptions} opts
+ * @param {string[]} urls
+ * @param {string} vhost
+ * @param {boolean} sessions
+ * @returns {import('./shared-transport.js').SharedSettings|null}
+ */
+function sharedSettings(opts, urls, vhost, sessions) {
+  const shared = opts.shared ?? DEFAULTS.shared;
+  if (typeof shared !== 'boolean' && (typeof shared !== 'string' || shared === '')) {
+    throw new TypeError('DurableClient: shared must be true, false or a non-empty group name');
+  }
+  if (shared === false || sessions) return null;
+  const locks = sharedLocks();
+  if (!locks) return null;
+  if (typeof shared === 'string') return { locks, key: `g:${shared}` };
+  if (opts.connectHeaders) return null;
+  return { locks, key: `h:${JSON.stringify([urls, vhost, opts.login ?? ''])}` };
+}
 
 /**
  * A promise with its resolve/reject; a rejection nobody awaits is not reported

@@ -30,6 +30,7 @@ export const DEFAULTS = deepFreeze({
   queuePrefix: 'tab',
   dedupWindow: 1000,
   duplicateTabCheckMs: 150,
+  shared: true,
   session: {
     timeoutMs: 10000,
   },

@@ -8,16 +8,26 @@
 // shared by the tabs of a browser) can take its place without changing them.
 
 import { Client, TickerStrategy } from '@stomp/stompjs';
+
+/** @import { IFrame, IMessage } from '@stomp/stompjs' */
 import { backoffDelay } from './internal.js';
 
 /** Subprotocols stompjs offers when it opens the socket itself. */
 const STOMP_PROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'];
 
 /**
- * The part of a stompjs Client a subscription uses: SUBSCRIBE with a
- * receipt, UNSUBSCRIBE. The MESSAGE frames it delivers ack and nack
- * themselves, on the connection that delivered them.
- * @typedef {Pick<Client, 'connected'|'subscribe'|'unsubscribe'|'watchForReceipt'>} Connection
+ * The part of a stompjs Client a subscription (or a receipt sender) uses:
+ * SUBSCRIBE with a receipt, UNSUBSCRIBE, SEND (with a `receipt` header, and
+ * watchForReceipt for its RECEIPT). The MESSAGE frames it delivers ack and
+ * nack themselves, on the connection that delivered them. A stompjs Client is
+ * one; shared mode's relay through the leader tab (shared-transport.js) is
+ * another.
+ * @typedef {object} Connection
+ * @property {boolean} connected
+ * @property {(destination: string, callback: (frame: IMessage) => void, headers?: Record<string, string>) => {id: string, unsubscribe: () => void}} subscribe
+ * @property {(id: string) => void} unsubscribe
+ * @property {(receiptId: string, callback: (frame: IFrame) => void) => void} watchForReceipt
+ * @property {(params: {destination: string, headers?: Record<string, string>, body?: string, binaryBody?: Uint8Array}) => void} publish
  */
 
 /**
@@ -52,6 +62,8 @@ const STOMP_PROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'];
  * @property {{initialMs: number, maxMs: number}} reconnect
  * @property {number} stableMs
  * @property {((url: string|undefined) => WebSocket)|undefined} webSocketFactory
+ * @property {(frame: IMessage) => void} [unhandled]  a MESSAGE for no current
+ *   subscription (shared mode's hub hands it back; by default it is ignored)
  */
 
 /**
@@ -105,6 +117,11 @@ export class StompTransport {
 
   /** @returns {Connection|null} the connection of the current attempt (CONNECTED only when liveGen is not 0) */
   get connection() {
+    return this._stomp;
+  }
+
+  /** @returns {Client|null} the same as connection, with ack/nack (shared mode's hub) */
+  get client() {
     return this._stomp;
   }
 
@@ -187,6 +204,7 @@ export class StompTransport {
       heartbeatStrategy:
         this._opts.heartbeatWorker && typeof Worker !== 'undefined' ? TickerStrategy.Worker : TickerStrategy.Interval,
       debug: (m) => this._hooks.debug(m),
+      ...(this._opts.unhandled ? { onUnhandledMessage: this._opts.unhandled } : {}),
       onConnect: () => {
         if (gen !== this._gen) return;
         // Any frame or heart-beat from the broker: when the broker last knew

@@ -170,6 +170,12 @@
  * @property {number} [dedupWindow=1000]  recent message ids remembered per subscription
  * @property {number} [duplicateTabCheckMs=150]  how long connect() waits for another
  *   tab to object to this tab's id (BroadcastChannel); 0 disables the check
+ * @property {boolean|string} [shared=true]  shared mode: the tabs of this browser
+ *   (same origin, URL list, vhost and login) share one STOMP connection, held
+ *   by one of them (Web Locks election) and relayed over BroadcastChannel; a
+ *   string names the group instead (needed with connectHeaders()). false, or a
+ *   browser without Web Locks or BroadcastChannel: a connection per tab
+ *   ('own'). Tab-session mode connects per tab for now. See README
  * @property {(msg: string) => void} [debug]  stompjs debug log
  * @property {(url: string|undefined) => WebSocket} [webSocketFactory]  instead of
  *   opening url (tests, or to wrap the socket); gets the URL to open (the session's
@@ -186,6 +192,14 @@
  * @property {[RetryEvent]} retry
  * @property {[FailedEvent]} failed
  * @property {[GapEvent]} gap
+ * @property {[ClientMode]} mode  this tab became the leader, or stopped being it
+ * @property {[{tabId: string, self: boolean}]} leader  shared mode: the tab holding the
+ *   shared connection changed (self: it is this tab)
+ */
+
+/**
+ * How a tab reaches the broker (client.mode).
+ * @typedef {'own'|'shared-leader'|'shared-follower'} ClientMode
  */
 
 /**
