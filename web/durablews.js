@@ -18,6 +18,7 @@ export { DEFAULTS } from './defaults.js';
 
 /**
  * @typedef {import('./typedefs.js').ConnectionState} ConnectionState
+ * @typedef {import('./typedefs.js').ClientMode} ClientMode
  * @typedef {import('./typedefs.js').StateDetail} StateDetail
  * @typedef {import('./typedefs.js').DurableMessage} DurableMessage
  * @typedef {import('./typedefs.js').FailureAction} FailureAction

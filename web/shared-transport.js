@@ -21,7 +21,7 @@
 // and the tab's de-dup window recognises it.
 
 import { Election, holdLock, watchLock } from './leader.js';
-import { generateTabId } from './internal.js';
+import { backoffDelay, generateTabId } from './internal.js';
 import { StompTransport } from './transport.js';
 
 /** @import { Connection, TransportHooks, TransportOptions } from './transport.js' */
@@ -396,6 +396,10 @@ class Hub {
       const m = ev.data;
       if (m && typeof m === 'object' && HUB_TYPES.has(m.t)) this.receive(m);
     };
+    /** @type {Map<string, string>} hub receipt of a SUBSCRIBE not yet confirmed -> member */
+    this._pending = new Map();
+    /** @type {Map<string, {strikes: number, until: number}>} members whose SUBSCRIBE was pending when the broker sent an ERROR */
+    this._suspects = new Map();
     /** @type {{attempt: number, url: string|undefined}|null} the live connection's detail */
     this._live = null;
     const hooks = owner._hooks;
@@ -411,6 +415,7 @@ class Hub {
         },
         reconnecting: (detail) => {
           this._live = null;
+          this._blame(detail.error);
           this._subs.clear(); // the broker forgot them with the connection
           this._broadcast({ t: 'down', detail: { attempt: detail.attempt, delayMs: detail.delayMs, error: detail.error.message, url: detail.url } });
         },
@@ -458,6 +463,13 @@ class Hub {
     if (!conn || m.lgen !== this._transport.liveGen || !this._transport.canAck(m.lgen)) return;
     switch (m.t) {
       case 'sub': {
+        const suspect = this._suspects.get(from);
+        if (suspect && Date.now() < suspect.until) {
+          // Its last SUBSCRIBE may have been the one the broker refused
+          // (which ends the connection for every tab): again only after its back-off.
+          setTimeout(() => this.receive(m), suspect.until - Date.now());
+          return;
+        }
         // The same id again: this tab subscribes anew, or a reloaded tab's
         // new document replaces its old one (same tab id, same queue) whose
         // departure has not been seen yet. The hub keeps the tab's id, so the
@@ -474,7 +486,12 @@ class Hub {
           const receipt = `${hubId}~${m.headers.receipt}`;
           headers.receipt = receipt;
           const lgen = m.lgen;
-          conn.watchForReceipt(receipt, () => this._to(from, member, { t: 'receipt', lgen, id: m.headers.receipt }));
+          this._pending.set(receipt, from);
+          conn.watchForReceipt(receipt, () => {
+            this._pending.delete(receipt);
+            this._suspects.delete(from);
+            this._to(from, member, { t: 'receipt', lgen, id: m.headers.receipt });
+          });
         }
         conn.subscribe(m.destination, (frame) => this._deliver(s, m.lgen, frame), headers);
         return;
@@ -518,6 +535,27 @@ class Hub {
       this._members.set(from, member);
     }
     return member;
+  }
+
+  /**
+   * The connection ended. A STOMP ERROR with SUBSCRIBEs unconfirmed: one of
+   * them was likely refused (a missing exchange, other queue arguments, no
+   * permission), and RabbitMQ ends the connection on it, for every tab. The
+   * tabs that sent them subscribe again on the next connection only after a
+   * back-off of their own (growing while it happens again), so one tab's bad
+   * subscription costs the others a reconnect now and then, not a loop.
+   * @param {Error & {frame?: any}} error
+   */
+  _blame(error) {
+    const members = new Set(this._pending.values());
+    this._pending.clear();
+    if (!error?.frame) return;
+    for (const member of members) {
+      const strikes = (this._suspects.get(member)?.strikes ?? 0) + 1;
+      const delayMs = Math.max(backoffDelay(strikes, this._owner._opts.reconnect), this._owner._opts.reconnect.initialMs * Math.min(strikes, 8));
+      this._suspects.set(member, { strikes, until: Date.now() + delayMs });
+      this._owner._hooks.debug(`shared: a SUBSCRIBE of tab ${this._members.get(member)?.tab} was pending when the broker sent ${error.message}; its subscriptions wait ${delayMs} ms`);
+    }
   }
 
   /** A tab left (bye) or its document is gone (its member lock was released). */

@@ -1,4 +1,4 @@
-/** @import { ClientEvents, ClientOptions, ConnectionState, DurableMessage, StateDetail, SubscribeOptions } from './typedefs.js' */
+/** @import { ClientEvents, ClientMode, ClientOptions, ConnectionState, DurableMessage, StateDetail, SubscribeOptions } from './typedefs.js' */
 /** @import { ParsedSession } from './internal.js' */
 /** @import { Target } from './transport.js' */
 /**
@@ -26,6 +26,20 @@ export class DurableClient {
     constructor(opts?: ClientOptions);
     /** This tab's id (see README: duplicated tabs get a new one on connect()). */
     get tabId(): string;
+    /**
+     * How this tab reaches the broker: 'own' (a connection of its own),
+     * 'shared-leader' (this tab holds the connection its browser's tabs share)
+     * or 'shared-follower' (another tab of this browser holds it). See README,
+     * "Shared mode".
+     * @returns {ClientMode}
+     */
+    get mode(): ClientMode;
+    /**
+     * Shared mode: the tab id of the tab holding the shared connection (this
+     * tab's own id when it leads); null in 'own' mode or before a leader is known.
+     * @returns {string|null}
+     */
+    get leader(): string | null;
     /** @returns {ConnectionState} */
     get state(): ConnectionState;
     /**
@@ -111,6 +125,8 @@ export class DurableClient {
     close(): Promise<void>;
 }
 import { StompTransport } from './transport.js';
+import { SharedTransport } from './shared-transport.js';
+import type { ClientMode } from './typedefs.js';
 import { Tab } from './tab.js';
 import { TabSessions } from './session.js';
 import type { DurableMessage } from './typedefs.js';

@@ -17,6 +17,7 @@ export const DEFAULTS: Readonly<{
     queuePrefix: string;
     dedupWindow: number;
     duplicateTabCheckMs: number;
+    shared: boolean;
     session: {
         timeoutMs: number;
     };

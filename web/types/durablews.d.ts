@@ -3,6 +3,7 @@ export { Subscription } from "./subscription.js";
 export { memoryStorage } from "./tab.js";
 export { DEFAULTS } from "./defaults.js";
 export type ConnectionState = import("./typedefs.js").ConnectionState;
+export type ClientMode = import("./typedefs.js").ClientMode;
 export type StateDetail = import("./typedefs.js").StateDetail;
 export type DurableMessage = import("./typedefs.js").DurableMessage;
 export type FailureAction = import("./typedefs.js").FailureAction;

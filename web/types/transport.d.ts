@@ -1,8 +1,16 @@
 /**
- * The part of a stompjs Client a subscription uses: SUBSCRIBE with a
- * receipt, UNSUBSCRIBE. The MESSAGE frames it delivers ack and nack
- * themselves, on the connection that delivered them.
- * @typedef {Pick<Client, 'connected'|'subscribe'|'unsubscribe'|'watchForReceipt'>} Connection
+ * The part of a stompjs Client a subscription (or a receipt sender) uses:
+ * SUBSCRIBE with a receipt, UNSUBSCRIBE, SEND (with a `receipt` header, and
+ * watchForReceipt for its RECEIPT). The MESSAGE frames it delivers ack and
+ * nack themselves, on the connection that delivered them. A stompjs Client is
+ * one; shared mode's relay through the leader tab (shared-transport.js) is
+ * another.
+ * @typedef {object} Connection
+ * @property {boolean} connected
+ * @property {(destination: string, callback: (frame: IMessage) => void, headers?: Record<string, string>) => {id: string, unsubscribe: () => void}} subscribe
+ * @property {(id: string) => void} unsubscribe
+ * @property {(receiptId: string, callback: (frame: IFrame) => void) => void} watchForReceipt
+ * @property {(params: {destination: string, headers?: Record<string, string>, body?: string, binaryBody?: Uint8Array}) => void} publish
  */
 /**
  * Where and how the next attempt connects.
@@ -34,6 +42,8 @@
  * @property {{initialMs: number, maxMs: number}} reconnect
  * @property {number} stableMs
  * @property {((url: string|undefined) => WebSocket)|undefined} webSocketFactory
+ * @property {(frame: IMessage) => void} [unhandled]  a MESSAGE for no current
+ *   subscription (shared mode's hub hands it back; by default it is ignored)
  */
 /**
  * This tab's own STOMP connection. Every attempt has a generation number
@@ -54,6 +64,8 @@ export class StompTransport {
     get attempt(): number;
     /** @returns {Connection|null} the connection of the current attempt (CONNECTED only when liveGen is not 0) */
     get connection(): Connection | null;
+    /** @returns {Client|null} the same as connection, with ack/nack (shared mode's hub) */
+    get client(): Client | null;
     /**
      * Whether a frame delivered on connection `gen` can be acked now: it is
      * the live connection and its socket is open.
@@ -71,11 +83,28 @@ export class StompTransport {
     open(): Promise<void>;
 }
 /**
- * The part of a stompjs Client a subscription uses: SUBSCRIBE with a
- * receipt, UNSUBSCRIBE. The MESSAGE frames it delivers ack and nack
- * themselves, on the connection that delivered them.
+ * The part of a stompjs Client a subscription (or a receipt sender) uses:
+ * SUBSCRIBE with a receipt, UNSUBSCRIBE, SEND (with a `receipt` header, and
+ * watchForReceipt for its RECEIPT). The MESSAGE frames it delivers ack and
+ * nack themselves, on the connection that delivered them. A stompjs Client is
+ * one; shared mode's relay through the leader tab (shared-transport.js) is
+ * another.
  */
-export type Connection = Pick<Client, "connected" | "subscribe" | "unsubscribe" | "watchForReceipt">;
+export type Connection = {
+    connected: boolean;
+    subscribe: (destination: string, callback: (frame: IMessage) => void, headers?: Record<string, string>) => {
+        id: string;
+        unsubscribe: () => void;
+    };
+    unsubscribe: (id: string) => void;
+    watchForReceipt: (receiptId: string, callback: (frame: IFrame) => void) => void;
+    publish: (params: {
+        destination: string;
+        headers?: Record<string, string>;
+        body?: string;
+        binaryBody?: Uint8Array;
+    }) => void;
+};
 /**
  * Where and how the next attempt connects.
  */
@@ -140,5 +169,12 @@ export type TransportOptions = {
     };
     stableMs: number;
     webSocketFactory: ((url: string | undefined) => WebSocket) | undefined;
+    /**
+     * a MESSAGE for no current
+     * subscription (shared mode's hub hands it back; by default it is ignored)
+     */
+    unhandled?: (frame: IMessage) => void;
 };
 import { Client } from '@stomp/stompjs';
+import type { IMessage } from '@stomp/stompjs';
+import type { IFrame } from '@stomp/stompjs';

@@ -373,6 +373,15 @@ export type ClientOptions = {
      */
     duplicateTabCheckMs?: number;
     /**
+     * shared mode: the tabs of this browser
+     * (same origin, URL list, vhost and login) share one STOMP connection, held
+     * by one of them (Web Locks election) and relayed over BroadcastChannel; a
+     * string names the group instead (needed with connectHeaders()). false, or a
+     * browser without Web Locks or BroadcastChannel: a connection per tab
+     * ('own'). Tab-session mode connects per tab for now. See README
+     */
+    shared?: boolean | string;
+    /**
      * stompjs debug log
      */
     debug?: (msg: string) => void;
@@ -398,7 +407,23 @@ export type ClientEvents = {
     retry: [RetryEvent];
     failed: [FailedEvent];
     gap: [GapEvent];
+    /**
+     * this tab became the leader, or stopped being it
+     */
+    mode: [ClientMode];
+    /**
+     * shared mode: the tab holding the
+     * shared connection changed (self: it is this tab)
+     */
+    leader: [{
+        tabId: string;
+        self: boolean;
+    }];
 };
+/**
+ * How a tab reaches the broker (client.mode).
+ */
+export type ClientMode = "own" | "shared-leader" | "shared-follower";
 /**
  * The part of the Web Storage API the client uses (sessionStorage fits).
  */

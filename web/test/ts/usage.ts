@@ -61,6 +61,7 @@ import {
   Subscription,
   memoryStorage,
   type ClientEvents,
+  type ClientMode,
   type ClientOptions,
   type ConnectionState,
   type FailureAction,
@@ -80,12 +81,15 @@ const session: SessionOptions = { url: '/api/tab-session', timeoutMs: DEFAULTS.s
 const start: StartPosition = { last: 42 };
 const spec: SubscribeOptions = { stream: 'prices', start, prefetch: DEFAULTS.subscribe.prefetch };
 const state: ConnectionState = 'reconnecting';
+const sharedOptions: ClientOptions = { url: 'ws://127.0.0.1:15674/ws', shared: 'orders-app' };
+const modeOf = (c: DurableClient): ClientMode => c.mode;
+const onLeader = (...[l]: ClientEvents['leader']): string | null => (l.self ? l.tabId : null);
 const action: FailureAction = 'park';
 const onGap = (e: GapEvent): number => e.to - e.from;
 const onRetry = (e: RetryEvent): number => e.delayMs;
 const onState = (...[s, d]: ClientEvents['state']): string => `${s} ${d.attempt}`;
 const detail: StateDetail = { attempt: 0 };
 const stats = (s: Subscription): SubscriptionStats => s.stats;
-console.log(options, session, spec, state, action, onGap, onRetry, onState, detail, stats);
+console.log(sharedOptions, modeOf, onLeader, options, session, spec, state, action, onGap, onRetry, onState, detail, stats);
 // @ts-expect-error: DEFAULTS is read-only
 DEFAULTS.heartbeatMs = 1;
