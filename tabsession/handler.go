@@ -216,7 +216,13 @@ func (h *Handler) connection() (*amqp.Connection, error) {
 type request struct {
 	TabID    string     `json:"tab_id"`
 	Bindings *[]Binding `json:"bindings"` // nil: all allowed
+	// Tabs are the ids of the user's other tabs whose queues a shared-mode
+	// leader reads on its one connection (see the package documentation).
+	Tabs []string `json:"tabs"`
 }
+
+// maxTabsNoCap bounds a request's tabs when MaxQueuesPerUser is negative (no cap).
+const maxTabsNoCap = 64
 
 // errorBody is the JSON body of every error response.
 type errorBody struct {
@@ -279,7 +285,36 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (*Session, *http
 	} else if !tabIDPattern.MatchString(tabID) {
 		return nil, badRequest("tab_id must be 8 to 64 characters of a-z and 0-9 (web client: generateTabId), or absent to get a new one")
 	}
-	return h.open(r, user, tabID, req.Bindings)
+	tabs, herr := h.cleanTabs(req.Tabs, tabID)
+	if herr != nil {
+		return nil, herr
+	}
+	return h.open(r, user, tabID, req.Bindings, tabs)
+}
+
+// cleanTabs checks a request's tabs (each a tab id, at most
+// MaxQueuesPerUser, or maxTabsNoCap without a cap: a user cannot hold more
+// queues than that anyway) and drops repeats and the requesting tab's own id.
+func (h *Handler) cleanTabs(in []string, self string) ([]string, *httpError) {
+	limit := h.cfg.MaxQueuesPerUser
+	if limit < 0 {
+		limit = maxTabsNoCap
+	}
+	if len(in) > limit {
+		return nil, badRequest("tabs: %d tab ids, at most %d (MaxQueuesPerUser)", len(in), limit)
+	}
+	seen := map[string]bool{self: true}
+	var out []string
+	for _, id := range in {
+		if !tabIDPattern.MatchString(id) {
+			return nil, badRequest("tabs: %q is not a tab id (8 to 64 characters of a-z and 0-9)", id)
+		}
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 // authenticate runs Config.Authenticate and maps its outcome to 401/403

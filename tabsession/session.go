@@ -42,6 +42,27 @@ type Session struct {
 	// Receipts is where the tab sends delivery receipts (Config.Receipts);
 	// omitted when receipts are off.
 	Receipts *ReceiptsGrant `json:"receipts,omitempty"`
+	// Tabs are the queues of the user's other tabs this token reads too
+	// (the request's "tabs": a shared-mode leader reading every tab's queue
+	// on one connection); omitted when none were asked for. Each queue name
+	// derives from the authenticated user and the tab id, so a request can
+	// only ever name its own user's queues.
+	Tabs []TabGrant `json:"tabs,omitempty"`
+	// MissingTabs are the requested tab ids whose queue does not exist
+	// (expired, deleted, or never created: each tab's queue is created by
+	// that tab's own session request): the token does not read them.
+	MissingTabs []string `json:"missing_tabs,omitempty"`
+}
+
+// TabGrant is another tab of the same user whose queue a session's token
+// reads (Session.Tabs).
+type TabGrant struct {
+	TabID       string `json:"tab_id"`
+	Queue       string `json:"queue"`
+	Destination string `json:"destination"`
+	// ReceiptsDestination is where that tab's delivery receipts go
+	// (Config.Receipts; the token may write there too); empty when receipts are off.
+	ReceiptsDestination string `json:"receipts_destination,omitempty"`
 }
 
 // Prepare opens a tab session for the page the server is rendering in
@@ -69,7 +90,7 @@ func (h *Handler) Prepare(r *http.Request) (*Session, error) {
 		return nil, herr
 	}
 	defer done()
-	s, herr := h.open(r, user, newTabID(), nil)
+	s, herr := h.open(r, user, newTabID(), nil, nil)
 	if herr != nil {
 		return nil, herr
 	}
@@ -80,8 +101,9 @@ func (h *Handler) Prepare(r *http.Request) (*Session, error) {
 }
 
 // open grants user a session for tabID with the requested bindings (nil:
-// all allowed): it provisions the queue and mints the token.
-func (h *Handler) open(r *http.Request, user, tabID string, requested *[]Binding) (*Session, *httpError) {
+// all allowed): it provisions the queue and mints the token, which also
+// reads the existing queues of the user's tabs (a leader's request).
+func (h *Handler) open(r *http.Request, user, tabID string, requested *[]Binding, tabs []string) (*Session, *httpError) {
 	allowed, err := callGuarded("Bindings", func() ([]Binding, error) { return h.cfg.Bindings(r.Context(), user) })
 	var cp *callbackPanic
 	switch {
@@ -118,13 +140,26 @@ func (h *Handler) open(r *http.Request, user, tabID string, requested *[]Binding
 		return nil, internalError(err)
 	}
 
+	joined, missing, herr := h.tabQueuesWithin(user, tabs)
+	if herr != nil {
+		return nil, herr
+	}
+
 	now := time.Now()
 	receipts := h.receiptsGrant(ukey, tabID)
 	var writes []string
 	if receipts != nil {
 		writes = append(writes, writeScope(h.cfg.ResourceServerID, h.vhost, h.cfg.ReceiptsExchange, receiptsRoutingKey(ukey, tabID)))
 	}
-	token, exp, err := mintTabToken(h.cfg.SigningKey, h.cfg.KeyID, h.cfg.ResourceServerID, h.vhost, queue, streamNames(streams), writes, now, h.cfg.TokenTTL)
+	reads := streamNames(streams)
+	for i, j := range joined {
+		reads = append(reads, j.Queue)
+		if rg := h.receiptsGrant(ukey, j.TabID); rg != nil {
+			joined[i].ReceiptsDestination = rg.Destination
+			writes = append(writes, writeScope(h.cfg.ResourceServerID, h.vhost, h.cfg.ReceiptsExchange, receiptsRoutingKey(ukey, j.TabID)))
+		}
+	}
+	token, exp, err := mintTabToken(h.cfg.SigningKey, h.cfg.KeyID, h.cfg.ResourceServerID, h.vhost, queue, reads, writes, now, h.cfg.TokenTTL)
 	if err != nil {
 		return nil, internalError(err)
 	}
@@ -146,5 +181,7 @@ func (h *Handler) open(r *http.Request, user, tabID string, requested *[]Binding
 		Streams:      streams,
 		QueueCreated: created,
 		Receipts:     receipts,
+		Tabs:         joined,
+		MissingTabs:  missing,
 	}, nil
 }

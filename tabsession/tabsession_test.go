@@ -584,6 +584,8 @@ func TestTabSessions(t *testing.T) {
 
 	t.Run("receipt grants", func(t *testing.T) { testReceiptGrants(t, e, cfg) })
 
+	t.Run("leader tokens (shared mode)", func(t *testing.T) { testLeaderTokens(t, e, cfg) })
+
 	// Last: it changes the script's files under the running node.
 	t.Run("stream grants", func(t *testing.T) { testStreamGrants(t, e, cfg) })
 

@@ -50,14 +50,15 @@ func readScope(resourceServerID, vhost, queue string) string {
 	return resourceServerID + ".read:" + url.QueryEscape(vhost) + "/" + queue
 }
 
-// mintTabToken signs an HS256 JWT reading queue and streams, with the
+// mintTabToken signs an HS256 JWT reading queue and reads (granted
+// streams; a leader's other tab queues), with the
 // write scopes writes (writeScope: the tab's receipts routing key only),
 // valid from now for ttl. kid goes into the header when non-empty; without it the broker
 // uses its default_key.
-func mintTabToken(key []byte, kid, resourceServerID, vhost, queue string, streams, writes []string, now time.Time, ttl time.Duration) (string, time.Time, error) {
+func mintTabToken(key []byte, kid, resourceServerID, vhost, queue string, reads, writes []string, now time.Time, ttl time.Duration) (string, time.Time, error) {
 	exp := now.Add(ttl).Truncate(time.Second)
 	scopes := []string{readScope(resourceServerID, vhost, queue)}
-	for _, s := range streams { // read on each granted stream, nothing more
+	for _, s := range reads { // read on each, nothing more
 		scopes = append(scopes, readScope(resourceServerID, vhost, s))
 	}
 	scopes = append(scopes, writes...)
