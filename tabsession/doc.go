@@ -54,6 +54,19 @@
 // allows (exact exchange and key); absent or null means all of them.
 // Unknown fields, trailing data and bodies over 4 KiB are refused.
 //
+// A third optional field, "tabs": ["<tab id>", ...], is a shared-mode
+// leader's request (web client, shared mode: the tabs of one browser share
+// one connection held by one of them): the token then also reads the queues
+// of those of the user's tabs whose queue exists (each created by that tab's
+// own request), listed in the response as "tabs": [{"tab_id", "queue",
+// "destination", "receipts_destination"}], and the ones without a queue as
+// "missing_tabs". Each name derives from the authenticated user and the tab
+// id, exactly as for tab_id, so a request can never name another user's
+// queue (another user's tab id names a queue in this user's namespace). At
+// most MaxQueuesPerUser ids (64 without a cap): 400 beyond. Nothing is
+// created or bound for them. With Config.Receipts the token may also write
+// each listed tab's receipts routing key.
+//
 // Success is 200 with Cache-Control: no-store and
 //
 //	{
@@ -90,7 +103,8 @@
 //
 // Errors have a JSON body {"error": "<code>", "message": "<what to fix>"}:
 //
-//	400 bad_request             malformed JSON, unknown field, bad tab_id, empty bindings list
+//	400 bad_request             malformed JSON, unknown field, bad tab_id, empty bindings list,
+//	                            a bad id in tabs or more than MaxQueuesPerUser of them
 //	401 unauthenticated         Authenticate refused the request (log in again)
 //	403 forbidden               Authenticate or Bindings refused the user; a requested
 //	                            binding is not allowed; or a cross-origin browser request
