@@ -67,11 +67,23 @@ export class DurableClient {
       },
       debug: (m) => this._debug(m),
     };
-    const shared = sharedSettings(opts, this._urls, this._vhost, !!sessions);
+    const shared = sharedSettings(opts, this._urls, this._vhost, sessions ? () => this._sessionGroup(sessions.url) : null);
     /** @type {StompTransport|SharedTransport} */
     this._transport = shared
-      ? new SharedTransport(transportOpts, { ...hooks, tabId: () => this._tab.id, leader: (info) => this._leaderChanged(info) }, shared)
+      ? new SharedTransport(
+          transportOpts,
+          {
+            ...hooks,
+            tabId: () => this._tab.id,
+            leader: (info) => this._leaderChanged(info),
+            ownSession: () => this._ownSession(),
+            prepareLeader: (tabs) => this._leaderTarget(tabs),
+          },
+          shared,
+        )
       : new StompTransport(transportOpts, hooks);
+    /** @type {ParsedSession|null} shared mode, tab sessions: the prepared session, kept for this tab's first leader attempt */
+    this._preparedForLeader = null;
     /** @type {ClientMode} the mode last reported ('mode' event) */
     this._mode = this.mode;
     /** @type {string|null} */
@@ -440,6 +452,62 @@ export class DurableClient {
     return prepared ? this._sessionTarget(prepared) : this._fetchTarget();
   }
 
+  /**
+   * Shared mode, tab sessions: this tab's own session before it joins its
+   * browser's group (its queue exists, its tab id is final): the prepared
+   * one (kept for this tab's first attempt should it lead), else a request.
+   * @returns {Promise<ParsedSession>}
+   */
+  async _ownSession() {
+    const sessions = /** @type {TabSessions} */ (this._sessions);
+    const prepared = sessions.takePrepared();
+    if (prepared) {
+      this._preparedForLeader = prepared;
+      return prepared;
+    }
+    return sessions.fetch();
+  }
+
+  /**
+   * Shared mode, tab sessions, in the leader: before every attempt a
+   * session whose token also reads the queues of the tabs that joined.
+   * @param {string[]} tabs
+   * @returns {Promise<import('./shared-transport.js').LeaderTarget|{fatal: Error}>}
+   */
+  async _leaderTarget(tabs) {
+    const sessions = /** @type {TabSessions} */ (this._sessions);
+    let s = this._preparedForLeader;
+    this._preparedForLeader = null;
+    if (!s || tabs.length > 0 || !(s.expiresAt - Date.now() > 5000)) {
+      try {
+        s = await sessions.fetch(tabs);
+      } catch (e) {
+        if (e.fatal) return { fatal: e };
+        throw e;
+      }
+    }
+    const target = this._sessionTarget(s);
+    if ('fatal' in target) return target;
+    return {
+      ...target,
+      granted: [s.queue, ...s.tabs.map((x) => x.queue), ...s.streams.keys()],
+      grantedTabs: [s.tabId, ...s.tabs.map((x) => x.tabId)],
+      missing: s.missingTabs,
+    };
+  }
+
+  /**
+   * Shared mode, tab sessions: the group of this tab, known once it has a
+   * session: the endpoint and the user (the user part of the queue name,
+   * tab-<user key>-<tab id>), so tabs of two users never share a connection.
+   * @param {string} url
+   */
+  _sessionGroup(url) {
+    const queue = /** @type {TabSessions} */ (this._sessions).current?.queue ?? '';
+    const user = /^tab-([0-9a-f]{16})-/.exec(queue)?.[1] ?? `tab:${this._tab.id}`;
+    return `s:${JSON.stringify([url, user])}`;
+  }
+
   /** @returns {Promise<Target>} */
   async _credentialsTarget() {
     const creds = (await /** @type {NonNullable<ClientOptions['connectHeaders']>} */ (this._connectHeaders)()) ?? {};
@@ -521,24 +589,25 @@ const EVENT_NAMES = new Set(['state', 'connecting', 'connected', 'reconnecting',
 /**
  * Shared mode's settings, or null for a connection of this tab's own: when
  * the option `shared` is false, the browser lacks Web Locks or
- * BroadcastChannel, in tab-session mode (not yet shared), or with a
- * connectHeaders() function and no group name (its credentials may be
- * another user's). The group key names the broker, vhost and login, or the
- * page's own group name.
+ * BroadcastChannel, or with a connectHeaders() function and no group name
+ * (its credentials may be another user's). The group key names the broker,
+ * vhost and login, or the page's own group name; in tab-session mode the
+ * endpoint and the user (sessionGroup, once the tab has its session).
  * @param {ClientOptions} opts
  * @param {string[]} urls
  * @param {string} vhost
- * @param {boolean} sessions
+ * @param {(() => string)|null} sessionGroup  tab-session mode
  * @returns {import('./shared-transport.js').SharedSettings|null}
  */
-function sharedSettings(opts, urls, vhost, sessions) {
+function sharedSettings(opts, urls, vhost, sessionGroup) {
   const shared = opts.shared ?? DEFAULTS.shared;
   if (typeof shared !== 'boolean' && (typeof shared !== 'string' || shared === '')) {
     throw new TypeError('DurableClient: shared must be true, false or a non-empty group name');
   }
-  if (shared === false || sessions) return null;
+  if (shared === false) return null;
   const locks = sharedLocks();
   if (!locks) return null;
+  if (sessionGroup) return { locks, key: typeof shared === 'string' ? () => `${sessionGroup()}:${shared}` : sessionGroup, sessions: true };
   if (typeof shared === 'string') return { locks, key: `g:${shared}` };
   if (opts.connectHeaders) return null;
   return { locks, key: `h:${JSON.stringify([urls, vhost, opts.login ?? ''])}` };

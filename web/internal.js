@@ -353,6 +353,9 @@ export const SESSION_VERSION = 1;
  * @property {number} expiresAt   ms since the epoch (NaN if absent)
  * @property {number} renewInMs
  * @property {boolean} queueCreated
+ * @property {{tabId: string, queue: string, destination: string}[]} tabs  a shared-mode
+ *   leader's session: the other tabs whose queues its token reads too (`tabs`)
+ * @property {string[]} missingTabs  the requested tabs without a queue (`missing_tabs`)
  */
 
 /**
@@ -402,6 +405,18 @@ export function parseSession(s) {
       streams.set(e.name, { destination: e.destination, start });
     }
   }
+  /** @type {ParsedSession['tabs']} */
+  const tabs = [];
+  if (s.tabs !== undefined && s.tabs !== null) {
+    if (!Array.isArray(s.tabs)) throw new TypeError('tab session response: tabs is not an array of {tab_id, queue, destination}');
+    for (const e of s.tabs) {
+      if (e === null || typeof e !== 'object' || typeof e.tab_id !== 'string' || !TAB_ID_RE.test(e.tab_id) || typeof e.queue !== 'string' || e.destination !== `/amq/queue/${e.queue}`) {
+        throw new TypeError(`tab session response: tabs entry ${JSON.stringify(e)} is not {tab_id, queue, destination: /amq/queue/<queue>}`);
+      }
+      tabs.push({ tabId: e.tab_id, queue: e.queue, destination: e.destination });
+    }
+  }
+  const missingTabs = Array.isArray(s.missing_tabs) ? s.missing_tabs.filter((/** @type {any} */ x) => typeof x === 'string') : [];
   const renewIn = Number(s.renew_in);
   return {
     tabId,
@@ -416,6 +431,8 @@ export function parseSession(s) {
     renewInMs: Number.isFinite(renewIn) ? renewIn * 1000 : NaN,
     // true: the server had to create the queue (first session, or it was gone)
     queueCreated: s.queue_created === true,
+    tabs,
+    missingTabs,
   };
 }
 

@@ -128,13 +128,15 @@ export class TabSessions {
   /**
    * POST to the session endpoint; on success the session is the current one
    * and its tab id the tab's. Throws SessionError.
+   * @param {string[]} [tabs]  shared mode's leader: the other tabs whose queues the token should read too
    * @returns {Promise<ParsedSession>}
    */
-  async fetch() {
+  async fetch(tabs) {
     const so = this._settings;
-    /** @type {{tab_id: string, bindings?: {exchange: string, key: string}[]}} */
+    /** @type {{tab_id: string, bindings?: {exchange: string, key: string}[], tabs?: string[]}} */
     const body = { tab_id: this._tab.id };
     if (so.bindings) body.bindings = so.bindings;
+    if (tabs && tabs.length > 0) body.tabs = tabs;
     /** @type {Record<string, string>} */
     let extra = {};
     if (so.getHeaders) {

@@ -24,7 +24,7 @@ import { Election, holdLock, watchLock } from './leader.js';
 import { backoffDelay, generateTabId } from './internal.js';
 import { StompTransport } from './transport.js';
 
-/** @import { Connection, TransportHooks, TransportOptions } from './transport.js' */
+/** @import { Connection, Target, TransportHooks, TransportOptions } from './transport.js' */
 /** @import { LockManagerLike } from './leader.js' */
 
 /**
@@ -32,14 +32,35 @@ import { StompTransport } from './transport.js';
  * @typedef {object} SharedHooks  what shared mode tells the client in addition
  * @property {(info: {tabId: string, self: boolean}) => void} leader  another tab (or this one) leads now
  * @property {() => string} tabId  this tab's id (for the leader's session request)
+ * @property {() => Promise<unknown>} [ownSession]  tab sessions: get this tab's own
+ *   session (its queue exists, its id is final) before it joins; rejects with
+ *   a SessionError (`fatal`: retrying cannot help)
+ * @property {(tabs: string[]) => Promise<LeaderTarget|{fatal: Error}>} [prepareLeader]
+ *   tab sessions: the leader's target before every attempt, with a token that
+ *   also reads the queues of the tabs `tabs`
+ */
+
+/**
+ * @typedef {Target & {granted: string[], grantedTabs: string[], missing: string[]}} LeaderTarget
+ *   granted: the queues (and streams) the token reads; grantedTabs: the tabs
+ *   whose queue it reads; missing: requested tabs without a queue
  */
 
 /**
  * @typedef {object} SharedSettings
  * @property {LockManagerLike} locks  navigator.locks
- * @property {string} key  the group: tabs with the same key share a connection
+ * @property {string|(() => string)} key  the group: tabs with the same key share a
+ *   connection (a function: asked once this tab has its own session)
+ * @property {boolean} [sessions]  tab-session mode (ownSession, prepareLeader)
  * @property {(name: string) => BroadcastChannel} [channel]  default: new BroadcastChannel(name)
  */
+
+/** Tab sessions: how long a new leader waits for the tabs' joins before its first session request. */
+const JOIN_WINDOW_MS = 100;
+/** Tab sessions: a new tab's queue needs a new token: reconnect after this (more joins come together)... */
+const RENEW_DEBOUNCE_MS = 150;
+/** ...and at most this often. */
+const RENEW_MIN_INTERVAL_MS = 2000;
 
 const HUB_TYPES = new Set(['join', 'sub', 'unsub', 'ack', 'send', 'bye']);
 
@@ -57,7 +78,10 @@ export class SharedTransport {
     this._hooks = hooks;
     this._locks = shared.locks;
     this._newChannel = shared.channel ?? ((/** @type {string} */ name) => new BroadcastChannel(name));
-    this._base = `durablews.shared:${shared.key}`;
+    this._key = shared.key;
+    this._sessions = !!shared.sessions;
+    /** the channel and lock names' prefix (set by open()) */
+    this._base = '';
     this._stopped = true;
     this._gen = 0;
     this._liveGen = 0;
@@ -165,6 +189,8 @@ export class SharedTransport {
     if (this._me || this._stopped) return;
     const me = generateTabId();
     this._me = me;
+    if (this._sessions && !(await this._ownSession(me))) return;
+    this._base = `durablews.shared:${typeof this._key === 'function' ? this._key() : this._key}`;
     let release;
     try {
       release = await holdLock(this._locks, `${this._base}:m:${me}`);
@@ -187,6 +213,30 @@ export class SharedTransport {
       debug: (m) => this._hooks.debug(m),
     });
     this._election.join();
+  }
+
+  /**
+   * Tab sessions: this tab's own session, retried with back-off until it
+   * comes (false: this tab stopped meanwhile, or it was fatal).
+   * @param {string} me
+   */
+  async _ownSession(me) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await /** @type {NonNullable<SharedHooks['ownSession']>} */ (this._hooks.ownSession)();
+        return this._me === me;
+      } catch (/** @type {any} */ e) {
+        if (this._me !== me) return false;
+        if (e?.fatal) {
+          this._hooks.fatal(e);
+          return false;
+        }
+        const delayMs = backoffDelay(attempt, this._opts.reconnect);
+        this._hooks.reconnecting({ attempt, delayMs, error: e instanceof Error ? e : new Error(String(e)) });
+        await new Promise((r) => setTimeout(r, delayMs));
+        if (this._me !== me) return false;
+      }
+    }
   }
 
   /** @param {string} me */
@@ -226,6 +276,16 @@ export class SharedTransport {
       case 'fatal':
         if (m.from === this._leader) this._hooks.fatal(new Error(m.error));
         return;
+      case 'missing': {
+        // The leader's session found no queue for this tab (it expired):
+        // this tab's own session creates it again, then the leader renews.
+        if (m.from !== this._leader || !this._sessions) return;
+        const me = this._me;
+        void this._ownSession(me).then((ok) => {
+          if (ok && this._me === me) this._toHub({ t: 'join' });
+        });
+        return;
+      }
       case 'msg': {
         if (m.from !== this._leader || m.lgen !== this._lgen || !this._liveGen) return;
         const cb = this._subs.get(m.sub);
@@ -402,11 +462,19 @@ class Hub {
     this._suspects = new Map();
     /** @type {{attempt: number, url: string|undefined}|null} the live connection's detail */
     this._live = null;
+    /** @type {Set<string>|null} tab sessions: the queues and streams the connection's token reads */
+    this._granted = null;
+    /** @type {Set<string>|null} tab sessions: the tabs whose queue it reads */
+    this._grantedTabs = null;
+    this._firstPrepare = true;
+    /** @type {ReturnType<typeof setTimeout>|null} */
+    this._renewTimer = null;
+    this._lastRenew = 0;
     const hooks = owner._hooks;
     this._transport = new StompTransport(
       { ...owner._opts, unhandled: (frame) => this._unhandled(frame) },
       {
-        prepare: () => hooks.prepare(),
+        prepare: () => (owner._sessions ? this._prepareSessions() : hooks.prepare()),
         // Each tab subscribes its own queues once told the connection is live.
         subscribe: () => Promise.resolve(),
         connected: (detail) => {
@@ -431,9 +499,53 @@ class Hub {
     void this._transport.open();
   }
 
+  /**
+   * Tab sessions: a token for every tab that joined (after a short wait for
+   * their joins on the first attempt); a tab the server found no queue for
+   * is told to get its own session again.
+   * @returns {Promise<Target|{fatal: Error}>}
+   */
+  async _prepareSessions() {
+    if (this._firstPrepare) {
+      this._firstPrepare = false;
+      await new Promise((r) => setTimeout(r, JOIN_WINDOW_MS));
+    }
+    const tabs = [...new Set([...this._members].filter(([id, m]) => id !== this._me && m.tab).map(([, m]) => m.tab))];
+    const t = await /** @type {NonNullable<SharedHooks['prepareLeader']>} */ (this._owner._hooks.prepareLeader)(tabs);
+    if ('fatal' in t) return t;
+    this._granted = new Set(t.granted);
+    this._grantedTabs = new Set(t.grantedTabs);
+    for (const [id, m] of this._members) if (t.missing.includes(m.tab)) this._to(id, m, { t: 'missing' });
+    return { urls: t.urls, connectHeaders: t.connectHeaders };
+  }
+
+  /**
+   * Tab sessions: a tab joined whose queue the token does not read:
+   * reconnect with a new token (RabbitMQ checks a token at CONNECT; a
+   * Web-STOMP connection cannot take a new one). Every tab resubscribes; what
+   * was in flight comes again and is de-duplicated.
+   */
+  _renew() {
+    if (this._renewTimer || this._stopped) return;
+    const wait = Math.max(RENEW_DEBOUNCE_MS, this._lastRenew + RENEW_MIN_INTERVAL_MS - Date.now());
+    this._renewTimer = setTimeout(() => {
+      this._renewTimer = null;
+      if (this._stopped) return;
+      this._lastRenew = Date.now();
+      this._live = null;
+      this._subs.clear();
+      this._pending.clear();
+      this._broadcast({ t: 'down', detail: { attempt: 0, delayMs: 0, error: 'shared connection: a tab joined; reconnecting with a token that reads its queue' } });
+      void this._transport.stop()();
+      this._transport.start();
+      void this._transport.open();
+    }, wait);
+  }
+
   /** Step down: no more connection; the broker requeues everything unacked. */
   stop() {
     this._stopped = true;
+    if (this._renewTimer) clearTimeout(this._renewTimer);
     this._broadcast({ t: 'down', detail: { attempt: 0, delayMs: 0, error: 'shared connection: the leader tab left' } });
     for (const m of this._members.values()) {
       m.unwatch();
@@ -455,6 +567,7 @@ class Hub {
     }
     const member = this._member(from, m.tab);
     if (m.t === 'join') {
+      if (this._grantedTabs && this._live && !this._grantedTabs.has(member.tab)) this._renew();
       const live = this._live && this._transport.liveGen;
       this._to(from, member, { t: 'welcome', tab: this._owner._hooks.tabId(), live: !!live, lgen: live || 0, attempt: this._live?.attempt, url: this._live?.url });
       return;
@@ -463,6 +576,13 @@ class Hub {
     if (!conn || m.lgen !== this._transport.liveGen || !this._transport.canAck(m.lgen)) return;
     switch (m.t) {
       case 'sub': {
+        if (this._granted && !this._granted.has(String(m.destination).replace(/^\/amq\/queue\//, ''))) {
+          // Not in the token: the broker would refuse it and end the
+          // connection for every tab. A new token first; the tab subscribes
+          // again on the new connection.
+          this._renew();
+          return;
+        }
         const suspect = this._suspects.get(from);
         if (suspect && Date.now() < suspect.until) {
           // Its last SUBSCRIBE may have been the one the broker refused
@@ -470,11 +590,13 @@ class Hub {
           setTimeout(() => this.receive(m), suspect.until - Date.now());
           return;
         }
-        // The same id again: this tab subscribes anew, or a reloaded tab's
-        // new document replaces its old one (same tab id, same queue) whose
-        // departure has not been seen yet. The hub keeps the tab's id, so the
-        // consumer tag is the one the tab's own connection would have.
-        const hubId = m.headers.id;
+        // Unique per tab: the tab's id when it names the tab already (headers
+        // mode: the queue name, so the consumer tag is the one the tab's own
+        // connection would have), else with the tab id added (tab sessions:
+        // 'events' in every tab). The same id again: this tab subscribes
+        // anew, or a reloaded tab's new document replaces its old one (same
+        // tab id, same queue) whose departure has not been seen yet.
+        const hubId = member.tab && !String(m.headers.id).includes(member.tab) ? `${m.headers.id}.${member.tab}` : m.headers.id;
         const old = this._subs.get(hubId);
         if (old) this._release(old);
         /** @type {HubSub} */

@@ -173,9 +173,9 @@
  * @property {boolean|string} [shared=true]  shared mode: the tabs of this browser
  *   (same origin, URL list, vhost and login) share one STOMP connection, held
  *   by one of them (Web Locks election) and relayed over BroadcastChannel; a
- *   string names the group instead (needed with connectHeaders()). false, or a
- *   browser without Web Locks or BroadcastChannel: a connection per tab
- *   ('own'). Tab-session mode connects per tab for now. See README
+ *   string names the group instead (needed with connectHeaders()); with tab
+ *   sessions the group is the endpoint and the user. false, or a browser
+ *   without Web Locks or BroadcastChannel: a connection per tab ('own'). See README
  * @property {(msg: string) => void} [debug]  stompjs debug log
  * @property {(url: string|undefined) => WebSocket} [webSocketFactory]  instead of
  *   opening url (tests, or to wrap the socket); gets the URL to open (the session's

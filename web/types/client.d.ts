@@ -126,6 +126,7 @@ export class DurableClient {
 }
 import { StompTransport } from './transport.js';
 import { SharedTransport } from './shared-transport.js';
+import type { ParsedSession } from './internal.js';
 import type { ClientMode } from './typedefs.js';
 import { Tab } from './tab.js';
 import { TabSessions } from './session.js';
@@ -136,5 +137,4 @@ import type { StateDetail } from './typedefs.js';
 import type { ClientEvents } from './typedefs.js';
 import type { SubscribeOptions } from './typedefs.js';
 import type { Target } from './transport.js';
-import type { ParsedSession } from './internal.js';
 import type { ClientOptions } from './typedefs.js';

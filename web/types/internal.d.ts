@@ -153,6 +153,9 @@ export function sessionErrorIsFatal(status: number): boolean;
  * @property {number} expiresAt   ms since the epoch (NaN if absent)
  * @property {number} renewInMs
  * @property {boolean} queueCreated
+ * @property {{tabId: string, queue: string, destination: string}[]} tabs  a shared-mode
+ *   leader's session: the other tabs whose queues its token reads too (`tabs`)
+ * @property {string[]} missingTabs  the requested tabs without a queue (`missing_tabs`)
  */
 /**
  * Checks a 200 session response (see the Go package tabsession) and
@@ -363,6 +366,19 @@ export type ParsedSession = {
     expiresAt: number;
     renewInMs: number;
     queueCreated: boolean;
+    /**
+     * a shared-mode
+     * leader's session: the other tabs whose queues its token reads too (`tabs`)
+     */
+    tabs: {
+        tabId: string;
+        queue: string;
+        destination: string;
+    }[];
+    /**
+     * the requested tabs without a queue (`missing_tabs`)
+     */
+    missingTabs: string[];
 };
 /**
  * Where a tab starts reading a stream it has no offset for yet:

@@ -42,9 +42,10 @@ export class TabSessions {
     /**
      * POST to the session endpoint; on success the session is the current one
      * and its tab id the tab's. Throws SessionError.
+     * @param {string[]} [tabs]  shared mode's leader: the other tabs whose queues the token should read too
      * @returns {Promise<ParsedSession>}
      */
-    fetch(): Promise<ParsedSession>;
+    fetch(tabs?: string[]): Promise<ParsedSession>;
 }
 /**
  * the `session` option, validated

@@ -48,6 +48,28 @@ export type SharedHooks = {
      * this tab's id (for the leader's session request)
      */
     tabId: () => string;
+    /**
+     * tab sessions: get this tab's own
+     * session (its queue exists, its id is final) before it joins; rejects with
+     * a SessionError (`fatal`: retrying cannot help)
+     */
+    ownSession?: () => Promise<unknown>;
+    /**
+     * tab sessions: the leader's target before every attempt, with a token that
+     * also reads the queues of the tabs `tabs`
+     */
+    prepareLeader?: (tabs: string[]) => Promise<LeaderTarget | {
+        fatal: Error;
+    }>;
+};
+/**
+ * granted: the queues (and streams) the token reads; grantedTabs: the tabs
+ * whose queue it reads; missing: requested tabs without a queue
+ */
+export type LeaderTarget = Target & {
+    granted: string[];
+    grantedTabs: string[];
+    missing: string[];
 };
 export type SharedSettings = {
     /**
@@ -55,9 +77,14 @@ export type SharedSettings = {
      */
     locks: LockManagerLike;
     /**
-     * the group: tabs with the same key share a connection
+     * the group: tabs with the same key share a
+     * connection (a function: asked once this tab has its own session)
      */
-    key: string;
+    key: string | (() => string);
+    /**
+     * tab-session mode (ownSession, prepareLeader)
+     */
+    sessions?: boolean;
     /**
      * default: new BroadcastChannel(name)
      */
@@ -108,5 +135,6 @@ declare class Hub {
     /** A tab's request. */
     receive(m: any): void;
 }
+import type { Target } from './transport.js';
 import { StompTransport } from './transport.js';
 export {};

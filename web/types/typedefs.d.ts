@@ -376,9 +376,9 @@ export type ClientOptions = {
      * shared mode: the tabs of this browser
      * (same origin, URL list, vhost and login) share one STOMP connection, held
      * by one of them (Web Locks election) and relayed over BroadcastChannel; a
-     * string names the group instead (needed with connectHeaders()). false, or a
-     * browser without Web Locks or BroadcastChannel: a connection per tab
-     * ('own'). Tab-session mode connects per tab for now. See README
+     * string names the group instead (needed with connectHeaders()); with tab
+     * sessions the group is the endpoint and the user. false, or a browser
+     * without Web Locks or BroadcastChannel: a connection per tab ('own'). See README
      */
     shared?: boolean | string;
     /**
