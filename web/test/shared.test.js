@@ -1,0 +1,341 @@
+// Shared mode without a browser: several DurableClients in one process play
+// the tabs of one browser (BroadcastChannel works between objects of one
+// process; navigator.locks is an in-process stand-in with the Web Locks
+// semantics the election needs), against a fake Web-STOMP server. The real
+// thing in Chromium: browser.shared.e2e.test.js.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DurableClient, memoryStorage } from '../durablews.js';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function until(what, pred, ms = 3000) {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timeout: ${what}`);
+    await sleep(2);
+  }
+}
+
+/** navigator.locks: exclusive locks, granted in request order; a signal aborts a waiting request. */
+class FakeLocks {
+  constructor() {
+    /** @type {Map<string, {held: boolean, queue: {cb: Function, resolve: Function, reject: Function}[]}>} */
+    this.locks = new Map();
+  }
+  request(name, opts, cb) {
+    if (typeof opts === 'function') [cb, opts] = [opts, {}];
+    let l = this.locks.get(name);
+    if (!l) this.locks.set(name, (l = { held: false, queue: [] }));
+    return new Promise((resolve, reject) => {
+      const entry = { cb, resolve, reject };
+      opts.signal?.addEventListener('abort', () => {
+        const i = l.queue.indexOf(entry);
+        if (i >= 0) {
+          l.queue.splice(i, 1);
+          reject(Object.assign(new Error('aborted'), { name: 'AbortError' }));
+        }
+      });
+      l.queue.push(entry);
+      this._next(l);
+    });
+  }
+  _next(l) {
+    if (l.held || l.queue.length === 0) return;
+    const { cb, resolve, reject } = l.queue.shift();
+    l.held = true;
+    Promise.resolve()
+      .then(() => cb({}))
+      .then(resolve, reject)
+      .finally(() => {
+        l.held = false;
+        this._next(l);
+      });
+  }
+}
+
+function parseFrames(data) {
+  return String(data)
+    .split('\0')
+    .map((f) => f.replace(/^\n+/, ''))
+    .filter((f) => f.length > 0)
+    .map((f) => {
+      const [head, ...rest] = f.split('\n\n');
+      const [command, ...lines] = head.split('\n');
+      const headers = {};
+      for (const l of lines) {
+        const i = l.indexOf(':');
+        if (!(l.slice(0, i) in headers)) headers[l.slice(0, i)] = l.slice(i + 1).replace(/\\c/g, ':');
+      }
+      return { command, headers, body: rest.join('\n\n') };
+    });
+}
+const frame = (command, headers, body = '') => `${command}\n${Object.entries(headers).map(([k, v]) => `${k}:${v}`).join('\n')}\n\n${body}\0`;
+
+class FakeBroker {
+  constructor() {
+    this.sockets = [];
+    this.tag = 0;
+    /** destinations whose SUBSCRIBE gets an ERROR (the connection ends) */
+    this.refuse = new Set();
+  }
+  factory = () => new FakeSocket(this);
+  get live() {
+    return this.sockets.filter((s) => s.readyState === 1);
+  }
+  frames(command, socket) {
+    return (socket ? [socket] : this.sockets).flatMap((s) => s.received.filter((f) => f.command === command));
+  }
+}
+
+class FakeSocket {
+  constructor(broker) {
+    this.broker = broker;
+    this.url = 'ws://fake/ws';
+    this.readyState = 0;
+    this.received = [];
+    this.subs = new Map();
+    this.session = `s${broker.sockets.length}`;
+    broker.sockets.push(this);
+    setTimeout(() => {
+      this.readyState = 1;
+      this.onopen?.();
+    }, 0);
+  }
+  send(data) {
+    if (this.readyState !== 1) return;
+    for (const f of parseFrames(data)) {
+      this.received.push(f);
+      if (f.command === 'CONNECT') this.push(frame('CONNECTED', { version: '1.2', 'heart-beat': '0,0' }));
+      else if (f.command === 'SUBSCRIBE') {
+        if (this.broker.refuse.has(f.headers.destination)) {
+          this.push(frame('ERROR', { message: 'not_found' }, 'no exchange'));
+          setTimeout(() => this.close(1000, ''), 5);
+          return;
+        }
+        this.subs.set(f.headers.id, f.headers);
+        if (f.headers.receipt) this.push(frame('RECEIPT', { 'receipt-id': f.headers.receipt }));
+      } else if (f.command === 'UNSUBSCRIBE') this.subs.delete(f.headers.id);
+      else if (f.command === 'SEND' && f.headers.receipt) this.push(frame('RECEIPT', { 'receipt-id': f.headers.receipt }));
+      else if (f.command === 'DISCONNECT') this.push(frame('RECEIPT', { 'receipt-id': f.headers.receipt }));
+    }
+  }
+  push(raw) {
+    setTimeout(() => {
+      if (this.readyState === 1) this.onmessage?.({ data: raw });
+    }, 0);
+  }
+  /** A MESSAGE on the subscription whose queue is `queue`; returns its ack id. */
+  deliver(queue, amqpId) {
+    const sub = [...this.subs.values()].find((h) => h['x-queue-name'] === queue || h.id === queue);
+    assert.ok(sub, `no subscription for ${queue} on ${this.session}: ${[...this.subs.keys()]}`);
+    const ack = `T_${sub.id}@@${this.session}@@${++this.broker.tag}`;
+    this.push(frame('MESSAGE', { subscription: sub.id, destination: '/exchange/events/k', 'message-id': ack, ack, 'amqp-message-id': amqpId }, '{}'));
+    return ack;
+  }
+  close(code = 1000, reason = '') {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    setTimeout(() => this.onclose?.({ code, reason, wasClean: true }), 0);
+  }
+}
+
+const locks = new FakeLocks();
+Object.defineProperty(globalThis, 'navigator', { value: { locks }, configurable: true });
+
+let groups = 0;
+/** A tab: a client of the group `group`, recording what it handled. */
+function tab(broker, group, extra = {}) {
+  const handled = [];
+  const events = [];
+  const client = new DurableClient({
+    url: 'ws://fake/ws',
+    webSocketFactory: broker.factory,
+    storage: memoryStorage(),
+    heartbeatMs: 0,
+    heartbeatWorker: false,
+    duplicateTabCheckMs: 0,
+    reconnect: { initialMs: 20, maxMs: 50 },
+    shared: group,
+    ...extra,
+  });
+  for (const name of ['state', 'mode', 'leader']) client.on(/** @type {any} */ (name), (...a) => events.push([name, ...a]));
+  const slow = new Map();
+  const sub = client.subscribe({ exchange: 'events', name: 'orders', bindingKey: '#' }, async (msg) => {
+    handled.push(msg.id);
+    if (slow.has(msg.id)) await slow.get(msg.id);
+  });
+  return { client, sub, handled, events, slow };
+}
+
+test('shared: one socket for the tabs of a group; each tab gets only its own messages; ACKs on that socket', async () => {
+  const broker = new FakeBroker();
+  const g = `g${++groups}`;
+  const a = tab(broker, g);
+  await a.client.connect();
+  await a.client.ready();
+  const b = tab(broker, g);
+  await b.client.connect();
+  await b.client.ready();
+  assert.equal(broker.sockets.length, 1, 'one socket');
+  assert.equal(a.client.mode, 'shared-leader');
+  assert.equal(b.client.mode, 'shared-follower');
+  assert.equal(b.client.leader, a.client.tabId);
+  assert.ok(a.events.some(([n, m]) => n === 'mode' && m === 'shared-leader'));
+  assert.ok(b.events.some(([n, l]) => n === 'leader' && l.tabId === a.client.tabId && !l.self));
+  const s = broker.sockets[0];
+  // Every tab's SUBSCRIBE with its own headers, the id its own connection would use.
+  assert.deepEqual([...s.subs.keys()].sort(), [a.sub.queueName, b.sub.queueName].sort());
+  const ackA = s.deliver(a.sub.queueName, 'm1');
+  const ackB = s.deliver(b.sub.queueName, 'm2');
+  await until('handled', () => a.handled.length === 1 && b.handled.length === 1);
+  assert.deepEqual(a.handled, ['m1']);
+  assert.deepEqual(b.handled, ['m2']);
+  await until('acks', () => broker.frames('ACK').length === 2);
+  assert.deepEqual(broker.frames('ACK').map((f) => f.headers.id).sort(), [ackA, ackB].sort());
+  await b.client.close();
+  await a.client.close();
+});
+
+test('shared: a follower\'s ACK for a frame of an ended connection is not sent on the next; the redelivery is de-duplicated', async () => {
+  const broker = new FakeBroker();
+  const g = `g${++groups}`;
+  const a = tab(broker, g);
+  await a.client.connect();
+  await a.client.ready();
+  const b = tab(broker, g);
+  await b.client.connect();
+  await b.client.ready();
+  let release;
+  b.slow.set('m1', new Promise((r) => (release = r)));
+  const first = broker.sockets[0];
+  first.deliver(b.sub.queueName, 'm1');
+  await until('m1 started', () => b.handled.length === 1);
+  first.close(1006, 'cut');
+  await until('a second socket, both tabs subscribed', () => broker.sockets.length === 2 && broker.sockets[1].subs.size === 2);
+  release();
+  await sleep(30);
+  assert.equal(broker.frames('ACK').length, 0, 'no ACK for m1: its connection is gone');
+  const ack2 = broker.sockets[1].deliver(b.sub.queueName, 'm1');
+  await until('redelivery acked', () => broker.frames('ACK', broker.sockets[1]).length === 1);
+  assert.equal(broker.frames('ACK', broker.sockets[1])[0].headers.id, ack2);
+  assert.deepEqual(b.handled, ['m1'], 'handled once');
+  assert.equal(b.sub.stats.duplicates, 1);
+  assert.equal(b.sub.stats.stale, 0);
+  await b.client.close();
+  await a.client.close();
+});
+
+test('shared: the leader closes, the next tab in the lock\'s queue connects and every tab resubscribes', async () => {
+  const broker = new FakeBroker();
+  const g = `g${++groups}`;
+  const tabs = [tab(broker, g), tab(broker, g), tab(broker, g)];
+  for (const t of tabs) await t.client.connect();
+  for (const t of tabs) await t.client.ready();
+  assert.equal(broker.live.length, 1);
+  const [leader, ...rest] = tabs;
+  assert.equal(leader.client.mode, 'shared-leader');
+  const t0 = Date.now();
+  await leader.client.close();
+  await until('a new leader', () => rest.some((t) => t.client.mode === 'shared-leader'));
+  await until('every follower connected again', () => rest.every((t) => t.client.state === 'connected') && broker.live.length === 1 && broker.live[0].subs.size === 2);
+  const took = Date.now() - t0;
+  const next = rest.find((t) => t.client.mode === 'shared-leader');
+  assert.equal(next, rest[0], 'the first in the lock\'s queue');
+  assert.equal(rest[1].client.leader, next.client.tabId);
+  assert.ok(rest[1].events.some(([n, s, d]) => n === 'state' && s === 'reconnecting' && /leader tab left/.test(d.error.message)));
+  assert.equal(broker.sockets.length, 2);
+  assert.equal(broker.sockets[0].readyState, 3, 'the old leader disconnected');
+  const live = broker.live[0];
+  live.deliver(rest[1].sub.queueName, 'x1');
+  await until('delivered through the new leader', () => rest[1].handled.includes('x1'));
+  assert.ok(took < 1000, `takeover ${took} ms`);
+  for (const t of rest) await t.client.close();
+});
+
+test('shared: a follower that leaves hands back what it had not acked (UNSUBSCRIBE, NACK requeue)', async () => {
+  const broker = new FakeBroker();
+  const g = `g${++groups}`;
+  const a = tab(broker, g);
+  await a.client.connect();
+  await a.client.ready();
+  const b = tab(broker, g);
+  await b.client.connect();
+  await b.client.ready();
+  b.slow.set('m1', new Promise(() => {})); // never finishes
+  const s = broker.sockets[0];
+  const ack = s.deliver(b.sub.queueName, 'm1');
+  await until('m1 started', () => b.handled.length === 1);
+  await b.client.close();
+  await until('NACK', () => broker.frames('NACK').length === 1);
+  const nack = broker.frames('NACK')[0];
+  assert.equal(nack.headers.id, ack);
+  assert.equal(nack.headers.requeue, 'true');
+  assert.deepEqual(broker.frames('UNSUBSCRIBE').map((f) => f.headers.id), [b.sub.queueName]);
+  assert.equal(a.client.state, 'connected', 'the other tab is not affected');
+  await a.client.close();
+});
+
+test('shared: a tab whose SUBSCRIBE the broker refuses waits a back-off of its own; the others reconnect and go on', async () => {
+  const broker = new FakeBroker();
+  const g = `g${++groups}`;
+  const a = tab(broker, g);
+  await a.client.connect();
+  await a.client.ready();
+  broker.refuse.add('/exchange/missing/#');
+  const b = tab(broker, g);
+  b.client.subscribe({ exchange: 'missing', name: 'bad', bindingKey: '#' }, () => {});
+  await b.client.connect();
+  await until('the connection ended', () => broker.sockets.length >= 2);
+  await until('A connected again', () => a.client.state === 'connected' && broker.live.length === 1);
+  // B's SUBSCRIBEs wait: A's queue alone is subscribed on the new connection for now.
+  assert.deepEqual([...broker.live[0].subs.keys()], [a.sub.queueName]);
+  broker.live[0].deliver(a.sub.queueName, 'a1');
+  await until('A handles', () => a.handled.includes('a1'));
+  assert.notEqual(b.client.state, 'connected');
+  await b.client.close();
+  await a.client.close();
+});
+
+test('shared: SEND with a receipt header is relayed through the leader and its RECEIPT comes back to the tab that sent it', async () => {
+  const broker = new FakeBroker();
+  const g = `g${++groups}`;
+  const a = tab(broker, g);
+  await a.client.connect();
+  await a.client.ready();
+  const b = tab(broker, g);
+  await b.client.connect();
+  await b.client.ready();
+  const conn = /** @type {any} */ (b.client)._transport.connection;
+  const got = new Promise((resolve) => conn.watchForReceipt('r-1', (f) => resolve(f.headers['receipt-id'])));
+  conn.publish({ destination: '/exchange/durablews.receipts/k.t', headers: { receipt: 'r-1', 'content-type': 'application/json' }, body: '{"v":1}' });
+  assert.equal(await got, 'r-1');
+  const send = broker.frames('SEND')[0];
+  assert.equal(send.headers.destination, '/exchange/durablews.receipts/k.t');
+  assert.equal(send.body, '{"v":1}');
+  assert.notEqual(send.headers.receipt, 'r-1', 'the leader names it per tab (two tabs may use the same receipt id)');
+  await b.client.close();
+  await a.client.close();
+});
+
+test('shared: false, another group, or no navigator.locks: a connection of its own', async () => {
+  const broker = new FakeBroker();
+  const g = `g${++groups}`;
+  const a = tab(broker, g);
+  const own = tab(broker, false);
+  const other = tab(broker, `${g}-other`);
+  for (const t of [a, own, other]) await t.client.connect();
+  for (const t of [a, own, other]) await t.client.ready();
+  assert.equal(broker.live.length, 3);
+  assert.equal(own.client.mode, 'own');
+  assert.equal(own.client.leader, null);
+  for (const t of [a, own, other]) await t.client.close();
+  const saved = globalThis.navigator;
+  Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true });
+  try {
+    assert.equal(tab(broker, true).client.mode, 'own');
+  } finally {
+    Object.defineProperty(globalThis, 'navigator', { value: saved, configurable: true });
+  }
+  assert.throws(() => tab(broker, 7), /shared must be true, false or a non-empty group name/);
+});
