@@ -400,7 +400,9 @@ export class SharedTransport {
         if (live()) self._receipts.set(receipt, callback);
       },
       publish({ destination, headers = {}, body, binaryBody }) {
-        if (live()) self._toHub({ t: 'send', lgen, destination, headers, body: binaryBody ?? body ?? '' });
+        // As stompjs does without a connection: the caller sends it again later.
+        if (!live()) throw new TypeError('There is no underlying STOMP connection');
+        self._toHub({ t: 'send', lgen, destination, headers, body: binaryBody ?? body ?? '' });
       },
     };
   }

@@ -45,6 +45,11 @@ test('shared mode: N tabs of one browser, one connection, leader loss and reload
   }
   const handles = (tag, id) => of(tag, 'handle-start').filter((e) => e.id === id).length;
   const leaderTag = (among) => among.find((tag) => of(tag, 'stats').at(-1)?.mode === 'shared-leader');
+  /** The leader among `among` now (asks every tab for fresh stats first). */
+  const currentLeader = async (among) => {
+    for (const tag of among) await stats(tag);
+    return leaderTag(among);
+  };
 
   // ---------- N tabs, one connection ----------
   for (const tag of tags) open(tag);
@@ -111,7 +116,7 @@ test('shared mode: N tabs of one browser, one connection, leader loss and reload
 
   // ---------- the leader tab closes while messages flow ----------
   await sleep(500);
-  const gone = leaderTag(tags);
+  const gone = await currentLeader(tags);
   const rest = tags.filter((tag) => tag !== gone);
   const stateMark = new Map(rest.map((tag) => [tag, of(tag, 'state').length]));
   const closedAt = Date.now();
@@ -149,7 +154,7 @@ test('shared mode: N tabs of one browser, one connection, leader loss and reload
     }
   })();
   // Followers first, the leader last: both kinds reload.
-  const current = leaderTag(rest) ?? (await Promise.all(rest.map(stats)), leaderTag(rest));
+  const current = await currentLeader(rest);
   for (const tag of [...rest.filter((x) => x !== current), current]) {
     const before = of(tag, 'ready').length;
     const wasLeader = (await stats(tag)).mode === 'shared-leader';
@@ -168,7 +173,38 @@ test('shared mode: N tabs of one browser, one connection, leader loss and reload
   const conns3 = new Set();
   for (const tag of rest) conns3.add(await consumerConnection(queueOf(tag)));
   assert.equal(conns3.size, 1, 'one connection after the reloads');
-  t.diagnostic(`after the reloads: ${conns3.size} connection for ${rest.length} tabs; leader ${leaderTag(rest) ?? '(asking)'}`);
+  t.diagnostic(`after the reloads: ${conns3.size} connection for ${rest.length} tabs; leader ${await currentLeader(rest)}`);
+
+  // ---------- the leader leaves for another page (back/forward cache) and comes back ----------
+  {
+    const away = await currentLeader(rest);
+    const others = rest.filter((tag) => tag !== away);
+    const marks = new Map(others.map((tag) => [tag, of(tag, 'state').length]));
+    const shows = of(away, 'pageshow').length;
+    const t0 = Date.now();
+    send(away, { op: 'away' });
+    await waitFor(`${away} away`, () => of(away, 'away').length >= 1);
+    for (const tag of others) await waitFor(`${tag} connected after the leader left`, () => of(tag, 'state').slice(marks.get(tag)).some((e) => e.state === 'connected'));
+    t.diagnostic(`leader ${away} went to another page: the others connected again ${Math.max(...others.map((tag) => of(tag, 'state').slice(marks.get(tag)).find((e) => e.state === 'connected').t)) - t0} ms after`);
+    const bf = [];
+    for (let i = 1; i <= 5; i++) {
+      for (const tag of rest) {
+        const id = `${tag}-bf${i}`;
+        await publish(ex, `to.${tag}.order`, id, { i });
+        sent.get(tag).push(id);
+        bf.push(id);
+      }
+    }
+    send(away, { op: 'back' });
+    const shown = await waitFor(`${away} back`, () => of(away, 'pageshow')[shows]);
+    t.diagnostic(`${away} came back ${shown.persisted ? 'from the back/forward cache' : 'by a new load'}`);
+    await waitFor(`${away} connected again`, () => lastState(away) === 'connected');
+    assert.notEqual((await stats(away)).mode, 'shared-leader', 'it rejoins as a follower');
+    await check(rest, 'the leader away and back');
+    const conns4 = new Set();
+    for (const tag of rest) conns4.add(await consumerConnection(queueOf(tag)));
+    assert.equal(conns4.size, 1, 'one connection after it came back');
+  }
 
   // ---------- fallback: shared: false, and a browser without Web Locks ----------
   open('OWN', { shared: '0' });
