@@ -673,10 +673,13 @@ class Hub {
   _blame(error) {
     const members = new Set(this._pending.values());
     this._pending.clear();
-    if (!error?.frame) return;
+    // RabbitMQ 3.10.8 loses the ERROR of a refused SUBSCRIBE: the socket just closes ("STOMP died").
+    if (!error?.frame && !/STOMP died/.test(error?.message ?? '')) return;
     for (const member of members) {
       const strikes = (this._suspects.get(member)?.strikes ?? 0) + 1;
-      const delayMs = Math.max(backoffDelay(strikes, this._owner._opts.reconnect), this._owner._opts.reconnect.initialMs * Math.min(strikes, 8));
+      // At least twice the first reconnect delay (per strike): the other
+      // tabs are subscribed again before it tries.
+      const delayMs = Math.max(backoffDelay(strikes, this._owner._opts.reconnect), 2 * this._owner._opts.reconnect.initialMs * Math.min(strikes, 8));
       this._suspects.set(member, { strikes, until: Date.now() + delayMs });
       this._owner._hooks.debug(`shared: a SUBSCRIBE of tab ${this._members.get(member)?.tab} was pending when the broker sent ${error.message}; its subscriptions wait ${delayMs} ms`);
     }
