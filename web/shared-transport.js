@@ -690,6 +690,7 @@ class Hub {
     const member = this._members.get(from);
     if (!member) return;
     this._members.delete(from);
+    this._suspects.delete(from);
     member.unwatch();
     member.out?.close();
     for (const s of [...this._subs.values()]) if (s.member === from) this._release(s);
