@@ -189,8 +189,14 @@ export class ReceiptSender {
       this._noTargetLogged = true;
       return;
     }
-    if (acked) this._pending.push(r);
-    else this._held.set(heldKey(r.sub, r.id), r);
+    if (acked) {
+      // A receipt held for an earlier copy (its id had left the de-dup
+      // window, so the redelivery ran the handlers again) is superseded.
+      this._held.delete(heldKey(r.sub, r.id));
+      this._pending.push(r);
+    } else {
+      this._held.set(heldKey(r.sub, r.id), r);
+    }
     this._bound();
     this._save();
     if (acked) this._schedule();

@@ -354,3 +354,28 @@ test('receipts: options are validated with clear errors', () => {
   assert.throws(() => withKey.subscribe({ ...spec, receipts: 'yes' }, () => {}), /receipts must be true or false/);
   assert.deepEqual(without.stats, { receiptsSent: 0, receiptsConfirmed: 0, receiptsPending: 0, receiptsDropped: 0 });
 });
+
+test('receipts: a held receipt is superseded when the redelivered copy is handled again (its id had left the de-dup window)', async () => {
+  const broker = new FakeBroker();
+  const { client, events } = receiptClient(broker, { flushMs: 5 }, { dedupWindow: 0 });
+  let release;
+  const calls = [];
+  const sub = client.subscribe(spec, async (m) => {
+    calls.push(m.id);
+    if (calls.length === 1) await new Promise((r) => (release = r));
+  });
+  await client.connect();
+  await until('connected', () => client.state === 'connected');
+  broker.last.deliver(sub.queueName, 'x');
+  await until('handler running', () => calls.length === 1);
+  broker.last.close(1006, 'cut');
+  await until('reconnected', () => broker.sockets.length === 2 && client.state === 'connected');
+  release();
+  await until('held', () => client.stats.receiptsPending === 1);
+  broker.last.deliver(sub.queueName, 'x', '{}', { redelivered: 'true' });
+  await until('confirmed', () => events.length === 1);
+  assert.deepEqual(calls, ['x', 'x'], 'no de-dup window: handled again');
+  assert.deepEqual(sentIds(broker), ['x']);
+  assert.equal(client.stats.receiptsPending, 0, 'the held one is gone');
+  await client.close();
+});
