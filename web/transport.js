@@ -14,10 +14,11 @@ import { backoffDelay } from './internal.js';
 const STOMP_PROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'];
 
 /**
- * The part of a stompjs Client a subscription uses: SUBSCRIBE with a
- * receipt, UNSUBSCRIBE. The MESSAGE frames it delivers ack and nack
- * themselves, on the connection that delivered them.
- * @typedef {Pick<Client, 'connected'|'subscribe'|'unsubscribe'|'watchForReceipt'>} Connection
+ * The part of a stompjs Client a subscription and the receipt sender use:
+ * SUBSCRIBE with a receipt, UNSUBSCRIBE, SEND with a receipt. The MESSAGE
+ * frames it delivers ack and nack themselves, on the connection that
+ * delivered them.
+ * @typedef {Pick<Client, 'connected'|'subscribe'|'unsubscribe'|'watchForReceipt'|'publish'>} Connection
  */
 
 /**

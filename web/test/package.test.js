@@ -79,6 +79,7 @@ test('npm pack ships exactly the entry point, the modules beside it, their decla
     'durablews.js',
     'errors.js',
     'internal.js',
+    'receipts.js',
     'session.js',
     'subscription.js',
     'tab.js',

@@ -1,8 +1,9 @@
 /**
- * The part of a stompjs Client a subscription uses: SUBSCRIBE with a
- * receipt, UNSUBSCRIBE. The MESSAGE frames it delivers ack and nack
- * themselves, on the connection that delivered them.
- * @typedef {Pick<Client, 'connected'|'subscribe'|'unsubscribe'|'watchForReceipt'>} Connection
+ * The part of a stompjs Client a subscription and the receipt sender use:
+ * SUBSCRIBE with a receipt, UNSUBSCRIBE, SEND with a receipt. The MESSAGE
+ * frames it delivers ack and nack themselves, on the connection that
+ * delivered them.
+ * @typedef {Pick<Client, 'connected'|'subscribe'|'unsubscribe'|'watchForReceipt'|'publish'>} Connection
  */
 /**
  * Where and how the next attempt connects.
@@ -71,11 +72,12 @@ export class StompTransport {
     open(): Promise<void>;
 }
 /**
- * The part of a stompjs Client a subscription uses: SUBSCRIBE with a
- * receipt, UNSUBSCRIBE. The MESSAGE frames it delivers ack and nack
- * themselves, on the connection that delivered them.
+ * The part of a stompjs Client a subscription and the receipt sender use:
+ * SUBSCRIBE with a receipt, UNSUBSCRIBE, SEND with a receipt. The MESSAGE
+ * frames it delivers ack and nack themselves, on the connection that
+ * delivered them.
  */
-export type Connection = Pick<Client, "connected" | "subscribe" | "unsubscribe" | "watchForReceipt">;
+export type Connection = Pick<Client, "connected" | "subscribe" | "unsubscribe" | "watchForReceipt" | "publish">;
 /**
  * Where and how the next attempt connects.
  */
