@@ -682,6 +682,9 @@ type eventsRequest struct {
 	// WaitMs > 0: after RabbitMQ confirmed, wait up to this long for a
 	// delivery receipt of each event from a tab of the customer.
 	WaitMs int `json:"wait_ms"`
+	// WaitTabs: with WaitMs, wait for receipts of this many tabs (default
+	// 1: the first tab of the customer that handled the event).
+	WaitTabs int `json:"wait_tabs"`
 }
 
 type publishedEvent struct {
@@ -785,7 +788,7 @@ func (a *app) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.WaitMs > 0 {
 		wait := min(time.Duration(req.WaitMs)*time.Millisecond, time.Until(deadlineOf(ctx)))
-		resp.Receipts, resp.Handled = a.receipts.wait(ctx, start, ukey, resp.IDs, wait)
+		resp.Receipts, resp.Handled = a.receipts.wait(ctx, start, ukey, resp.IDs, req.WaitTabs, wait)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -824,6 +827,8 @@ func parseEventsRequest(w http.ResponseWriter, r *http.Request) (eventsRequest, 
 		return req, fmt.Errorf("count %d: want 1..%d", req.Count, maxEventsPerRequest)
 	case req.WaitMs < 0 || req.WaitMs > maxWaitMs:
 		return req, fmt.Errorf("wait_ms %d: want 0 (do not wait for receipts) to %d", req.WaitMs, maxWaitMs)
+	case req.WaitTabs < 0 || req.WaitTabs > 100:
+		return req, fmt.Errorf("wait_tabs %d: want 0 or 1 (the first tab) to 100", req.WaitTabs)
 	case req.Event != "" && !eventTypeRE.MatchString(req.Event):
 		return req, fmt.Errorf("event %q: want a lower-case identifier like order_paid", req.Event)
 	}

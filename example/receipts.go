@@ -87,9 +87,10 @@ type eventReceipts struct {
 	Late bool  `json:"late,omitempty"` // no receipt of the customer's tabs within wait_ms
 }
 
-// wait waits up to wait for a receipt of each event from a tab of userKey
-// and reports, per event, how many tabs sent one by then.
-func (rs *receiptsSide) wait(ctx context.Context, start time.Time, userKey string, ids []string, wait time.Duration) (map[string]eventReceipts, string) {
+// wait waits up to wait for receipts of each event from tabs tabs of
+// userKey (at least one) and reports, per event, how many tabs sent one by
+// then: more may have, if the customer has more tabs open.
+func (rs *receiptsSide) wait(ctx context.Context, start time.Time, userKey string, ids []string, tabs int, wait time.Duration) (map[string]eventReceipts, string) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	out := make(map[string]eventReceipts, len(ids))
@@ -97,7 +98,14 @@ func (rs *receiptsSide) wait(ctx context.Context, start time.Time, userKey strin
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		wg.Go(func() {
-			_, err := rs.tracker.WaitUser(ctx, id, userKey)
+			var err error
+			if tabs <= 1 {
+				_, err = rs.tracker.WaitUser(ctx, id, userKey)
+			} else {
+				// Only the customer's tabs get its events: all of an
+				// event's receipts are theirs.
+				_, err = rs.tracker.WaitTabs(ctx, id, tabs)
+			}
 			r := eventReceipts{Late: err != nil}
 			if err == nil {
 				r.Ms = time.Since(start).Milliseconds()
@@ -108,7 +116,7 @@ func (rs *receiptsSide) wait(ctx context.Context, start time.Time, userKey strin
 		})
 	}
 	wg.Wait()
-	tabs := map[string]bool{}
+	byTab := map[string]bool{}
 	var late int
 	var last int64
 	for _, id := range ids {
@@ -116,7 +124,7 @@ func (rs *receiptsSide) wait(ctx context.Context, start time.Time, userKey strin
 		for _, rc := range rs.tracker.Receipts(id) {
 			if rc.UserKey == userKey {
 				r.Tabs++
-				tabs[rc.TabID] = true
+				byTab[rc.TabID] = true
 			}
 		}
 		out[id] = r
@@ -130,9 +138,9 @@ func (rs *receiptsSide) wait(ctx context.Context, start time.Time, userKey strin
 	case late == len(ids):
 		summary = fmt.Sprintf("no tab handled %s within %v", plural(len(ids), "event"), wait)
 	case late > 0:
-		summary = fmt.Sprintf("%d of %s handled by %s; %d not within %v", len(ids)-late, plural(len(ids), "event"), plural(len(tabs), "tab"), late, wait)
+		summary = fmt.Sprintf("%d of %s handled by %s; %d not within %v", len(ids)-late, plural(len(ids), "event"), plural(len(byTab), "tab"), late, wait)
 	default:
-		summary = fmt.Sprintf("handled by %s in %d ms", plural(len(tabs), "tab"), last)
+		summary = fmt.Sprintf("handled by %s in %d ms", plural(len(byTab), "tab"), last)
 	}
 	return out, summary
 }
