@@ -88,18 +88,23 @@ func TestBrowserReceiptsChaos(t *testing.T) {
 	customers := []string{"c1", "c1", "c2"} // two tabs of c1, one of c2
 	tabs := make([]*tab, len(customers))
 	for i, c := range customers {
-		tabs[i] = h.openTab(t, c, url.Values{"cut": {"0"}})
+		// The demo's login is a cookie per browser context: another
+		// customer needs a context of its own.
+		tabs[i] = h.openTabWith(t, c, url.Values{"cut": {"0"}}, tabOptions{newBrowserContext: c != customers[0]})
 	}
 	t.Logf("node, app, browser and %d tabs up after %v", len(tabs), time.Since(started).Round(time.Millisecond))
 
+	chaosStart := time.Now()
+	var killedAt time.Duration
 	// Publish in the background: 5 events per request, customers in turn.
 	var (
-		mu        sync.Mutex
-		confirmed = map[string][]string{} // customer -> ids RabbitMQ confirmed
-		attempted atomic.Int64
-		refused   atomic.Int64
-		stop      = make(chan struct{})
-		pubDone   = make(chan struct{})
+		mu          sync.Mutex
+		confirmed   = map[string][]string{}      // customer -> ids RabbitMQ confirmed
+		confirmedAt = map[string]time.Duration{} // id -> when its request returned (since the chaos started)
+		attempted   atomic.Int64
+		refused     atomic.Int64
+		stop        = make(chan struct{})
+		pubDone     = make(chan struct{})
 	)
 	go func() {
 		defer close(pubDone)
@@ -117,6 +122,9 @@ func TestBrowserReceiptsChaos(t *testing.T) {
 			}
 			mu.Lock()
 			confirmed[c] = append(confirmed[c], ids...)
+			for _, id := range ids {
+				confirmedAt[id] = time.Since(chaosStart)
+			}
 			mu.Unlock()
 		}
 	}()
@@ -126,7 +134,6 @@ func TestBrowserReceiptsChaos(t *testing.T) {
 	// and one kill -9 + restart of the broker after 6 s.
 	const run = 30 * time.Second
 	wsCuts, amqpCuts, kills := 0, 0, 0
-	chaosStart := time.Now()
 	for i := 1; time.Since(chaosStart) < run; i++ {
 		time.Sleep(500 * time.Millisecond)
 		if i%3 == 0 {
@@ -138,6 +145,7 @@ func TestBrowserReceiptsChaos(t *testing.T) {
 			amqpCuts++
 		}
 		if kills == 0 && time.Since(chaosStart) > 6*time.Second {
+			killedAt = time.Since(chaosStart)
 			if err := node.Kill(); err != nil {
 				t.Fatal(err)
 			}
@@ -165,7 +173,7 @@ func TestBrowserReceiptsChaos(t *testing.T) {
 	tabIDs := make([]string, len(tabs))
 	shownBy := make([][]string, len(tabs))
 	for i, tb := range tabs {
-		tb.waitShown(t, confirmed[customers[i]])
+		waitAllShown(t, tb, node.ManagementURL(), confirmed[customers[i]], confirmedAt, killedAt)
 		shownBy[i] = tb.shown(t)
 		handled += len(shownBy[i])
 		tb.mustEval(t, `durablewsDemo.stats().tabId`, &tabIDs[i])
@@ -238,4 +246,80 @@ func hasReceipt(a *app, id, tabID string) bool {
 		}
 	}
 	return false
+}
+
+// waitAllShown waits up to a minute until tb shows every id of want, each
+// once. On time-out it says which are missing, when their publish was
+// confirmed (against the kill), and the tab queue's state on the broker.
+func waitAllShown(t *testing.T, tb *tab, mgmtURL string, want []string, confirmedAt map[string]time.Duration, killedAt time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		shown := map[string]int{}
+		for _, id := range tb.shown(t) {
+			shown[id]++
+		}
+		var missing []string
+		for _, id := range want {
+			if shown[id] == 0 {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) == 0 {
+			for _, id := range want {
+				if shown[id] != 1 {
+					t.Errorf("%s: event %s shown %d times, want exactly once", tb.name, id, shown[id])
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			var st struct {
+				Queue string `json:"queue"`
+			}
+			tb.mustEval(t, `durablewsDemo.stats()`, &st)
+			q := queueState(mgmtURL, st.Queue)
+			var when []string
+			for _, id := range missing[:min(10, len(missing))] {
+				when = append(when, fmt.Sprintf("%s@%v", id, confirmedAt[id].Round(time.Millisecond)))
+			}
+			state, err := eval[json.RawMessage](tb, `({state: durablewsDemo.state, log: durablewsDemo.stateLog.slice(-12), stats: durablewsDemo.stats(), client: durablewsDemo.client.stats})`)
+			if err != nil {
+				state = json.RawMessage(err.Error())
+			}
+			t.Fatalf("%s: %d of %d confirmed events not shown after a minute (killed at %v); missing (confirmed at): %v; queue %s: %s; page: %s",
+				tb.name, len(missing), len(want), killedAt.Round(time.Millisecond), when, st.Queue, q, state)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// queueState is the management API's view of queue (ready, unacked,
+// consumers), for failure messages.
+func queueState(mgmtURL, queue string) string {
+	u, err := url.Parse(mgmtURL)
+	if err != nil {
+		return err.Error()
+	}
+	req, _ := http.NewRequest(http.MethodGet, mgmtURL+"/api/queues/%2F/"+url.PathEscape(queue), nil)
+	req.SetBasicAuth("guest", "guest")
+	if u.User != nil {
+		p, _ := u.User.Password()
+		req.SetBasicAuth(u.User.Username(), p)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var q struct {
+		Ready     int    `json:"messages_ready"`
+		Unacked   int    `json:"messages_unacknowledged"`
+		Consumers int    `json:"consumers"`
+		State     string `json:"state"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&q); err != nil {
+		return resp.Status + ": " + err.Error()
+	}
+	return fmt.Sprintf("%s: ready %d unacked %d consumers %d state %s", resp.Status, q.Ready, q.Unacked, q.Consumers, q.State)
 }
