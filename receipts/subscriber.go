@@ -194,7 +194,7 @@ func (s *Subscriber) handleBatch(ctx context.Context, b *message.Message, out ch
 			return
 		}
 	}
-	for _, m := range msgs {
+	for i, m := range msgs {
 		select {
 		case <-m.Acked():
 		case <-m.Nacked():
@@ -202,9 +202,23 @@ func (s *Subscriber) handleBatch(ctx context.Context, b *message.Message, out ch
 			b.Nack()
 			return
 		case <-ctx.Done():
-			b.Nack()
+			settle(b, msgs[i:])
 			return
 		case <-s.closing:
+			settle(b, msgs[i:])
+			return
+		}
+	}
+	b.Ack()
+}
+
+// settle acks batch b if every message of rest is acked already, else
+// nacks it: the subscription is ending and will not wait.
+func settle(b *message.Message, rest []*message.Message) {
+	for _, m := range rest {
+		select {
+		case <-m.Acked():
+		default:
 			b.Nack()
 			return
 		}

@@ -39,7 +39,7 @@ func TestDecodeBatch_Refused(t *testing.T) {
 	ok := `{"id":"m","sub":"s","at":1}`
 	for _, tc := range []struct {
 		name, key, body, want string
-		is                   error
+		is                    error
 	}{
 		{"key without dot", "usertab", `{}`, "is not <userKey>.<tabId>", nil},
 		{"key with three parts", "u.t.x", `{}`, "tab id \"t.x\"", nil},

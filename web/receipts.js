@@ -26,6 +26,16 @@ export const MAX_RECEIPTS_PENDING = 20000;
  * would keep the tab's messages from flowing.
  */
 const RESEND_BACKOFF = { initialMs: 1000, maxMs: 300000 };
+/**
+ * The wait before resending after n connections in a row ended with receipts
+ * unconfirmed (n >= 1 here: the first resend goes at once): exponential with
+ * equal jitter, so at least half of 1 s, 2 s, 4 s, ... 5 min.
+ * @param {number} n
+ */
+export function resendDelay(n, random = Math.random) {
+  const cap = Math.min(RESEND_BACKOFF.maxMs, RESEND_BACKOFF.initialMs * Math.pow(2, Math.max(1, n) - 1));
+  return Math.floor(cap / 2 + backoffDelay(n, RESEND_BACKOFF, random) / 2);
+}
 const OPTION_KEYS = new Set(['userKey', 'exchange', 'flushMs', 'maxBatch', 'maxPending']);
 
 /**
@@ -179,8 +189,14 @@ export class ReceiptSender {
       this._noTargetLogged = true;
       return;
     }
-    if (acked) this._pending.push(r);
-    else this._held.set(heldKey(r.sub, r.id), r);
+    if (acked) {
+      // A receipt held for an earlier copy (its id had left the de-dup
+      // window, so the redelivery ran the handlers again) is superseded.
+      this._held.delete(heldKey(r.sub, r.id));
+      this._pending.push(r);
+    } else {
+      this._held.set(heldKey(r.sub, r.id), r);
+    }
     this._bound();
     this._save();
     if (acked) this._schedule();
@@ -222,7 +238,7 @@ export class ReceiptSender {
       this._failures++;
       // The first time at once (a network cut); again and again: back off
       // (a SEND the broker refuses ends the connection).
-      const delayMs = this._failures === 1 ? 0 : backoffDelay(this._failures - 1, RESEND_BACKOFF);
+      const delayMs = this._failures === 1 ? 0 : resendDelay(this._failures - 1);
       this._resendAt = Date.now() + delayMs;
       this._h.debug(`receipts: ${again.length} unconfirmed when the last connection ended (${this._failures} in a row); sending them again in ${delayMs} ms`);
     }

@@ -42,6 +42,14 @@ export class FakeBroker {
     this.sockets = [];
     this.subscribeFails = false;
     this.tag = 0;
+    this.holdReceipts = false;
+    this.sendCloses = false;
+    /** @type {string[]} receipt ids of SENDs not answered (holdReceipts) */
+    this.heldReceipts = [];
+  }
+  /** The SEND frames received, with their JSON bodies parsed. */
+  sends() {
+    return this.frames('SEND').map((f) => ({ ...f, json: JSON.parse(f.body) }));
   }
   factory = () => new FakeSocket(this);
   get last() {
@@ -79,6 +87,15 @@ export class FakeSocket {
         }
         this.subs.set(f.headers.id, f.headers);
         if (f.headers.receipt) this.push(frame('RECEIPT', { 'receipt-id': f.headers.receipt }));
+      } else if (f.command === 'SEND') {
+        // RabbitMQ answers a SEND's receipt once the broker confirmed it;
+        // holdReceipts keeps them back, sendCloses is a refused SEND (4.0.5: "STOMP died").
+        if (this.broker.sendCloses) {
+          this.close(1000, 'STOMP died');
+          return;
+        }
+        if (f.headers.receipt && this.broker.holdReceipts) this.broker.heldReceipts.push(f.headers.receipt);
+        else if (f.headers.receipt) this.push(frame('RECEIPT', { 'receipt-id': f.headers.receipt }));
       } else if (f.command === 'DISCONNECT') {
         this.push(frame('RECEIPT', { 'receipt-id': f.headers.receipt }));
       }

@@ -1,4 +1,11 @@
 /**
+ * The wait before resending after n connections in a row ended with receipts
+ * unconfirmed (n >= 1 here: the first resend goes at once): exponential with
+ * equal jitter, so at least half of 1 s, 2 s, 4 s, ... 5 min.
+ * @param {number} n
+ */
+export function resendDelay(n: number, random?: () => number): number;
+/**
  * One receipt, as stored and as sent (the body's `receipts` entries).
  * @typedef {object} Receipt
  * @property {string} id      the message id (de-dup id)
