@@ -204,7 +204,7 @@ func TestBrowserReceiptsChaos(t *testing.T) {
 		tb.mustEval(t, `durablewsDemo.client.stats.receiptsPending`, &p)
 		pending = append(pending, p)
 	}
-	line := fmt.Sprintf("receipts-chaos: published %d confirmed %d handled %d (tabs %d) receipts %d lost %d duplicates %d tab-cuts %d amqp-cuts %d kills %d in %v (receipts complete %v after the last publish)",
+	line := fmt.Sprintf("receipts-chaos: published %d confirmed %d handled %d (tabs %d) receipts %d lost %d duplicates %d tab-cuts %d amqp-cuts %d kills %d in %v (every receipt at the app %v after every tab showed every event)",
 		attempted.Load(), nConfirmed, handled, len(tabs), handled-len(missing), len(missing), dups, wsCuts, amqpCuts, kills,
 		chaosTook.Round(time.Millisecond), time.Since(receiptsWait).Round(time.Millisecond))
 	fmt.Println(line) // the summary line, also without -v
