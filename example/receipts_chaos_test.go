@@ -13,10 +13,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
 
 	"github.com/durablews/durablews/internal/faultproxy"
 	"github.com/durablews/durablews/internal/oauthbroker"
@@ -44,6 +47,12 @@ func TestBrowserReceiptsChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = wsProxy.Close() })
+	quiet := &quietLogger{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("app log (%d errors):\n%s", quiet.errors.Load(), quiet.String())
+		}
+	})
 	viaProxy := url.URL{Scheme: "amqp", User: url.UserPassword(node.Username(), node.Password()), Host: amqpProxy.Addr(), Path: "/"}
 
 	h := &harness{
@@ -55,15 +64,17 @@ func TestBrowserReceiptsChaos(t *testing.T) {
 		queues:   map[string]bool{},
 	}
 	a, err := newApp(appConfig{
-		Addr:           "127.0.0.1:0",
-		AMQPURL:        viaProxy.String(),
-		WebSTOMPURL:    h.wsURL,
-		Exchange:       h.exchange,
-		Stream:         h.exchange + ".announcements",
-		WebDir:         "../web",
-		SigningKey:     key,
-		KeyID:          oauthbroker.KeyID,
-		Logger:         &testLogger{t: t},
+		Addr:        "127.0.0.1:0",
+		AMQPURL:     viaProxy.String(),
+		WebSTOMPURL: h.wsURL,
+		Exchange:    h.exchange,
+		Stream:      h.exchange + ".announcements",
+		WebDir:      "../web",
+		SigningKey:  key,
+		KeyID:       oauthbroker.KeyID,
+		// Every cut makes the app log a reconnect: count them, print them
+		// only if the test fails.
+		Logger:         quiet,
 		PublishTimeout: 15 * time.Second,
 		FallbackAfter:  10 * time.Minute, // not under test here
 	})
@@ -208,7 +219,7 @@ func TestBrowserReceiptsChaos(t *testing.T) {
 		attempted.Load(), nConfirmed, handled, len(tabs), handled-len(missing), len(missing), dups, wsCuts, amqpCuts, kills,
 		chaosTook.Round(time.Millisecond), time.Since(receiptsWait).Round(time.Millisecond))
 	fmt.Println(line) // the summary line, also without -v
-	t.Logf("receipts subscriber stats %+v; tab receipts pending at the end %v; publish requests not fully confirmed %d", st, pending, refused.Load())
+	t.Logf("receipts subscriber stats %+v; tab receipts pending at the end %v; publish requests not fully confirmed %d; app errors logged %d (reconnects)", st, pending, refused.Load(), quiet.errors.Load())
 	if len(missing) > 0 {
 		t.Errorf("%d handled events have no receipt at the app after 60 s, e.g. %v", len(missing), missing[:min(5, len(missing))])
 	}
@@ -322,4 +333,31 @@ func queueState(mgmtURL, queue string) string {
 		return resp.Status + ": " + err.Error()
 	}
 	return fmt.Sprintf("%s: ready %d unacked %d consumers %d state %s", resp.Status, q.Ready, q.Unacked, q.Consumers, q.State)
+}
+
+// quietLogger keeps the app's errors (the last 200) instead of logging them.
+type quietLogger struct {
+	errors atomic.Int64
+	mu     sync.Mutex
+	lines  []string
+	fields watermill.LogFields
+}
+
+func (l *quietLogger) Error(msg string, err error, fields watermill.LogFields) {
+	l.errors.Add(1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf("%s %s: %v %v", time.Now().Format("15:04:05.000"), msg, err, fields))
+	if len(l.lines) > 200 {
+		l.lines = l.lines[1:]
+	}
+}
+func (l *quietLogger) Info(string, watermill.LogFields)                 {}
+func (l *quietLogger) Debug(string, watermill.LogFields)                {}
+func (l *quietLogger) Trace(string, watermill.LogFields)                {}
+func (l *quietLogger) With(watermill.LogFields) watermill.LoggerAdapter { return l }
+func (l *quietLogger) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
 }
