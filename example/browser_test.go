@@ -99,6 +99,8 @@ func TestBrowser(t *testing.T) {
 		SigningKey:  key,
 		KeyID:       oauthbroker.KeyID,
 		Logger:      &testLogger{t: t},
+		// Short, so that the fallback subtest does not wait long.
+		FallbackAfter: 2 * time.Second,
 	})
 	if err != nil {
 		t.Fatalf("start the demo app: %v", err)
@@ -136,6 +138,7 @@ func TestBrowser(t *testing.T) {
 	t.Run("c_two_tabs_and_other_customer", h.testTwoTabs)
 	t.Run("d_other_customers_binding_refused", h.testForeignBinding)
 	t.Run("e_announcements_survive_reloads", h.testAnnouncements)
+	t.Run("f_receipts_and_fallbacks", h.testReceipts)
 	if path := os.Getenv("DURABLEWS_DEMO_SCREENSHOT"); path != "" {
 		t.Run("docs_screenshot", func(t *testing.T) { h.docsScreenshot(t, path) })
 	}
