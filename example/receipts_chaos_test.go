@@ -340,7 +340,6 @@ type quietLogger struct {
 	errors atomic.Int64
 	mu     sync.Mutex
 	lines  []string
-	fields watermill.LogFields
 }
 
 func (l *quietLogger) Error(msg string, err error, fields watermill.LogFields) {
