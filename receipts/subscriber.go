@@ -89,6 +89,9 @@ func (s *Subscriber) Subscribe(ctx context.Context, bindingKey string) (<-chan *
 		return nil, err
 	}
 	fail := func(err error) error {
+		if s.isClosing() {
+			return ErrSubscriberClosed
+		}
 		return fmt.Errorf("receipts: subscribe to queue %q with binding key %q: %w", s.cfg.Queue, bindingKey, err)
 	}
 	conn, err := s.consumer.current()
@@ -137,6 +140,9 @@ func (s *Subscriber) SubscribeInitialize(bindingKey string) error {
 		defer ch.Close()
 		return DeclareQueue(ch, s.cfg.queue(bindingKey))
 	}()
+	if err != nil && s.isClosing() {
+		return ErrSubscriberClosed
+	}
 	if err != nil {
 		return fmt.Errorf("receipts: initialize queue %q with binding key %q: %w", s.cfg.Queue, bindingKey, err)
 	}
