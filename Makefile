@@ -195,7 +195,6 @@ gotest:
 # (files with //go:build !race; each says why).
 gotest-norace:
 	@$(BROKER_ENV) set -x; $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestWatermillAMQPSubscriberAcrossRestarts$$' $(GOTEST_FLAGS) .
-	@$(BROKER_ENV) set -x; $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestTracker_CrashedServiceLosesNoReceipt$$' $(GOTEST_FLAGS) ./receipts/
 
 # Every `func FuzzX(` in a *_test.go is fuzzed for FUZZTIME, one target at a time
 # (go test -fuzz takes one package and one target). New targets are picked up

@@ -27,7 +27,7 @@ type Config struct {
 	// AMQP is passed to amqp091-go's DialConfig (TLS, heartbeat, vhost,
 	// client properties). Zero is amqp091-go's defaults; the connection
 	// is named "durablews receipts <Queue>" unless Properties name it.
-	// Leave Recovery unset: watermill-amqp reconnects by itself.
+	// Leave Recovery unset: the Subscriber reconnects by itself.
 	AMQP amqp.Config
 
 	// Exchange is the receipts exchange the queue is bound to; ""

@@ -77,8 +77,22 @@
 // different tabs. A receipt only arrives if the tab was able to send it:
 // a tab closed right after handling a message may take its receipt with
 // it until the page is opened again (the client keeps pending receipts in
-// sessionStorage). The Subscriber reconnects through watermill-amqp
-// v2.1.3, whose reconnect has a data race (ThreeDotsLabs/watermill#693)
-// and which, closed while it cannot reach the broker, leaves a goroutine
-// waiting for a connection.
+// sessionStorage).
+//
+// # A lost connection
+//
+// The Subscriber consumes with amqp091-go on one connection, a channel per
+// subscription. When the connection is lost it dials again after 100 ms,
+// then after twice as long each time up to 5 s (each wait jittered to
+// half to all of that), until a dial succeeds or Close; each dial is
+// bounded (30 s, or the URL's connection_timeout). Each subscription then
+// opens a new channel, declares the exchange and the queue again, binds
+// it and consumes again (with the same back-off when only its channel was
+// lost). A batch whose channel was lost is never acked on the new one:
+// the subscription stops waiting for its receipts' acks, the broker puts
+// it back and delivers it again, and the Tracker drops the receipts it
+// already recorded. While the Subscriber reconnects the subscription's
+// channel stays open (no message comes); Subscribe and
+// SubscribeInitialize fail. Close returns within a few seconds also
+// while the broker is unreachable, and leaves no goroutine behind.
 package receipts

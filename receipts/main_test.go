@@ -7,7 +7,7 @@ import (
 )
 
 // Every test ends with no goroutine of its own left: Trackers, Subscribers
-// and their watermill-amqp connections are closed.
+// and their AMQP connections and reconnect loops are closed.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }

@@ -2,14 +2,12 @@ package receipts
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v2/pkg/amqp"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/durablews/durablews/internal/amqpconn"
@@ -20,26 +18,35 @@ import (
 // message.Subscriber (and message.SubscribeInitializer), so a Router
 // handler or a Tracker can consume it.
 //
-// It wraps watermill-amqp's subscriber (reconnects included). The topic
-// given to Subscribe is a binding key of Config.Queue on the receipts
-// exchange ("#" for every receipt). Each batch delivery becomes one
-// message per receipt: UUID "<message id>/<tab id>" (Receipt.MessageUUID),
-// payload the Receipt as JSON (FromMessage), metadata the Metadata* keys.
-// The delivery is acked once every receipt message of it was acked, and
-// nacked (requeued: every receipt of it comes again) as soon as one is
-// nacked. A batch that does not decode is refused: logged, counted
-// (Stats.Refused), passed to Config.OnRefused and acked.
+// It holds one AMQP connection (named "durablews receipts <Queue>") with a
+// channel per subscription, and reconnects by itself. The topic given to
+// Subscribe is a binding key of Config.Queue on the receipts exchange ("#"
+// for every receipt). Each batch delivery becomes one message per
+// receipt: UUID "<message id>/<tab id>" (Receipt.MessageUUID), payload the
+// Receipt as JSON (FromMessage), metadata the Metadata* keys. The delivery
+// is acked once every receipt message of it was acked, and nacked
+// (requeued: every receipt of it comes again) as soon as one is nacked. A
+// batch that does not decode is refused: logged, counted (Stats.Refused),
+// passed to Config.OnRefused and acked.
 //
 // All receipt messages of a batch are handed out before the Subscriber
 // waits for their acks, so a consumer may handle them concurrently; the
 // next batch of a subscription comes once the previous one is settled.
+//
+// When the connection or a subscription's channel is lost, the
+// subscription stops waiting for the acks of its batch (the broker puts
+// the batch back, and delivers it again: a Tracker drops the receipts it
+// already has) and consumes again once the Subscriber has reconnected;
+// see the package documentation.
 type Subscriber struct {
-	cfg    Config
-	logger watermill.LoggerAdapter
-	inner  *wamqp.Subscriber
+	cfg      Config
+	logger   watermill.LoggerAdapter
+	consumer *consumer
 
 	batches, receipts, refused atomic.Uint64
 
+	mu      sync.Mutex // orders Subscribe's subs.Add before Close's subs.Wait
+	closed  bool
 	closing chan struct{}
 	once    sync.Once
 	subs    sync.WaitGroup // subscription goroutines
@@ -51,8 +58,8 @@ var (
 )
 
 // NewSubscriber connects to config.URL and returns a Subscriber. It fails
-// fast when the config is invalid or the broker does not answer. A nil
-// logger logs nothing.
+// fast when the config is invalid or the broker does not answer (within
+// 30 s, or the URL's connection_timeout). A nil logger logs nothing.
 func NewSubscriber(config Config, logger watermill.LoggerAdapter) (*Subscriber, error) {
 	config = config.clone()
 	config.setDefaults()
@@ -64,62 +71,55 @@ func NewSubscriber(config Config, logger watermill.LoggerAdapter) (*Subscriber, 
 	}
 	logger = logger.With(watermill.LogFields{"component": "receipts.Subscriber", "queue": config.Queue})
 	amqpCfg := amqpconn.WithConnectionName(config.AMQP, "durablews receipts "+config.Queue)
-	inner, err := wamqp.NewSubscriber(wamqp.Config{
-		Connection: wamqp.ConnectionConfig{
-			AmqpURI:    config.URL,
-			AmqpConfig: &amqpCfg,
-			Reconnect: &wamqp.ReconnectConfig{
-				BackoffInitialInterval:     100 * time.Millisecond,
-				BackoffRandomizationFactor: 0.5,
-				BackoffMultiplier:          2,
-				BackoffMaxInterval:         5 * time.Second,
-			},
-		},
-		Marshaler: batchUnmarshaler{},
-		Exchange: wamqp.ExchangeConfig{
-			// The topic itself: topologyBuilder binds with it.
-			GenerateName: func(topic string) string { return topic },
-			Type:         "topic",
-			Durable:      true,
-		},
-		Queue: wamqp.QueueConfig{
-			GenerateName: func(string) string { return config.Queue },
-			Durable:      true,
-		},
-		Consume: wamqp.ConsumeConfig{
-			Qos: wamqp.QosConfig{PrefetchCount: config.PrefetchCount},
-		},
-		TopologyBuilder: topologyBuilder{cfg: config},
-	}, logger)
+	c, err := dialConsumer(config.URL, amqpCfg, logger)
 	if err != nil {
 		return nil, fmt.Errorf("receipts: connect to %s: %w", amqpconn.RedactURL(config.URL), err)
 	}
-	return &Subscriber{cfg: config, logger: logger, inner: inner, closing: make(chan struct{})}, nil
+	return &Subscriber{cfg: config, logger: logger, consumer: c, closing: make(chan struct{})}, nil
 }
 
 // Subscribe declares the receipts exchange and Config.Queue, binds the
 // queue with bindingKey (e.g. "#", or "<userKey>.*" for one user's tabs)
-// and returns the channel of receipt messages. The channel is closed when
-// ctx ends or the Subscriber is closed; a receipt message not yet acked
-// then is nacked, so its batch comes again.
+// and returns the channel of receipt messages. It fails while the
+// Subscriber is reconnecting. The channel is closed when ctx ends or the
+// Subscriber is closed; a receipt message not yet acked then is nacked,
+// so its batch comes again.
 func (s *Subscriber) Subscribe(ctx context.Context, bindingKey string) (<-chan *message.Message, error) {
 	if err := s.checkTopic(bindingKey); err != nil {
 		return nil, err
 	}
-	batches, err := s.inner.Subscribe(ctx, bindingKey)
-	if err != nil {
-		return nil, fmt.Errorf("receipts: subscribe to queue %q with binding key %q: %w", s.cfg.Queue, bindingKey, err)
+	fail := func(err error) error {
+		if s.isClosing() {
+			return ErrSubscriberClosed
+		}
+		return fmt.Errorf("receipts: subscribe to queue %q with binding key %q: %w", s.cfg.Queue, bindingKey, err)
 	}
-	out := make(chan *message.Message)
+	conn, err := s.consumer.current()
+	if err != nil {
+		return nil, fail(err)
+	}
+	tag := "durablews-receipts-" + watermill.NewShortUUID()
+	ch, err := openConsumeChannel(conn, s.cfg, bindingKey, tag)
+	if err != nil {
+		return nil, fail(err)
+	}
+	sub := &subscription{
+		s: s, ctx: ctx, bindingKey: bindingKey, tag: tag, out: make(chan *message.Message),
+		logger: s.logger.With(watermill.LogFields{"binding_key": bindingKey, "consumer_tag": tag}),
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ch.close()
+		return nil, ErrSubscriberClosed
+	}
 	s.subs.Add(1)
+	s.mu.Unlock()
 	go func() {
 		defer s.subs.Done()
-		defer close(out)
-		for b := range batches {
-			s.handleBatch(ctx, b, out)
-		}
+		sub.run(ch)
 	}()
-	return out, nil
+	return sub.out, nil
 }
 
 // SubscribeInitialize declares the exchange and the queue and binds the
@@ -128,7 +128,22 @@ func (s *Subscriber) SubscribeInitialize(bindingKey string) error {
 	if err := s.checkTopic(bindingKey); err != nil {
 		return err
 	}
-	if err := s.inner.SubscribeInitialize(bindingKey); err != nil {
+	err := func() error {
+		conn, err := s.consumer.current()
+		if err != nil {
+			return err
+		}
+		ch, err := conn.Channel()
+		if err != nil {
+			return fmt.Errorf("open channel: %w", err)
+		}
+		defer ch.Close()
+		return DeclareQueue(ch, s.cfg.queue(bindingKey))
+	}()
+	if err != nil && s.isClosing() {
+		return ErrSubscriberClosed
+	}
+	if err != nil {
 		return fmt.Errorf("receipts: initialize queue %q with binding key %q: %w", s.cfg.Queue, bindingKey, err)
 	}
 	return nil
@@ -152,100 +167,41 @@ func (s *Subscriber) Stats() Stats {
 }
 
 // Close ends every subscription (a batch not yet settled is nacked, so it
-// is delivered again), closes their channels and the connection. It is
-// idempotent.
+// is delivered again), closes their channels and the connection, and stops
+// reconnecting. It returns within a few seconds also while the broker is
+// unreachable or does not answer. It is idempotent.
 func (s *Subscriber) Close() error {
 	var err error
 	s.once.Do(func() {
+		s.mu.Lock()
+		s.closed = true
 		close(s.closing)
-		err = s.inner.Close()
+		s.mu.Unlock()
+		// The subscriptions settle their batches and end at once, unless
+		// one waits for the broker's answer on a connection that stopped
+		// answering: closing the connection ends that wait.
+		waitAtMost(&s.subs, closeTimeout)
+		if e := s.consumer.close(); e != nil {
+			err = fmt.Errorf("receipts: %w", e)
+		}
 		s.subs.Wait()
 	})
 	return err
 }
 
-// handleBatch splits batch b into receipt messages, sends them to out and
-// settles b by their outcome.
-func (s *Subscriber) handleBatch(ctx context.Context, b *message.Message, out chan<- *message.Message) {
-	s.batches.Add(1)
-	if ctx.Err() != nil || s.isClosing() {
-		b.Nack() // the subscription is ending: the batch stays in the queue
-		return
+// waitAtMost waits for wg, or d.
+func waitAtMost(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
 	}
-	key := b.Metadata.Get(batchRoutingKey)
-	rs, err := DecodeBatch(key, b.Payload, s.cfg.Now())
-	if err != nil {
-		s.refuse(b, key, err)
-		return
-	}
-	s.receipts.Add(uint64(len(rs)))
-	msgs := make([]*message.Message, 0, len(rs))
-	for _, r := range rs {
-		m := r.toMessage()
-		m.SetContext(ctx)
-		select {
-		case out <- m:
-			msgs = append(msgs, m)
-		case <-ctx.Done():
-			b.Nack()
-			return
-		case <-s.closing:
-			b.Nack()
-			return
-		}
-	}
-	for i, m := range msgs {
-		select {
-		case <-m.Acked():
-		case <-m.Nacked():
-			s.logger.Debug("Receipt nacked; the batch is requeued", watermill.LogFields{"receipt": m.UUID, "batch": b.UUID})
-			b.Nack()
-			return
-		case <-ctx.Done():
-			settle(b, msgs[i:])
-			return
-		case <-s.closing:
-			settle(b, msgs[i:])
-			return
-		}
-	}
-	b.Ack()
-}
-
-// settle acks batch b if every message of rest is acked already, else
-// nacks it: the subscription is ending and will not wait.
-func settle(b *message.Message, rest []*message.Message) {
-	for _, m := range rest {
-		select {
-		case <-m.Acked():
-		default:
-			b.Nack()
-			return
-		}
-	}
-	b.Ack()
-}
-
-func (s *Subscriber) refuse(b *message.Message, key string, err error) {
-	s.refused.Add(1)
-	reason := "malformed"
-	if errors.Is(err, ErrTabMismatch) {
-		reason = "tab mismatch"
-	}
-	s.logger.Error("Receipt batch refused and dropped", err, watermill.LogFields{
-		"routing_key": key, "batch": b.UUID, "reason": reason, "redelivered": b.Metadata.Get(batchRedelivered),
-	})
-	if s.cfg.OnRefused != nil {
-		func() {
-			defer func() {
-				if p := recover(); p != nil {
-					s.logger.Error("Config.OnRefused panicked", fmt.Errorf("panic: %v", p), watermill.LogFields{"routing_key": key})
-				}
-			}()
-			s.cfg.OnRefused(key, err)
-		}()
-	}
-	b.Ack()
 }
 
 func (s *Subscriber) isClosing() bool {

@@ -99,6 +99,62 @@ func TestTracker_RestartedServiceLosesNoReceipt(t *testing.T) {
 	assert.Zero(t, top.ready(t))
 }
 
+// A service whose connection dies mid-stream (a crash, a network cut)
+// loses no receipt either: the batches it had received but not acked go
+// back to the queue and reach the next instance.
+func TestTracker_CrashedServiceLosesNoReceipt(t *testing.T) {
+	b := newBroker(t)
+	top := newTopology(t, b)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	onReceipt := func(r receipts.Receipt) {
+		mu.Lock()
+		seen[r.MessageID]++
+		mu.Unlock()
+		time.Sleep(time.Millisecond) // a service doing some work: batches queue up in the prefetch
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }
+
+	proxy, proxied := brokertest.ProxiedAMQP(t)
+	cfg := top.config()
+	cfg.URL = proxied
+	sub1 := subscriber(t, cfg)
+	tr1, err := receipts.NewTracker(receipts.TrackerConfig{Subscriber: sub1, OnReceipt: onReceipt}, nil)
+	require.NoError(t, err)
+	const n = 300
+	for i := range n {
+		top.send(t, "u", "tab1", entry(fmt.Sprint("m", i)))
+		if i == n/3 {
+			require.Eventually(t, func() bool { return count() > 10 }, 10*time.Second, time.Millisecond)
+			proxy.SetRefuse(true) // the service is gone for good
+			proxy.CutAll()
+		}
+	}
+	crashed := count()
+	t.Logf("the first instance recorded %d receipts before its connection died; %d batches wait in the queue", crashed, top.ready(t))
+
+	svc2 := startService(t, top, onReceipt)
+	assert.Eventually(t, func() bool { return count() == n }, 30*time.Second, 20*time.Millisecond, "receipts lost")
+	svc2.stop(t)
+
+	// The first instance comes back: it reconnects and consumes again.
+	proxy.SetRefuse(false)
+	assert.Eventually(t, func() bool { return consumers(t, top) == 1 }, 20*time.Second, 20*time.Millisecond, "the first instance did not reconnect")
+	require.NoError(t, tr1.Close())
+	require.NoError(t, sub1.Close())
+	assert.Less(t, crashed, n, "the cut came too late to prove anything")
+}
+
+func consumers(t *testing.T, top receiptsTopology) int {
+	t.Helper()
+	ch, err := top.b.Conn.Channel()
+	require.NoError(t, err)
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(top.queue, true, false, false, false, nil)
+	require.NoError(t, err)
+	return q.Consumers
+}
+
 // The receipts a tab sends over Web-STOMP, exactly as the browser client
 // does (SEND to /exchange/<exchange>/<userKey>.<tabId> with a receipt
 // header), reach the Tracker with the routing key's user and tab.
