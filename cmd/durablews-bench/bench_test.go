@@ -95,7 +95,7 @@ func TestBenchShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	left, err := Leftovers(conn, rep.Exchange, rep.QueuesCreated)
+	left, err := Leftovers(conn, append([]string{rep.Exchange}, rep.ExchangesCreated...), rep.QueuesCreated)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestBenchVersionsShort(t *testing.T) {
 		require.NoError(t, err)
 		conn, err := amqp.Dial(o.AMQPURL)
 		require.NoError(t, err)
-		left, err := Leftovers(conn, v.Report.Exchange, v.Report.QueuesCreated)
+		left, err := Leftovers(conn, append([]string{v.Report.Exchange}, v.Report.ExchangesCreated...), v.Report.QueuesCreated)
 		_ = conn.Close()
 		require.NoError(t, err)
 		require.Empty(t, left, "RabbitMQ %s: left on the broker", v.Name)

@@ -32,6 +32,8 @@
 //	streams            K tab queues vs one stream, K away subscribers (-streams-k)
 //	connected-K        K Web-STOMP tabs (acking): a queue each vs one stream (-connected-k)
 //	connected-K-sat    the same above capacity (-saturation-rate): deliveries/s ceiling, broker KiB per tab
+//	receipts-Ktabs     K Web-STOMP tabs (acking), delivery receipts off vs on (-receipts-k, -receipts-rate):
+//	                   confirmed msg/s, publish → tab p50/p99, publish → receipt at the service p50/p99
 //
 // See RESULTS.md next to this file for a full run and what bounds each figure.
 package main
@@ -77,6 +79,8 @@ func run(args []string) int {
 	fanout := fs.String("fanout", "", "comma-separated tab-queue counts for the fan-out scenarios (default 1,10,100,1000)")
 	connectedK := fs.String("connected-k", "", "comma-separated tab counts K for the connected-K scenarios (default 10,100,1000; -short 2)")
 	streamsK := fs.String("streams-k", "", "comma-separated away-subscriber counts K for the streams scenario (default 1,10,100,1000; -short 1,10)")
+	receiptsK := fs.Int("receipts-k", 0, "tabs K of the receipts-Ktabs scenario (default 10; -short 2)")
+	receiptsRate := fs.Int("receipts-rate", 0, "offered msg/s of the receipts-Ktabs scenario (default: -e2e-rate deliveries/s over the K tabs)")
 	payload := fs.Int("payload", 0, "message body size in bytes (default 256)")
 	scen := fs.String("scenarios", "", "regexp: run only matching scenarios (one-by-one-q1, pipelined-q10, e2e-10tabs, fanout-1000, ...)")
 	cont := fs.String("contenders", "", "regexp: run only matching contenders (durablews-16x1, wamqp-pool1-1x1, raw-inflight256, ...); each scenario's anchor always runs")
@@ -142,6 +146,12 @@ func run(args []string) int {
 	}
 	if *satRate > 0 {
 		o.SaturationRate = *satRate
+	}
+	if *receiptsK > 0 {
+		o.ReceiptsTabs = *receiptsK
+	}
+	if *receiptsRate > 0 {
+		o.ReceiptsRate = *receiptsRate
 	}
 	if *payload > 0 {
 		o.PayloadBytes = *payload
