@@ -80,6 +80,7 @@ type Options struct {
 	ReceiptsRate int
 
 	Scenarios  *regexp.Regexp // nil = all
+	Only       *regexp.Regexp // -versions -scenarios: of Scenarios, only these (nil = all)
 	Contenders *regexp.Regexp // nil = all
 
 	Progress io.Writer // one line per measurement; nil = silent
@@ -447,7 +448,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 
 	payload := makePayload(o.PayloadBytes)
 	for si, def := range scenarios(&o) {
-		if o.Scenarios != nil && !o.Scenarios.MatchString(def.name) {
+		if o.Scenarios != nil && !o.Scenarios.MatchString(def.name) || o.Only != nil && !o.Only.MatchString(def.name) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {

@@ -11,14 +11,16 @@
 //	go run ./cmd/durablews-bench -private-broker -scenarios connected   # on a private node (its own open-files limit)
 //	go run ./cmd/durablews-bench -versions -markdown   # per RabbitMQ version, side by side (versions.go), ~35 min
 //	go run ./cmd/durablews-bench -versions=4.0,4.3 -short   # smoke run on two versions, seconds each
+//	go run ./cmd/durablews-bench -versions -scenarios receipts -markdown   # only the receipts rows, per version
 //
 // -versions (alone: every version of internal/brokerversion, default
 // first; or a comma-separated list) runs, against each version's shared
 // node in turn, the publisher scenarios one-by-one-q1 and pipelined-q1
-// (durablews and raw amqp091-go only) and the streams scenario, and prints
-// one table: a row per metric (raw amqp091-go's msg/s as the anchors,
-// durablews ÷ raw one at a time and pipelined, streams ÷ queues at each K,
-// broker memory per away subscriber), a column per version. Every ratio
+// (durablews and raw amqp091-go only), the streams scenario and the
+// receipts scenario (-scenarios narrows these), and prints one table: a
+// row per metric (raw amqp091-go's msg/s as the anchors, durablews ÷ raw
+// one at a time and pipelined, streams ÷ queues at each K, broker memory
+// per away subscriber, receipts off vs on), a column per version. Every ratio
 // divides two figures of the same run on the same broker. Make each node
 // ready first: bash scripts/rabbitmq-versions.sh start VER.
 //
@@ -203,12 +205,12 @@ func run(args []string) int {
 		var conflict []string
 		fs.Visit(func(f *flag.Flag) {
 			switch f.Name {
-			case "amqp", "ws", "mgmt", "private-broker", "scenarios", "contenders", "cluster", "list":
+			case "amqp", "ws", "mgmt", "private-broker", "contenders", "cluster", "list":
 				conflict = append(conflict, "-"+f.Name)
 			}
 		})
 		if len(conflict) > 0 {
-			fmt.Fprintf(os.Stderr, "durablews-bench: -versions picks its brokers and scenarios itself; drop %s\n", strings.Join(conflict, " "))
+			fmt.Fprintf(os.Stderr, "durablews-bench: -versions picks its brokers and contenders itself (-scenarios narrows its scenarios); drop %s\n", strings.Join(conflict, " "))
 			return 2
 		}
 		if *short {
