@@ -263,8 +263,12 @@ func runE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter, de
 			}
 			cr.Samples = append(cr.Samples, s)
 			if def.kind == kindReceipts {
-				fmt.Fprintf(progress, "   run %d/%d %-22s offered %5.0f msg/s  confirmed %5.0f msg/s  delivered %6.0f msg/s  p50 %6.2f ms  p99 %7.2f ms  receipt p50 %6.2f ms  p99 %7.2f ms  missing %d  backlog %d  cpu client %.2f broker %.2f other %.2f\n",
-					r+1, runs, cs[i].id, s.Offered, s.Rate, s.Delivered, ms(s.P50), ms(s.P99), ms(s.RP50), ms(s.RP99), s.ReceiptsMissing, s.Backlog, s.CPU.Client, s.CPU.Broker, s.CPU.Other)
+				rec := ""
+				if cs[i].receipts {
+					rec = fmt.Sprintf("  receipt p50 %6.2f ms  p99 %7.2f ms  missing %d", ms(s.RP50), ms(s.RP99), s.ReceiptsMissing)
+				}
+				fmt.Fprintf(progress, "   run %d/%d %-22s offered %5.0f msg/s  confirmed %5.0f msg/s  delivered %6.0f msg/s  p50 %6.2f ms  p99 %7.2f ms%s  backlog %d  cpu client %.2f broker %.2f other %.2f\n",
+					r+1, runs, cs[i].id, s.Offered, s.Rate, s.Delivered, ms(s.P50), ms(s.P99), rec, s.Backlog, s.CPU.Client, s.CPU.Broker, s.CPU.Other)
 				continue
 			}
 			fmt.Fprintf(progress, "   run %d/%d %-20s offered %6.0f msg/s  delivered %7.0f msg/s  p50 %6.2f ms  p99 %7.2f ms  backlog %d  broker KiB/tab %s  cpu client %.2f broker %.2f other %.2f\n",
