@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/durablews/durablews/internal/amqpconn"
 )
 
 // consumeChannel is one AMQP channel consuming Config.Queue for a
@@ -39,7 +41,7 @@ func (c *consumeChannel) consume(cfg Config, bindingKey, tag string) error {
 	if err := c.ch.Qos(cfg.PrefetchCount, 0, false); err != nil {
 		return fmt.Errorf("set prefetch %d: %w", cfg.PrefetchCount, err)
 	}
-	if err := DeclareQueue(c.ch, cfg.queue(bindingKey)); err != nil {
+	if err := declareQueue(c.ch, cfg.queue(bindingKey), amqpconn.BrokerVersion(c.conn)); err != nil {
 		return err
 	}
 	d, err := c.ch.Consume(cfg.Queue, tag, false, false, false, false, nil)

@@ -47,11 +47,7 @@ func ExampleDeclareQueue() {
 		log.Fatal(err)
 	}
 	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		log.Fatal(err)
-	}
-	err = receipts.DeclareQueue(ch, receipts.Queue{
+	err = receipts.DeclareQueue(conn, receipts.Queue{
 		Name:   "orders.receipts",
 		Quorum: true, // on a cluster
 	})

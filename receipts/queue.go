@@ -6,6 +6,8 @@ import (
 	"maps"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/durablews/durablews/internal/amqpconn"
 )
 
 // DefaultBindingKey binds every receipt of the exchange: every user and
@@ -27,7 +29,11 @@ type Queue struct {
 	// Quorum declares a quorum queue (x-queue-type quorum): replicated,
 	// for a cluster. False declares a classic durable queue. A queue that
 	// exists with the other type makes the declare fail
-	// (PRECONDITION_FAILED); the type cannot change.
+	// (PRECONDITION_FAILED); the type cannot change. On RabbitMQ 4.x a
+	// quorum queue gets x-delivery-limit -1 unless Arguments set one:
+	// 4.x drops a message after 20 deliveries by default, and a batch
+	// whose consumer keeps losing its connection is delivered again and
+	// again (nothing is sent on 3.x, where there is no such default).
 	Quorum bool
 	// Arguments are further x-arguments of the queue declare (e.g.
 	// x-max-length); nil for none.
@@ -54,30 +60,47 @@ func (q Queue) validate() error {
 	return errors.Join(errs...)
 }
 
-func (q Queue) arguments() amqp.Table {
+// arguments are the declare arguments on a broker of serverVersion
+// (amqpconn.BrokerVersion).
+func (q Queue) arguments(serverVersion string) amqp.Table {
 	args := maps.Clone(q.Arguments)
 	if q.Quorum {
 		if args == nil {
 			args = amqp.Table{}
 		}
 		args[amqp.QueueTypeArg] = amqp.QueueTypeQuorum
+		for k, v := range amqpconn.UnlimitedDeliveries(serverVersion) {
+			if _, set := args[k]; !set {
+				args[k] = v
+			}
+		}
 	}
 	return args
 }
 
 // DeclareQueue declares q's durable queue, declares its exchange
-// (DeclareExchange) and binds the queue with each of q.BindingKeys. It is
-// idempotent. The Subscriber does the same by itself; call DeclareQueue
-// at deploy time so that receipts sent before the service first starts
-// wait in the queue too.
-func DeclareQueue(ch *amqp.Channel, q Queue) error {
+// (DeclareExchange) and binds the queue with each of q.BindingKeys, on a
+// channel of its own of conn (the broker's version decides a quorum
+// queue's arguments). It is idempotent. The Subscriber does the same by
+// itself; call DeclareQueue at deploy time so that receipts sent before
+// the service first starts wait in the queue too.
+func DeclareQueue(conn *amqp.Connection, q Queue) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("receipts: declare queue %q: open channel: %w", q.Name, err)
+	}
+	defer func() { _ = ch.Close() }()
+	return declareQueue(ch, q, amqpconn.BrokerVersion(conn))
+}
+
+func declareQueue(ch *amqp.Channel, q Queue, serverVersion string) error {
 	if err := q.validate(); err != nil {
 		return fmt.Errorf("receipts: queue: %w", err)
 	}
 	if err := DeclareExchange(ch, q.Exchange); err != nil {
 		return err
 	}
-	if _, err := ch.QueueDeclare(q.Name, true, false, false, false, q.arguments()); err != nil {
+	if _, err := ch.QueueDeclare(q.Name, true, false, false, false, q.arguments(serverVersion)); err != nil {
 		return fmt.Errorf("receipts: declare queue %q (durable, quorum %v): %w", q.Name, q.Quorum, err)
 	}
 	exchange := q.Exchange

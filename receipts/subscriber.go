@@ -133,12 +133,7 @@ func (s *Subscriber) SubscribeInitialize(bindingKey string) error {
 		if err != nil {
 			return err
 		}
-		ch, err := conn.Channel()
-		if err != nil {
-			return fmt.Errorf("open channel: %w", err)
-		}
-		defer ch.Close()
-		return DeclareQueue(ch, s.cfg.queue(bindingKey))
+		return DeclareQueue(conn, s.cfg.queue(bindingKey))
 	}()
 	if err != nil && s.isClosing() {
 		return ErrSubscriberClosed

@@ -25,7 +25,7 @@ import (
 func TestSubscriber_RepeatedConnectionCutsLoseNoReceipt(t *testing.T) {
 	b := newBroker(t)
 	top := newTopology(t, b)
-	require.NoError(t, receipts.DeclareQueue(b.Ch, receipts.Queue{Name: top.queue, Exchange: top.exchange}))
+	require.NoError(t, receipts.DeclareQueue(b.Conn, receipts.Queue{Name: top.queue, Exchange: top.exchange}))
 	before := subscriberGoroutines()
 
 	var mu sync.Mutex

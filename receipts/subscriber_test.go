@@ -2,11 +2,14 @@ package receipts_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	rabbithole "github.com/michaelklishin/rabbit-hole/v3"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -170,8 +173,17 @@ func TestDeclareQueue_QuorumAndIdempotent(t *testing.T) {
 	b := newBroker(t)
 	top := newTopology(t, b)
 	q := receipts.Queue{Name: top.queue, Exchange: top.exchange, BindingKeys: []string{"a.*", "b.*"}, Quorum: true}
-	require.NoError(t, receipts.DeclareQueue(b.Ch, q))
-	require.NoError(t, receipts.DeclareQueue(b.Ch, q), "idempotent")
+	require.NoError(t, receipts.DeclareQueue(b.Conn, q))
+	require.NoError(t, receipts.DeclareQueue(b.Conn, q), "idempotent")
+	mc, err := rabbithole.NewClient(brokertest.ManagementURL(), "guest", "guest")
+	require.NoError(t, err)
+	info, err := mc.GetQueue("/", top.queue)
+	require.NoError(t, err)
+	if v := b.Conn.Properties["version"]; strings.HasPrefix(fmt.Sprint(v), "3.") {
+		assert.NotContains(t, info.Arguments, "x-delivery-limit", "3.x: no delivery limit by default, and -1 would drop after one redelivery")
+	} else {
+		assert.EqualValues(t, -1, info.Arguments["x-delivery-limit"], "4.x: a batch delivered again and again is never dropped (default limit 20)")
+	}
 
 	top.send(t, "a", "tab1", entry("m1"))
 	top.send(t, "b", "tab1", entry("m2"))
@@ -183,6 +195,6 @@ func TestDeclareQueue_QuorumAndIdempotent(t *testing.T) {
 	_, err = ch.QueueDeclare(top.queue, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeClassic})
 	assert.ErrorContains(t, err, "PRECONDITION_FAILED", "it is a quorum queue")
 
-	assert.ErrorContains(t, receipts.DeclareQueue(b.Ch, receipts.Queue{}), "Name is empty")
+	assert.ErrorContains(t, receipts.DeclareQueue(b.Conn, receipts.Queue{}), "Name is empty")
 	assert.ErrorContains(t, receipts.DeclareExchange(b.Ch, "amq.topic"), "reserved")
 }
