@@ -293,6 +293,42 @@ type tabResult struct {
 	err     error
 }
 
+// receive reads n messages of sub (e2eBody, the first warm of them
+// warm-up), records the latency of the others, acks each and then calls
+// afterAck (nil: nothing), like the browser client's handler, ACK and
+// receipt. It stops at the first error or when ctx ends.
+func (res *tabResult) receive(ctx context.Context, sub *stomptab.Subscription, n, warm int, afterAck func(m stomptab.Message, at time.Time)) {
+	res.lats = make([]time.Duration, 0, n-warm)
+	for res.got < n {
+		m, err := sub.Next(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				res.err = err
+			}
+			return
+		}
+		now := time.Now()
+		i, sched, ok := parseE2EBody(m.Body)
+		if !ok {
+			res.err = fmt.Errorf("unexpected body %.40q", m.Body)
+			return
+		}
+		if i >= warm {
+			res.lats = append(res.lats, now.Sub(time.Unix(0, sched)))
+			res.last = now
+		}
+		res.got++
+		res.lastAny = now
+		if err := sub.Ack(m); err != nil {
+			res.err = err
+			return
+		}
+		if afterAck != nil {
+			afterAck(m, now)
+		}
+	}
+}
+
 // measureE2E opens tabs (each a Web-STOMP connection with a durable
 // per-tab queue, like the browser client), publishes rate msg/s for
 // warm-up + window, and records when each tab received each message.
@@ -392,33 +428,8 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := &results[t]
-			res.lats = make([]time.Duration, 0, n-warm)
-			for res.got < n {
-				m, err := ts[t].sub.Next(rctx)
-				if err != nil {
-					if rctx.Err() == nil {
-						res.err = err
-					}
-					return
-				}
-				now := time.Now()
-				i, sched, ok := parseE2EBody(m.Body)
-				if !ok {
-					res.err = fmt.Errorf("unexpected body %.40q", m.Body)
-					return
-				}
-				if i >= warm {
-					res.lats = append(res.lats, now.Sub(time.Unix(0, sched)))
-					res.last = now
-				}
-				res.got++
-				res.lastAny = now
-				if err := ts[t].sub.Ack(m); err != nil {
-					res.err = err
-					return
-				}
-			}
+			results[t].receive(rctx, ts[t].sub, n, warm, nil)
+
 		}()
 	}
 

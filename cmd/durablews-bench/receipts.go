@@ -327,38 +327,14 @@ func measureReceipts(ctx context.Context, o *Options, topo *topology, meter *cpu
 			if s := senders[t]; s != nil {
 				defer close(s.in)
 			}
-			res := &results[t]
-			res.lats = make([]time.Duration, 0, n-warm)
-			sub := ts[t].sub
-			for res.got < n {
-				m, err := sub.Next(rctx)
-				if err != nil {
-					if rctx.Err() == nil {
-						res.err = err
-					}
-					return
-				}
-				now := time.Now()
-				i, sched, ok := parseE2EBody(m.Body)
-				if !ok {
-					res.err = fmt.Errorf("unexpected body %.40q", m.Body)
-					return
-				}
-				if i >= warm {
-					res.lats = append(res.lats, now.Sub(time.Unix(0, sched)))
-					res.last = now
-				}
-				res.got++
-				res.lastAny = now
-				if err := sub.Ack(m); err != nil {
-					res.err = err
-					return
-				}
+			var afterAck func(stomptab.Message, time.Time)
+			if s := senders[t]; s != nil {
 				// The browser client: the receipt after the handler and the ACK.
-				if s := senders[t]; s != nil {
-					s.in <- receipts.Entry{ID: m.ID, Subscription: sub.ID(), HandledAt: now}
+				afterAck = func(m stomptab.Message, at time.Time) {
+					s.in <- receipts.Entry{ID: m.ID, Subscription: ts[t].sub.ID(), HandledAt: at}
 				}
 			}
+			results[t].receive(rctx, ts[t].sub, n, warm, afterAck)
 		}()
 	}
 
