@@ -63,38 +63,15 @@ func TestBrowserReceiptsChaos(t *testing.T) {
 		exchange: "durablews-receipts-chaos-" + randHex(6),
 		queues:   map[string]bool{},
 	}
-	a, err := newApp(appConfig{
-		Addr:        "127.0.0.1:0",
-		AMQPURL:     viaProxy.String(),
-		WebSTOMPURL: h.wsURL,
-		Exchange:    h.exchange,
-		Stream:      h.exchange + ".announcements",
-		WebDir:      "../web",
-		SigningKey:  key,
-		KeyID:       oauthbroker.KeyID,
+	h.start(t, appConfig{
+		AMQPURL: viaProxy.String(),
 		// Every cut makes the app log a reconnect: count them, print them
 		// only if the test fails.
 		Logger:         quiet,
 		PublishTimeout: 15 * time.Second,
 		FallbackAfter:  10 * time.Minute, // not under test here
 	})
-	if err != nil {
-		t.Fatalf("start the demo app: %v", err)
-	}
-	h.app = a
-	t.Cleanup(h.cleanupBroker)
-	t.Cleanup(func() {
-		if err := a.Close(); err != nil {
-			t.Errorf("app.Close: %v", err)
-		}
-	})
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	transport := &http.Transport{}
-	h.http = &http.Client{Transport: transport, Timeout: 40 * time.Second}
-	t.Cleanup(transport.CloseIdleConnections)
-	h.browser, h.stopBrowser = startBrowser(t)
+	a := h.app
 
 	customers := []string{"c1", "c1", "c2"} // two tabs of c1, one of c2
 	tabs := make([]*tab, len(customers))
