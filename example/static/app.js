@@ -273,12 +273,15 @@ function markReceipt(ev) {
 
 // Events no tab of this customer handled in time (the app's fallback).
 const fallbacks = [];
+const fallbackIds = new Set();
 async function pollFallbacks() {
   try {
     const r = await fetch(`/api/fallbacks?customer=${encodeURIComponent(customer)}`);
     const res = await r.json();
     if (!r.ok) return;
-    for (const f of res.fallbacks.slice(fallbacks.length)) {
+    for (const f of res.fallbacks) {
+      if (fallbackIds.has(f.id)) continue; // listed already (the app keeps the newest 200)
+      fallbackIds.add(f.id);
       fallbacks.push(f);
       const li = document.createElement('li');
       const small = document.createElement('small');
