@@ -15,7 +15,7 @@
 #   make demo       broker (+ tab sessions config) + web deps, then go run ./example
 #   make demo-cluster  the demo against `make cluster` (tab sessions, quorum tab queues, all 3 nodes): kill a
 #                   node (bash scripts/rabbitmq-cluster.sh kill N) and watch the page fail over
-#   make bench      cmd/durablews-bench: durablews vs watermill-amqp vs raw amqp091-go, streams, connected tabs
+#   make bench      cmd/durablews-bench: durablews vs watermill-amqp vs raw amqp091-go, streams, connected tabs, receipts off vs on
 #                   (~25 min; the 1,000-tab scenarios on a private node; BENCH_FLAGS=-short/-markdown)
 #   make tab-sessions-broker  configure the shared broker for tab sessions (restarts it if its config changed)
 #   make tab-sessions-plan    what that would change (read-only)

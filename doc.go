@@ -70,9 +70,14 @@
 // and a token that can read only that queue (per-user access control);
 // package broadcast declares RabbitMQ streams for events many tabs share
 // (each message stored once, every tab reading from its own offset) and
-// tells a page where in a stream to start; package prommetrics has
-// Prometheus metrics for a Publisher (an Observer). The publisher depends
-// on none of them.
+// tells a page where in a stream to start; package receipts reads the
+// delivery receipts browser tabs send back (the handler ran and the
+// message was acked in that tab) from a durable queue, and its Tracker
+// waits for them or calls a fallback when none came, which
+// Forward.Receipts uses to hold a source message's ack until tabs
+// confirmed; package prommetrics has Prometheus metrics for a Publisher
+// (an Observer). The publisher depends on none of them but receipts
+// (for the Receipt type Forward.Receipts returns).
 //
 // # Guarantees and limits
 //

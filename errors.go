@@ -68,6 +68,14 @@ var (
 	//		return errors.Is(err, durablews.ErrRoutingKey)
 	//	})
 	ErrRoutingKey = errors.New("no usable routing key")
+	// ErrNoReceipt: a forward with Forward.Receipts was confirmed by the
+	// broker, but fewer than Forward.ReceiptTabs browser tabs sent a
+	// delivery receipt for a forwarded message within
+	// Forward.ReceiptTimeout (or the ReceiptWaiter failed). The handler
+	// fails with it, so the router's retry or poison middleware decides;
+	// a retried forward republishes the same UUID, which the browser
+	// drops as a duplicate.
+	ErrNoReceipt = errors.New("no delivery receipt")
 )
 
 // MessageError is the outcome of one message that was not confirmed.

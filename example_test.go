@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -12,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 
 	"github.com/durablews/durablews"
+	"github.com/durablews/durablews/receipts"
 )
 
 // Publish an event for customer 42's browser tabs. Publish returns nil only
@@ -99,6 +101,57 @@ func ExampleForwardMiddleware() {
 	}
 	fmt.Println("acked after the broker confirmed the forward")
 	// Output: acked after the broker confirmed the forward
+}
+
+// Hold each source message's ack until a browser tab sent a delivery
+// receipt for its forward (package receipts). A forward no tab confirmed
+// within ReceiptTimeout fails with ErrNoReceipt: the router retries it
+// (same UUID; the tab drops the duplicate, and a late receipt still
+// counts), then hands it to the poison queue.
+func ExampleForward_receipts() {
+	const url = "amqp://guest:guest@127.0.0.1:5672/"
+	pub, err := durablews.NewPublisher(durablews.NewConfig(url, durablews.Exchange{Name: "durablews-example-events"}), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pub.Close()
+	sub, err := receipts.NewSubscriber(receipts.Config{URL: url, Queue: "orders.receipts"}, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sub.Close()
+	tracker, err := receipts.NewTracker(receipts.TrackerConfig{Subscriber: sub}, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer tracker.Close()
+
+	forward, err := durablews.ForwardMiddleware(durablews.Forward{
+		Publisher:      pub,
+		Topic:          "durablews-example-events",
+		Receipts:       tracker,
+		ReceiptTimeout: 30 * time.Second,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	source := gochannel.NewGoChannel(gochannel.Config{}, nil) // any Watermill subscriber
+	defer source.Close()
+	poison, err := middleware.PoisonQueueWithFilter(source, "undelivered", func(err error) bool {
+		return errors.Is(err, durablews.ErrNoReceipt)
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	router, err := message.NewRouter(message.RouterConfig{}, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	router.AddMiddleware(poison, middleware.Retry{MaxRetries: 3, InitialInterval: time.Second}.Middleware, forward)
+	router.AddConsumerHandler("orders-to-browsers", "orders", source, func(*message.Message) error { return nil })
+	if err := router.Run(context.Background()); err != nil {
+		log.Fatal(err)
+	}
 }
 
 // Publish to a cluster: give every node's URL. Each Publisher starts on a

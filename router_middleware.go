@@ -1,8 +1,11 @@
 package durablews
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
@@ -41,7 +44,28 @@ type Forward struct {
 	// Messages selects which messages to forward. Default
 	// ForwardConsumed.
 	Messages ForwardedMessages
+
+	// Receipts, when set, makes the forward wait for delivery receipts
+	// (package receipts; a *receipts.Tracker): after the broker confirmed
+	// the forwarded messages, the source message's ack is held until
+	// ReceiptTabs tabs sent a receipt for each of them, or ReceiptTimeout
+	// passed; then the handler fails with ErrNoReceipt and the router's
+	// retry or poison middleware decides. A retried forward republishes
+	// the same UUID: a tab that already handled it drops the duplicate
+	// (and sends no second receipt), and the Tracker still has the first
+	// one if it came after the timeout. nil: the forward returns once the
+	// broker confirmed.
+	Receipts ReceiptWaiter
+	// ReceiptTimeout bounds the wait for receipts of one forward. Zero
+	// means DefaultReceiptTimeout. Only used with Receipts.
+	ReceiptTimeout time.Duration
+	// ReceiptTabs is how many different tabs must send a receipt for each
+	// forwarded message. Zero means 1. Only used with Receipts.
+	ReceiptTabs int
 }
+
+// DefaultReceiptTimeout is Forward.ReceiptTimeout's default.
+const DefaultReceiptTimeout = 30 * time.Second
 
 func (f *Forward) validate() error {
 	var errs []error
@@ -57,6 +81,20 @@ func (f *Forward) validate() error {
 	if f.Messages&^ForwardBoth != 0 {
 		errs = append(errs, fmt.Errorf("durablews: Forward.Messages %d is not ForwardConsumed, ForwardProduced or ForwardBoth", f.Messages))
 	}
+	switch {
+	case f.ReceiptTimeout < 0:
+		errs = append(errs, fmt.Errorf("durablews: Forward.ReceiptTimeout %v is negative (zero means %v)", f.ReceiptTimeout, DefaultReceiptTimeout))
+	case f.ReceiptTabs < 0:
+		errs = append(errs, fmt.Errorf("durablews: Forward.ReceiptTabs %d is negative (zero means 1)", f.ReceiptTabs))
+	case f.Receipts == nil && (f.ReceiptTimeout != 0 || f.ReceiptTabs != 0):
+		errs = append(errs, errors.New("durablews: Forward.ReceiptTimeout or ReceiptTabs is set but Forward.Receipts is nil: pass the *receipts.Tracker to wait with"))
+	}
+	if f.ReceiptTimeout == 0 {
+		f.ReceiptTimeout = DefaultReceiptTimeout
+	}
+	if f.ReceiptTabs == 0 {
+		f.ReceiptTabs = 1
+	}
 	return errors.Join(errs...)
 }
 
@@ -67,6 +105,12 @@ func (f *Forward) validate() error {
 // message and the source redelivers it: the source message is acked only
 // after its forward was confirmed. A redelivered message is forwarded
 // again with the same UUID, which the browser client drops as a duplicate.
+//
+// With Forward.Receipts the forward also waits, after the confirm, until
+// Forward.ReceiptTabs browser tabs sent a delivery receipt for every
+// forwarded message (it fails with ErrNoReceipt after
+// Forward.ReceiptTimeout), so the source message is acked only once tabs
+// handled what it became.
 //
 // Forwarded messages are copies with the original UUID, payload and
 // metadata; produced messages also inherit the consumed message's
@@ -92,6 +136,9 @@ func ForwardMiddleware(f Forward) (message.HandlerMiddleware, error) {
 				}
 			}
 			if err := f.publish(out); err != nil {
+				return nil, err
+			}
+			if err := f.waitReceipts(msg.Context(), out); err != nil {
 				return nil, err
 			}
 			return produced, nil
@@ -159,4 +206,37 @@ func (f *Forward) routingKey(m *message.Message) (key string, err error) {
 		err = errors.New("Forward.RoutingKey returned an empty key")
 	}
 	return key, err
+}
+
+// waitReceipts waits until f.ReceiptTabs tabs sent a receipt for each
+// message of out, all within one f.ReceiptTimeout.
+func (f *Forward) waitReceipts(ctx context.Context, out []*message.Message) error {
+	if f.Receipts == nil || len(out) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.ReceiptTimeout)
+	defer cancel()
+	errs := make([]error, len(out))
+	var wg sync.WaitGroup
+	for i, m := range out {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f.waitReceipt(ctx, m.UUID)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (f *Forward) waitReceipt(ctx context.Context, uuid string) (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("durablews: forward to browsers (topic %q): %w for message %s from %d tab(s) within Forward.ReceiptTimeout %v: %w",
+				f.Topic, ErrNoReceipt, uuid, f.ReceiptTabs, f.ReceiptTimeout, err)
+		}
+	}()
+	defer recoverUser("Forward.Receipts.WaitTabs", &err)
+	_, err = f.Receipts.WaitTabs(ctx, uuid, f.ReceiptTabs)
+	return err
 }

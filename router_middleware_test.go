@@ -19,6 +19,7 @@ import (
 
 	"github.com/durablews/durablews"
 	"github.com/durablews/durablews/internal/brokertest"
+	"github.com/durablews/durablews/receipts"
 )
 
 // runRouter starts r and stops it when the test ends.
@@ -306,4 +307,245 @@ func TestForwardMiddleware_InvalidConfig(t *testing.T) {
 
 	h := durablews.ForwardHandler(durablews.Forward{Topic: "x"})
 	assert.ErrorContains(t, h(message.NewMessage("1", nil)), "Forward.Publisher is nil")
+}
+
+// tabsAnswering subscribes to topic of bus like browser tabs and, after
+// delay, records a receipt from each of tabs for every message, in tr.
+func tabsAnswering(t *testing.T, bus *gochannel.GoChannel, topic string, tr *receipts.Tracker, delay time.Duration, tabs ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	msgs, err := bus.Subscribe(ctx, topic)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for m := range msgs {
+			m.Ack()
+			wg.Add(1)
+			time.AfterFunc(delay, func() {
+				defer wg.Done()
+				for _, tab := range tabs {
+					tr.Add(receipts.Receipt{MessageID: m.UUID, UserKey: "u", TabID: tab, Subscription: "s"})
+				}
+			})
+		}
+	}()
+}
+
+func newReceiptTracker(t *testing.T) *receipts.Tracker {
+	t.Helper()
+	tr, err := receipts.NewTracker(receipts.TrackerConfig{}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr
+}
+
+func TestForwardMiddleware_ReceiptsHoldTheSourceAckUntilTabsConfirmed(t *testing.T) {
+	browsers := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	t.Cleanup(func() { _ = browsers.Close() })
+	tr := newReceiptTracker(t)
+	tabsAnswering(t, browsers, "tabs", tr, 150*time.Millisecond, "tab1", "tab2")
+
+	fwd, err := durablews.ForwardMiddleware(durablews.Forward{Publisher: browsers, Topic: "tabs", Messages: durablews.ForwardBoth,
+		Receipts: tr, ReceiptTabs: 2, ReceiptTimeout: 5 * time.Second})
+	require.NoError(t, err)
+	produced := message.NewMessage(watermill.NewUUID(), []byte(`{}`))
+	h := fwd(func(*message.Message) ([]*message.Message, error) { return []*message.Message{produced}, nil })
+
+	in := message.NewMessage(watermill.NewUUID(), []byte(`{}`))
+	start := time.Now()
+	out, err := h(in)
+	require.NoError(t, err)
+	assert.Equal(t, []*message.Message{produced}, out)
+	assert.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond, "returned before the tabs' receipts")
+	assert.Len(t, tr.Receipts(in.UUID), 2)
+	assert.Len(t, tr.Receipts(produced.UUID), 2, "produced messages are waited for too")
+
+	// Three tabs never answer for two: ErrNoReceipt after the timeout.
+	fwd3, err := durablews.ForwardMiddleware(durablews.Forward{Publisher: browsers, Topic: "tabs",
+		Receipts: tr, ReceiptTabs: 3, ReceiptTimeout: 300 * time.Millisecond})
+	require.NoError(t, err)
+	other := message.NewMessage(watermill.NewUUID(), []byte(`{}`))
+	start = time.Now()
+	_, err = fwd3(func(*message.Message) ([]*message.Message, error) { return nil, nil })(other)
+	assert.ErrorIs(t, err, durablews.ErrNoReceipt)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorContains(t, err, other.UUID)
+	assert.ErrorContains(t, err, "2 of 3 tab receipts")
+	assert.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond)
+}
+
+// With a receipt that comes too late the router's retry forwards the same
+// UUID again, and the receipt the Tracker kept completes the retry; a tab
+// that never answers ends in the poison queue.
+func TestForwardMiddleware_NoReceiptIsRetriedThenPoisoned(t *testing.T) {
+	bus := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 10}, watermill.NopLogger{})
+	t.Cleanup(func() { _ = bus.Close() })
+	tr := newReceiptTracker(t)
+	tabsAnswering(t, bus, "late-tabs", tr, 300*time.Millisecond, "tab1")
+	poisoned, err := bus.Subscribe(context.Background(), "poison")
+	require.NoError(t, err)
+
+	var mu sync.Mutex
+	attempts := map[string][]error{}
+	record := func(h message.HandlerFunc) message.HandlerFunc {
+		return func(m *message.Message) ([]*message.Message, error) {
+			out, err := h(m)
+			mu.Lock()
+			attempts[m.UUID] = append(attempts[m.UUID], err)
+			mu.Unlock()
+			return out, err
+		}
+	}
+	newRouter := func(topic string) {
+		fwd, err := durablews.ForwardMiddleware(durablews.Forward{Publisher: bus, Topic: topic, Receipts: tr, ReceiptTimeout: 200 * time.Millisecond})
+		require.NoError(t, err)
+		poison, err := middleware.PoisonQueueWithFilter(bus, "poison", func(err error) bool { return errors.Is(err, durablews.ErrNoReceipt) })
+		require.NoError(t, err)
+		r, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+		require.NoError(t, err)
+		r.AddMiddleware(poison, middleware.Retry{MaxRetries: 3, InitialInterval: 50 * time.Millisecond}.Middleware, record, fwd)
+		r.AddConsumerHandler("fwd-"+topic, "src-"+topic, bus, func(*message.Message) error { return nil })
+		runRouter(t, r)
+	}
+	newRouter("late-tabs")
+	newRouter("silent-tabs") // nobody answers there
+
+	late := message.NewMessage(watermill.NewUUID(), []byte(`{}`))
+	silent := message.NewMessage(watermill.NewUUID(), []byte(`{}`))
+	require.NoError(t, bus.Publish("src-late-tabs", late))
+	require.NoError(t, bus.Publish("src-silent-tabs", silent))
+
+	select {
+	case p := <-poisoned:
+		assert.Equal(t, silent.UUID, p.UUID)
+		assert.Contains(t, p.Metadata.Get(middleware.ReasonForPoisonedKey), "no delivery receipt")
+		p.Ack()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the message no tab confirmed never reached the poison queue")
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		a := attempts[late.UUID]
+		return len(a) > 0 && a[len(a)-1] == nil
+	}, 10*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	a := attempts[late.UUID]
+	require.GreaterOrEqual(t, len(a), 2)
+	assert.ErrorIs(t, a[0], durablews.ErrNoReceipt, "the first attempt timed out")
+	assert.Len(t, tr.Receipts(late.UUID), 1, "one receipt, from the first forward; the retry republished the same UUID")
+	assert.Len(t, attempts[silent.UUID], 4, "1 + MaxRetries attempts")
+}
+
+func TestForwardMiddleware_InvalidReceiptConfig(t *testing.T) {
+	pub := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	t.Cleanup(func() { _ = pub.Close() })
+	_, err := durablews.ForwardMiddleware(durablews.Forward{Publisher: pub, Topic: "x", ReceiptTimeout: time.Second})
+	assert.ErrorContains(t, err, "Forward.Receipts is nil")
+	_, err = durablews.ForwardMiddleware(durablews.Forward{Publisher: pub, Topic: "x", Receipts: newReceiptTracker(t), ReceiptTabs: -1})
+	assert.ErrorContains(t, err, "ReceiptTabs -1 is negative")
+}
+
+// End to end on the broker: the router forwards through the Publisher to
+// a tab queue; a tab reads it and sends its receipt batch to the receipts
+// exchange as the STOMP plugin would, too late for the first attempt; the
+// service's receipts.Subscriber and Tracker read it; the retried forward
+// (same UUID) completes with that receipt and the source message is acked.
+func TestForwardMiddleware_ReceiptsThroughTheBroker(t *testing.T) {
+	b := newBroker(t)
+	ex := uniqueName(t, "fwdrcpt")
+	b.exchange(ex, "topic")
+	tabQ := b.queue(ex, "customer.#", nil)
+	rex, rq := uniqueName(t, "receipts"), uniqueName(t, "svc-receipts")
+	t.Cleanup(func() {
+		if ch, err := b.Conn.Channel(); err == nil {
+			_, _ = ch.QueueDelete(rq, false, false, false)
+			_ = ch.ExchangeDelete(rex, false, false)
+			_ = ch.Close()
+		}
+	})
+	sub, err := receipts.NewSubscriber(receipts.Config{URL: amqpURL(), Exchange: rex, Queue: rq}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Close() })
+	tr, err := receipts.NewTracker(receipts.TrackerConfig{Subscriber: sub}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tr.Close() })
+
+	// The tab: handles each message once (a redelivered UUID is a duplicate
+	// it drops), sends the receipt 400 ms after the first copy.
+	tabCh, err := b.Conn.Channel()
+	require.NoError(t, err)
+	deliveries, err := tabCh.Consume(tabQ, "", false, false, false, false, nil)
+	require.NoError(t, err)
+	var mu sync.Mutex
+	copies := map[string]int{}
+	var sent sync.WaitGroup
+	go func() {
+		for d := range deliveries {
+			mu.Lock()
+			copies[d.MessageId]++
+			first := copies[d.MessageId] == 1
+			mu.Unlock()
+			_ = d.Ack(false)
+			if !first {
+				continue
+			}
+			sent.Add(1)
+			time.AfterFunc(400*time.Millisecond, func() {
+				defer sent.Done()
+				p, err := receipts.NewPublishing("tab1", []receipts.Entry{{ID: d.MessageId, Subscription: "orders"}})
+				if !assert.NoError(t, err) {
+					return
+				}
+				ch, err := b.Conn.Channel()
+				if !assert.NoError(t, err) {
+					return
+				}
+				defer ch.Close()
+				assert.NoError(t, ch.PublishWithContext(context.Background(), rex, "u1.tab1", false, false, p))
+			})
+		}
+	}()
+	t.Cleanup(func() { _ = tabCh.Close(); sent.Wait() })
+
+	pub := newPublisher(t, durablews.NewConfig(amqpURL(), durablews.Exchange{Name: ex}))
+	source := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	t.Cleanup(func() { _ = source.Close() })
+	fwd, err := durablews.ForwardMiddleware(durablews.Forward{Publisher: pub, Topic: ex, Receipts: tr, ReceiptTimeout: 250 * time.Millisecond})
+	require.NoError(t, err)
+	var attempts []error
+	record := func(h message.HandlerFunc) message.HandlerFunc {
+		return func(m *message.Message) ([]*message.Message, error) {
+			out, err := h(m)
+			mu.Lock()
+			attempts = append(attempts, err)
+			mu.Unlock()
+			return out, err
+		}
+	}
+	r, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+	require.NoError(t, err)
+	r.AddMiddleware(middleware.Retry{MaxRetries: 10, InitialInterval: 100 * time.Millisecond}.Middleware, record, fwd)
+	r.AddConsumerHandler("to-browsers", "orders", source, func(*message.Message) error { return nil })
+	runRouter(t, r)
+
+	in := newMsg("customer.1.paid")
+	require.NoError(t, source.Publish("orders", in))
+	got, err := tr.WaitTabs(brokertest.Ctx(t, 15*time.Second), in.UUID, 1)
+	require.NoError(t, err)
+	assert.Equal(t, "u1", got[0].UserKey)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(attempts) > 0 && attempts[len(attempts)-1] == nil
+	}, 10*time.Second, 10*time.Millisecond, "the forward never completed")
+	mu.Lock()
+	defer mu.Unlock()
+	assert.ErrorIs(t, attempts[0], durablews.ErrNoReceipt)
+	assert.GreaterOrEqual(t, copies[in.UUID], 2, "the retry republished the same UUID")
+	t.Logf("attempts %d, copies in the tab queue %d, receipts %d", len(attempts), copies[in.UUID], len(tr.Receipts(in.UUID)))
 }

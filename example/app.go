@@ -47,6 +47,9 @@ const (
 // maxEventsPerRequest bounds POST /api/events.
 const maxEventsPerRequest = 500
 
+// maxWaitMs bounds POST /api/events' wait_ms.
+const maxWaitMs = 20000
+
 var (
 	customerRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 	eventTypeRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
@@ -109,8 +112,12 @@ type appConfig struct {
 	QuorumQueues bool
 
 	// PublishTimeout bounds one POST /api/events, including waiting for
-	// RabbitMQ's confirms.
+	// RabbitMQ's confirms (and for receipts, with wait_ms).
 	PublishTimeout time.Duration
+	// FallbackAfter: an event no tab of its customer handled within this
+	// (no delivery receipt) is listed by GET /api/fallbacks, where a real
+	// service would send an e-mail instead. Default 5 s.
+	FallbackAfter time.Duration
 
 	// Logger for the publisher, router and app; nil logs nothing.
 	Logger watermill.LoggerAdapter
@@ -129,6 +136,7 @@ func defaultAppConfig() appConfig {
 		KeyID:           "durablews-dev",
 		QueueExpiresMs:  15 * 60 * 1000,
 		PublishTimeout:  30 * time.Second,
+		FallbackAfter:   5 * time.Second,
 	}
 }
 
@@ -154,6 +162,9 @@ func (c *appConfig) setDefaults() {
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = d.PublishTimeout
 	}
+	if c.FallbackAfter == 0 {
+		c.FallbackAfter = d.FallbackAfter
+	}
 	if c.Logger == nil {
 		c.Logger = watermill.NopLogger{}
 	}
@@ -169,6 +180,7 @@ type app struct {
 
 	pub      *durablews.Publisher
 	sessions *tabsession.Handler // nil in Trusted mode
+	receipts *receiptsSide
 	source   *gochannel.GoChannel
 	router   *message.Router
 	stopRun  context.CancelFunc
@@ -212,8 +224,12 @@ func newApp(cfg appConfig) (*app, error) {
 	a.orderNo.Store(1000)
 
 	var err error
+	if a.receipts, err = newReceiptsSide(cfg); err != nil {
+		return nil, err
+	}
 	if !cfg.Trusted {
 		if a.sessions, err = newTabSessions(cfg); err != nil {
+			_ = a.receipts.Close()
 			return nil, err
 		}
 	}
@@ -222,6 +238,7 @@ func newApp(cfg appConfig) (*app, error) {
 		if a.sessions != nil {
 			_ = a.sessions.Close()
 		}
+		_ = a.receipts.Close()
 		return nil, err
 	}
 
@@ -337,6 +354,10 @@ func tabSessionConfig(cfg appConfig) tabsession.Config {
 		KeyID:         cfg.KeyID,
 		QueueExpires:  time.Duration(cfg.QueueExpiresMs) * time.Millisecond,
 		QueueType:     map[bool]string{false: tabsession.QueueClassic, true: tabsession.QueueQuorum}[cfg.QuorumQueues],
+		// Each tab may send delivery receipts to the demo's receipts
+		// exchange, with its own routing key only.
+		Receipts:         true,
+		ReceiptsExchange: receiptsExchange(cfg),
 		Authenticate: func(r *http.Request) (string, error) {
 			c, err := r.Cookie(loginCookie)
 			if err != nil || !customerRE.MatchString(c.Value) {
@@ -536,6 +557,7 @@ func (a *app) settle(h message.HandlerFunc) message.HandlerFunc {
 //	POST /api/tab-session tabsession.Handler (not in Trusted mode)
 //	POST /api/events     publish test events; returns their UUIDs once confirmed
 //	POST /api/announcements publish an announcement to the broadcast stream
+//	GET  /api/fallbacks  events no tab of a customer handled in time (?customer=42)
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(staticFiles, "static")
@@ -560,6 +582,7 @@ func (a *app) routes() http.Handler {
 	}
 	mux.HandleFunc("POST /api/events", a.handleEvents)
 	mux.HandleFunc("POST /api/announcements", a.handleAnnounce)
+	mux.HandleFunc("GET /api/fallbacks", a.handleFallbacks)
 	return mux
 }
 
@@ -614,6 +637,10 @@ type browserConfig struct {
 	Stream         string   `json:"stream"`
 	QueueExpiresMs int      `json:"queueExpiresMs"`
 	EventTypes     []string `json:"eventTypes"`
+	// ReceiptsExchange is where a Trusted-mode page sends its delivery
+	// receipts (with tab sessions the session names the destination).
+	ReceiptsExchange string `json:"receiptsExchange,omitempty"`
+	FallbackAfterMs  int64  `json:"fallbackAfterMs"`
 }
 
 func (a *app) handleConfig(w http.ResponseWriter, _ *http.Request) {
@@ -635,8 +662,11 @@ func (a *app) handleConfig(w http.ResponseWriter, _ *http.Request) {
 			Stream:         a.cfg.Stream,
 			QueueExpiresMs: a.cfg.QueueExpiresMs,
 			EventTypes:     demoEvents,
+
+			ReceiptsExchange: receiptsExchange(a.cfg),
 		}
 	}
+	c.FallbackAfterMs = a.cfg.FallbackAfter.Milliseconds()
 	if urls := splitURLs(a.cfg.WebSTOMPURL); len(urls) > 1 {
 		c.WebSTOMPURL, c.WebSTOMPURLs = "", urls
 	}
@@ -649,6 +679,12 @@ type eventsRequest struct {
 	Customer string `json:"customer"`
 	Count    int    `json:"count"`
 	Event    string `json:"event"`
+	// WaitMs > 0: after RabbitMQ confirmed, wait up to this long for a
+	// delivery receipt of each event from a tab of the customer.
+	WaitMs int `json:"wait_ms"`
+	// WaitTabs: with WaitMs, wait for receipts of this many tabs (default
+	// 1: the first tab of the customer that handled the event).
+	WaitTabs int `json:"wait_tabs"`
 }
 
 type publishedEvent struct {
@@ -665,6 +701,11 @@ type eventsResponse struct {
 	Millis   int64             `json:"ms"`
 	Error    string            `json:"error,omitempty"`
 	Failed   map[string]string `json:"failed,omitempty"`
+	// Receipts (with wait_ms): per event, how many of the customer's tabs
+	// handled it by the answer; Handled says it in words ("handled by 2
+	// tabs in 41 ms").
+	Receipts map[string]eventReceipts `json:"receipts,omitempty"`
+	Handled  string                   `json:"handled,omitempty"`
 }
 
 // orderEvent is the payload browsers receive.
@@ -720,6 +761,12 @@ func (a *app) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp.Millis = time.Since(start).Milliseconds()
+	ukey := a.userKey(req.Customer)
+	for _, ev := range resp.Events {
+		if err, ok := o.get(ev.ID); ok && err == nil {
+			a.receipts.expect(req.Customer, ukey, ev)
+		}
+	}
 	for _, m := range msgs {
 		err, ok := o.get(m.UUID)
 		switch {
@@ -738,6 +785,10 @@ func (a *app) handleEvents(w http.ResponseWriter, r *http.Request) {
 		resp.Error = fmt.Sprintf("%d of %d events not confirmed by RabbitMQ", len(resp.Failed), len(msgs))
 		writeJSON(w, http.StatusServiceUnavailable, resp)
 		return
+	}
+	if req.WaitMs > 0 {
+		wait := min(time.Duration(req.WaitMs)*time.Millisecond, time.Until(deadlineOf(ctx)))
+		resp.Receipts, resp.Handled = a.receipts.wait(ctx, start, ukey, resp.IDs, req.WaitTabs, wait)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -774,6 +825,10 @@ func parseEventsRequest(w http.ResponseWriter, r *http.Request) (eventsRequest, 
 		return req, fmt.Errorf("customer %q: want 1-32 of A-Z a-z 0-9 _ -", req.Customer)
 	case req.Count < 1 || req.Count > maxEventsPerRequest:
 		return req, fmt.Errorf("count %d: want 1..%d", req.Count, maxEventsPerRequest)
+	case req.WaitMs < 0 || req.WaitMs > maxWaitMs:
+		return req, fmt.Errorf("wait_ms %d: want 0 (do not wait for receipts) to %d", req.WaitMs, maxWaitMs)
+	case req.WaitTabs < 0 || req.WaitTabs > 100:
+		return req, fmt.Errorf("wait_tabs %d: want 0 or 1 (the first tab) to 100", req.WaitTabs)
 	case req.Event != "" && !eventTypeRE.MatchString(req.Event):
 		return req, fmt.Errorf("event %q: want a lower-case identifier like order_paid", req.Event)
 	}
@@ -857,5 +912,14 @@ func (a *app) closeBackends() error {
 	if err := a.pub.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := a.receipts.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("receipts: %w", err))
+	}
 	return errors.Join(errs...)
+}
+
+// deadlineOf is ctx's deadline (every request context here has one).
+func deadlineOf(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
 }

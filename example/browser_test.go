@@ -89,17 +89,52 @@ func TestBrowser(t *testing.T) {
 		exchange: "durablews-example-test-" + randHex(6),
 		queues:   map[string]bool{},
 	}
-	a, err := newApp(appConfig{
-		Addr:        "127.0.0.1:0",
-		AMQPURL:     h.amqpURL,
-		WebSTOMPURL: h.wsURL,
-		Exchange:    h.exchange,
-		Stream:      h.exchange + ".announcements",
-		WebDir:      "../web",
-		SigningKey:  key,
-		KeyID:       oauthbroker.KeyID,
-		Logger:      &testLogger{t: t},
+	h.start(t, appConfig{
+		Logger: &testLogger{t: t},
+		// Short, so that the fallback subtest does not wait long.
+		FallbackAfter: 2 * time.Second,
 	})
+	// A watchdog: chromedp calls can block past their context when the
+	// browser wedges. Stopping the browser makes them fail, so a hang becomes
+	// a failure with goroutine stacks instead of go test's 10-minute timeout.
+	watchdog := time.AfterFunc(watchdogTimeout, func() {
+		fmt.Fprintf(os.Stderr, "TestBrowser: still running after %v; goroutines:\n", watchdogTimeout)
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+		h.stopBrowser()
+	})
+	t.Cleanup(func() { watchdog.Stop() })
+	t.Logf("app on %s, exchange %s, browser up after %v", h.app.URL(), h.exchange, time.Since(started).Round(time.Millisecond))
+
+	t.Run("a_live_events", h.testLive)
+	t.Run("b1_drop_connection", h.testDropConnection)
+	t.Run("b2_reload", h.testReload)
+	t.Run("b3_queue_lost", h.testQueueLost)
+	t.Run("c_two_tabs_and_other_customer", h.testTwoTabs)
+	t.Run("d_other_customers_binding_refused", h.testForeignBinding)
+	t.Run("e_announcements_survive_reloads", h.testAnnouncements)
+	t.Run("f_receipts_and_fallbacks", h.testReceipts)
+	if path := os.Getenv("DURABLEWS_DEMO_SCREENSHOT"); path != "" {
+		t.Run("docs_screenshot", func(t *testing.T) { h.docsScreenshot(t, path) })
+	}
+	t.Logf("browser scenarios took %v", time.Since(started).Round(time.Millisecond))
+}
+
+// start starts the demo app of cfg on h's broker (cfg's zero AMQPURL and
+// WebSTOMPURL: h's), its HTTP client and a headless browser, all closed at
+// the end of the test, and cleans the broker up after them.
+func (h *harness) start(t *testing.T, cfg appConfig) {
+	t.Helper()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.Exchange, cfg.Stream = h.exchange, h.exchange+".announcements"
+	cfg.WebDir = "../web"
+	cfg.SigningKey, cfg.KeyID = h.key, oauthbroker.KeyID
+	if cfg.AMQPURL == "" {
+		cfg.AMQPURL = h.amqpURL
+	}
+	if cfg.WebSTOMPURL == "" {
+		cfg.WebSTOMPURL = h.wsURL
+	}
+	a, err := newApp(cfg)
 	if err != nil {
 		t.Fatalf("start the demo app: %v", err)
 	}
@@ -116,30 +151,7 @@ func TestBrowser(t *testing.T) {
 	transport := &http.Transport{}
 	h.http = &http.Client{Transport: transport, Timeout: 40 * time.Second}
 	t.Cleanup(transport.CloseIdleConnections)
-
 	h.browser, h.stopBrowser = startBrowser(t)
-	// A watchdog: chromedp calls can block past their context when the
-	// browser wedges. Stopping the browser makes them fail, so a hang becomes
-	// a failure with goroutine stacks instead of go test's 10-minute timeout.
-	watchdog := time.AfterFunc(watchdogTimeout, func() {
-		fmt.Fprintf(os.Stderr, "TestBrowser: still running after %v; goroutines:\n", watchdogTimeout)
-		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
-		h.stopBrowser()
-	})
-	t.Cleanup(func() { watchdog.Stop() })
-	t.Logf("app on %s, exchange %s, browser up after %v", a.URL(), h.exchange, time.Since(started).Round(time.Millisecond))
-
-	t.Run("a_live_events", h.testLive)
-	t.Run("b1_drop_connection", h.testDropConnection)
-	t.Run("b2_reload", h.testReload)
-	t.Run("b3_queue_lost", h.testQueueLost)
-	t.Run("c_two_tabs_and_other_customer", h.testTwoTabs)
-	t.Run("d_other_customers_binding_refused", h.testForeignBinding)
-	t.Run("e_announcements_survive_reloads", h.testAnnouncements)
-	if path := os.Getenv("DURABLEWS_DEMO_SCREENSHOT"); path != "" {
-		t.Run("docs_screenshot", func(t *testing.T) { h.docsScreenshot(t, path) })
-	}
-	t.Logf("browser scenarios took %v", time.Since(started).Round(time.Millisecond))
 }
 
 // a. Open the page for a customer, publish N events through the API: all N

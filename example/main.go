@@ -48,6 +48,7 @@ func main() {
 	flag.StringVar(&cfg.ManagementURL, "management", "", "optional management API URL with credentials, to remove revoked bindings at renewal")
 	flag.BoolVar(&cfg.Trusted, "trusted", false, "TRUSTED NETWORKS ONLY: give every page guest/guest and let it declare and bind its own queue (for brokers not configured for tab sessions)")
 	flag.BoolVar(&cfg.QuorumQueues, "quorum", false, "tab-session queues are quorum queues: they survive the loss of a cluster node (for a cluster's URLs)")
+	flag.DurationVar(&cfg.FallbackAfter, "fallback-after", d.FallbackAfter, "an event no tab of its customer handled within this (no delivery receipt) is listed as a fallback (GET /api/fallbacks): where a real service would send an e-mail")
 	verbose := flag.Bool("v", false, "debug logging")
 	flag.Parse()
 	cfg.Logger = watermill.NewStdLogger(*verbose, false)

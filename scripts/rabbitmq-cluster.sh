@@ -39,7 +39,7 @@ set -euo pipefail
 readonly BIN=/usr/lib/rabbitmq/bin
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly SCRIPT_DIR
-readonly VERSION=${DURABLEWS_RABBITMQ:-$(bash "$SCRIPT_DIR/rabbitmq-versions.sh" list | head -n1)}
+readonly VERSION=${DURABLEWS_RABBITMQ:-$(bash "$SCRIPT_DIR/rabbitmq-versions.sh" list | sed -n 1p)}
 if [ "$VERSION" = 3.10 ]; then
 	ROOT=/
 	DIR=${DURABLEWS_CLUSTER_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/durablews-cluster}

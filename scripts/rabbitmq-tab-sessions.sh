@@ -65,7 +65,7 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-VERSION=${DURABLEWS_RABBITMQ:-$(bash "$SCRIPT_DIR/rabbitmq-versions.sh" list | head -n1)}
+VERSION=${DURABLEWS_RABBITMQ:-$(bash "$SCRIPT_DIR/rabbitmq-versions.sh" list | sed -n 1p)}  # sed reads to the end: head -n1 could SIGPIPE the list (pipefail: exit 141)
 # The shared node of a version in a root: its directory, name and CLI wrappers come from
 # scripts/rabbitmq-versions.sh. Explicit DURABLEWS_TABS_* settings (private nodes) win.
 VERSION_NODE=

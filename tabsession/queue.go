@@ -109,8 +109,9 @@ func (h *Handler) ensureQueue(user, queue string, granted []Binding) (created bo
 	// brokerErr classifies a failed AMQP operation: a dead connection is
 	// 503, a refused operation (404 exchange, 403 permission) is 500.
 	brokerErr := func(op string, err error) error {
+		refused := refusedByBroker(err)
 		err = fmt.Errorf("%s: %w", op, err)
-		if conn.IsClosed() || errors.Is(err, amqp.ErrClosed) {
+		if !refused || conn.IsClosed() {
 			return unavailable(err)
 		}
 		return internalError(err)
@@ -195,6 +196,25 @@ func (h *Handler) ensureQueue(user, queue string, granted []Binding) (created bo
 		h.evict(conn, user, queue)
 	}
 	return created || lost, err
+}
+
+// refusedByBroker tells an operation the broker refused (a channel
+// exception: 403 access refused, 404 not found, 405 resource locked, 406
+// precondition failed, 530 not allowed), which retrying cannot fix, from
+// a connection that failed (a reset socket, a write error, the broker
+// closing the connection), which a retry on a new connection can. A write
+// to a socket the network just reset fails before the connection notices
+// it is closed, so IsClosed alone cannot tell them apart.
+func refusedByBroker(err error) bool {
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || !ae.Server {
+		return false
+	}
+	switch ae.Code {
+	case amqp.AccessRefused, amqp.NotFound, amqp.ResourceLocked, amqp.PreconditionFailed, amqp.NotAllowed:
+		return true
+	}
+	return false
 }
 
 // queueLimitError tells the broker's refusal of a new queue at a queue

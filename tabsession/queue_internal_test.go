@@ -4,9 +4,15 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 func TestQueueNameIsKeyed(t *testing.T) {
@@ -42,5 +48,25 @@ func TestQueueNameKeyDefault(t *testing.T) {
 	own := bytes.Repeat([]byte{9}, 32)
 	if !bytes.Equal(queueNameKey(Config{SigningKey: signing, QueueNameKey: own}), own) {
 		t.Fatal("Config.QueueNameKey is not used")
+	}
+}
+
+func TestRefusedByBroker(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&amqp.Error{Code: amqp.AccessRefused, Server: true, Reason: "ACCESS_REFUSED"}, true},
+		{fmt.Errorf("bind: %w", &amqp.Error{Code: amqp.NotFound, Server: true}), true},
+		{&amqp.Error{Code: amqp.PreconditionFailed, Server: true}, true},
+		{&amqp.Error{Code: amqp.ConnectionForced, Server: true, Reason: "CONNECTION_FORCED - broker forced connection closure"}, false},
+		{amqp.ErrClosed, false},
+		{&amqp.Error{Code: amqp.FrameError, Reason: "write tcp 127.0.0.1:1->127.0.0.1:2: write: connection reset by peer"}, false},
+		{&net.OpError{Op: "write", Err: syscall.ECONNRESET}, false},
+		{io.ErrUnexpectedEOF, false},
+	} {
+		if got := refusedByBroker(tc.err); got != tc.want {
+			t.Errorf("refusedByBroker(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

@@ -5,7 +5,8 @@
 
 import { DEFAULTS } from './defaults.js';
 import { streamNotGranted } from './errors.js';
-import { DedupWindow, normalizeSessionSpec, normalizeSpec, normalizeStreamSpec, queueName, topicMatcher, urlList } from './internal.js';
+import { DedupWindow, normalizeSessionSpec, normalizeSpec, normalizeStreamSpec, queueName, receiptDestination, topicMatcher, urlList } from './internal.js';
+import { ReceiptSender, receiptSettings } from './receipts.js';
 import { TabSessions, sessionSettings } from './session.js';
 import { Subscription } from './subscription.js';
 import { Tab } from './tab.js';
@@ -13,7 +14,7 @@ import { StompTransport } from './transport.js';
 import { SharedTransport } from './shared-transport.js';
 import { sharedLocks } from './leader.js';
 
-/** @import { ClientEvents, ClientMode, ClientOptions, ConnectionState, DurableMessage, StateDetail, SubscribeOptions } from './typedefs.js' */
+/** @import { ClientEvents, ClientMode, ClientOptions, ClientStats, ConnectionState, DurableMessage, StateDetail, SubscribeOptions } from './typedefs.js' */
 /** @import { ParsedSession } from './internal.js' */
 /** @import { Target } from './transport.js' */
 
@@ -36,11 +37,15 @@ import { sharedLocks } from './leader.js';
  *   the client POSTs to session.url for it and a fresh read-only token. Without
  *   it the page declares its own queues with shared credentials (trusted
  *   deployments only). See README.md.
+ * - Delivery receipts (docs/receipts.md): after a handler resolved and the
+ *   ACK was written, the tab tells the service so, batched, kept in storage
+ *   until the broker confirmed them (receipts.js).
  */
 export class DurableClient {
   /** @param {ClientOptions} opts */
   constructor(opts = {}) {
     const sessions = sessionSettings(opts);
+    const receipts = receiptSettings(opts, !!sessions);
     /** headers mode: the Web-STOMP URLs (one per node); empty with only a webSocketFactory */
     this._urls = sessions || (opts.webSocketFactory && opts.url === undefined) ? [] : urlList(opts.url, 'DurableClient: ');
     this._login = opts.login;
@@ -103,11 +108,26 @@ export class DurableClient {
       renewed: () => {
         for (const sub of this._subs) sub._clearSeen();
         this._sessions?.forgetPrepared();
+        this._receipts?.clear();
       },
     });
     queueName(this._queuePrefix, this._tab.id, 'x'); // validate prefix
     /** tab-session mode: the sessions; null in headers mode */
     this._sessions = sessions ? new TabSessions(sessions, this._tab, (m) => this._debug(m)) : null;
+    /** the receipt sender: tab-session mode (if a session names a destination), headers mode with receipts.userKey; else null */
+    this._receipts =
+      sessions || receipts.userKey !== null
+        ? new ReceiptSender(receipts, {
+            tab: this._tab,
+            target: () => this._receiptTarget(receipts),
+            live: () => {
+              const t = this._transport;
+              return t.liveGen !== 0 && t.canAck(t.liveGen) ? { connection: /** @type {import('./transport.js').Connection} */ (t.connection), gen: t.liveGen } : null;
+            },
+            confirmed: (event) => this._emit('receipt', event),
+            debug: (m) => this._debug(m),
+          })
+        : null;
     /** @type {{match: (rk: string) => boolean, fn: (msg: DurableMessage) => any, pattern: string}[]} */
     this._routes = [];
     /** @type {Map<string, Set<Function>>} */
@@ -153,6 +173,14 @@ export class DurableClient {
   }
 
   /**
+   * Client-level counters (delivery receipts; see {@link ClientStats}).
+   * @returns {ClientStats}
+   */
+  get stats() {
+    return this._receipts?.stats ?? { receiptsSent: 0, receiptsConfirmed: 0, receiptsPending: 0, receiptsDropped: 0 };
+  }
+
+  /**
    * Listen to connection state changes (the same as `on('state', fn)`).
    * @param {(state: ConnectionState, detail: StateDetail) => void} fn
    * @returns {() => void} call to stop listening
@@ -166,7 +194,7 @@ export class DurableClient {
    *
    * Events: 'state' `(state, detail)`; 'connecting', 'connected',
    * 'reconnecting', 'closed' `(detail)`; 'retry' {@link RetryEvent}; 'failed'
-   * {@link FailedEvent}.
+   * {@link FailedEvent}; 'gap' {@link GapEvent}; 'receipt' {@link ReceiptEvent}.
    *
    * Any other name is an AMQP topic pattern (`*` one word, `#` any number):
    * `client.on('customer.*.order_paid', async (msg) => ...)` calls the handler
@@ -263,6 +291,12 @@ export class DurableClient {
     }
     const stream = spec !== null && typeof spec === 'object' && spec.stream !== undefined ? normalizeStreamSpec(spec) : null;
     const norm = stream ?? (this._sessions ? normalizeSessionSpec(spec) : normalizeSpec(/** @type {any} */ (spec)));
+    if (spec.receipts !== undefined && typeof spec.receipts !== 'boolean') {
+      throw new TypeError(`subscribe(): receipts must be true or false, got ${JSON.stringify(spec.receipts)}`);
+    }
+    if (spec.receipts === true && !this._receipts) {
+      throw new TypeError('subscribe(): receipts: true needs somewhere to send them: the client option receipts: {userKey} (headers mode)');
+    }
     if (stream) {
       for (const s of this._subs) {
         if (s._streamName === stream.stream) throw new Error(`stream ${stream.stream} is already subscribed (subscription ${s.name}); one subscription per stream keeps one offset`);
@@ -280,7 +314,7 @@ export class DurableClient {
     for (const s of this._subs) {
       if (s.name === norm.name) throw new Error(`subscription name ${norm.name} already in use`);
     }
-    const sub = new Subscription(this, { ...norm, retry: spec.retry, handlerTimeoutMs: spec.handlerTimeoutMs }, handler, spec.onError);
+    const sub = new Subscription(this, { ...norm, retry: spec.retry, handlerTimeoutMs: spec.handlerTimeoutMs, receipts: spec.receipts }, handler, spec.onError);
     this._subs.add(sub);
     const t = this._transport;
     if (t.liveGen !== 0 && t.connection && sub.headers) {
@@ -333,6 +367,7 @@ export class DurableClient {
   async _shutdown(detail) {
     if (this._closed) return;
     this._closed = true;
+    this._receipts?.stop(); // pending receipts go out before the DISCONNECT
     const disconnect = this._transport.stop();
     this._tab.release();
     for (const sub of this._subs) sub._saveSeen();
@@ -579,12 +614,29 @@ export class DurableClient {
       }
     }
     if (queueReset) detail.queueReset = true;
+    const gen = this._transport.liveGen;
     this._setState('connected', detail);
+    if (gen === this._transport.liveGen) this._receipts?.connected(gen);
+  }
+
+  /**
+   * Where this tab's receipts go now: the session's `receipts` destination,
+   * or in headers mode `/exchange/<exchange>/<userKey>.<tabId>`; null: nowhere.
+   * @param {import('./receipts.js').ReceiptSettings} settings
+   * @returns {{destination: string, tabId: string}|null}
+   */
+  _receiptTarget(settings) {
+    if (this._sessions) {
+      const s = this._sessions.current;
+      return s?.receipts ? { destination: s.receipts.destination, tabId: s.tabId } : null;
+    }
+    if (settings.userKey === null) return null;
+    return { destination: receiptDestination(settings.exchange, settings.userKey, this.tabId), tabId: this.tabId };
   }
 }
 
 /** Names on() treats as events; anything else is a routing-key pattern. */
-const EVENT_NAMES = new Set(['state', 'connecting', 'connected', 'reconnecting', 'closed', 'retry', 'failed', 'gap', 'mode', 'leader']);
+const EVENT_NAMES = new Set(['state', 'connecting', 'connected', 'reconnecting', 'closed', 'retry', 'failed', 'gap', 'receipt', 'mode', 'leader']);
 
 /**
  * Shared mode's settings, or null for a connection of this tab's own: when

@@ -16,7 +16,8 @@ function deepFreeze(o) {
 
 /**
  * The defaults of `new DurableClient(options)` (top level), of its
- * `session` option (`session`), and of `client.subscribe(spec)` (`subscribe`).
+ * `session` option (`session`), of its `receipts` option (`receipts`), and
+ * of `client.subscribe(spec)` (`subscribe`).
  * Frozen: read it, don't change it (pass options instead).
  */
 export const DEFAULTS = deepFreeze({
@@ -33,6 +34,12 @@ export const DEFAULTS = deepFreeze({
   shared: true,
   session: {
     timeoutMs: 10000,
+  },
+  receipts: {
+    exchange: 'durablews.receipts',
+    flushMs: 20,
+    maxBatch: 100,
+    maxPending: 1000,
   },
   subscribe: {
     bindingKey: '',

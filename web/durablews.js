@@ -26,6 +26,9 @@ export { DEFAULTS } from './defaults.js';
  * @typedef {import('./typedefs.js').SubscribeOptions} SubscribeOptions
  * @typedef {import('./typedefs.js').SubscriptionStats} SubscriptionStats
  * @typedef {import('./typedefs.js').GapEvent} GapEvent
+ * @typedef {import('./typedefs.js').ReceiptEvent} ReceiptEvent
+ * @typedef {import('./typedefs.js').ReceiptOptions} ReceiptOptions
+ * @typedef {import('./typedefs.js').ClientStats} ClientStats
  * @typedef {import('./typedefs.js').RetryEvent} RetryEvent
  * @typedef {import('./typedefs.js').FailedEvent} FailedEvent
  * @typedef {import('./typedefs.js').SessionOptions} SessionOptions

@@ -356,6 +356,8 @@ export const SESSION_VERSION = 1;
  * @property {{tabId: string, queue: string, destination: string}[]} tabs  a shared-mode
  *   leader's session: the other tabs whose queues its token reads too (`tabs`)
  * @property {string[]} missingTabs  the requested tabs without a queue (`missing_tabs`)
+ * @property {{destination: string, userKey: string}|null} receipts  where this tab
+ *   sends its delivery receipts (`receipts: {destination, user_key}`), null without
  */
 
 /**
@@ -418,6 +420,7 @@ export function parseSession(s) {
   }
   const missingTabs = Array.isArray(s.missing_tabs) ? s.missing_tabs.filter((/** @type {any} */ x) => typeof x === 'string') : [];
   const renewIn = Number(s.renew_in);
+  const receipts = s.receipts === undefined || s.receipts === null ? null : parseSessionReceipts(s.receipts, tabId);
   return {
     tabId,
     url,
@@ -433,7 +436,38 @@ export function parseSession(s) {
     queueCreated: s.queue_created === true,
     tabs,
     missingTabs,
+    receipts,
   };
+}
+
+/** A receipts user key (docs/receipts.md): the routing key's first word. */
+export const RECEIPT_USER_KEY_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * The session's `receipts` field: `{destination: "/exchange/<exchange>/<user_key>.<tab_id>", user_key}`.
+ * @param {any} r
+ * @param {string} tabId
+ */
+function parseSessionReceipts(r, tabId) {
+  if (typeof r !== 'object' || typeof r.user_key !== 'string' || !RECEIPT_USER_KEY_RE.test(r.user_key)) {
+    throw new TypeError(`tab session response: receipts ${JSON.stringify(r)} has no user_key of ${RECEIPT_USER_KEY_RE}`);
+  }
+  const d = r.destination;
+  if (typeof d !== 'string' || !/^\/exchange\/[^/\r\n]+\/[^/\r\n]+$/.test(d) || !d.endsWith(`/${r.user_key}.${tabId}`)) {
+    throw new TypeError(`tab session response: receipts.destination ${JSON.stringify(d)} is not /exchange/<exchange>/<user_key>.<tab_id>`);
+  }
+  return { destination: d, userKey: r.user_key };
+}
+
+/**
+ * The destination of a tab's receipts in headers mode:
+ * `/exchange/<exchange>/<userKey>.<tabId>` (docs/receipts.md).
+ * @param {string} exchange
+ * @param {string} userKey
+ * @param {string} tabId
+ */
+export function receiptDestination(exchange, userKey, tabId) {
+  return exchangeDestination(exchange, `${userKey}.${tabId}`);
 }
 
 /**

@@ -71,6 +71,8 @@ export class Subscription {
     this._onError = onError;
     this._retry = normalizeRetry(spec.retry);
     this._timeoutMs = normalizeTimeout(spec.handlerTimeoutMs ?? DEFAULTS.subscribe.handlerTimeoutMs);
+    /** send delivery receipts for what this subscription handled (if the client has a destination) */
+    this._receipts = spec.receipts ?? spec.stream === undefined;
     this._active = true;
     this._seen = new DedupWindow(client._dedupSize);
     this._seenKey = `seen.${spec.name}`;
@@ -269,7 +271,8 @@ export class Subscription {
     const msg = makeMessage(frame, this._spec.name);
     if (this._seen.has(msg.id)) {
       this._stats.duplicates++;
-      this._ack(frame, gen);
+      // Its receipt was sent when it was handled, or held if that ACK could not be written.
+      if (this._ack(frame, gen)) this._releaseReceipt(msg.id);
       return;
     }
     const handlers = this._handlersFor(msg);
@@ -282,6 +285,7 @@ export class Subscription {
       return;
     }
     const outcome = await this._handleWithRetries(msg, handlers, gen);
+    const handledAt = Date.now();
     if (outcome === 'stale') {
       this._stats.stale++;
       return;
@@ -294,7 +298,8 @@ export class Subscription {
     // meanwhile: the redelivery is then recognised as a duplicate and acked
     // without calling the handler again.
     this._remember(msg.id);
-    this._ack(frame, gen);
+    const acked = this._ack(frame, gen);
+    if (outcome === 'handled') this._receipt(msg, handledAt, acked);
   }
 
   /**
@@ -319,19 +324,24 @@ export class Subscription {
       }
       if (skip) {
         this._stats.skipped++;
-        this._ack(frame, gen);
+        if (this._ack(frame, gen)) this._releaseReceipt(messageKey(frame.headers));
         return;
       }
     }
     const msg = makeMessage(frame, this._spec.name, off, this._streamName);
+    let duplicate = false;
+    /** @type {number|undefined} when the handlers resolved ('handled' only) */
+    let handledAt;
     if (this._seen.has(msg.id)) {
       this._stats.duplicates++;
+      duplicate = true;
     } else {
       const handlers = this._handlersFor(msg);
       if (handlers.length === 0) {
         this._stats.unrouted++;
       } else {
         const outcome = await this._handleWithRetries(msg, handlers, gen);
+        if (outcome === 'handled') handledAt = Date.now();
         if (outcome === 'stale') {
           // Not recorded: the next SUBSCRIBE (at the last recorded offset) delivers it again.
           this._stats.stale++;
@@ -343,7 +353,9 @@ export class Subscription {
       }
     }
     this._recordOffset(off);
-    this._ack(frame, gen);
+    const acked = this._ack(frame, gen);
+    if (handledAt !== undefined) this._receipt(msg, handledAt, acked);
+    else if (duplicate && acked) this._releaseReceipt(msg.id);
   }
 
   /** Stream: off is handled; store it before the ACK (a reload resumes there). */
@@ -468,15 +480,40 @@ export class Subscription {
     this._saveSeen();
   }
 
+  /** @returns {boolean} whether the ACK frame was written */
   _ack(frame, gen) {
     const client = this._client;
-    if (!client._transport.canAck(gen)) return;
+    if (!client._transport.canAck(gen)) return false;
     try {
       frame.ack(); // bound by stompjs to the connection that delivered it
       this._stats.acked++;
+      return true;
     } catch (e) {
       client._debug(`ack failed: ${e}`);
+      return false;
     }
+  }
+
+  /**
+   * A delivery receipt for a message whose handlers resolved (docs/receipts.md):
+   * sent if its ACK was written, else held until the redelivered copy is acked.
+   * @param {DurableMessage} msg
+   * @param {number} handledAt
+   * @param {boolean} acked
+   */
+  _receipt(msg, handledAt, acked) {
+    const sender = this._client._receipts;
+    if (!sender || !this._receipts || msg.id === undefined) return;
+    /** @type {import('./receipts.js').Receipt} */
+    const r = { id: msg.id, sub: this._spec.name, at: handledAt };
+    if (msg.stream !== undefined) r.stream = msg.stream;
+    if (msg.offset !== undefined) r.offset = msg.offset;
+    sender.record(r, acked);
+  }
+
+  /** A duplicate was acked: a receipt held for its first copy goes out. @param {string|undefined} id */
+  _releaseReceipt(id) {
+    if (this._receipts) this._client._receipts?.release(this._spec.name, id);
   }
 
   // NACK without requeue: the broker dead-letters the message (the queue's

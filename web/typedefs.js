@@ -81,6 +81,11 @@
  * @property {(err: any, msg: DurableMessage, info: {attempts: number}) =>
  *   (FailureAction|void|Promise<FailureAction|void>)} [onError]
  *   decides after the last attempt; undefined (or no onError) parks the message
+ * @property {boolean} [receipts]  send a delivery receipt for every message
+ *   this subscription handled (see {@link ReceiptOptions}); default: true for
+ *   a per-tab queue, false for a stream. Sent only where the client has a
+ *   destination (the session's `receipts`, or headers mode's receipts.userKey);
+ *   true without one in headers mode throws
  *
  * @typedef {object} SubscriptionStats
  * @property {number} delivered  MESSAGE frames received
@@ -96,6 +101,18 @@
  * @property {number} stale      dropped because their connection ended (the broker redelivers them)
  * @property {number} skipped    streams: acked without handling, offset already handled (a resume repeats the last one)
  * @property {number} gaps       streams: gaps reported (see the 'gap' event)
+ *
+ * @typedef {object} ReceiptEvent  the 'receipt' event: the broker confirmed a
+ *   batch of this tab's delivery receipts (the service will get them)
+ * @property {string} tabId  the tab they were sent for (the routing key's second word)
+ * @property {{id: string, subscription: string, handledAt: number}[]} receipts
+ *   the messages: id, subscription name, when their handlers resolved (ms since the epoch)
+ *
+ * @typedef {object} ClientStats  client-level counters since creation
+ * @property {number} receiptsSent       receipts sent (a receipt sent again after a reconnect or reload counts again)
+ * @property {number} receiptsConfirmed receipts whose SEND the broker confirmed (RECEIPT)
+ * @property {number} receiptsPending    receipts not confirmed yet: waiting for their ACK, to be sent, or sent without RECEIPT so far (kept in storage)
+ * @property {number} receiptsDropped    receipts dropped unsent because more than receipts.maxPending were unconfirmed
  *
  * @typedef {object} GapEvent  the 'gap' event: offsets `from`..`to` of `stream`
  *   may have held messages this tab will never get (retention removed them while
@@ -138,6 +155,21 @@
  *   first connection uses it, so events published after the render are
  *   delivered; reconnects fetch fresh sessions from url
  *
+ * @typedef {object} ReceiptOptions
+ *   delivery receipts (docs/receipts.md): after a handler resolved and the
+ *   message was acked, the tab sends the message's id to the service (one
+ *   STOMP SEND per batch, confirmed by a RECEIPT; kept in storage until then;
+ *   at least once)
+ * @property {string} [userKey]  headers mode: the routing key is
+ *   `<userKey>.<tabId>` ([A-Za-z0-9_-]{1,64}); without it no receipts are sent.
+ *   Ignored in tab-session mode (the session's `receipts` names the destination)
+ * @property {string} [exchange='durablews.receipts']  headers mode: the topic
+ *   exchange (must exist: the service declares it); ignored in tab-session mode
+ * @property {number} [flushMs=20]  a receipt waits at most this long for others to share its SEND
+ * @property {number} [maxBatch=100]  receipts per SEND (1..1000): a full batch goes at once
+ * @property {number} [maxPending=1000]  unconfirmed receipts kept (maxBatch..20000);
+ *   beyond it the oldest unsent ones are dropped (`stats.receiptsDropped`)
+ *
  * @typedef {object} ClientOptions
  * @property {string|string[]} [url]  e.g. 'ws://127.0.0.1:15674/ws', or one URL per
  *   cluster node: the client starts at a random one (so a fleet of tabs spreads
@@ -176,6 +208,8 @@
  *   string names the group instead (needed with connectHeaders()); with tab
  *   sessions the group is the endpoint and the user. false, or a browser
  *   without Web Locks or BroadcastChannel: a connection per tab ('own'). See README
+ * @property {ReceiptOptions} [receipts]  delivery receipts: `userKey` turns them on
+ *   in headers mode; tab-session mode sends them when the session names a destination
  * @property {(msg: string) => void} [debug]  stompjs debug log
  * @property {(url: string|undefined) => WebSocket} [webSocketFactory]  instead of
  *   opening url (tests, or to wrap the socket); gets the URL to open (the session's
@@ -192,6 +226,7 @@
  * @property {[RetryEvent]} retry
  * @property {[FailedEvent]} failed
  * @property {[GapEvent]} gap
+ * @property {[ReceiptEvent]} receipt
  * @property {[ClientMode]} mode  this tab became the leader, or stopped being it
  * @property {[{tabId: string, self: boolean}]} leader  shared mode: the tab holding the
  *   shared connection changed (self: it is this tab)

@@ -74,8 +74,13 @@ type Options struct {
 	E2EDrain       time.Duration // how long to wait for tabs to catch up after the last publish
 	// E2ELatencyRuns: runs of the 1-tab latency scenario (at least Runs).
 	E2ELatencyRuns int
+	// ReceiptsTabs is K of the receipts-K tabs scenario; ReceiptsRate its
+	// offered msg/s (0: E2ERate deliveries/s over the K tabs).
+	ReceiptsTabs int
+	ReceiptsRate int
 
 	Scenarios  *regexp.Regexp // nil = all
+	Only       *regexp.Regexp // -versions -scenarios: of Scenarios, only these (nil = all)
 	Contenders *regexp.Regexp // nil = all
 
 	Progress io.Writer // one line per measurement; nil = silent
@@ -111,6 +116,7 @@ func DefaultOptions() Options {
 		E2EDrain:          20 * time.Second,
 
 		E2ELatencyRuns: 5,
+		ReceiptsTabs:   10,
 	}
 }
 
@@ -134,6 +140,7 @@ func (o *Options) ApplyShort() {
 	o.E2ELatencyRuns = 1
 	o.StreamSubscribers = []int{1, 10}
 	o.ConnectedTabs = []int{2}
+	o.ReceiptsTabs = 2
 }
 
 type kind int
@@ -143,6 +150,7 @@ const (
 	kindFanout
 	kindE2E
 	kindStreams
+	kindReceipts // e2e with delivery receipts off vs on (receipts.go)
 )
 
 type targetDef struct {
@@ -157,7 +165,7 @@ type scenarioDef struct {
 	kind        kind
 	queues      int  // bound queues (throughput, fan-out)
 	tabQueues   bool // declared like a browser tab's SUBSCRIBE does
-	tabs        int  // e2e: connected tabs
+	tabs        int  // e2e, receipts: connected tabs
 	rate        int  // e2e: offered msg/s instead of Options.E2ERate
 	saturate    bool // e2e: offered above capacity; rate over all deliveries, broker memory per tab
 	contenders  []contender
@@ -248,7 +256,8 @@ func scenarios(o *Options) []scenarioDef {
 		})
 	}
 	out = append(out, streamsScenario(o))
-	return append(out, connectedScenarios(o)...)
+	out = append(out, connectedScenarios(o)...)
+	return append(out, receiptsScenario(o))
 }
 
 func plural(n int, what string) string {
@@ -272,6 +281,12 @@ type sample struct {
 	Backlog   int // deliveries still missing when the drain timeout ran out
 	Published int64
 	TabKiB    float64 // saturation: broker memory per connected tab (node-wide growth ÷ tabs)
+
+	// receipts only (Rate is publisher-confirmed msg/s there)
+	Delivered       float64       // deliveries/s summed over tabs
+	RP50, RP99      time.Duration // publish → receipt at the service's Tracker
+	Receipts        int64         // receipts of the measured messages at the service
+	ReceiptsMissing int           // receipts that had not arrived when the drain timeout ran out
 }
 
 // ContenderResult is every run of one contender in one scenario.
@@ -307,6 +322,12 @@ func (c *ContenderResult) Median() (sample, bool) {
 		P99:     time.Duration(med(func(s sample) float64 { return float64(s.P99) })),
 		Backlog: int(med(func(s sample) float64 { return float64(s.Backlog) })),
 		TabKiB:  med(func(s sample) float64 { return s.TabKiB }),
+
+		Delivered:       med(func(s sample) float64 { return s.Delivered }),
+		RP50:            time.Duration(med(func(s sample) float64 { return float64(s.RP50) })),
+		RP99:            time.Duration(med(func(s sample) float64 { return float64(s.RP99) })),
+		Receipts:        int64(med(func(s sample) float64 { return float64(s.Receipts) })),
+		ReceiptsMissing: int(med(func(s sample) float64 { return float64(s.ReceiptsMissing) })),
 		CPU: cpuUse{
 			Client:      med(func(s sample) float64 { return s.CPU.Client }),
 			Broker:      med(func(s sample) float64 { return s.CPU.Broker }),
@@ -373,6 +394,7 @@ type Report struct {
 	Options           Options
 	Exchange          string
 	QueuesCreated     []string
+	ExchangesCreated  []string // besides Exchange (the receipts scenario's)
 	QuietWaited       time.Duration
 	Scenarios         []*ScenarioResult
 }
@@ -413,6 +435,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		}
 		topo.mu.Lock()
 		rep.QueuesCreated = slices.Clone(topo.created)
+		rep.ExchangesCreated = slices.Clone(topo.createdExchanges)
 		topo.mu.Unlock()
 		rep.Finished = time.Now()
 		rep.Options = o // with the time spent waiting for quiet
@@ -425,7 +448,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 
 	payload := makePayload(o.PayloadBytes)
 	for si, def := range scenarios(&o) {
-		if o.Scenarios != nil && !o.Scenarios.MatchString(def.name) {
+		if o.Scenarios != nil && !o.Scenarios.MatchString(def.name) || o.Only != nil && !o.Only.MatchString(def.name) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -439,7 +462,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		switch def.kind {
 		case kindThroughput, kindFanout:
 			runThroughput(ctx, &o, topo, meter, def, sr, e, prefix, progress)
-		case kindE2E:
+		case kindE2E, kindReceipts:
 			runE2E(ctx, &o, topo, meter, def, sr, e, prefix, progress)
 		case kindStreams:
 			runStreams(ctx, &o, topo, meter, def, sr, e, prefix, progress)

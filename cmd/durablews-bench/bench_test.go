@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -61,8 +62,11 @@ func TestBenchShort(t *testing.T) {
 			if !(m.Rate > 0) || m.Msgs <= 0 {
 				t.Errorf("%s/%s: rate %v over %d messages; want a positive number", s.Name, c.ID, m.Rate, m.Msgs)
 			}
-			if s.Kind == kindE2E && (m.P50 <= 0 || m.P99 < m.P50) {
+			if (s.Kind == kindE2E || s.Kind == kindReceipts) && (m.P50 <= 0 || m.P99 < m.P50) {
 				t.Errorf("%s/%s: p50 %v p99 %v; want 0 < p50 <= p99", s.Name, c.ID, m.P50, m.P99)
+			}
+			if c.ID == receiptsContenderID(true) && (m.RP50 <= 0 || m.RP99 < m.RP50 || m.Receipts <= 0 || m.ReceiptsMissing != 0) {
+				t.Errorf("%s/%s: publish → receipt p50 %v p99 %v over %d receipts, %d missing; want 0 < p50 <= p99, none missing", s.Name, c.ID, m.RP50, m.RP99, m.Receipts, m.ReceiptsMissing)
 			}
 		}
 		if len(s.Ratios) != len(def.targets) {
@@ -95,7 +99,7 @@ func TestBenchShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	left, err := Leftovers(conn, rep.Exchange, rep.QueuesCreated)
+	left, err := Leftovers(conn, append([]string{rep.Exchange}, rep.ExchangesCreated...), rep.QueuesCreated)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,9 +230,9 @@ func TestBenchVersionsShort(t *testing.T) {
 			require.Contains(t, tab.head[1+i], "RabbitMQ", "column %d is headed by the broker's version", i)
 			require.NotNil(t, v.Report, v.Name)
 		}
-		// publisher: 4 anchors/figures + ... ; streams: 3 per K + 1
-		// 12 publisher rows, 3 per K and one across K, the machine's load.
-		want := 12 + 3*len(o.StreamSubscribers) + 1 + 1
+		// 12 publisher rows, 3 per K and one across K, 9 receipts rows,
+		// the machine's load.
+		want := 12 + 3*len(o.StreamSubscribers) + 1 + 9 + 1
 		require.Len(t, tab.rows, want, "rows")
 		for _, row := range tab.rows {
 			load := strings.HasPrefix(row[0], "other processes")
@@ -240,7 +244,7 @@ func TestBenchVersionsShort(t *testing.T) {
 				}
 			}
 		}
-		for _, label := range []string{"durablews ÷ raw, one at a time", "durablews ÷ raw, pipelined", "streams ÷ queues at K=10"} {
+		for _, label := range []string{"durablews ÷ raw, one at a time", "durablews ÷ raw, pipelined", "streams ÷ queues at K=10", "receipts on ÷ off, confirmed msg/s"} {
 			found := false
 			for _, row := range tab.rows {
 				found = found || strings.HasPrefix(row[0], label)
@@ -261,7 +265,7 @@ func TestBenchVersionsShort(t *testing.T) {
 		require.NoError(t, err)
 		conn, err := amqp.Dial(o.AMQPURL)
 		require.NoError(t, err)
-		left, err := Leftovers(conn, v.Report.Exchange, v.Report.QueuesCreated)
+		left, err := Leftovers(conn, append([]string{v.Report.Exchange}, v.Report.ExchangesCreated...), v.Report.QueuesCreated)
 		_ = conn.Close()
 		require.NoError(t, err)
 		require.Empty(t, left, "RabbitMQ %s: left on the broker", v.Name)
@@ -286,4 +290,17 @@ func TestVersionsFlag(t *testing.T) {
 	require.Equal(t, 2, run([]string{"-versions", "3.9", "-short"}))
 	require.Equal(t, 2, run([]string{"-versions=4.0", "-amqp", "amqp://x/"}))
 	require.Equal(t, 2, run([]string{"-versions", "4.0", "stray"}))
+
+	// -scenarios narrows -versions: only those scenarios run, and the
+	// table has only their rows (and the machine's load).
+	o := DefaultOptions()
+	o.Scenarios = regexp.MustCompile("receipts")
+	vo, err := versionOptions(o, "4.0")
+	require.NoError(t, err)
+	require.Equal(t, o.Scenarios, vo.Only)
+	rows := (&VersionsReport{Options: o}).rows()
+	require.Len(t, rows, 9+1)
+	for _, row := range rows[:9] {
+		require.Contains(t, row.label, "receipts")
+	}
 }

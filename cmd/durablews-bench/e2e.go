@@ -27,6 +27,7 @@ type e2eContender struct {
 	id, name, shape string
 	start           func(ctx context.Context, e *env) (e2ePublisher, error)
 	stream          bool // the tabs read one broadcast stream instead of a queue each
+	receipts        bool // the tabs send delivery receipts (receipts.go)
 }
 
 type e2ePublisher interface {
@@ -243,7 +244,12 @@ func runE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter, de
 			for attempt := 0; ; attempt++ {
 				waitQuiet(ctx, o, meter, progress)
 				pprof.Do(ctx, pprof.Labels("scenario", def.name, "contender", cs[i].id), func(ctx context.Context) {
-					s, err = measureE2E(ctx, o, topo, meter, cs[i], def.tabs, def.saturate, e, fmt.Sprintf("%s.r%d%d%d", prefix, r, i, attempt))
+					key := fmt.Sprintf("%s.r%d%d%d", prefix, r, i, attempt)
+					if def.kind == kindReceipts {
+						s, err = measureReceipts(ctx, o, topo, meter, cs[i], def.tabs, e, key)
+					} else {
+						s, err = measureE2E(ctx, o, topo, meter, cs[i], def.tabs, def.saturate, e, key)
+					}
 				})
 				if !disturbed(o, err, s, attempt, cs[i].id, progress) {
 					break
@@ -256,10 +262,25 @@ func runE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter, de
 				continue
 			}
 			cr.Samples = append(cr.Samples, s)
+			if def.kind == kindReceipts {
+				rec := ""
+				if cs[i].receipts {
+					rec = fmt.Sprintf("  receipt p50 %6.2f ms  p99 %7.2f ms  missing %d", ms(s.RP50), ms(s.RP99), s.ReceiptsMissing)
+				}
+				fmt.Fprintf(progress, "   run %d/%d %-22s offered %5.0f msg/s  confirmed %5.0f msg/s  delivered %6.0f msg/s  p50 %6.2f ms  p99 %7.2f ms%s  backlog %d  cpu client %.2f broker %.2f other %.2f\n",
+					r+1, runs, cs[i].id, s.Offered, s.Rate, s.Delivered, ms(s.P50), ms(s.P99), rec, s.Backlog, s.CPU.Client, s.CPU.Broker, s.CPU.Other)
+				continue
+			}
 			fmt.Fprintf(progress, "   run %d/%d %-20s offered %6.0f msg/s  delivered %7.0f msg/s  p50 %6.2f ms  p99 %7.2f ms  backlog %d  broker KiB/tab %s  cpu client %.2f broker %.2f other %.2f\n",
 				r+1, runs, cs[i].id, s.Offered, s.Rate, ms(s.P50), ms(s.P99), s.Backlog, tabKiB(s.TabKiB), s.CPU.Client, s.CPU.Broker, s.CPU.Other)
 		}
 	}
+}
+
+// percentile is the p-th percentile (nearest rank) of sorted latencies.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	k := int(float64(len(sorted))*p+0.999999) - 1
+	return sorted[max(0, min(k, len(sorted)-1))]
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -270,6 +291,42 @@ type tabResult struct {
 	last    time.Time
 	lastAny time.Time // last delivery of any message, warm-up included
 	err     error
+}
+
+// receive reads n messages of sub (e2eBody, the first warm of them
+// warm-up), records the latency of the others, acks each and then calls
+// afterAck (nil: nothing), like the browser client's handler, ACK and
+// receipt. It stops at the first error or when ctx ends.
+func (res *tabResult) receive(ctx context.Context, sub *stomptab.Subscription, n, warm int, afterAck func(m stomptab.Message, at time.Time)) {
+	res.lats = make([]time.Duration, 0, n-warm)
+	for res.got < n {
+		m, err := sub.Next(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				res.err = err
+			}
+			return
+		}
+		now := time.Now()
+		i, sched, ok := parseE2EBody(m.Body)
+		if !ok {
+			res.err = fmt.Errorf("unexpected body %.40q", m.Body)
+			return
+		}
+		if i >= warm {
+			res.lats = append(res.lats, now.Sub(time.Unix(0, sched)))
+			res.last = now
+		}
+		res.got++
+		res.lastAny = now
+		if err := sub.Ack(m); err != nil {
+			res.err = err
+			return
+		}
+		if afterAck != nil {
+			afterAck(m, now)
+		}
+	}
 }
 
 // measureE2E opens tabs (each a Web-STOMP connection with a durable
@@ -371,33 +428,8 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := &results[t]
-			res.lats = make([]time.Duration, 0, n-warm)
-			for res.got < n {
-				m, err := ts[t].sub.Next(rctx)
-				if err != nil {
-					if rctx.Err() == nil {
-						res.err = err
-					}
-					return
-				}
-				now := time.Now()
-				i, sched, ok := parseE2EBody(m.Body)
-				if !ok {
-					res.err = fmt.Errorf("unexpected body %.40q", m.Body)
-					return
-				}
-				if i >= warm {
-					res.lats = append(res.lats, now.Sub(time.Unix(0, sched)))
-					res.last = now
-				}
-				res.got++
-				res.lastAny = now
-				if err := ts[t].sub.Ack(m); err != nil {
-					res.err = err
-					return
-				}
-			}
+			results[t].receive(rctx, ts[t].sub, n, warm, nil)
+
 		}()
 	}
 
@@ -464,10 +496,6 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 		return sample{}, errors.New("no message reached a tab within the drain time")
 	}
 	slices.Sort(all)
-	pct := func(p float64) time.Duration {
-		k := int(float64(len(all))*p+0.999999) - 1
-		return all[max(0, min(k, len(all)-1))]
-	}
 	rate := float64(len(all)) / last.Sub(firstMeasured).Seconds()
 	if saturate {
 		rate = float64(delivered) / lastAny.Sub(start).Seconds()
@@ -477,8 +505,8 @@ func measureE2E(ctx context.Context, o *Options, topo *topology, meter *cpuMeter
 		TabKiB:    tabKiB,
 		Msgs:      int64(len(all)),
 		Offered:   float64(n-warm) / pubEnd.Sub(firstMeasured).Seconds(),
-		P50:       pct(0.50),
-		P99:       pct(0.99),
+		P50:       percentile(all, 0.50),
+		P99:       percentile(all, 0.99),
 		Backlog:   backlog,
 		Published: confirmed,
 		CPU:       cpu0.to(cpu1),

@@ -11,14 +11,16 @@
 //	go run ./cmd/durablews-bench -private-broker -scenarios connected   # on a private node (its own open-files limit)
 //	go run ./cmd/durablews-bench -versions -markdown   # per RabbitMQ version, side by side (versions.go), ~35 min
 //	go run ./cmd/durablews-bench -versions=4.0,4.3 -short   # smoke run on two versions, seconds each
+//	go run ./cmd/durablews-bench -versions -scenarios receipts -markdown   # only the receipts rows, per version
 //
 // -versions (alone: every version of internal/brokerversion, default
 // first; or a comma-separated list) runs, against each version's shared
 // node in turn, the publisher scenarios one-by-one-q1 and pipelined-q1
-// (durablews and raw amqp091-go only) and the streams scenario, and prints
-// one table: a row per metric (raw amqp091-go's msg/s as the anchors,
-// durablews ÷ raw one at a time and pipelined, streams ÷ queues at each K,
-// broker memory per away subscriber), a column per version. Every ratio
+// (durablews and raw amqp091-go only), the streams scenario and the
+// receipts scenario (-scenarios narrows these), and prints one table: a
+// row per metric (raw amqp091-go's msg/s as the anchors, durablews ÷ raw
+// one at a time and pipelined, streams ÷ queues at each K, broker memory
+// per away subscriber, receipts off vs on), a column per version. Every ratio
 // divides two figures of the same run on the same broker. Make each node
 // ready first: bash scripts/rabbitmq-versions.sh start VER.
 //
@@ -32,6 +34,8 @@
 //	streams            K tab queues vs one stream, K away subscribers (-streams-k)
 //	connected-K        K Web-STOMP tabs (acking): a queue each vs one stream (-connected-k)
 //	connected-K-sat    the same above capacity (-saturation-rate): deliveries/s ceiling, broker KiB per tab
+//	receipts-Ktabs     K Web-STOMP tabs (acking), delivery receipts off vs on (-receipts-k, -receipts-rate):
+//	                   confirmed msg/s, publish → tab p50/p99, publish → receipt at the service p50/p99
 //
 // See RESULTS.md next to this file for a full run and what bounds each figure.
 package main
@@ -77,6 +81,8 @@ func run(args []string) int {
 	fanout := fs.String("fanout", "", "comma-separated tab-queue counts for the fan-out scenarios (default 1,10,100,1000)")
 	connectedK := fs.String("connected-k", "", "comma-separated tab counts K for the connected-K scenarios (default 10,100,1000; -short 2)")
 	streamsK := fs.String("streams-k", "", "comma-separated away-subscriber counts K for the streams scenario (default 1,10,100,1000; -short 1,10)")
+	receiptsK := fs.Int("receipts-k", 0, "tabs K of the receipts-Ktabs scenario (default 10; -short 2)")
+	receiptsRate := fs.Int("receipts-rate", 0, "offered msg/s of the receipts-Ktabs scenario (default: -e2e-rate deliveries/s over the K tabs)")
 	payload := fs.Int("payload", 0, "message body size in bytes (default 256)")
 	scen := fs.String("scenarios", "", "regexp: run only matching scenarios (one-by-one-q1, pipelined-q10, e2e-10tabs, fanout-1000, ...)")
 	cont := fs.String("contenders", "", "regexp: run only matching contenders (durablews-16x1, wamqp-pool1-1x1, raw-inflight256, ...); each scenario's anchor always runs")
@@ -143,6 +149,12 @@ func run(args []string) int {
 	if *satRate > 0 {
 		o.SaturationRate = *satRate
 	}
+	if *receiptsK > 0 {
+		o.ReceiptsTabs = *receiptsK
+	}
+	if *receiptsRate > 0 {
+		o.ReceiptsRate = *receiptsRate
+	}
 	if *payload > 0 {
 		o.PayloadBytes = *payload
 	}
@@ -193,12 +205,12 @@ func run(args []string) int {
 		var conflict []string
 		fs.Visit(func(f *flag.Flag) {
 			switch f.Name {
-			case "amqp", "ws", "mgmt", "private-broker", "scenarios", "contenders", "cluster", "list":
+			case "amqp", "ws", "mgmt", "private-broker", "contenders", "cluster", "list":
 				conflict = append(conflict, "-"+f.Name)
 			}
 		})
 		if len(conflict) > 0 {
-			fmt.Fprintf(os.Stderr, "durablews-bench: -versions picks its brokers and scenarios itself; drop %s\n", strings.Join(conflict, " "))
+			fmt.Fprintf(os.Stderr, "durablews-bench: -versions picks its brokers and contenders itself (-scenarios narrows its scenarios); drop %s\n", strings.Join(conflict, " "))
 			return 2
 		}
 		if *short {

@@ -110,6 +110,7 @@ func (r *Report) Print(w io.Writer, markdown bool) {
 
 	tp := &table{head: []string{"scenario", "contender", "shape", "msg/s", "min–max", "× anchor", "allocs/msg", "B/msg", "client µs/msg", "client CPU", "broker CPU", "other CPU"}}
 	e2e := &table{head: []string{"scenario", "contender", "shape", "offered msg/s", "delivered msg/s (all tabs)", "p50 ms", "p99 ms", "p99 × anchor", "backlog", "broker KiB/tab", "client CPU", "broker CPU", "other CPU"}}
+	rc := &table{head: []string{"scenario", "contender", "offered msg/s", "confirmed msg/s", "× anchor", "delivered msg/s (all tabs)", "publish → tab p50 ms", "p99 ms", "p99 × anchor", "publish → receipt at the service p50 ms", "p99 ms", "receipts missing", "backlog", "client CPU", "broker CPU", "other CPU"}}
 	for _, s := range r.Scenarios {
 		anchor := s.contender(s.Anchor)
 		var as sample
@@ -131,15 +132,31 @@ func (r *Report) Print(w io.Writer, markdown bool) {
 				if len(c.Errs) > 0 {
 					errText = "ERROR: " + c.Errs[0].Error()
 				}
-				if s.Kind == kindE2E {
+				switch s.Kind {
+				case kindReceipts:
+					rc.add(s.Name, name, errText, "", "", "", "", "", "", "", "", "", "", "", "", "")
+				case kindE2E:
 					e2e.add(s.Name, name, c.Shape, errText, "", "", "", "", "", "", "", "", "")
-				} else {
+				default:
 					tp.add(s.Name, name, c.Shape, errText, "", "", "", "", "", "", "", "")
 				}
 				continue
 			}
 			cl, br, ot := cores(med.CPU)
 			switch s.Kind {
+			case kindReceipts:
+				rate, p99 := "-", "-"
+				if aok && as.Rate > 0 {
+					rate = fmt.Sprintf("%.2f", med.Rate/as.Rate)
+				}
+				if aok && as.P99 > 0 {
+					p99 = fmt.Sprintf("%.2f", float64(med.P99)/float64(as.P99))
+				}
+				rp50, rp99, missing := "-", "-", "-"
+				if med.RP50 > 0 {
+					rp50, rp99, missing = fmt.Sprintf("%.2f", ms(med.RP50)), fmt.Sprintf("%.2f", ms(med.RP99)), fmt.Sprint(med.ReceiptsMissing)
+				}
+				rc.add(s.Name, name, num(med.Offered), num(med.Rate), rate, num(med.Delivered), fmt.Sprintf("%.2f", ms(med.P50)), fmt.Sprintf("%.2f", ms(med.P99)), p99, rp50, rp99, missing, fmt.Sprint(med.Backlog), cl, br, ot)
 			case kindE2E:
 				ratio := "-"
 				if aok && as.P99 > 0 {
@@ -178,6 +195,14 @@ func (r *Report) Print(w io.Writer, markdown bool) {
 			fmt.Fprintln(w)
 		}
 		e2e.print(w, markdown)
+		fmt.Fprintln(w)
+	}
+	if len(rc.rows) > 0 {
+		if markdown {
+			fmt.Fprintln(w, "### Delivery receipts: publish → Web-STOMP tabs (acking), receipts off vs on (tab → receipts exchange → receipts.Subscriber + Tracker)")
+			fmt.Fprintln(w)
+		}
+		rc.print(w, markdown)
 		fmt.Fprintln(w)
 	}
 	if markdown {

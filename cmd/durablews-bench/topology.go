@@ -29,6 +29,9 @@ type topology struct {
 	mu      sync.Mutex
 	queues  map[string]bool // alive
 	created []string        // every queue ever declared (for the leak check)
+	// further exchanges (the receipts scenario's), alive and ever declared
+	exchanges        map[string]bool
+	createdExchanges []string
 }
 
 func randomHex(n int) string {
@@ -44,7 +47,7 @@ func newTopology(amqpURL string) (*topology, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s (is RabbitMQ running? `make broker`): %w", amqpURL, err)
 	}
-	t := &topology{conn: conn, exchange: "durablews-bench-" + randomHex(4), queues: map[string]bool{}}
+	t := &topology{conn: conn, exchange: "durablews-bench-" + randomHex(4), queues: map[string]bool{}, exchanges: map[string]bool{}}
 	if err := t.do(func(ch *amqp.Channel) error {
 		return ch.ExchangeDeclare(t.exchange, amqp.ExchangeTopic, true, false, false, false, nil)
 	}); err != nil {
@@ -151,7 +154,32 @@ func (t *topology) track(queues ...string) {
 	}
 }
 
-// Cleanup deletes every queue still alive and the exchange, then closes
+// declareExchange records name (so that Cleanup deletes it) and declares
+// it with declare.
+func (t *topology) declareExchange(name string, declare func(ch *amqp.Channel) error) error {
+	t.mu.Lock()
+	t.exchanges[name] = true
+	t.createdExchanges = append(t.createdExchanges, name)
+	t.mu.Unlock()
+	if err := t.do(declare); err != nil {
+		return fmt.Errorf("declare exchange %s: %w", name, err)
+	}
+	return nil
+}
+
+// deleteExchange deletes an exchange declareExchange declared.
+func (t *topology) deleteExchange(name string) error {
+	err := t.do(func(ch *amqp.Channel) error { return ch.ExchangeDelete(name, false, false) })
+	t.mu.Lock()
+	delete(t.exchanges, name)
+	t.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("delete exchange %s: %w", name, err)
+	}
+	return nil
+}
+
+// Cleanup deletes every queue still alive and the exchanges, then closes
 // the connection. It reconnects if the connection was lost.
 func (t *topology) Cleanup(amqpURL string) error {
 	if t.conn.IsClosed() {
@@ -174,15 +202,23 @@ func (t *topology) Cleanup(amqpURL string) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := t.do(func(ch *amqp.Channel) error { return ch.ExchangeDelete(t.exchange, false, false) }); err != nil {
-		errs = append(errs, fmt.Errorf("delete exchange %s: %w", t.exchange, err))
+	t.mu.Lock()
+	exchanges := []string{t.exchange}
+	for x := range t.exchanges {
+		exchanges = append(exchanges, x)
+	}
+	t.mu.Unlock()
+	for _, x := range exchanges {
+		if err := t.do(func(ch *amqp.Channel) error { return ch.ExchangeDelete(x, false, false) }); err != nil {
+			errs = append(errs, fmt.Errorf("delete exchange %s: %w", x, err))
+		}
 	}
 	return errors.Join(errs...)
 }
 
 // Leftovers reports which of the names the bench created still exist
 // (used by the test). conn must be another live connection.
-func Leftovers(conn *amqp.Connection, exchange string, queues []string) ([]string, error) {
+func Leftovers(conn *amqp.Connection, exchanges []string, queues []string) ([]string, error) {
 	var left []string
 	check := func(f func(ch *amqp.Channel) error) (bool, error) {
 		ch, err := conn.Channel()
@@ -197,14 +233,16 @@ func Leftovers(conn *amqp.Connection, exchange string, queues []string) ([]strin
 		}
 		return err == nil, err
 	}
-	ok, err := check(func(ch *amqp.Channel) error {
-		return ch.ExchangeDeclarePassive(exchange, amqp.ExchangeTopic, true, false, false, false, nil)
-	})
-	if err != nil {
-		return nil, err
-	}
-	if ok {
-		left = append(left, "exchange "+exchange)
+	for _, x := range exchanges {
+		ok, err := check(func(ch *amqp.Channel) error {
+			return ch.ExchangeDeclarePassive(x, amqp.ExchangeTopic, true, false, false, false, nil)
+		})
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			left = append(left, "exchange "+x)
+		}
 	}
 	for _, q := range queues {
 		ok, err := check(func(ch *amqp.Channel) error {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -22,10 +23,11 @@ import (
 
 // versionsScenarios and versionsContenders select what the -versions
 // mode runs of scenarios(): the single-queue publisher scenarios without
-// watermill-amqp, and the streams scenario whole.
+// watermill-amqp, the streams scenario and the receipts scenario whole.
+// -scenarios narrows it further (versionOptions).
 var (
-	versionsScenarios  = regexp.MustCompile(`^(one-by-one-q1|pipelined-q1|streams)$`)
-	versionsContenders = regexp.MustCompile(`^(durablews-1x1|durablews-1x100|durablews-16x1|raw-inflight1|raw-inflight16|raw-inflight256|raw-batch100|queues-k\d+|stream-k\d+)$`)
+	versionsScenarios  = regexp.MustCompile(`^(one-by-one-q1|pipelined-q1|streams|receipts-\d+tabs)$`)
+	versionsContenders = regexp.MustCompile(`^(durablews-1x1|durablews-1x100|durablews-16x1|raw-inflight1|raw-inflight16|raw-inflight256|raw-batch100|queues-k\d+|stream-k\d+|durablews-receipts-(off|on))$`)
 )
 
 // versionRun is one version's part of a -versions run.
@@ -96,6 +98,7 @@ func versionOptions(base Options, name string) (Options, error) {
 	}
 	o := base
 	o.AMQPURL, o.WSURL, o.MgmtURL = v.AMQPURL(), v.WebSTOMPURL(), v.ManagementURL()
+	o.Only = base.Scenarios // -versions -scenarios RE: of its selection, only those
 	o.Scenarios, o.Contenders = versionsScenarios, versionsContenders
 	return o, nil
 }
@@ -137,33 +140,38 @@ func RunVersions(ctx context.Context, base Options, names []string) (*VersionsRe
 // versionsRow is one metric of the side-by-side table: a label and how
 // to read its figure from one version's report (ok false: no figure).
 type versionsRow struct {
-	label string
-	ratio bool // a ratio (bold in markdown), else an absolute figure
-	value func(r *Report) (float64, bool)
+	label    string
+	scenario string // the scenario it reads ("" for the machine's load)
+	ratio    bool   // a ratio (bold in markdown), else an absolute figure
+	value    func(r *Report) (float64, bool)
 }
 
-// medianRate is the median msg/s of a contender in a scenario.
-func medianRate(r *Report, scenario, id string) (float64, bool) {
+// medianSample is the per-field median of a contender in a scenario.
+func medianSample(r *Report, scenario, id string) (sample, bool) {
 	for _, s := range r.Scenarios {
 		if s.Name != scenario {
 			continue
 		}
 		if c := s.contender(id); c != nil {
-			if m, ok := c.Median(); ok && m.Rate > 0 {
-				return m.Rate, true
-			}
+			return c.Median()
 		}
 	}
-	return 0, false
+	return sample{}, false
+}
+
+// medianRate is the median msg/s of a contender in a scenario.
+func medianRate(r *Report, scenario, id string) (float64, bool) {
+	m, ok := medianSample(r, scenario, id)
+	return m.Rate, ok && m.Rate > 0
 }
 
 func rateRow(label, scenario, id string) versionsRow {
-	return versionsRow{label: label, value: func(r *Report) (float64, bool) { return medianRate(r, scenario, id) }}
+	return versionsRow{label: label, scenario: scenario, value: func(r *Report) (float64, bool) { return medianRate(r, scenario, id) }}
 }
 
 // ratioRow is median(num) ÷ median(den), as the ratio lines of a Run.
 func ratioRow(label, scenario, num, den string) versionsRow {
-	return versionsRow{label: label, ratio: true, value: func(r *Report) (float64, bool) {
+	return versionsRow{label: label, scenario: scenario, ratio: true, value: func(r *Report) (float64, bool) {
 		n, nok := medianRate(r, scenario, num)
 		d, dok := medianRate(r, scenario, den)
 		if !nok || !dok {
@@ -171,6 +179,36 @@ func ratioRow(label, scenario, num, den string) versionsRow {
 		}
 		return n / d, true
 	}}
+}
+
+// msRow is a latency of a contender's median sample, in ms.
+func msRow(label, scenario, id string, of func(s sample) time.Duration) versionsRow {
+	return versionsRow{label: label, scenario: scenario, value: func(r *Report) (float64, bool) {
+		m, ok := medianSample(r, scenario, id)
+		return ms(of(m)), ok && of(m) > 0
+	}}
+}
+
+// receiptsRows are the receipts scenario's: confirmed msg/s off and on
+// and their ratio, publish → tab p50/p99 off and on, publish → receipt at
+// the service p50/p99.
+func receiptsRows(o *Options) []versionsRow {
+	def := receiptsScenario(o)
+	sc, off, on := def.name, receiptsContenderID(false), receiptsContenderID(true)
+	what := fmt.Sprintf("receipts, %s at %d msg/s", plural(def.tabs, "tab"), def.rate)
+	p50 := func(s sample) time.Duration { return s.P50 }
+	p99 := func(s sample) time.Duration { return s.P99 }
+	return []versionsRow{
+		rateRow(what+", off: confirmed msg/s (anchor)", sc, off),
+		rateRow(what+", on: confirmed msg/s", sc, on),
+		ratioRow("receipts on ÷ off, confirmed msg/s", sc, on, off),
+		msRow(what+", off: publish → tab p50 ms", sc, off, p50),
+		msRow(what+", on: publish → tab p50 ms", sc, on, p50),
+		msRow(what+", off: publish → tab p99 ms", sc, off, p99),
+		msRow(what+", on: publish → tab p99 ms", sc, on, p99),
+		msRow(what+": publish → receipt at the service p50 ms", sc, on, func(s sample) time.Duration { return s.RP50 }),
+		msRow(what+": publish → receipt at the service p99 ms", sc, on, func(s sample) time.Duration { return s.RP99 }),
+	}
 }
 
 // rows is the table's metrics: the publisher's ratios to raw amqp091-go
@@ -202,6 +240,7 @@ func (r *VersionsReport) rows() []versionsRow {
 		last := ks[len(ks)-1]
 		rows = append(rows, ratioRow(fmt.Sprintf("stream at K=%d ÷ stream at K=%d", last, ks[0]), "streams", streamContenderID(last), streamContenderID(ks[0])))
 	}
+	rows = append(rows, receiptsRows(&r.Options)...)
 	away := func(r *Report) *awayMemory {
 		for _, s := range r.Scenarios {
 			if s.Away != nil {
@@ -218,13 +257,13 @@ func (r *VersionsReport) rows() []versionsRow {
 	}
 	if measured > 0 {
 		rows = append(rows,
-			versionsRow{label: fmt.Sprintf("broker KiB per away subscriber, tab queues (K=%d, node-wide)", measured), value: func(r *Report) (float64, bool) {
+			versionsRow{label: fmt.Sprintf("broker KiB per away subscriber, tab queues (K=%d, node-wide)", measured), scenario: "streams", value: func(r *Report) (float64, bool) {
 				if a := away(r); a != nil {
 					return a.Queues, true
 				}
 				return 0, false
 			}},
-			versionsRow{label: fmt.Sprintf("broker KiB per away subscriber, stream (K=%d, node-wide)", measured), value: func(r *Report) (float64, bool) {
+			versionsRow{label: fmt.Sprintf("broker KiB per away subscriber, stream (K=%d, node-wide)", measured), scenario: "streams", value: func(r *Report) (float64, bool) {
 				if a := away(r); a != nil {
 					return a.Stream, true
 				}
@@ -251,6 +290,9 @@ func (r *VersionsReport) rows() []versionsRow {
 		}
 		return (v[len(v)/2-1] + v[len(v)/2]) / 2, true
 	}})
+	if only := r.Options.Scenarios; only != nil { // -versions -scenarios RE: the rows of what ran
+		rows = slices.DeleteFunc(rows, func(row versionsRow) bool { return row.scenario != "" && !only.MatchString(row.scenario) })
+	}
 	return rows
 }
 
@@ -299,8 +341,25 @@ func (r *VersionsReport) Print(w io.Writer, markdown bool) {
 			break
 		}
 	}
-	what := fmt.Sprintf("%d run(s) per contender (median), warm-up %v, window ≥ %v and ≥ %d msgs, %d-byte persistent messages, 1 durable classic queue (publisher rows), K = %s away subscribers (streams rows); versions one after another, %s",
-		o.Runs, o.Warmup, o.Window, o.MinMsgs, o.PayloadBytes, joinInts(o.StreamSubscribers), r.Finished.Sub(r.Started).Round(time.Second))
+	ran := func(scenario string) bool { return o.Scenarios == nil || o.Scenarios.MatchString(scenario) }
+	parts := []string{fmt.Sprintf("%d run(s) per contender (median)", o.Runs)}
+	if ran("one-by-one-q1") || ran("pipelined-q1") || ran("streams") {
+		parts = append(parts, fmt.Sprintf("warm-up %v, window ≥ %v and ≥ %d msgs", o.Warmup, o.Window, o.MinMsgs))
+	}
+	parts = append(parts, fmt.Sprintf("%d-byte persistent messages", o.PayloadBytes))
+	if ran("one-by-one-q1") || ran("pipelined-q1") {
+		parts = append(parts, "1 durable classic queue (publisher rows)")
+	}
+	if ran("streams") {
+		parts = append(parts, fmt.Sprintf("K = %s away subscribers (streams rows)", joinInts(o.StreamSubscribers)))
+	}
+	if def := receiptsScenario(&o); ran(def.name) {
+		parts = append(parts, fmt.Sprintf("receipts rows: end to end, %v warm-up then %v measured, durable tab queues, receipts to a durable classic queue", o.E2EWarmup, o.E2EWindow))
+	}
+	if o.Scenarios != nil {
+		parts = append(parts, fmt.Sprintf("only the scenarios matching %q", o.Scenarios))
+	}
+	what := fmt.Sprintf("%s; versions one after another, %s", strings.Join(parts, ", "), r.Finished.Sub(r.Started).Round(time.Second))
 	if markdown {
 		fmt.Fprintf(w, "Machine: %d CPUs (%s), %s RAM, Linux %s; %s; every broker on the same machine.\n\n", m.CPUs, m.CPUModel, m.Memory, m.Kernel, m.GoVersion)
 		fmt.Fprintf(w, "Run: %s, %s.\n\n", r.Started.Format("2006-01-02 15:04 MST"), what)

@@ -111,6 +111,9 @@ const client = sessionMode
       passcode: cfg.passcode,
       reconnect: { initialMs: 500, maxMs: 5000 },
       dedupWindow: MAX_KEPT,
+      // Delivery receipts go to <exchange>/<userKey>.<tabId>; with tab
+      // sessions the session names the destination instead.
+      receipts: { userKey: customer, exchange: cfg.receiptsExchange },
     });
 
 const sub = client.subscribe(
@@ -243,6 +246,55 @@ client.onState((state, detail) => {
   }
 });
 
+// ---- delivery receipts ----
+// After show() resolved and the event was acked, the client sends a receipt
+// to the app (batched, kept in sessionStorage until RabbitMQ confirmed it).
+// 'receipt' says which ones were confirmed: the row gets its mark.
+const receiptsConfirmed = []; // ids, in confirmation order (this page load)
+client.on('receipt', ({ receipts }) => {
+  const now = Date.now();
+  for (const r of receipts) {
+    receiptsConfirmed.push(r.id);
+    const ev = events.find((e) => e.id === r.id);
+    if (ev && !ev.receiptAt) {
+      ev.receiptAt = now;
+      markReceipt(ev);
+    }
+  }
+  save();
+});
+
+function markReceipt(ev) {
+  const td = tbody.querySelector(`tr[data-id="${CSS.escape(ev.id)}"] td.receipt`);
+  if (!td) return;
+  td.textContent = '✓';
+  td.title = `receipt confirmed by RabbitMQ ${fmtLatency(ev.receiptAt - ev.receivedAt)} after it was shown: the app knows this tab handled it`;
+}
+
+// Events no tab of this customer handled in time (the app's fallback).
+const fallbacks = [];
+const fallbackIds = new Set();
+async function pollFallbacks() {
+  try {
+    const r = await fetch(`/api/fallbacks?customer=${encodeURIComponent(customer)}`);
+    const res = await r.json();
+    if (!r.ok) return;
+    for (const f of res.fallbacks) {
+      if (fallbackIds.has(f.id)) continue; // listed already (the app keeps the newest 200)
+      fallbackIds.add(f.id);
+      fallbacks.push(f);
+      const li = document.createElement('li');
+      const small = document.createElement('small');
+      small.textContent = `${fmtTime.format(Date.parse(f.at))} · ${f.id}`;
+      li.append(document.createTextNode(f.text), small);
+      $('fallbacks').prepend(li);
+      $('fallbacks-empty').hidden = true;
+    }
+  } catch {
+    // the app is away: try again at the next tick
+  }
+}
+
 // A handler that keeps failing is retried, then reported here (the client
 // parks it and goes on): the page says so instead of waiting silently.
 client.on('failed', (e) => setStatus('err', `event ${e.id} could not be shown after ${e.attempts} attempts (${e.error?.message ?? e.error}); ${e.action === 'park' ? 'skipped' : e.action}`));
@@ -280,6 +332,7 @@ const fmtTime = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2
 function addRow(ev, n, fresh) {
   const tr = document.createElement('tr');
   if (fresh) tr.className = 'fresh';
+  tr.dataset.id = ev.id;
   const sent = ev.at ? Date.parse(ev.at) : NaN;
   const lat = Number.isFinite(sent) ? ev.receivedAt - sent : NaN;
   const cells = [
@@ -289,6 +342,7 @@ function addRow(ev, n, fresh) {
     [ev.order !== undefined ? `#${ev.order}` : '', 'order'],
     [ev.id, 'id'],
     [Number.isFinite(lat) ? fmtLatency(lat) : '', lat >= 1000 ? 'lat slow' : 'lat'],
+    [ev.receiptAt ? '✓' : '…', 'receipt'],
   ];
   for (const [text, cls] of cells) {
     const td = document.createElement('td');
@@ -306,6 +360,7 @@ function addRow(ev, n, fresh) {
     flag.append(b);
   }
   tr.append(flag);
+  tr.querySelector('td.receipt').title = ev.receiptAt ? 'receipt confirmed: the app knows this tab handled it' : 'receipt not confirmed yet';
   tbody.prepend(tr);
   while (tbody.rows.length > MAX_ROWS) tbody.deleteRow(-1);
   $('empty').hidden = true;
@@ -362,17 +417,21 @@ async function publish(count) {
     const r = await fetch('/api/events', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ customer, count }),
+      body: JSON.stringify({ customer, count, wait_ms: $('wait-receipts').checked ? WAIT_MS : 0 }),
     });
     const res = await r.json();
     if (!r.ok) throw new Error(res.error ?? `HTTP ${r.status}`);
     const n = res.ids.length;
     const away = client.state !== 'connected' ? ` while this tab is ${client.state}: they wait in its queue` : '';
-    setStatus('ok', `${n} event${n === 1 ? '' : 's'} confirmed by RabbitMQ in ${res.ms} ms${away}`);
+    const handled = res.handled ? `; ${res.handled}` : '';
+    setStatus(res.handled?.startsWith('no tab') ? 'warn' : 'ok', `${n} event${n === 1 ? '' : 's'} confirmed by RabbitMQ in ${res.ms} ms${handled}${away}`);
   } catch (e) {
     setStatus('err', `publish failed: ${e.message}`);
   }
 }
+
+// How long a publish with "wait for receipts" waits for the tabs.
+const WAIT_MS = 3000;
 
 function dropConnection() {
   cutAt = Date.now();
@@ -411,6 +470,8 @@ const demo = {
   feedStats() {
     return { shown: feedShown, offsets: feed.map((a) => a.offset), lastOffset: feedSub.lastOffset, client: feedSub.stats, stream: feedSub.stream };
   },
+  receiptsConfirmed,
+  fallbacks,
   stats() {
     renderCounters();
     return { shown: counts.shownTotal, duplicates: counts.duplicates, client: sub.stats, queue: sub.queueName, tabId: client.tabId };
@@ -424,6 +485,9 @@ setInterval(() => {
   renderCounters();
   if (lastState.state === 'reconnecting') renderState();
 }, 200);
+$('fallback-after').textContent = `${(cfg.fallbackAfterMs / 1000).toFixed(0)} s`;
+void pollFallbacks();
+setInterval(() => void pollFallbacks(), 2000);
 
 if (loginError) setStatus('err', loginError);
 await client.connect();

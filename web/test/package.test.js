@@ -80,6 +80,7 @@ test('npm pack ships exactly the entry point, the modules beside it, their decla
     'errors.js',
     'internal.js',
     'leader.js',
+    'receipts.js',
     'session.js',
     'shared-transport.js',
     'subscription.js',

@@ -44,8 +44,9 @@ function literal(v) {
 const LITERAL = /^`(-?\d+|true|false|'[^']*'|\{.*\})`$/;
 
 const TABLES = [
-  ['### `new DurableClient(options)`', Object.fromEntries(Object.entries(DEFAULTS).filter(([k]) => k !== 'session' && k !== 'subscribe'))],
+  ['### `new DurableClient(options)`', Object.fromEntries(Object.entries(DEFAULTS).filter(([k]) => k !== 'session' && k !== 'receipts' && k !== 'subscribe'))],
   ['### `session` options', DEFAULTS.session],
+  ['### `receipts` options', DEFAULTS.receipts],
   ['### `client.subscribe(spec, handler?)` options', DEFAULTS.subscribe],
 ];
 
@@ -63,9 +64,9 @@ for (const [heading, defaults] of TABLES) {
   });
 }
 
-test('typedefs.js: every [option=default] of ClientOptions, SessionOptions and SubscribeOptions is DEFAULTS', () => {
+test('typedefs.js: every [option=default] of ClientOptions, SessionOptions, ReceiptOptions and SubscribeOptions is DEFAULTS', () => {
   const src = fs.readFileSync(path.join(WEB, 'typedefs.js'), 'utf8');
-  const blocks = { ClientOptions: TABLES[0][1], SessionOptions: DEFAULTS.session, SubscribeOptions: DEFAULTS.subscribe };
+  const blocks = { ClientOptions: TABLES[0][1], SessionOptions: DEFAULTS.session, ReceiptOptions: DEFAULTS.receipts, SubscribeOptions: DEFAULTS.subscribe };
   let checked = 0;
   for (const [name, defaults] of Object.entries(blocks)) {
     const start = src.indexOf(`@typedef {object} ${name}\n`);
@@ -80,7 +81,7 @@ test('typedefs.js: every [option=default] of ClientOptions, SessionOptions and S
       checked++;
     }
   }
-  assert.ok(checked >= 14, `only ${checked} defaults found in typedefs.js`);
+  assert.ok(checked >= 18, `only ${checked} defaults found in typedefs.js`);
 });
 
 test('DEFAULTS is frozen through and through', () => {

@@ -1,4 +1,4 @@
-/** @import { ClientEvents, ClientMode, ClientOptions, ConnectionState, DurableMessage, StateDetail, SubscribeOptions } from './typedefs.js' */
+/** @import { ClientEvents, ClientMode, ClientOptions, ClientStats, ConnectionState, DurableMessage, StateDetail, SubscribeOptions } from './typedefs.js' */
 /** @import { ParsedSession } from './internal.js' */
 /** @import { Target } from './transport.js' */
 /**
@@ -20,6 +20,9 @@
  *   the client POSTs to session.url for it and a fresh read-only token. Without
  *   it the page declares its own queues with shared credentials (trusted
  *   deployments only). See README.md.
+ * - Delivery receipts (docs/receipts.md): after a handler resolved and the
+ *   ACK was written, the tab tells the service so, batched, kept in storage
+ *   until the broker confirmed them (receipts.js).
  */
 export class DurableClient {
     /** @param {ClientOptions} opts */
@@ -43,6 +46,11 @@ export class DurableClient {
     /** @returns {ConnectionState} */
     get state(): ConnectionState;
     /**
+     * Client-level counters (delivery receipts; see {@link ClientStats}).
+     * @returns {ClientStats}
+     */
+    get stats(): ClientStats;
+    /**
      * Listen to connection state changes (the same as `on('state', fn)`).
      * @param {(state: ConnectionState, detail: StateDetail) => void} fn
      * @returns {() => void} call to stop listening
@@ -53,7 +61,7 @@ export class DurableClient {
      *
      * Events: 'state' `(state, detail)`; 'connecting', 'connected',
      * 'reconnecting', 'closed' `(detail)`; 'retry' {@link RetryEvent}; 'failed'
-     * {@link FailedEvent}.
+     * {@link FailedEvent}; 'gap' {@link GapEvent}; 'receipt' {@link ReceiptEvent}.
      *
      * Any other name is an AMQP topic pattern (`*` one word, `#` any number):
      * `client.on('customer.*.order_paid', async (msg) => ...)` calls the handler
@@ -130,9 +138,11 @@ import type { ParsedSession } from './internal.js';
 import type { ClientMode } from './typedefs.js';
 import { Tab } from './tab.js';
 import { TabSessions } from './session.js';
+import { ReceiptSender } from './receipts.js';
 import type { DurableMessage } from './typedefs.js';
 import { Subscription } from './subscription.js';
 import type { ConnectionState } from './typedefs.js';
+import type { ClientStats } from './typedefs.js';
 import type { StateDetail } from './typedefs.js';
 import type { ClientEvents } from './typedefs.js';
 import type { SubscribeOptions } from './typedefs.js';

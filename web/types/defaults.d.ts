@@ -1,6 +1,7 @@
 /**
  * The defaults of `new DurableClient(options)` (top level), of its
- * `session` option (`session`), and of `client.subscribe(spec)` (`subscribe`).
+ * `session` option (`session`), of its `receipts` option (`receipts`), and
+ * of `client.subscribe(spec)` (`subscribe`).
  * Frozen: read it, don't change it (pass options instead).
  */
 export const DEFAULTS: Readonly<{
@@ -20,6 +21,12 @@ export const DEFAULTS: Readonly<{
     shared: boolean;
     session: {
         timeoutMs: number;
+    };
+    receipts: {
+        exchange: string;
+        flushMs: number;
+        maxBatch: number;
+        maxPending: number;
     };
     subscribe: {
         bindingKey: string;

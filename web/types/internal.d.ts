@@ -156,6 +156,8 @@ export function sessionErrorIsFatal(status: number): boolean;
  * @property {{tabId: string, queue: string, destination: string}[]} tabs  a shared-mode
  *   leader's session: the other tabs whose queues its token reads too (`tabs`)
  * @property {string[]} missingTabs  the requested tabs without a queue (`missing_tabs`)
+ * @property {{destination: string, userKey: string}|null} receipts  where this tab
+ *   sends its delivery receipts (`receipts: {destination, user_key}`), null without
  */
 /**
  * Checks a 200 session response (see the Go package tabsession) and
@@ -164,6 +166,14 @@ export function sessionErrorIsFatal(status: number): boolean;
  * @returns {ParsedSession}
  */
 export function parseSession(s: any): ParsedSession;
+/**
+ * The destination of a tab's receipts in headers mode:
+ * `/exchange/<exchange>/<userKey>.<tabId>` (docs/receipts.md).
+ * @param {string} exchange
+ * @param {string} userKey
+ * @param {string} tabId
+ */
+export function receiptDestination(exchange: string, userKey: string, tabId: string): string;
 /**
  * The routing key a message was published with: the Go side's `routing_key`
  * metadata header if present, otherwise taken from the STOMP `destination`
@@ -320,6 +330,8 @@ export class DedupWindow {
 }
 /** Major version of the tab-session JSON this client understands (the `v` field). */
 export const SESSION_VERSION: 1;
+/** A receipts user key (docs/receipts.md): the routing key's first word. */
+export const RECEIPT_USER_KEY_RE: RegExp;
 export type SubscribeSpec = {
     /**
      * durable exchange the Go side publishes to (must exist)
@@ -379,6 +391,14 @@ export type ParsedSession = {
      * the requested tabs without a queue (`missing_tabs`)
      */
     missingTabs: string[];
+    /**
+     * where this tab
+     * sends its delivery receipts (`receipts: {destination, user_key}`), null without
+     */
+    receipts: {
+        destination: string;
+        userKey: string;
+    } | null;
 };
 /**
  * Where a tab starts reading a stream it has no offset for yet:

@@ -165,6 +165,14 @@ export type SubscribeOptions = {
     onError?: (err: any, msg: DurableMessage, info: {
         attempts: number;
     }) => (FailureAction | void | Promise<FailureAction | void>);
+    /**
+     * send a delivery receipt for every message
+     * this subscription handled (see {@link ReceiptOptions}); default: true for
+     * a per-tab queue, false for a stream. Sent only where the client has a
+     * destination (the session's `receipts`, or headers mode's receipts.userKey);
+     * true without one in headers mode throws
+     */
+    receipts?: boolean;
 };
 export type SubscriptionStats = {
     /**
@@ -219,6 +227,45 @@ export type SubscriptionStats = {
      * streams: gaps reported (see the 'gap' event)
      */
     gaps: number;
+};
+/**
+ * the 'receipt' event: the broker confirmed a
+ * batch of this tab's delivery receipts (the service will get them)
+ */
+export type ReceiptEvent = {
+    /**
+     * the tab they were sent for (the routing key's second word)
+     */
+    tabId: string;
+    /**
+     * the messages: id, subscription name, when their handlers resolved (ms since the epoch)
+     */
+    receipts: {
+        id: string;
+        subscription: string;
+        handledAt: number;
+    }[];
+};
+/**
+ * client-level counters since creation
+ */
+export type ClientStats = {
+    /**
+     * receipts sent (a receipt sent again after a reconnect or reload counts again)
+     */
+    receiptsSent: number;
+    /**
+     * receipts whose SEND the broker confirmed (RECEIPT)
+     */
+    receiptsConfirmed: number;
+    /**
+     * receipts not confirmed yet: waiting for their ACK, to be sent, or sent without RECEIPT so far (kept in storage)
+     */
+    receiptsPending: number;
+    /**
+     * receipts dropped unsent because more than receipts.maxPending were unconfirmed
+     */
+    receiptsDropped: number;
 };
 /**
  * the 'gap' event: offsets `from`..`to` of `stream`
@@ -295,6 +342,38 @@ export type SessionOptions = {
      * delivered; reconnects fetch fresh sessions from url
      */
     initial?: object | string;
+};
+/**
+ * delivery receipts (docs/receipts.md): after a handler resolved and the
+ * message was acked, the tab sends the message's id to the service (one
+ * STOMP SEND per batch, confirmed by a RECEIPT; kept in storage until then;
+ * at least once)
+ */
+export type ReceiptOptions = {
+    /**
+     * headers mode: the routing key is
+     * `<userKey>.<tabId>` ([A-Za-z0-9_-]{1,64}); without it no receipts are sent.
+     * Ignored in tab-session mode (the session's `receipts` names the destination)
+     */
+    userKey?: string;
+    /**
+     * headers mode: the topic
+     * exchange (must exist: the service declares it); ignored in tab-session mode
+     */
+    exchange?: string;
+    /**
+     * a receipt waits at most this long for others to share its SEND
+     */
+    flushMs?: number;
+    /**
+     * receipts per SEND (1..1000): a full batch goes at once
+     */
+    maxBatch?: number;
+    /**
+     * unconfirmed receipts kept (maxBatch..20000);
+     * beyond it the oldest unsent ones are dropped (`stats.receiptsDropped`)
+     */
+    maxPending?: number;
 };
 export type ClientOptions = {
     /**
@@ -382,6 +461,11 @@ export type ClientOptions = {
      */
     shared?: boolean | string;
     /**
+     * delivery receipts: `userKey` turns them on
+     * in headers mode; tab-session mode sends them when the session names a destination
+     */
+    receipts?: ReceiptOptions;
+    /**
      * stompjs debug log
      */
     debug?: (msg: string) => void;
@@ -407,6 +491,7 @@ export type ClientEvents = {
     retry: [RetryEvent];
     failed: [FailedEvent];
     gap: [GapEvent];
+    receipt: [ReceiptEvent];
     /**
      * this tab became the leader, or stopped being it
      */

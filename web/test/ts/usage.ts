@@ -93,3 +93,17 @@ const stats = (s: Subscription): SubscriptionStats => s.stats;
 console.log(sharedOptions, modeOf, onLeader, options, session, spec, state, action, onGap, onRetry, onState, detail, stats);
 // @ts-expect-error: DEFAULTS is read-only
 DEFAULTS.heartbeatMs = 1;
+
+// Delivery receipts (issue 21): the option, the per-subscription switch, the event, client.stats.
+import { type ReceiptOptions, type ReceiptEvent, type ClientStats } from '@durablews/web';
+const receiptOptions: ReceiptOptions = { userKey: 'alice', exchange: DEFAULTS.receipts.exchange, flushMs: 20, maxBatch: 100, maxPending: 1000 };
+const withReceipts = new DurableClient({ url: 'ws://127.0.0.1:15674/ws', receipts: receiptOptions });
+withReceipts.subscribe({ exchange: 'events', name: 'orders', receipts: true }, async () => {});
+withReceipts.on('receipt', (e: ReceiptEvent) => {
+  for (const r of e.receipts) console.log(e.tabId, r.id, r.subscription, new Date(r.handledAt));
+});
+const clientStats: ClientStats = withReceipts.stats;
+const unconfirmed: number = clientStats.receiptsPending + clientStats.receiptsSent - clientStats.receiptsConfirmed - clientStats.receiptsDropped;
+console.log(unconfirmed);
+// @ts-expect-error: receipts is a boolean per subscription
+withReceipts.subscribe({ exchange: 'events', name: 'x', receipts: 'yes' });
