@@ -404,7 +404,10 @@ func (h *harness) docsScreenshot(t *testing.T, path string) {
 	news := []string{d.postAnnouncementOK(t, "New: live order tracking for every customer"),
 		d.postAnnouncementOK(t, "Maintenance tonight 22:00-22:15 UTC: tabs reconnect by themselves")}
 	for attempt := 1; ; attempt++ {
-		tab := d.openTab(t, "42", url.Values{"cut": {"2000"}})
+		// A browser context per attempt: a tab left open by an earlier
+		// attempt would share its connection (shared mode), and Drop
+		// connection acts on the tab holding it.
+		tab := d.openTabWith(t, "42", url.Values{"cut": {"2000"}}, tabOptions{newBrowserContext: true})
 		tab.waitFeed(t, news)
 		ids := d.publish(t, "42", 1)
 		ids = append(ids, d.publish(t, "42", 2)...)
@@ -420,6 +423,7 @@ func (h *harness) docsScreenshot(t *testing.T, path string) {
 		ids = slices.Concat(ids, flowing, d.publish(t, "42", 3))
 		tab.waitShown(t, ids)
 		tab.waitFor(t, "status line", `document.getElementById('status').textContent.includes('none lost')`)
+		tab.waitFor(t, "every row's receipt confirmed", `[...document.querySelectorAll('#events td.receipt')].every((td) => td.textContent === '✓')`)
 		if n := tab.countRedelivered(t); n > 0 || attempt == 5 {
 			tab.writeScreenshot(t, path)
 			t.Logf("docs: attempt %d: %d events shown, %d redelivered", attempt, len(ids), n)

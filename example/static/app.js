@@ -215,6 +215,7 @@ async function announce(ev) {
 
 const stateLog = [];
 let lastState = { state: client.state, attempt: 0 };
+client.on('mode', () => renderState());
 client.onState((state, detail) => {
   lastState = { state, ...detail, at: Date.now() };
   stateLog.push({ state, attempt: detail.attempt, delayMs: detail.delayMs, error: detail.error?.message, status: detail.error?.status, fatal: !!detail.fatal, queueReset: !!detail.queueReset, at: lastState.at });
@@ -400,8 +401,15 @@ function renderState() {
     text = `closed · ${s.error?.status ?? ''} ${s.error?.code ?? 'error'}`;
     el.title = String(s.error?.message ?? '');
   }
+  // Shared mode: one tab of this browser holds the connection for all of them.
+  if (client.mode === 'shared-leader') text += ' · shared (this tab holds the connection)';
+  if (client.mode === 'shared-follower') text += ' · shared (through another tab)';
   $('conn-text').textContent = text;
-  $('drop').disabled = s.state !== 'connected';
+  // Drop connection closes this tab's socket: a follower has none.
+  $('drop').disabled = s.state !== 'connected' || client.mode === 'shared-follower';
+  $('drop').title = client.mode === 'shared-follower'
+    ? 'This tab receives through the tab that holds the shared connection: press Drop connection there'
+    : 'Closes this tab\'s WebSocket and refuses reconnects for a few seconds, like a network cut';
 }
 
 // ---- actions ----
