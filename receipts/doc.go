@@ -79,6 +79,14 @@
 // it until the page is opened again (the client keeps pending receipts in
 // sessionStorage).
 //
+// Instances of one service that share a Config.Queue compete for its
+// receipts: each receipt reaches one of them, and a Tracker knows only the
+// receipts its own Subscriber consumed. A service whose instances wait
+// (WaitUser, WaitTabs, Expect) must route the wait to the instance that
+// consumes, or give each instance a queue of its own (each then gets every
+// receipt; a queue per instance that goes away should have x-expires, via
+// Config.QueueArguments).
+//
 // # A lost connection
 //
 // The Subscriber consumes with amqp091-go on one connection, a channel per
