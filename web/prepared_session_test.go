@@ -16,11 +16,9 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/durablews/durablews/broadcast"
 	"github.com/durablews/durablews/internal/oauthbroker"
-	"github.com/durablews/durablews/internal/testbroker"
 	"github.com/durablews/durablews/tabsession"
 )
 
@@ -50,37 +48,16 @@ var preparedPage = template.Must(template.New("page").Parse(`<!doctype html>
 // shown, and what was there before Prepare is not.
 func TestPreparedSessionInChromium(t *testing.T) {
 	chromium := requireBrowser(t)
-	node, files, _ := oauthbroker.Start(t, testbroker.Options{})
-	key, err := tabsession.LoadSigningKey(files.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const exchange = "dw-prepared"
-	conn, err := amqp.Dial(node.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.ExchangeDeclare(exchange, "topic", true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
+	sn := startSessionNode(t, exchange)
+	node, key, conn := sn.node, sn.key, sn.conn
 	if err := broadcast.Declare(context.Background(), conn, broadcast.Config{Stream: "dw-prepared-news", Exchange: exchange, BindingKeys: []string{"news"}, MaxAge: time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.Confirm(false); err != nil {
 		t.Fatal(err)
 	}
 	publishTo := func(key, id string) {
 		t.Helper()
-		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), exchange, key, false, false, amqp.Publishing{
-			MessageId: id, DeliveryMode: amqp.Persistent, ContentType: "application/json", Body: []byte(`{}`),
-		})
-		if err != nil || !dc.Wait() {
-			t.Fatalf("publish %s: %v (or nacked)", id, err)
+		if err := sn.publish(exchange, key, id); err != nil {
+			t.Fatal(err)
 		}
 	}
 	publish := func(id string) { publishTo("customer.42.order_paid", id) }

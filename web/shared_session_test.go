@@ -16,10 +16,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/durablews/durablews/internal/oauthbroker"
-	"github.com/durablews/durablews/internal/testbroker"
 	"github.com/durablews/durablews/tabsession"
 )
 
@@ -56,37 +54,13 @@ var sharedSessionPage = template.Must(template.New("page").Parse(`<!doctype html
 // event once throughout.
 func TestSharedSessionsInChromium(t *testing.T) {
 	chromium := requireBrowser(t)
-	node, files, _ := oauthbroker.Start(t, testbroker.Options{})
-	key, err := tabsession.LoadSigningKey(files.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const exchange = "dw-shared-sessions"
-	conn, err := amqp.Dial(node.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.ExchangeDeclare(exchange, "topic", true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.Confirm(false); err != nil {
-		t.Fatal(err)
-	}
-	var pubMu sync.Mutex
+	sn := startSessionNode(t, exchange)
+	node, key := sn.node, sn.key
 	publish := func(id string) {
 		t.Helper()
-		pubMu.Lock()
-		defer pubMu.Unlock()
-		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), exchange, "customer.42.order_paid", false, false, amqp.Publishing{
-			MessageId: id, DeliveryMode: amqp.Persistent, ContentType: "application/json", Body: []byte(`{}`),
-		})
-		if err != nil || !dc.Wait() {
-			t.Errorf("publish %s: %v (or nacked)", id, err)
+		if err := sn.publish(exchange, "customer.42.order_paid", id); err != nil {
+			t.Error(err)
 		}
 	}
 
