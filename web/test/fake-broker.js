@@ -1,6 +1,7 @@
 // The in-process fake Web-STOMP server and client helpers of the unit tests
-// (client.test.js, receipts.test.js): no broker, no browser.
+// (client.test.js, receipts.test.js, shared.test.js): no broker, no browser.
 
+import assert from 'node:assert/strict';
 import { DurableClient, memoryStorage } from '../durablews.js';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -36,7 +37,8 @@ export function frame(command, headers, body = '') {
 }
 
 /** Minimal Web-STOMP stand-in. `subscribeFails` makes SUBSCRIBE close the socket
- * with 1000 "STOMP died" and no ERROR (RabbitMQ 3.10.8 behaviour). */
+ * with 1000 "STOMP died" and no ERROR (RabbitMQ 3.10.8 behaviour); a SUBSCRIBE
+ * to a destination in `refuse` gets an ERROR, then the socket closes (4.x). */
 export class FakeBroker {
   constructor() {
     this.sockets = [];
@@ -46,6 +48,8 @@ export class FakeBroker {
     this.sendCloses = false;
     /** @type {string[]} receipt ids of SENDs not answered (holdReceipts) */
     this.heldReceipts = [];
+    /** destinations whose SUBSCRIBE gets an ERROR (the connection ends) */
+    this.refuse = new Set();
   }
   /** The SEND frames received, with their JSON bodies parsed. */
   sends() {
@@ -55,8 +59,13 @@ export class FakeBroker {
   get last() {
     return this.sockets.at(-1);
   }
-  frames(command) {
-    return this.sockets.flatMap((s) => s.received.filter((f) => f.command === command));
+  /** The sockets still open. */
+  get live() {
+    return this.sockets.filter((s) => s.readyState === 1);
+  }
+  /** The frames of `command` received, on every socket or on `socket` only. */
+  frames(command, socket) {
+    return (socket ? [socket] : this.sockets).flatMap((s) => s.received.filter((f) => f.command === command));
   }
 }
 
@@ -85,8 +94,15 @@ export class FakeSocket {
           this.close(1000, 'STOMP died');
           return;
         }
+        if (this.broker.refuse.has(f.headers.destination)) {
+          this.push(frame('ERROR', { message: 'not_found' }, 'no exchange'));
+          setTimeout(() => this.close(1000, ''), 5);
+          return;
+        }
         this.subs.set(f.headers.id, f.headers);
         if (f.headers.receipt) this.push(frame('RECEIPT', { 'receipt-id': f.headers.receipt }));
+      } else if (f.command === 'UNSUBSCRIBE') {
+        this.subs.delete(f.headers.id);
       } else if (f.command === 'SEND') {
         // RabbitMQ answers a SEND's receipt once the broker confirmed it;
         // holdReceipts keeps them back, sendCloses is a refused SEND (4.0.5: "STOMP died").
@@ -112,6 +128,12 @@ export class FakeSocket {
     if (amqpId !== undefined) h['amqp-message-id'] = amqpId;
     this.push(frame('MESSAGE', h, body));
     return ack;
+  }
+  /** A MESSAGE on the subscription of queue `queue` (its x-queue-name or id); returns its ack id. */
+  deliverTo(queue, amqpId) {
+    const sub = [...this.subs.values()].find((h) => h['x-queue-name'] === queue || h.id === queue);
+    assert.ok(sub, `no subscription for ${queue} on ${this.session}: ${[...this.subs.keys()]}`);
+    return this.deliver(sub.id, amqpId);
   }
   /** A MESSAGE as a binary WebSocket frame (web_stomp.ws_frame = binary). */
   deliverBinary(sub, amqpId, bytes) {

@@ -7,15 +7,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DurableClient, memoryStorage } from '../durablews.js';
+import { FakeBroker, sleep, until as untilWithin } from './fake-broker.js';
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function until(what, pred, ms = 10000) {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timeout: ${what}`);
-    await sleep(2);
-  }
-}
+// Waits are longer than the other unit tests' (several clients, BroadcastChannel hops).
+const until = (what, pred, ms = 10000) => untilWithin(what, pred, ms);
 
 /** navigator.locks: exclusive locks, granted in request order; a signal aborts a waiting request. */
 class FakeLocks {
@@ -51,92 +46,6 @@ class FakeLocks {
         l.held = false;
         this._next(l);
       });
-  }
-}
-
-function parseFrames(data) {
-  return String(data)
-    .split('\0')
-    .map((f) => f.replace(/^\n+/, ''))
-    .filter((f) => f.length > 0)
-    .map((f) => {
-      const [head, ...rest] = f.split('\n\n');
-      const [command, ...lines] = head.split('\n');
-      const headers = {};
-      for (const l of lines) {
-        const i = l.indexOf(':');
-        if (!(l.slice(0, i) in headers)) headers[l.slice(0, i)] = l.slice(i + 1).replace(/\\c/g, ':');
-      }
-      return { command, headers, body: rest.join('\n\n') };
-    });
-}
-const frame = (command, headers, body = '') => `${command}\n${Object.entries(headers).map(([k, v]) => `${k}:${v}`).join('\n')}\n\n${body}\0`;
-
-class FakeBroker {
-  constructor() {
-    this.sockets = [];
-    this.tag = 0;
-    /** destinations whose SUBSCRIBE gets an ERROR (the connection ends) */
-    this.refuse = new Set();
-  }
-  factory = () => new FakeSocket(this);
-  get live() {
-    return this.sockets.filter((s) => s.readyState === 1);
-  }
-  frames(command, socket) {
-    return (socket ? [socket] : this.sockets).flatMap((s) => s.received.filter((f) => f.command === command));
-  }
-}
-
-class FakeSocket {
-  constructor(broker) {
-    this.broker = broker;
-    this.url = 'ws://fake/ws';
-    this.readyState = 0;
-    this.received = [];
-    this.subs = new Map();
-    this.session = `s${broker.sockets.length}`;
-    broker.sockets.push(this);
-    setTimeout(() => {
-      this.readyState = 1;
-      this.onopen?.();
-    }, 0);
-  }
-  send(data) {
-    if (this.readyState !== 1) return;
-    for (const f of parseFrames(data)) {
-      this.received.push(f);
-      if (f.command === 'CONNECT') this.push(frame('CONNECTED', { version: '1.2', 'heart-beat': '0,0' }));
-      else if (f.command === 'SUBSCRIBE') {
-        if (this.broker.refuse.has(f.headers.destination)) {
-          this.push(frame('ERROR', { message: 'not_found' }, 'no exchange'));
-          setTimeout(() => this.close(1000, ''), 5);
-          return;
-        }
-        this.subs.set(f.headers.id, f.headers);
-        if (f.headers.receipt) this.push(frame('RECEIPT', { 'receipt-id': f.headers.receipt }));
-      } else if (f.command === 'UNSUBSCRIBE') this.subs.delete(f.headers.id);
-      else if (f.command === 'SEND' && f.headers.receipt) this.push(frame('RECEIPT', { 'receipt-id': f.headers.receipt }));
-      else if (f.command === 'DISCONNECT') this.push(frame('RECEIPT', { 'receipt-id': f.headers.receipt }));
-    }
-  }
-  push(raw) {
-    setTimeout(() => {
-      if (this.readyState === 1) this.onmessage?.({ data: raw });
-    }, 0);
-  }
-  /** A MESSAGE on the subscription whose queue is `queue`; returns its ack id. */
-  deliver(queue, amqpId) {
-    const sub = [...this.subs.values()].find((h) => h['x-queue-name'] === queue || h.id === queue);
-    assert.ok(sub, `no subscription for ${queue} on ${this.session}: ${[...this.subs.keys()]}`);
-    const ack = `T_${sub.id}@@${this.session}@@${++this.broker.tag}`;
-    this.push(frame('MESSAGE', { subscription: sub.id, destination: '/exchange/events/k', 'message-id': ack, ack, 'amqp-message-id': amqpId }, '{}'));
-    return ack;
-  }
-  close(code = 1000, reason = '') {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    setTimeout(() => this.onclose?.({ code, reason, wasClean: true }), 0);
   }
 }
 
@@ -193,8 +102,8 @@ test('shared: one socket for the tabs of a group; each tab gets only its own mes
   const s = broker.sockets[0];
   // Every tab's SUBSCRIBE with its own headers, the id its own connection would use.
   assert.deepEqual([...s.subs.keys()].sort(), [a.sub.queueName, b.sub.queueName].sort());
-  const ackA = s.deliver(a.sub.queueName, 'm1');
-  const ackB = s.deliver(b.sub.queueName, 'm2');
+  const ackA = s.deliverTo(a.sub.queueName, 'm1');
+  const ackB = s.deliverTo(b.sub.queueName, 'm2');
   await until('handled', () => a.handled.length === 1 && b.handled.length === 1);
   assert.deepEqual(a.handled, ['m1']);
   assert.deepEqual(b.handled, ['m2']);
@@ -216,14 +125,14 @@ test('shared: a follower\'s ACK for a frame of an ended connection is not sent o
   let release;
   b.slow.set('m1', new Promise((r) => (release = r)));
   const first = broker.sockets[0];
-  first.deliver(b.sub.queueName, 'm1');
+  first.deliverTo(b.sub.queueName, 'm1');
   await until('m1 started', () => b.handled.length === 1);
   first.close(1006, 'cut');
   await until('a second socket, both tabs subscribed', () => broker.sockets.length === 2 && broker.sockets[1].subs.size === 2);
   release();
   await sleep(30);
   assert.equal(broker.frames('ACK').length, 0, 'no ACK for m1: its connection is gone');
-  const ack2 = broker.sockets[1].deliver(b.sub.queueName, 'm1');
+  const ack2 = broker.sockets[1].deliverTo(b.sub.queueName, 'm1');
   await until('redelivery acked', () => broker.frames('ACK', broker.sockets[1]).length === 1);
   assert.equal(broker.frames('ACK', broker.sockets[1])[0].headers.id, ack2);
   assert.deepEqual(b.handled, ['m1'], 'handled once');
@@ -254,7 +163,7 @@ test('shared: the leader closes, the next tab in the lock\'s queue connects and 
   assert.equal(broker.sockets.length, 2);
   assert.equal(broker.sockets[0].readyState, 3, 'the old leader disconnected');
   const live = broker.live[0];
-  live.deliver(rest[1].sub.queueName, 'x1');
+  live.deliverTo(rest[1].sub.queueName, 'x1');
   await until('delivered through the new leader', () => rest[1].handled.includes('x1'));
   assert.ok(took < 5000, `takeover ${took} ms`);
   for (const t of rest) await t.client.close();
@@ -271,7 +180,7 @@ test('shared: a follower that leaves hands back what it had not acked (UNSUBSCRI
   await b.client.ready();
   b.slow.set('m1', new Promise(() => {})); // never finishes
   const s = broker.sockets[0];
-  const ack = s.deliver(b.sub.queueName, 'm1');
+  const ack = s.deliverTo(b.sub.queueName, 'm1');
   await until('m1 started', () => b.handled.length === 1);
   await b.client.close();
   await until('NACK', () => broker.frames('NACK').length === 1);
@@ -299,7 +208,7 @@ test('shared: a tab whose SUBSCRIBE the broker refuses waits a back-off of its o
   await until('A connected again', () => a.client.state === 'connected' && broker.live.length === 1);
   // B's SUBSCRIBEs wait: A's queue alone is subscribed on the new connection for now.
   assert.deepEqual([...broker.live[0].subs.keys()], [a.sub.queueName]);
-  broker.live[0].deliver(a.sub.queueName, 'a1');
+  broker.live[0].deliverTo(a.sub.queueName, 'a1');
   await until('A handles', () => a.handled.includes('a1'));
   assert.notEqual(b.client.state, 'connected');
   await b.client.close();
