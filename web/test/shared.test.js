@@ -59,6 +59,19 @@ test.afterEach(async () => {
   for (const c of made) await c.close().catch(() => {});
   made.clear();
 });
+/** Two tabs of a new group, both connected: a leads (it connected first), b follows. */
+async function leaderAndFollower() {
+  const broker = new FakeBroker();
+  const g = `g${++groups}`;
+  const a = tab(broker, g);
+  await a.client.connect();
+  await a.client.ready();
+  const b = tab(broker, g);
+  await b.client.connect();
+  await b.client.ready();
+  return { broker, a, b };
+}
+
 /** A tab: a client of the group `group`, recording what it handled. */
 function tab(broker, group, extra = {}) {
   const handled = [];
@@ -85,14 +98,7 @@ function tab(broker, group, extra = {}) {
 }
 
 test('shared: one socket for the tabs of a group; each tab gets only its own messages; ACKs on that socket', async () => {
-  const broker = new FakeBroker();
-  const g = `g${++groups}`;
-  const a = tab(broker, g);
-  await a.client.connect();
-  await a.client.ready();
-  const b = tab(broker, g);
-  await b.client.connect();
-  await b.client.ready();
+  const { broker, a, b } = await leaderAndFollower();
   assert.equal(broker.sockets.length, 1, 'one socket');
   assert.equal(a.client.mode, 'shared-leader');
   assert.equal(b.client.mode, 'shared-follower');
@@ -114,14 +120,7 @@ test('shared: one socket for the tabs of a group; each tab gets only its own mes
 });
 
 test('shared: a follower\'s ACK for a frame of an ended connection is not sent on the next; the redelivery is de-duplicated', async () => {
-  const broker = new FakeBroker();
-  const g = `g${++groups}`;
-  const a = tab(broker, g);
-  await a.client.connect();
-  await a.client.ready();
-  const b = tab(broker, g);
-  await b.client.connect();
-  await b.client.ready();
+  const { broker, a, b } = await leaderAndFollower();
   let release;
   b.slow.set('m1', new Promise((r) => (release = r)));
   const first = broker.sockets[0];
@@ -170,14 +169,7 @@ test('shared: the leader closes, the next tab in the lock\'s queue connects and 
 });
 
 test('shared: a follower that leaves hands back what it had not acked (UNSUBSCRIBE, NACK requeue)', async () => {
-  const broker = new FakeBroker();
-  const g = `g${++groups}`;
-  const a = tab(broker, g);
-  await a.client.connect();
-  await a.client.ready();
-  const b = tab(broker, g);
-  await b.client.connect();
-  await b.client.ready();
+  const { broker, a, b } = await leaderAndFollower();
   b.slow.set('m1', new Promise(() => {})); // never finishes
   const s = broker.sockets[0];
   const ack = s.deliverTo(b.sub.queueName, 'm1');
@@ -216,14 +208,7 @@ test('shared: a tab whose SUBSCRIBE the broker refuses waits a back-off of its o
 });
 
 test('shared: SEND with a receipt header is relayed through the leader and its RECEIPT comes back to the tab that sent it', async () => {
-  const broker = new FakeBroker();
-  const g = `g${++groups}`;
-  const a = tab(broker, g);
-  await a.client.connect();
-  await a.client.ready();
-  const b = tab(broker, g);
-  await b.client.connect();
-  await b.client.ready();
+  const { broker, a, b } = await leaderAndFollower();
   const conn = /** @type {any} */ (b.client)._transport.connection;
   const got = new Promise((resolve) => conn.watchForReceipt('r-1', (f) => resolve(f.headers['receipt-id'])));
   conn.publish({ destination: '/exchange/durablews.receipts/k.t', headers: { receipt: 'r-1', 'content-type': 'application/json' }, body: '{"v":1}' });
