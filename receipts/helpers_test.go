@@ -87,12 +87,15 @@ func (top receiptsTopology) publish(t *testing.T, key string, p amqp.Publishing)
 // ready returns the ready messages of top's queue.
 func (top receiptsTopology) ready(t *testing.T) int {
 	t.Helper()
-	ch, err := top.b.Conn.Channel()
-	require.NoError(t, err)
-	defer ch.Close()
-	q, err := ch.QueueDeclarePassive(top.queue, true, false, false, false, nil)
-	require.NoError(t, err)
-	return q.Messages
+	return top.inspect(t).Messages
+}
+
+// inspect returns the state of top's queue, which must exist.
+func (top receiptsTopology) inspect(t *testing.T) amqp.Queue {
+	t.Helper()
+	q, ok := brokertest.Inspect(t, top.b.Conn, top.queue)
+	require.True(t, ok, "queue %s does not exist", top.queue)
+	return q
 }
 
 // next reads one message of msgs within d.

@@ -147,12 +147,7 @@ func TestTracker_CrashedServiceLosesNoReceipt(t *testing.T) {
 
 func consumers(t *testing.T, top receiptsTopology) int {
 	t.Helper()
-	ch, err := top.b.Conn.Channel()
-	require.NoError(t, err)
-	defer ch.Close()
-	q, err := ch.QueueDeclarePassive(top.queue, true, false, false, false, nil)
-	require.NoError(t, err)
-	return q.Consumers
+	return top.inspect(t).Consumers
 }
 
 // The receipts a tab sends over Web-STOMP, exactly as the browser client
