@@ -70,16 +70,7 @@ type harness struct {
 
 func TestBrowser(t *testing.T) {
 	started := time.Now()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("headless Chromium is missing (%v): run `bash scripts/chromium.sh` (or `make chromium`) to install Debian's chromium", err)
-	}
-	// A private node configured for tab sessions exactly as
-	// scripts/rabbitmq-tab-sessions.sh configures the shared one.
-	node, files, _ := oauthbroker.Start(t, testbroker.Options{})
-	key, err := tabsession.LoadSigningKey(files.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	node, key := startSessionNode(t)
 	t.Logf("private tab-session node %s up after %v", node.Name(), time.Since(started).Round(time.Millisecond))
 	h := &harness{
 		t:        t,
@@ -117,6 +108,23 @@ func TestBrowser(t *testing.T) {
 		t.Run("docs_screenshot", func(t *testing.T) { h.docsScreenshot(t, path) })
 	}
 	t.Logf("browser scenarios took %v", time.Since(started).Round(time.Millisecond))
+}
+
+// startSessionNode checks that Chromium is installed and starts a
+// private node configured for tab sessions exactly as
+// scripts/rabbitmq-tab-sessions.sh configures the shared one; it returns
+// the node and its signing key.
+func startSessionNode(t *testing.T) (*testbroker.Node, []byte) {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("headless Chromium is missing (%v): run `bash scripts/chromium.sh` (or `make chromium`) to install Debian's chromium", err)
+	}
+	node, files, _ := oauthbroker.Start(t, testbroker.Options{})
+	key, err := tabsession.LoadSigningKey(files.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return node, key
 }
 
 // start starts the demo app of cfg on h's broker (cfg's zero AMQPURL and

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,21 +21,11 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 
 	"github.com/durablews/durablews/internal/faultproxy"
-	"github.com/durablews/durablews/internal/oauthbroker"
-	"github.com/durablews/durablews/internal/testbroker"
-	"github.com/durablews/durablews/tabsession"
 )
 
 func TestBrowserReceiptsChaos(t *testing.T) {
 	started := time.Now()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("headless Chromium is missing (%v): run `bash scripts/chromium.sh` (or `make chromium`) to install Debian's chromium", err)
-	}
-	node, files, _ := oauthbroker.Start(t, testbroker.Options{})
-	key, err := tabsession.LoadSigningKey(files.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	node, key := startSessionNode(t)
 	amqpProxy, err := faultproxy.New(node.AMQPAddr())
 	if err != nil {
 		t.Fatal(err)
