@@ -34,7 +34,7 @@ type ClusterOptions struct {
 // directories and watchdog (see Node); all share one Erlang cookie. The nodes
 // boot in parallel as single-node clusters, then every other node joins the
 // first with rabbitmqctl (stop_app, join_cluster, start_app) and is waited for
-// with await_startup.
+// with WaitReady.
 //
 // Kill, Stop, StartAgain and Restart of one node are the Node's methods; a
 // restarted node rejoins the cluster by itself (its Mnesia directory knows
@@ -122,7 +122,7 @@ func NewCluster(opts ClusterOptions) (*Cluster, error) {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 	}
-	// Each joined node has passed await_startup; the seed's view confirms
+	// Each joined node has passed WaitReady; the seed's view confirms
 	// the membership.
 	if err := c.waitView(ctx, c.nodes[:1], c.nodes); err != nil {
 		_ = c.Close()
