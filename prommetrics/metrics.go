@@ -2,7 +2,9 @@
 // Prometheus metrics: messages published, confirmed and not confirmed (by
 // reason), confirm latency, messages in flight and reconnects. Metrics is
 // the durablews.Observer that counts them; nothing is measured unless it
-// is set as Config.Observer.
+// is set as Config.Observer. ReceiptsMetrics exports what a
+// receipts.Subscriber read and a receipts.Tracker recorded, fallbacks
+// taken included.
 package prommetrics
 
 import (

@@ -36,7 +36,8 @@ type Tracker struct {
 	msgs   map[string]*entry
 	order  []kept // arrival order of the receipts kept; order[head:] are live
 	head   int
-	n      int // receipts kept
+	n      int          // receipts kept
+	stats  TrackerStats // Kept unused: n
 
 	callbacks sync.WaitGroup // Expect callbacks running
 	cancel    context.CancelFunc
@@ -140,9 +141,11 @@ func (t *Tracker) add(r Receipt) (added, open bool) {
 		t.msgs[r.MessageID] = e
 	}
 	if _, dup := e.tabs[r.TabID]; dup {
+		t.stats.Duplicates++
 		t.mu.Unlock()
 		return false, true
 	}
+	t.stats.Receipts++
 	e.receipts = append(e.receipts, r)
 	e.tabs[r.TabID] = struct{}{}
 	t.order = append(t.order, kept{msgID: r.MessageID, tabID: r.TabID, at: now})
@@ -158,6 +161,7 @@ func (t *Tracker) add(r Receipt) (added, open bool) {
 		if x.matches(r) {
 			x.timer.Stop()
 			x.settled = true
+			t.stats.Met++
 			return true
 		}
 		return false
@@ -293,6 +297,7 @@ func (t *Tracker) expect(msgID string, x *expectation, within time.Duration, onM
 	t.expire(t.cfg.Now())
 	e := t.msgs[msgID]
 	if e != nil && slices.ContainsFunc(e.receipts, x.matches) {
+		t.stats.Met++
 		return
 	}
 	if e == nil {
@@ -308,6 +313,7 @@ func (t *Tracker) expect(msgID string, x *expectation, within time.Duration, onM
 			return
 		}
 		x.settled = true
+		t.stats.Missed++
 		e.expects = slices.DeleteFunc(e.expects, func(o *expectation) bool { return o == x })
 		t.forgetIfIdle(msgID, e)
 		t.callbacks.Add(1) // under mu, before Close can set closed and Wait
@@ -323,6 +329,17 @@ func (t *Tracker) Len() int {
 	defer t.mu.Unlock()
 	t.expire(t.cfg.Now())
 	return t.n
+}
+
+// Stats returns what the Tracker recorded since it was made, and how many
+// receipts it keeps now.
+func (t *Tracker) Stats() TrackerStats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.expire(t.cfg.Now())
+	s := t.stats
+	s.Kept = t.n
+	return s
 }
 
 // Close stops consuming (TrackerConfig.Subscriber stays open), ends the

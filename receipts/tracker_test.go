@@ -60,6 +60,7 @@ func TestTracker_DropsDuplicatesAndCallsOnReceiptOncePerTab(t *testing.T) {
 	assert.Equal(t, []string{"m1/t1", "m1/t2", "m2/t1"}, seen)
 	assert.Equal(t, 3, tr.Len())
 	assert.Len(t, tr.Receipts("m1"), 2)
+	assert.Equal(t, receipts.TrackerStats{Receipts: 3, Duplicates: 1, Kept: 3}, tr.Stats())
 }
 
 func TestTracker_WaitTabs(t *testing.T) {
@@ -155,6 +156,8 @@ func TestTracker_ExpectCallsFallbackOnceWhenNoReceiptCame(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, map[string]int{"silent": 1, "other-user": 1}, missing)
+	assert.Equal(t, receipts.TrackerStats{Receipts: 4, Met: 3, Missed: 2, Kept: 4}, tr.Stats(),
+		"met: before (at once), answered, bob-answers; missed: silent, other-user")
 }
 
 func TestTracker_CloseEndsWaitsAndCancelsExpectations(t *testing.T) {
@@ -218,6 +221,7 @@ func TestTracker_MemoryIsBoundedByRetentionAndMaxEntries(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	clock.Add(2 * time.Minute)
 	assert.Zero(t, tr.Len())
+	assert.Equal(t, receipts.TrackerStats{Receipts: 252}, tr.Stats(), "counts stay; nothing kept")
 }
 
 func TestTracker_OnReceiptPanicIsRecovered(t *testing.T) {
