@@ -181,6 +181,8 @@ type app struct {
 	pub      *durablews.Publisher
 	sessions *tabsession.Handler // nil in Trusted mode
 	receipts *receiptsSide
+	metrics  *appMetrics
+	untrack  func() // ends the metrics' in-flight tracking of pub
 	source   *gochannel.GoChannel
 	router   *message.Router
 	stopRun  context.CancelFunc
@@ -233,7 +235,11 @@ func newApp(cfg appConfig) (*app, error) {
 			return nil, err
 		}
 	}
-	a.pub, err = durablews.NewPublisher(publisherConfig(cfg), cfg.Logger)
+	pcfg := publisherConfig(cfg)
+	if a.metrics, err = newAppMetrics(cfg.Exchange, a.receipts); err == nil {
+		pcfg.Observer = a.metrics.publisher
+		a.pub, err = durablews.NewPublisher(pcfg, cfg.Logger)
+	}
 	if err != nil {
 		if a.sessions != nil {
 			_ = a.sessions.Close()
@@ -241,6 +247,7 @@ func newApp(cfg appConfig) (*app, error) {
 		_ = a.receipts.Close()
 		return nil, err
 	}
+	a.untrack = a.metrics.publisher.Track(a.pub)
 
 	// The "service bus" of this demo. Publish blocks until the router acked
 	// the event, which it does only after RabbitMQ confirmed the forward; the
@@ -558,6 +565,7 @@ func (a *app) settle(h message.HandlerFunc) message.HandlerFunc {
 //	POST /api/events     publish test events; returns their UUIDs once confirmed
 //	POST /api/announcements publish an announcement to the broadcast stream
 //	GET  /api/fallbacks  events no tab of a customer handled in time (?customer=42)
+//	GET  /metrics        Prometheus metrics of the publisher and the delivery receipts
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(staticFiles, "static")
@@ -583,6 +591,7 @@ func (a *app) routes() http.Handler {
 	mux.HandleFunc("POST /api/events", a.handleEvents)
 	mux.HandleFunc("POST /api/announcements", a.handleAnnounce)
 	mux.HandleFunc("GET /api/fallbacks", a.handleFallbacks)
+	mux.Handle("GET /metrics", a.metrics.handler())
 	return mux
 }
 
@@ -912,6 +921,7 @@ func (a *app) closeBackends() error {
 	if err := a.pub.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	a.untrack()
 	if err := a.receipts.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("receipts: %w", err))
 	}
