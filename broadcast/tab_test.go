@@ -115,20 +115,22 @@ func TestStreamTabReportsRetentionGap(t *testing.T) {
 	last := r.Position().Offset
 
 	after := e.publish(pub, "k", 300, 10, 256) // ~90 KB through a 20 KB stream
-	// Retention runs in the background after a segment starts, so wait
-	// until it has removed the tab's position (it may remove more after).
-	var firstOffs []int64
-	truncated := waitUntil(ctx, 30*time.Second, func() bool {
-		firstOffs, _ = e.readAMQP(cfg.Stream, "first", 1)
-		return firstOffs[0] > last+1
-	})
-	require.True(t, truncated, "retention must remove the tab's position (offset %d) for this test to mean anything; the stream still starts at %d", last, firstOffs[0])
+	// Retention runs in the background after a segment starts: wait until
+	// it is done (retention_test.go), then the stream holds what it holds
+	// while the tab reads.
+	first, waited, settled, err := e.settleRetention(cfg.Stream)
+	require.NoError(t, err)
+	require.True(t, settled, "retention still removing segments after %v (first offset %d)", waited, first)
+	require.Greater(t, first, last+1, "retention must remove the tab's position (offset %d) for this test to mean anything; the stream still starts at %d", last, first)
 
 	tab = dialTab(t, sharedWS)
 	sub, err = r.Subscribe(ctx, tab)
 	require.NoError(t, err)
 	require.NoError(t, sub.ReceiveID(ctx, after[len(after)-1]))
 	require.NoError(t, tab.Close())
+	if now, err := e.firstOffset(cfg.Stream); err != nil || now != first {
+		t.Errorf("retention removed more while the tab read (first offset %d, then %d, %v): the wait above ended too early, so what follows cannot hold", first, now, err)
+	}
 
 	handled := r.Handled()[5:]
 	require.NotEmpty(t, handled)
@@ -139,6 +141,6 @@ func TestStreamTabReportsRetentionGap(t *testing.T) {
 	require.GreaterOrEqual(t, idx, 0, "the oldest message held is one of those published while away")
 	assert.Equal(t, after[idx:], r.HandledIDs()[5:], "then everything the stream still holds, in order")
 	assert.Zero(t, r.Stats().SkippedOffset)
-	t.Logf("tab stopped at offset %d; it resumed at %d (message %d of %d published while away); gap %+v",
-		last, from, idx, len(after), r.Gaps())
+	t.Logf("tab stopped at offset %d; retention settled %v after the publishes at first offset %d; the tab resumed at %d (message %d of %d published while away); gap %+v",
+		last, waited.Round(time.Millisecond), first, from, idx, len(after), r.Gaps())
 }
