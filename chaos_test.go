@@ -196,9 +196,8 @@ func TestChaos_NothingConfirmedIsLost(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 			if err := node.StartAgain(); err != nil {
 				// Rarely, on a loaded machine, the first boot after a kill
-				// failed (when readiness was "rabbitmqctl await_startup",
-				// which exited 69); that is the test node, not the
-				// publisher under test, so try once more.
+				// fails (await_startup exits 69); that is the test node,
+				// not the publisher under test, so try once more.
 				t.Logf("restart after kill -9 failed, retrying once: %.300v", err)
 				require.NoError(t, node.StartAgain())
 			}
