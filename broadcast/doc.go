@@ -111,9 +111,10 @@
 // reading a backlog at the very head of the stream can miss a segment
 // that goes while it is still in the one before (seen with 4 KB test
 // segments on 3.10.8; the offsets jump then, but so they do, less, at
-// every segment start). Keep retention well above how far behind a tab can fall. On
-// 3.10.8, deleting a stream while RabbitMQ still has retention
-// evaluations queued for it crashes its retention process; six crashes in
-// a few seconds stop the node (4.0.5 and 4.3.6 do not crash). A reader needs a replica of the stream on the node it is
+// every segment start). Keep retention well above how far behind a tab
+// can fall. On 3.10.8, deleting a stream while RabbitMQ still has
+// retention evaluations queued for it crashes its retention process; six
+// crashes in a few seconds stop the node (4.0.5 and 4.3.6 do not crash).
+// A reader needs a replica of the stream on the node it is
 // connected to; by default every node present at declare time gets one.
 package broadcast
