@@ -161,15 +161,20 @@ test('a handler that never settles times out (HandlerTimeoutError) and the subsc
   await client.close();
 });
 
-test('retrying stops when the connection ends (the broker redelivers; no ack or nack on the new connection)', async () => {
+// The client can only stop retrying once it has seen the connection end: a
+// retry whose back-off timer fires before the socket's close event runs on a
+// connection that is already dead (and its ACK is then dropped as stale). Node
+// does not order timers of different durations by expiry (a due list with an
+// older head runs first), so each test makes the close seen before the point
+// it checks, rather than relying on the close timer firing first.
+test('retrying stops when the connection ends during an attempt (the broker redelivers; no ack or nack on the new connection)', async () => {
   const broker = new FakeBroker();
   const { client } = newClient(broker);
   let calls = 0;
-  const sub = client.subscribe({ ...spec, retry: { attempts: 5, initialMs: 30, maxMs: 30 } }, () => {
+  const sub = client.subscribe({ ...spec, retry: { attempts: 5, initialMs: 30, maxMs: 30 } }, async () => {
     calls++;
-    // The socket's close event is queued before the retry's back-off timer
-    // (even one of 0 ms), so the retry always finds the connection gone.
     broker.last.close(1006);
+    await until('the client saw the connection end', () => client.state === 'reconnecting');
     throw new Error('down');
   });
   await client.connect();
@@ -177,9 +182,44 @@ test('retrying stops when the connection ends (the broker redelivers; no ack or 
   broker.last.deliver(sub.queueName, 'x');
   await until('first attempt', () => calls === 1);
   await until('reconnected', () => broker.sockets.length === 2 && client.state === 'connected');
-  await sleep(80);
+  await until('dropped as stale', () => sub.stats.stale === 1);
+  await sleep(80); // longer than the back-off (30 ms): a retry would have run by now
   assert.equal(calls, 1, 'no attempt after the connection ended');
   assert.equal(sub.stats.stale, 1);
+  assert.equal(sub.stats.retries, 0, 'no back-off started');
+  assert.equal(broker.frames('ACK').length + broker.frames('NACK').length, 0);
+  await client.close();
+});
+
+test('retrying stops when the connection ends during the back-off', async () => {
+  const broker = new FakeBroker();
+  const { client } = newClient(broker);
+  let calls = 0;
+  const sub = client.subscribe({ ...spec, retry: { attempts: 5, initialMs: 200, maxMs: 200 } }, () => {
+    calls++;
+    throw new Error('down');
+  });
+  const delays = [];
+  // The 'retry' event comes before the back-off starts: the close is seen
+  // (a 1 ms timer) long before the back-off ends (at least 100 ms).
+  client.on('retry', (e) => {
+    delays.push(e.delayMs);
+    broker.last.close(1006);
+  });
+  const random = Math.random;
+  Math.random = () => 0.5; // back-off = 0.5 × 200 ms
+  try {
+    await client.connect();
+    await until('connected', () => client.state === 'connected');
+    broker.last.deliver(sub.queueName, 'x');
+    await until('first attempt', () => calls === 1);
+    await until('reconnected', () => broker.sockets.length === 2 && client.state === 'connected');
+    await until('dropped as stale after the back-off', () => sub.stats.stale === 1);
+  } finally {
+    Math.random = random;
+  }
+  assert.deepEqual(delays, [100]);
+  assert.equal(calls, 1, 'no attempt after the connection ended');
   assert.equal(broker.frames('ACK').length + broker.frames('NACK').length, 0);
   await client.close();
 });
