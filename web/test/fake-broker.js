@@ -77,6 +77,8 @@ export class FakeSocket {
     this.received = [];
     this.subs = new Map();
     this.session = `s${broker.sockets.length}`;
+    /** when the client created this socket (ms) */
+    this.createdAt = Date.now();
     broker.sockets.push(this);
     setTimeout(() => {
       this.readyState = 1;
@@ -86,6 +88,7 @@ export class FakeSocket {
   send(data) {
     if (this.readyState !== 1) return;
     for (const f of parseFrames(data)) {
+      f.at = Date.now(); // when it was received (ms)
       this.received.push(f);
       if (f.command === 'CONNECT') {
         this.push(frame('CONNECTED', { version: '1.2', 'heart-beat': '0,0', server: 'fake' }));

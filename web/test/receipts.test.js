@@ -238,14 +238,20 @@ test('receipts: connections that keep ending with receipts unconfirmed (a refuse
   broker.last.deliver(sub.queueName, 'a');
   await until('first SEND and the resend at once', () => broker.frames('SEND').length === 2, 2000);
   await until('connected again', () => client.state === 'connected' && broker.last.readyState === 1);
-  const sockets = broker.sockets.length;
-  await sleep(400);
-  assert.equal(broker.frames('SEND').length, 2, 'the next resend waits at least 500 ms');
-  assert.equal(broker.sockets.length, sockets, 'and the connection stays up meanwhile');
+  // The back-off started when this connection came up, so after it was created:
+  // the resend may come no earlier than createdAt + 500 ms (timestamps, not a
+  // sleep, so a stalled test process cannot make it fail or pass wrongly).
+  const third = broker.last;
+  broker.sendCloses = false;
   broker.last.deliver(sub.queueName, 'b');
   await until('b handled meanwhile', () => handled.includes('b'));
-  broker.sendCloses = false;
   await until('sent once the back-off ended, confirmed', () => events.length === 1, 3000);
+  const sends = broker.frames('SEND');
+  assert.equal(sends.length, 3);
+  const waited = sends[2].at - third.createdAt;
+  assert.ok(waited >= 500, `the second resend waited ${waited} ms after its connection was created, want at least 500`);
+  assert.equal(broker.last, third, 'the connection stayed up meanwhile');
+  assert.equal(broker.sockets.length, 3);
   assert.deepEqual(events[0].receipts.map((r) => r.id), ['a', 'b']);
   await client.close();
 });
