@@ -342,8 +342,9 @@ test('an ERROR frame that leaves the socket open (server cancel) forces a reconn
 test('back-off resets only after a connection stayed healthy for stableMs', async () => {
   const broker = new FakeBroker();
   // stableMs well above a loaded host's event-loop stalls (the test suite runs
-  // tsc beside it): 50 ms failed once when the close landed 50 ms late.
-  const { client, states } = newClient(broker, { stableMs: 600 });
+  // tsc beside it): 50 ms failed once when the close landed 50 ms late; a
+  // saturated CI machine stalls the test process for hundreds of ms.
+  const { client, states } = newClient(broker, { stableMs: 2000 });
   client.subscribe(spec, () => {});
   await client.connect();
   await until('connected', () => client.state === 'connected');
@@ -351,7 +352,7 @@ test('back-off resets only after a connection stayed healthy for stableMs', asyn
   await until('reconnected 1', () => broker.sockets.length === 2 && client.state === 'connected');
   broker.last.close(1006); // after < stableMs: attempt keeps counting
   await until('reconnected 2', () => broker.sockets.length === 3 && client.state === 'connected');
-  await sleep(700);
+  await sleep(2100);
   broker.last.close(1006); // after > stableMs: back to attempt 1
   await until('reconnected 3', () => broker.sockets.length === 4 && client.state === 'connected');
   assert.deepEqual(inState(states, 'reconnecting').map((s) => s.attempt), [1, 2, 1]);
@@ -588,7 +589,9 @@ test('session: a queue the server had to create again is reported once, with the
 test('headers mode: an outage of at least expiresMs is reported as queueReset on the next connected state, a shorter one is not', async () => {
   const broker = new FakeBroker();
   const { client, states } = newClient(broker);
-  client.subscribe({ ...spec, expiresMs: 150 }, () => {});
+  // expiresMs far above a stalled test process's delay before the short
+  // outage ends (a reconnect takes a few ms).
+  client.subscribe({ ...spec, expiresMs: 1500 }, () => {});
   await client.connect();
   await until('connected', () => client.state === 'connected');
 
@@ -597,7 +600,7 @@ test('headers mode: an outage of at least expiresMs is reported as queueReset on
 
   broker.subscribeFails = true; // the tab stays away longer than x-expires
   broker.last.close(1006, 'network');
-  await sleep(250);
+  await sleep(1600);
   broker.subscribeFails = false;
   await until('reconnected after the long outage', () => inState(states, 'connected').length === 3);
 
