@@ -23,7 +23,9 @@ func TestClusterLifecycle(t *testing.T) {
 	require.Len(t, nodes, 3)
 	t.Logf("cluster boot time: %v", c.BootTime().Round(time.Millisecond))
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// Every cluster_status is a CLI call: 7-47 s each on a saturated 2-vCPU
+	// machine (see JoinTimeout), and a WaitRunning asks each observer.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	for _, n := range nodes {
 		st, err := n.ClusterStatus(ctx)
