@@ -67,7 +67,7 @@ func TestBrowserReceiptsChaos(t *testing.T) {
 	for i, c := range customers {
 		// The demo's login is a cookie per browser context: another
 		// customer needs a context of its own.
-		tabs[i] = h.openTabWith(t, c, url.Values{"cut": {"0"}}, tabOptions{newBrowserContext: c != customers[0]})
+		tabs[i] = h.openTabWith(t, c, url.Values{"cut": {"0"}, "debug": {"1"}}, tabOptions{newBrowserContext: c != customers[0]})
 	}
 	t.Logf("node, app, browser and %d tabs up after %v", len(tabs), time.Since(started).Round(time.Millisecond))
 
@@ -155,7 +155,7 @@ func TestBrowserReceiptsChaos(t *testing.T) {
 	tabIDs := make([]string, len(tabs))
 	shownBy := make([][]string, len(tabs))
 	for i, tb := range tabs {
-		waitAllShown(t, tb, node.ManagementURL(), confirmed[customers[i]], confirmedAt, killedAt)
+		waitAllShown(t, tb, tabs, node.ManagementURL(), confirmed[customers[i]], confirmedAt, killedAt)
 		shownBy[i] = tb.shown(t)
 		handled += len(shownBy[i])
 		tb.mustEval(t, `durablewsDemo.stats().tabId`, &tabIDs[i])
@@ -233,7 +233,7 @@ func hasReceipt(a *app, id, tabID string) bool {
 // waitAllShown waits up to a minute until tb shows every id of want, each
 // once. On time-out it says which are missing, when their publish was
 // confirmed (against the kill), and the tab queue's state on the broker.
-func waitAllShown(t *testing.T, tb *tab, mgmtURL string, want []string, confirmedAt map[string]time.Duration, killedAt time.Duration) {
+func waitAllShown(t *testing.T, tb *tab, all []*tab, mgmtURL string, want []string, confirmedAt map[string]time.Duration, killedAt time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -269,6 +269,17 @@ func waitAllShown(t *testing.T, tb *tab, mgmtURL string, want []string, confirme
 			if err != nil {
 				state = json.RawMessage(err.Error())
 			}
+			// What every tab (leader and followers of a shared connection) and
+			// the broker's connections looked like: a stall names its cause.
+			for _, o := range all {
+				d, err := eval[json.RawMessage](o, `({mode: durablewsDemo.client.mode, leader: durablewsDemo.client.leader, state: durablewsDemo.state, queue: durablewsDemo.stats().queue, debug: durablewsDemo.debugLog.slice(-60)})`)
+				if err != nil {
+					d = json.RawMessage(err.Error())
+				}
+				t.Logf("%s: %s", o.name, d)
+			}
+			t.Logf("broker connections: %s", mgmtGet(mgmtURL, "/api/connections?columns=name,peer_port,state,connected_at,recv_oct,send_oct,channels"))
+			t.Logf("queue consumers: %s", mgmtGet(mgmtURL, "/api/queues/%2F/"+url.PathEscape(st.Queue)+"?columns=consumer_details,messages_ready,messages_unacknowledged"))
 			t.Fatalf("%s: %d of %d confirmed events not shown after a minute (killed at %v); missing (confirmed at): %v; queue %s: %s; page: %s",
 				tb.name, len(missing), len(want), killedAt.Round(time.Millisecond), when, st.Queue, q, state)
 		}
@@ -330,4 +341,26 @@ func (l *quietLogger) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return strings.Join(l.lines, "\n")
+}
+
+// mgmtGet is the management API's answer to GET path, for failure messages.
+func mgmtGet(mgmtURL, path string) string {
+	u, err := url.Parse(mgmtURL)
+	if err != nil {
+		return err.Error()
+	}
+	req, _ := http.NewRequest(http.MethodGet, mgmtURL+path, nil)
+	req.SetBasicAuth("guest", "guest")
+	if u.User != nil {
+		p, _ := u.User.Password()
+		req.SetBasicAuth(u.User.Username(), p)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp.Status + ": " + b.String()
 }

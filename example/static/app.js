@@ -93,8 +93,23 @@ function openSocket(url) {
   return ws;
 }
 
+// ?debug=1 keeps the client's debug lines (not the STOMP frames) for tests
+// to read on a failure: durablewsDemo.debugLog.
+const debugLog = [];
+const debugOpts =
+  params.get('debug') === '1'
+    ? {
+        debug: (m) => {
+          if (/^(<<<|>>>|Received data)/.test(m)) return;
+          debugLog.push(`${new Date().toISOString().slice(11, 23)} ${m}`);
+          if (debugLog.length > 400) debugLog.shift();
+        },
+      }
+    : {};
+
 const client = sessionMode
   ? new DurableClient({
+      ...debugOpts,
       // The server declares this tab's queue bound to customer.<id>.# of the
       // customer it authenticated, whatever the page asks for.
       session: { url: cfg.sessionUrl, ...(bindKey ? { bindings: [{ exchange: cfg.exchange, key: bindKey }] } : {}) },
@@ -103,6 +118,7 @@ const client = sessionMode
       dedupWindow: MAX_KEPT,
     })
   : new DurableClient({
+      ...debugOpts,
       // TRUSTED MODE ONLY: shared credentials from /api/config, and the page
       // binds its own queue.
       url: cfg.webStompUrls ?? cfg.webStompUrl, // a list with several nodes: the client rotates over them
@@ -470,6 +486,7 @@ const demo = {
   loads,
   shown,
   stateLog,
+  debugLog,
   get state() {
     return client.state;
   },
