@@ -132,7 +132,8 @@ func Start(t testing.TB, opts testbroker.Options) (*testbroker.Node, Files, Resu
 	}
 	opts.AdvancedConfig = f.AdvancedConfig
 	n := testbroker.Start(t, opts)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// A handful of CLI calls: 7-47 s each on a saturated 2-vCPU machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	r := Run(ctx, NodeEnv(n, f), "apply")
 	if r.Err != nil {
