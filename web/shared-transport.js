@@ -287,9 +287,13 @@ export class SharedTransport {
         return;
       }
       case 'msg': {
-        if (m.from !== this._leader || m.lgen !== this._lgen || !this._liveGen) return;
+        if (m.from !== this._leader || m.lgen !== this._lgen || !this._liveGen) {
+          this._hooks.debug(`shared: a MESSAGE of connection ${m.lgen} dropped (following ${this._lgen}, live ${this._liveGen}, leader ${m.from === this._leader ? 'same' : 'other'})`);
+          return;
+        }
         const cb = this._subs.get(m.sub);
         if (cb) cb(this._frame(m));
+        else this._hooks.debug(`shared: a MESSAGE for ${m.sub}, which this tab has not subscribed on connection ${m.lgen}: dropped`);
         return;
       }
       case 'receipt': {
@@ -575,7 +579,10 @@ class Hub {
       return;
     }
     const conn = this._transport.client;
-    if (!conn || m.lgen !== this._transport.liveGen || !this._transport.canAck(m.lgen)) return;
+    if (!conn || m.lgen !== this._transport.liveGen || !this._transport.canAck(m.lgen)) {
+      this._owner._hooks.debug(`shared: hub: ${m.t} of tab ${member.tab} for connection ${m.lgen} ignored (live ${this._transport.liveGen})`);
+      return;
+    }
     switch (m.t) {
       case 'sub': {
         if (this._granted && !this._granted.has(String(m.destination).replace(/^\/amq\/queue\//, ''))) {
@@ -730,7 +737,10 @@ class Hub {
     const ackId = frame.headers.ack ?? frame.headers['message-id'];
     s.unacked.add(ackId);
     const member = this._members.get(s.member);
-    if (!member) return;
+    if (!member) {
+      this._owner._hooks.debug(`shared: hub: a MESSAGE on ${s.hubId}, whose tab is gone`);
+      return;
+    }
     this._to(s.member, member, {
       t: 'msg',
       lgen,
