@@ -86,8 +86,23 @@ let socket = null;
 let cutUntil = 0;
 let cutAt = 0; // when Drop connection was pressed, until the tab is connected again
 let shownAtCut = 0;
+const wire = [];
 function openSocket(url) {
   const ws = new WebSocket(url, ['v12.stomp', 'v11.stomp', 'v10.stomp']);
+  if (params.get('debug') === '1') {
+    // What arrived on each socket, by subscription: a stall shows whether the frames reached the page.
+    const w = { opened: new Date().toISOString().slice(11, 23), closed: '', bytes: 0, frames: 0, messages: {}, last: '' };
+    wire.push(w);
+    if (wire.length > 6) wire.shift();
+    ws.addEventListener('message', (ev) => {
+      const text = typeof ev.data === 'string' ? ev.data : new TextDecoder().decode(ev.data);
+      w.bytes += text.length;
+      w.frames++;
+      for (const m of text.matchAll(/(?:^|\0)\n*MESSAGE\n(?:[^\n]*\n)*?subscription:([^\n]*)/g)) w.messages[m[1]] = (w.messages[m[1]] ?? 0) + 1;
+      w.last = `${new Date().toISOString().slice(11, 23)} ${text.slice(0, 40).replace(/\n/g, '|')}`;
+    });
+    ws.addEventListener('close', () => (w.closed = new Date().toISOString().slice(11, 23)));
+  }
   if (Date.now() < cutUntil) ws.close(); // the "network" is down: fail this attempt
   socket = ws;
   return ws;
@@ -487,6 +502,7 @@ const demo = {
   shown,
   stateLog,
   debugLog,
+  wire,
   get state() {
     return client.state;
   },
