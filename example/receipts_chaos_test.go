@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -317,31 +318,20 @@ func waitAllShown(t *testing.T, tb *tab, all []*tab, mgmtURL string, want []stri
 // queueState is the management API's view of queue (ready, unacked,
 // consumers), for failure messages.
 func queueState(mgmtURL, queue string) string {
-	u, err := url.Parse(mgmtURL)
+	status, body, err := mgmtRead(mgmtURL, "/api/queues/%2F/"+url.PathEscape(queue))
 	if err != nil {
 		return err.Error()
 	}
-	req, _ := http.NewRequest(http.MethodGet, mgmtURL+"/api/queues/%2F/"+url.PathEscape(queue), nil)
-	req.SetBasicAuth("guest", "guest")
-	if u.User != nil {
-		p, _ := u.User.Password()
-		req.SetBasicAuth(u.User.Username(), p)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err.Error()
-	}
-	defer resp.Body.Close()
 	var q struct {
 		Ready     int    `json:"messages_ready"`
 		Unacked   int    `json:"messages_unacknowledged"`
 		Consumers int    `json:"consumers"`
 		State     string `json:"state"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&q); err != nil {
-		return resp.Status + ": " + err.Error()
+	if err := json.Unmarshal(body, &q); err != nil {
+		return status + ": " + err.Error()
 	}
-	return fmt.Sprintf("%s: ready %d unacked %d consumers %d state %s", resp.Status, q.Ready, q.Unacked, q.Consumers, q.State)
+	return fmt.Sprintf("%s: ready %d unacked %d consumers %d state %s", status, q.Ready, q.Unacked, q.Consumers, q.State)
 }
 
 // quietLogger keeps the app's errors (the last 200) instead of logging them.
@@ -372,11 +362,24 @@ func (l *quietLogger) String() string {
 
 // mgmtGet is the management API's answer to GET path, for failure messages.
 func mgmtGet(mgmtURL, path string) string {
-	u, err := url.Parse(mgmtURL)
+	status, body, err := mgmtRead(mgmtURL, path)
 	if err != nil {
 		return err.Error()
 	}
-	req, _ := http.NewRequest(http.MethodGet, mgmtURL+path, nil)
+	return status + ": " + string(body)
+}
+
+// mgmtRead GETs path from the management API, with the credentials of
+// mgmtURL (guest/guest when it has none).
+func mgmtRead(mgmtURL, path string) (status string, body []byte, err error) {
+	u, err := url.Parse(mgmtURL)
+	if err != nil {
+		return "", nil, err
+	}
+	req, err := http.NewRequest(http.MethodGet, mgmtURL+path, nil)
+	if err != nil {
+		return "", nil, err
+	}
 	req.SetBasicAuth("guest", "guest")
 	if u.User != nil {
 		p, _ := u.User.Password()
@@ -384,10 +387,9 @@ func mgmtGet(mgmtURL, path string) string {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err.Error()
+		return "", nil, err
 	}
 	defer resp.Body.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(resp.Body)
-	return resp.Status + ": " + b.String()
+	body, err = io.ReadAll(resp.Body)
+	return resp.Status, body, err
 }
