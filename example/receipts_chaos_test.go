@@ -241,16 +241,16 @@ func hasReceipt(a *app, id, tabID string) bool {
 	return false
 }
 
-// waitAllShown waits up to a minute until tb shows every id of want, each
-// once. On time-out it says which are missing, when their publish was
-// confirmed (against the kill), and the tab queue's state on the broker.
 // waitAllShown waits until tb shows every event of want, once each, and
 // fails if the tab stops making progress: no new event shown for
 // stallAfter while some are missing (a stall: what the test is for), or
 // the backlog not drained within drainCap. Progress, not a fixed time: the
 // backlog the outage left drains at the page's pace, which on a saturated
 // machine was 6 events/s per tab (four busy loops on the 2 vCPUs: 441
-// events still queued a minute after the faults, still arriving).
+// events still queued a minute after the faults, still arriving). On
+// failure it says which events are missing, when their publish was
+// confirmed (against the kill), the tab queue's state on the broker, and
+// every tab's mode, debug lines and socket counts.
 func waitAllShown(t *testing.T, tb *tab, all []*tab, mgmtURL string, want []string, confirmedAt map[string]time.Duration, killedAt time.Duration) {
 	t.Helper()
 	const stallAfter, drainCap = 30 * time.Second, 5 * time.Minute
